@@ -1,0 +1,39 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck unit emulator-check seed serve clean
+
+$(STAMP): requirements-dev.txt functions/requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $(STAMP)
+
+emulator-check: $(STAMP)
+	@$(PY) scripts/emulator.py check >/dev/null
+
+demo: $(STAMP) emulator-check
+	$(PY) scripts/demo.py
+
+test: $(STAMP) emulator-check lint typecheck
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(PY) -m ruff check functions scripts tests
+
+typecheck: $(STAMP)
+	$(PY) -m mypy
+
+unit: $(STAMP)
+	$(PY) -m pytest tests/unit
+
+seed: $(STAMP)
+	$(PY) scripts/seed.py $(if $(EMULATOR),--emulator $(EMULATOR))
+
+serve: $(STAMP)
+	PYTHONPATH=functions $(PY) scripts/serve.py
+
+clean:
+	rm -rf $(VENV) .emulator-logs .pytest_cache .mypy_cache .ruff_cache

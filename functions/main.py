@@ -1,0 +1,39 @@
+"""Deployed Cloud Functions. Names here are the deployed names; the work lives in ``opsloop``."""
+
+from typing import Any
+
+from firebase_functions import https_fn, options, scheduler_fn
+
+from opsloop.handlers import callables, http, schedules
+from opsloop.store.client import ensure_firebase_app
+
+# Callables verify the caller's ID token before our code runs, so the firebase_admin app must exist
+# at import. It is cheap: credentials are resolved on first use.
+ensure_firebase_app()
+
+options.set_global_options(region="us-central1", max_instances=20)
+
+
+@https_fn.on_request(memory=options.MemoryOption.MB_512)
+def recordObservation(req: https_fn.Request) -> https_fn.Response:
+    return http.record_observation(req)
+
+
+@scheduler_fn.on_schedule(schedule="every 5 minutes", timeout_sec=540, memory=options.MemoryOption.GB_1)
+def scoreObservations(event: scheduler_fn.ScheduledEvent) -> None:
+    schedules.score(event)
+
+
+@scheduler_fn.on_schedule(schedule="every 60 minutes", timeout_sec=300)
+def autoTunePolicies(event: scheduler_fn.ScheduledEvent) -> None:
+    schedules.tune(event)
+
+
+@https_fn.on_call()
+def activatePolicy(req: https_fn.CallableRequest[Any]) -> dict[str, Any]:
+    return callables.activate_policy(req)
+
+
+@https_fn.on_call()
+def rollbackPolicy(req: https_fn.CallableRequest[Any]) -> dict[str, Any]:
+    return callables.rollback_policy(req)

@@ -1,0 +1,166 @@
+"""The observation a component reports, validated at the edge with pydantic."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+MAX_BATCH = 500
+MAX_META_BYTES = 4096
+MAX_META_DEPTH = 4
+MAX_FUTURE_SKEW_MS = 5 * 60_000
+
+Outcome = Literal["success", "failure", "timeout", "rate_limit"]
+
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
+_COMPONENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
+_POLICY_REF = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}@(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})$")
+
+
+def _depth(value: Any, level: int = 1) -> int:
+    if isinstance(value, dict):
+        return max([level, *(_depth(v, level + 1) for v in value.values())])
+    if isinstance(value, list):
+        return max([level, *(_depth(v, level + 1) for v in value)])
+    return level
+
+
+class ObservationIn(BaseModel):
+    """One outcome reported by a component (``recordObservation``'s item)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    id: str | None = Field(default=None, description="client idempotency key")
+    ts: int | None = Field(default=None, ge=0, description="event time, ms since epoch; server time if absent")
+    component: str
+    outcome: Outcome
+    durationMs: float = Field(ge=0, le=86_400_000)  # noqa: N815 - wire name
+    tokensIn: int = Field(default=0, ge=0, le=100_000_000)  # noqa: N815
+    tokensOut: int = Field(default=0, ge=0, le=100_000_000)  # noqa: N815
+    costUsd: float = Field(default=0.0, ge=0, le=1_000_000)  # noqa: N815
+    policyVersion: str | None = None  # noqa: N815
+    arm: Literal["champion", "challenger"] | None = None
+    errorCode: str | None = Field(default=None, max_length=128)  # noqa: N815
+    meta: dict[str, Any] | None = None
+
+    @field_validator("durationMs", "costUsd", mode="before")
+    @classmethod
+    def _number(cls, v: Any) -> Any:
+        # strict mode would refuse an int for a float field; ints are fine, bools and NaN/inf are not
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise ValueError(f"must be a number, got {type(v).__name__}")
+        if not math.isfinite(v):
+            raise ValueError(f"must be a finite number, got {v!r}")
+        return float(v)
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v: str | None) -> str | None:
+        if v is not None and (_ID.match(v) is None or v.startswith("__")):
+            raise ValueError("must be 1-128 chars of letters, digits, '_', '.', ':' or '-', starting alphanumeric")
+        return v
+
+    @field_validator("component")
+    @classmethod
+    def _component(cls, v: str) -> str:
+        if _COMPONENT.match(v) is None:
+            raise ValueError(
+                "must be 1-128 chars of letters, digits, '_', '.', ':' or '-', starting alphanumeric "
+                "(e.g. 'router:gpt-5')"
+            )
+        return v
+
+    @field_validator("policyVersion")
+    @classmethod
+    def _policy(cls, v: str | None) -> str | None:
+        if v is not None and _POLICY_REF.match(v) is None:
+            raise ValueError("must look like 'router-core@1.0.0'")
+        return v
+
+    @field_validator("meta")
+    @classmethod
+    def _meta(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is None:
+            return v
+        try:
+            encoded = json.dumps(v, allow_nan=False, separators=(",", ":"))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"must be JSON without NaN/Infinity ({exc})") from None
+        if len(encoded.encode()) > MAX_META_BYTES:
+            raise ValueError(f"must encode to at most {MAX_META_BYTES} bytes of JSON, got {len(encoded)}")
+        if _depth(v) > MAX_META_DEPTH:
+            raise ValueError(f"must nest at most {MAX_META_DEPTH} levels deep")
+        return v
+
+
+class FieldError(BaseModel):
+    """One validation problem: where (``observations.3.durationMs``) and what."""
+
+    field: str
+    message: str
+
+
+class InvalidBatch(ValueError):
+    """A batch failed validation; nothing of it may be written."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        self.errors = errors
+        first = errors[0] if errors else FieldError(field="", message="invalid")
+        super().__init__(f"{len(errors)} invalid field(s), first: {first.field}: {first.message}")
+
+
+def _errors_from(exc: ValidationError, prefix: str) -> list[FieldError]:
+    out = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = ".".join(str(p) for p in (prefix, *err["loc"]) if p != "")
+        out.append(FieldError(field=loc or prefix, message=err["msg"]))
+    return out
+
+
+def parse_batch(payload: Any, now_ms: int) -> list[ObservationIn]:
+    """Validate one observation or ``{"observations": [...]}``; raise InvalidBatch with every error."""
+    if isinstance(payload, dict) and "observations" in payload:
+        if set(payload) != {"observations"}:
+            extra = sorted(set(payload) - {"observations"})
+            raise InvalidBatch([FieldError(field=extra[0], message="unexpected field beside 'observations'")])
+        items = payload["observations"]
+        if not isinstance(items, list):
+            raise InvalidBatch([FieldError(field="observations", message="must be a list")])
+        if not items:
+            raise InvalidBatch([FieldError(field="observations", message="must hold at least one item")])
+        if len(items) > MAX_BATCH:
+            raise InvalidBatch(
+                [FieldError(field="observations", message=f"at most {MAX_BATCH} items, got {len(items)}")]
+            )
+        prefixed = [(f"observations.{i}", item) for i, item in enumerate(items)]
+    elif isinstance(payload, dict):
+        prefixed = [("", payload)]
+    else:
+        raise InvalidBatch([FieldError(field="", message="body must be a JSON object")])
+
+    parsed: list[ObservationIn] = []
+    errors: list[FieldError] = []
+    for prefix, item in prefixed:
+        if not isinstance(item, dict):
+            errors.append(FieldError(field=prefix or "", message="must be a JSON object"))
+            continue
+        try:
+            obs = ObservationIn.model_validate(item)
+        except ValidationError as exc:
+            errors.extend(_errors_from(exc, prefix))
+            continue
+        if obs.ts is not None and obs.ts > now_ms + MAX_FUTURE_SKEW_MS:
+            errors.append(FieldError(field=f"{prefix}.ts".lstrip("."), message="is more than 5 minutes in the future"))
+            continue
+        parsed.append(obs)
+    ids = [o.id for o in parsed if o.id is not None]
+    if len(ids) != len(set(ids)):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        errors.append(FieldError(field="observations", message=f"id {dup!r} appears more than once"))
+    if errors:
+        raise InvalidBatch(errors)
+    return parsed

@@ -1,0 +1,148 @@
+"""Proposing new router model weights from per-model reward statistics.
+
+The update is a multiplicative-weights step on the policy's current weights:
+
+    d_m   = r_m - r_bar                              (r_bar: reward of the current weighting)
+    d_m  <- sign(d_m) * max(|d_m| - z * se_m, 0)      (only differences clear of noise count)
+    w_m' ∝ w_m * exp(eta * d_m)
+    w_m'' = floor + (1 - K * floor) * w_m'           (every model keeps an exploration share)
+
+Models with fewer than ``min_samples`` observations are not judged on their sparse data: they are
+taken to be exactly acceptable (r_m = minAcceptable), so traffic leaving a failing model goes to them
+without them being rewarded or punished for noise. A proposal is made only when the weights move by at
+least ``min_change`` in L1 distance.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TuningConfig:
+    min_samples: int = 50
+    exploration_floor: float = 0.05
+    learning_rate: float = 5.0
+    z: float = 2.0
+    min_change: float = 0.05
+    window: str = "24h"
+
+    def __post_init__(self) -> None:
+        if self.min_samples < 1:
+            raise ValueError(f"min_samples must be >= 1, got {self.min_samples!r}")
+        if not 0.0 <= self.exploration_floor < 0.5:
+            raise ValueError(f"exploration_floor must be in [0, 0.5), got {self.exploration_floor!r}")
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        if not (math.isfinite(self.min_change) and self.min_change > 0):
+            raise ValueError(f"min_change must be > 0, got {self.min_change!r}")
+
+
+@dataclass(frozen=True)
+class ArmStats:
+    """What the tuner knows about one model: the window's n, mean reward and its std deviation."""
+
+    n: int
+    avg_reward: float | None
+    reward_std: float | None = None
+
+
+@dataclass(frozen=True)
+class ArmEvidence:
+    model: str
+    n: int
+    avg_reward: float | None
+    eligible: bool
+    old_weight: float
+    new_weight: float
+
+
+@dataclass(frozen=True)
+class Proposal:
+    weights: dict[str, float]
+    evidence: tuple[ArmEvidence, ...]
+    l1_change: float
+    below_acceptable: tuple[str, ...]
+    reason: str
+
+
+def normalize(weights: dict[str, float]) -> dict[str, float]:
+    if not weights:
+        raise ValueError("modelWeights must name at least one model")
+    for model, w in weights.items():
+        if not (math.isfinite(w) and w >= 0):
+            raise ValueError(f"weight of {model!r} must be a finite number >= 0, got {w!r}")
+    total = sum(weights.values())
+    if total <= 0:
+        return {m: 1.0 / len(weights) for m in weights}
+    return {m: w / total for m, w in weights.items()}
+
+
+def _round_to_one(weights: dict[str, float], digits: int = 4) -> dict[str, float]:
+    rounded = {m: round(w, digits) for m, w in weights.items()}
+    drift = round(1.0 - sum(rounded.values()), digits)
+    if drift:
+        top = max(rounded, key=lambda m: rounded[m])
+        rounded[top] = round(rounded[top] + drift, digits)
+    return rounded
+
+
+def propose_weights(
+    current: dict[str, float],
+    stats: dict[str, ArmStats],
+    min_acceptable: float,
+    cfg: TuningConfig,
+) -> Proposal | None:
+    """New weights for ``current`` given per-model ``stats``, or None when nothing calls for a change."""
+    w = normalize(current)
+    k = len(w)
+    floor = min(cfg.exploration_floor, 1.0 / k)
+    eligible = {
+        m: s for m, s in ((m, stats.get(m)) for m in w)
+        if s is not None and s.avg_reward is not None and s.n >= cfg.min_samples
+    }
+    if not eligible:
+        return None
+    r = {m: (eligible[m].avg_reward if m in eligible else min_acceptable) for m in w}
+    r_bar = sum(w[m] * float(r[m]) for m in w)  # type: ignore[arg-type]
+    d: dict[str, float] = {}
+    for m in w:
+        diff = float(r[m]) - r_bar  # type: ignore[arg-type]
+        if m in eligible:
+            s = eligible[m]
+            se = (s.reward_std or 0.0) / math.sqrt(s.n)
+            diff = math.copysign(max(abs(diff) - cfg.z * se, 0.0), diff)
+        d[m] = diff
+    top = max(d.values())
+    raw = {m: w[m] * math.exp(cfg.learning_rate * (d[m] - top)) for m in w}
+    shaped = normalize(raw)
+    new = _round_to_one({m: floor + (1.0 - k * floor) * shaped[m] for m in w})
+    l1 = round(sum(abs(new[m] - w[m]) for m in w), 6)
+    below = tuple(sorted(m for m, s in eligible.items() if float(s.avg_reward or 0.0) < min_acceptable))
+    if l1 < cfg.min_change:
+        return None
+    evidence = tuple(
+        ArmEvidence(
+            model=m,
+            n=stats[m].n if m in stats else 0,
+            avg_reward=stats[m].avg_reward if m in stats else None,
+            eligible=m in eligible,
+            old_weight=round(w[m], 4),
+            new_weight=new[m],
+        )
+        for m in w
+    )
+    if below:
+        reason = f"avg reward under minAcceptable {min_acceptable} for {', '.join(below)}"
+    else:
+        reason = "a better weighting is clear of noise"
+    return Proposal(weights=new, evidence=evidence, l1_change=l1, below_acceptable=below, reason=reason)
+
+
+def equivalent(a: dict[str, float], b: dict[str, float], tolerance: float = 0.02) -> bool:
+    """Two weightings are equivalent when they name the same models and differ by < tolerance each."""
+    if set(a) != set(b):
+        return False
+    na, nb = normalize(a), normalize(b)
+    return all(abs(na[m] - nb[m]) < tolerance for m in na)

@@ -1,0 +1,78 @@
+"""Time buckets and the rolling windows built from them.
+
+Every scored observation is added to three aligned buckets of its component: the 5-minute, the hour
+and the day that contain its ``ts``. A window ``[end - length, end)`` is covered exactly by the fewest
+aligned buckets (5-minute pieces at the ragged edges, hours next, whole days in the middle), so a
+7-day window reads at most ~74 bucket documents per component however many observations it holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MINUTE_MS = 60_000
+HOUR_MS = 60 * MINUTE_MS
+DAY_MS = 24 * HOUR_MS
+
+# Bucket levels, finest first. The finest level is the scoring schedule's period.
+LEVELS: dict[str, int] = {"5m": 5 * MINUTE_MS, "1h": HOUR_MS, "1d": DAY_MS}
+FINEST_MS = min(LEVELS.values())
+
+WINDOWS: dict[str, int] = {"1h": HOUR_MS, "24h": DAY_MS, "7d": 7 * DAY_MS}
+
+
+@dataclass(frozen=True, order=True)
+class Segment:
+    """A run of consecutive buckets of one level: starts ``start, start+size, ..`` below ``end``."""
+
+    level: str
+    start: int
+    end: int
+
+    @property
+    def count(self) -> int:
+        return (self.end - self.start) // LEVELS[self.level]
+
+
+def bucket_start(ts_ms: int, level: str) -> int:
+    size = LEVELS[level]
+    return ts_ms - ts_ms % size
+
+
+def window_end(schedule_ms: int) -> int:
+    """End (exclusive) of every window for a run scheduled at ``schedule_ms``.
+
+    Scheduler times fall on the 5-minute grid and are used as they are; a manual trigger between grid
+    points is rounded up so that data up to the trigger is included.
+    """
+    rem = schedule_ms % FINEST_MS
+    return schedule_ms if rem == 0 else schedule_ms - rem + FINEST_MS
+
+
+def cover(start: int, end: int) -> list[Segment]:
+    """The fewest aligned buckets that tile ``[start, end)`` exactly, grouped into segments."""
+    if start % FINEST_MS or end % FINEST_MS:
+        raise ValueError(f"window bounds must be multiples of {FINEST_MS} ms, got {start!r}..{end!r}")
+    if end < start:
+        raise ValueError(f"window end {end!r} is before its start {start!r}")
+    by_size = sorted(LEVELS.items(), key=lambda kv: kv[1], reverse=True)
+    segments: list[Segment] = []
+    t = start
+    while t < end:
+        for name, size in by_size:
+            if t % size == 0 and t + size <= end:
+                if segments and segments[-1].level == name and segments[-1].end == t:
+                    last = segments[-1]
+                    segments[-1] = Segment(name, last.start, t + size)
+                else:
+                    segments.append(Segment(name, t, t + size))
+                t += size
+                break
+    return segments
+
+
+def window_bounds(schedule_ms: int, window: str) -> tuple[int, int]:
+    if window not in WINDOWS:
+        raise ValueError(f"window must be one of {sorted(WINDOWS)}, got {window!r}")
+    end = window_end(schedule_ms)
+    return end - WINDOWS[window], end

@@ -1,0 +1,39 @@
+"""Who is calling: Firebase ID tokens and the ``role`` custom claim."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..domain.errors import PermissionDenied, Unauthenticated
+from ..store.client import ensure_firebase_app
+
+SERVICE_ROLES = ("service", "admin")
+ADMIN_ROLES = ("admin",)
+
+
+def verify_bearer(header: str | None) -> dict[str, Any]:
+    """Decoded claims of ``Authorization: Bearer <ID token>``; Unauthenticated when missing or bad."""
+    if not header:
+        raise Unauthenticated("missing Authorization: Bearer <Firebase ID token>")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("Authorization header must be 'Bearer <Firebase ID token>'")
+    ensure_firebase_app()
+    from firebase_admin import auth
+
+    try:
+        claims: dict[str, Any] = auth.verify_id_token(token.strip())
+    except Exception as exc:  # firebase_admin raises several unrelated types for bad tokens
+        raise Unauthenticated(f"invalid ID token: {type(exc).__name__}") from None
+    return claims
+
+
+def require_role(claims: dict[str, Any] | None, roles: tuple[str, ...]) -> str:
+    """The caller's uid when its ``role`` claim is one of ``roles``."""
+    if not claims:
+        raise Unauthenticated("sign in with a Firebase ID token")
+    role = claims.get("role")
+    if role not in roles:
+        raise PermissionDenied(f"role {role!r} may not do this; needs one of {list(roles)}",
+                               {"requiredRoles": list(roles)})
+    return str(claims.get("uid") or claims.get("sub") or "unknown")

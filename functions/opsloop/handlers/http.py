@@ -1,0 +1,55 @@
+"""``recordObservation``: POST JSON observations over HTTP."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from firebase_functions import https_fn, logger
+
+from ..domain.errors import InvalidArgument, OpsError
+from ..services.record import record_batch
+from . import auth, deps
+from .errors import json_response, to_http_response
+
+MAX_BODY_BYTES = 1_048_576
+
+
+class PayloadTooLarge(OpsError):
+    pass
+
+
+def _reject_constant(name: str) -> Any:
+    raise InvalidArgument(f"body is not valid JSON: {name} is not a number JSON allows")
+
+
+def _read_json(request: https_fn.Request) -> Any:
+    length = request.content_length
+    if length is not None and length > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"body is {length} bytes; the limit is {MAX_BODY_BYTES}")
+    raw = request.stream.read(MAX_BODY_BYTES + 1)
+    if len(raw) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"body exceeds the limit of {MAX_BODY_BYTES} bytes")
+    try:
+        return json.loads(raw, parse_constant=_reject_constant)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InvalidArgument(f"body is not valid JSON: {exc}") from None
+
+
+def record_observation(request: https_fn.Request) -> https_fn.Response:
+    """Authenticate, validate the whole batch, store it all or nothing, answer 201 with the ids."""
+    if request.method != "POST":
+        return json_response(405, {"error": {"code": "METHOD_NOT_ALLOWED", "message": "use POST"}})
+    try:
+        auth.require_role(auth.verify_bearer(request.headers.get("Authorization")), auth.SERVICE_ROLES)
+        mimetype = (request.mimetype or "").lower()
+        if mimetype != "application/json":
+            return json_response(415, {"error": {"code": "UNSUPPORTED_MEDIA_TYPE",
+                                                 "message": "Content-Type must be application/json"}})
+        result = record_batch(deps.store(), _read_json(request))
+    except PayloadTooLarge as exc:
+        return json_response(413, {"error": {"code": "PAYLOAD_TOO_LARGE", "message": exc.message}})
+    except Exception as exc:  # mapped in one place; unexpected ones become 500 and are logged
+        return to_http_response(exc)
+    logger.info("observations recorded", created=len(result.created), duplicates=len(result.duplicates))
+    return json_response(201, {"ids": result.ids, "created": len(result.created), "duplicates": result.duplicates})

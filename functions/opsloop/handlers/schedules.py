@@ -1,0 +1,27 @@
+"""``scoreObservations`` and ``autoTunePolicies``: scheduled runs."""
+
+from __future__ import annotations
+
+from firebase_functions import logger, scheduler_fn
+
+from ..services import scoring, tuning
+from . import deps
+
+
+def score(event: scheduler_fn.ScheduledEvent) -> None:
+    """Score the backlog; an exception makes the run answer 500 so Cloud Scheduler retries it."""
+    result = scoring.score_observations(deps.store(), event.schedule_time)
+    logger.info(
+        "scoreObservations finished",
+        job=event.job_name, scheduleTime=event.schedule_time.isoformat(), leaseAcquired=result.lease_acquired,
+        scored=result.scored, invalid=result.invalid, chunks=result.chunks, statsWritten=result.stats_written,
+    )
+
+
+def tune(event: scheduler_fn.ScheduledEvent) -> None:
+    result = tuning.auto_tune(deps.store(), event.schedule_time)
+    logger.info(
+        "autoTunePolicies finished",
+        job=event.job_name, enabled=result.enabled,
+        outcomes=[o.__dict__ for o in result.outcomes],
+    )

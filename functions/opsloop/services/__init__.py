@@ -1,0 +1,1 @@
+"""Use cases: record, score, tune, activate / roll back. No HTTP types here."""

@@ -1,0 +1,55 @@
+"""Recording observations: the one validation and write path for HTTP and in-process callers."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from ..domain.errors import InvalidArgument
+from ..domain.observation import InvalidBatch, ObservationIn, parse_batch
+from ..store.firestore_store import FirestoreStore
+
+
+@dataclass(frozen=True)
+class RecordResult:
+    ids: list[str]
+    created: list[str]
+    duplicates: list[str]
+
+
+def _doc(obs: ObservationIn, now_ms: int) -> dict[str, Any]:
+    data = obs.model_dump(exclude_none=True)
+    data.pop("id", None)
+    data["ts"] = obs.ts if obs.ts is not None else now_ms
+    return data
+
+
+def record_batch(store: FirestoreStore, payload: Any, now_ms: int | None = None) -> RecordResult:
+    """Validate ``payload`` (one observation or ``{"observations": [...]}``) and store it all or nothing."""
+    now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+    try:
+        items = parse_batch(payload, now_ms)
+    except InvalidBatch as exc:
+        raise InvalidArgument(str(exc), {"errors": [e.model_dump() for e in exc.errors]}) from None
+    docs = []
+    for obs in items:
+        doc_id = obs.id or uuid.uuid4().hex
+        docs.append((doc_id, {"id": doc_id, **_doc(obs, now_ms)}, obs.id is not None))
+    duplicates = store.insert_observations(docs)
+    ids = [d[0] for d in docs]
+    dup = set(duplicates)
+    return RecordResult(ids=ids, created=[i for i in ids if i not in dup], duplicates=sorted(dup))
+
+
+def record_observation(store: FirestoreStore | None = None, **fields: Any) -> str:
+    """Record one observation from in-process code; returns its id. Raises InvalidArgument when bad.
+
+    >>> record_observation(component="router:gpt-5", outcome="success", durationMs=234, costUsd=0.02)
+    """
+    if store is None:
+        from ..store.client import get_db
+
+        store = FirestoreStore(get_db())
+    return record_batch(store, fields).ids[0]

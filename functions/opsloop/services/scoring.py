@@ -1,0 +1,222 @@
+"""Scoring every not-yet-scored observation and refreshing the rolling stats (``scoreObservations``).
+
+Exactly-once, by construction rather than by luck:
+
+* Observations are taken in ingestion order, ``(receivedAt, id)``, where ``receivedAt`` is the
+  server's commit timestamp. Only observations committed at least ``safetyMarginMs`` before the run's
+  clock are taken, so nothing can still commit behind the cursor (late *event* times are fine: their
+  ingestion is still new).
+* One transaction per chunk re-reads the cursor, writes the chunk's rewards, adds the chunk's
+  sufficient statistics to the 5-minute/hour/day buckets and advances the cursor. A run that finds the
+  cursor moved (a concurrent or retried run got there first) discards its chunk and reads again; a crash
+  leaves either the whole chunk or none of it.
+* A lease keeps concurrent runs from fighting over the cursor; correctness does not depend on it.
+* Stats documents are recomputed from buckets for windows ending at the schedule time, so a retry or a
+  replay of the same schedule time computes the same stats from the same data.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..domain import reward as reward_domain
+from ..domain import windows
+from ..domain.stats import Summary, total, window_stats
+from ..store import paths
+from ..store.firestore_store import Cursor, FirestoreStore, StoredObservation, ms
+
+Checkpoint = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ScoringSettings:
+    """``config/scoring``: how big a chunk is and how long to wait behind ingestion."""
+
+    chunk_size: int = 250
+    safety_margin_ms: int = 5000
+    lease_ttl_s: float = 540.0
+    max_writes_per_commit: int = 480
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> ScoringSettings:
+        d = cls()
+        settings = cls(
+            chunk_size=int(doc.get("chunkSize", d.chunk_size)),
+            safety_margin_ms=int(doc.get("safetyMarginMs", d.safety_margin_ms)),
+            lease_ttl_s=float(doc.get("leaseTtlS", d.lease_ttl_s)),
+            max_writes_per_commit=int(doc.get("maxWritesPerCommit", d.max_writes_per_commit)),
+        )
+        if not 1 <= settings.chunk_size <= 400:
+            raise ValueError(f"config/scoring.chunkSize must be in 1..400, got {settings.chunk_size!r}")
+        if settings.safety_margin_ms < 0:
+            raise ValueError(f"config/scoring.safetyMarginMs must be >= 0, got {settings.safety_margin_ms!r}")
+        return settings
+
+
+@dataclass
+class ScoreRunResult:
+    run_id: str
+    schedule_ms: int
+    lease_acquired: bool
+    scored: int = 0
+    invalid: int = 0
+    chunks: int = 0
+    lost_races: int = 0
+    stats: dict[str, dict[str, Any]] = field(default_factory=dict)
+    stats_written: int = 0
+
+
+def _reward_doc(obs: StoredObservation, cfg: reward_domain.RewardConfig) -> tuple[dict[str, Any], Summary | None]:
+    """The ``ops_rewards`` document for one observation and its summary (None when it cannot be scored)."""
+    d = obs.data
+    base: dict[str, Any] = {
+        "obsId": obs.doc_id,
+        "ts": d.get("ts"),
+        "component": d.get("component"),
+        "rewardVersion": cfg.version,
+        "scoredAt": ms(dt.datetime.now(dt.UTC)),
+    }
+    try:
+        if not isinstance(d.get("ts"), int) or not isinstance(d.get("component"), str):
+            raise ValueError("observation lacks an integer 'ts' or a string 'component'")
+        duration = float(d.get("durationMs", 0.0))
+        cost = float(d.get("costUsd", 0.0))
+        outcome = str(d.get("outcome"))
+        r = reward_domain.score(outcome, duration, cost, cfg)
+        summary = Summary.of(reward=r.score, success=outcome == reward_domain.SUCCESS, cost_usd=cost,
+                             duration_ms=duration)
+    except (TypeError, ValueError) as exc:
+        # Observations written straight to Firestore bypass validation; record and skip them.
+        return {**base, "invalid": True, "error": str(exc)[:500], "score": None}, None
+    doc = {**base, "score": r.score, "details": r.details(), "outcome": outcome}
+    for key in ("policyVersion", "arm"):
+        if key in d:
+            doc[key] = d[key]
+    return doc, summary
+
+
+def _bucket_deltas(scored: list[tuple[StoredObservation, Summary]]) -> dict[str, tuple[dict[str, Any], Summary]]:
+    grouped: dict[tuple[str, str, int], list[Summary]] = defaultdict(list)
+    for obs, summary in scored:
+        comp, ts = str(obs.data["component"]), int(obs.data["ts"])
+        for level in windows.LEVELS:
+            grouped[(comp, level, windows.bucket_start(ts, level))].append(summary)
+    return {
+        paths.bucket_id(comp, level, start): ({"component": comp, "level": level, "start": start}, total(parts))
+        for (comp, level, start), parts in grouped.items()
+    }
+
+
+def _fit_chunk(page: list[StoredObservation], max_writes: int) -> list[StoredObservation]:
+    """The longest prefix of ``page`` whose rewards + bucket writes + cursor fit in one commit."""
+    keys: set[tuple[Any, int]] = set()
+    for i, obs in enumerate(page):
+        ts = obs.data.get("ts")
+        if isinstance(ts, int):
+            keys.add((obs.data.get("component"), windows.bucket_start(ts, "5m")))
+        if (i + 1) + len(windows.LEVELS) * len(keys) + 1 > max_writes:
+            return page[: max(i, 1)]
+    return page
+
+
+def score_observations(
+    store: FirestoreStore,
+    schedule_time: dt.datetime,
+    *,
+    now: dt.datetime | None = None,
+    settings: ScoringSettings | None = None,
+    progress: Callable[[int], None] | None = None,
+    checkpoint: Checkpoint | None = None,
+    run_id: str | None = None,
+) -> ScoreRunResult:
+    """Score the backlog, then refresh ``ops_stats`` for windows ending at ``schedule_time``."""
+    cfg = reward_domain.RewardConfig.from_doc(store.config(paths.REWARD_CONFIG_DOC))
+    settings = settings or ScoringSettings.from_doc(store.config(paths.SCORING_DOC))
+    schedule_ms = ms(schedule_time)
+    run_id = run_id or f"score-{schedule_ms}-{uuid.uuid4().hex[:8]}"
+    hit = checkpoint or (lambda _name: None)
+
+    if not store.acquire_lease("score", run_id, settings.lease_ttl_s):
+        return ScoreRunResult(run_id, schedule_ms, lease_acquired=False)
+    result = ScoreRunResult(run_id, schedule_ms, lease_acquired=True)
+    store.record_run(run_id, {"kind": "score", "scheduleTime": schedule_ms, "status": "running",
+                              "startedAt": ms(dt.datetime.now(dt.UTC))})
+    try:
+        clock = now or dt.datetime.now(dt.UTC)
+        upper = clock - dt.timedelta(milliseconds=settings.safety_margin_ms)
+        while True:
+            cursor = store.read_cursor()
+            page = store.observations_after(cursor, upper, settings.chunk_size)
+            if not page:
+                break
+            page = _fit_chunk(page, settings.max_writes_per_commit)
+            rewards: list[tuple[str, dict[str, Any]]] = []
+            scored: list[tuple[StoredObservation, Summary]] = []
+            components: dict[str, int] = {}
+            for obs in page:
+                doc, summary = _reward_doc(obs, cfg)
+                rewards.append((obs.doc_id, doc))
+                if summary is None:
+                    result.invalid += 1
+                    continue
+                scored.append((obs, summary))
+                comp, ts = str(obs.data["component"]), int(obs.data["ts"])
+                components[comp] = max(ts, components.get(comp, 0))
+            last = page[-1]
+            new_cursor = Cursor(last.received_at, last.doc_id, components)
+            hit("before-chunk-commit")
+            if not store.commit_chunk(cursor, new_cursor, rewards, _bucket_deltas(scored)):
+                result.lost_races += 1
+                continue
+            hit("after-chunk-commit")
+            result.scored += len(scored)
+            result.chunks += 1
+            if progress is not None:
+                progress(result.scored + result.invalid)
+        hit("before-stats")
+        result.stats = refresh_stats(store, schedule_ms, cfg.version)
+        result.stats_written = store_stats(store, result.stats, schedule_ms)
+        hit("after-stats")
+        store.record_run(run_id, {"status": "done", "scored": result.scored, "invalid": result.invalid,
+                                  "chunks": result.chunks, "statsWritten": result.stats_written,
+                                  "finishedAt": ms(dt.datetime.now(dt.UTC))})
+    finally:
+        store.release_lease("score", run_id)
+    return result
+
+
+def refresh_stats(store: FirestoreStore, schedule_ms: int, reward_version: str) -> dict[str, dict[str, Any]]:
+    """Compute every (component, window) stats document for windows ending at ``schedule_ms``."""
+    longest = max(windows.WINDOWS.values())
+    end = windows.window_end(schedule_ms)
+    components = sorted(
+        c for c, last_ts in (store.read_cursor().components or {}).items() if last_ts >= end - longest
+    )
+    out: dict[str, dict[str, Any]] = {}
+    for comp in components:
+        for name in windows.WINDOWS:
+            start, stop = windows.window_bounds(schedule_ms, name)
+            summary = total(store.load_segments(comp, windows.cover(start, stop)))
+            out[paths.stats_id(comp, name)] = {
+                "component": comp,
+                "window": name,
+                "ts": schedule_ms,
+                "windowStart": start,
+                "windowEnd": stop,
+                "rewardVersion": reward_version,
+                **window_stats(summary),
+            }
+    return out
+
+
+def store_stats(store: FirestoreStore, stats: dict[str, dict[str, Any]], schedule_ms: int) -> int:
+    written = 0
+    items = list(stats.items())
+    for i in range(0, len(items), 240):
+        written += store.write_stats(dict(items[i : i + 240]), schedule_ms)
+    return written

@@ -1,0 +1,138 @@
+"""Drafting better policy versions from the stats (``autoTunePolicies``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..domain import reward as reward_domain
+from ..domain import semver
+from ..domain.tuning import ArmStats, Proposal, TuningConfig, equivalent, propose_weights
+from ..store import paths
+from ..store.firestore_store import FirestoreStore, ms
+from . import policies
+
+UPDATER = "policy-updater"
+
+
+@dataclass
+class TuneOutcome:
+    policy_id: str
+    action: str  # drafted | skipped
+    reason: str
+    version: str | None = None
+    activated: bool = False
+
+
+@dataclass
+class TuneRunResult:
+    enabled: bool
+    outcomes: list[TuneOutcome] = field(default_factory=list)
+
+
+def tuning_config(doc: dict[str, Any]) -> TuningConfig:
+    d = TuningConfig()
+    return TuningConfig(
+        min_samples=int(doc.get("minSamples", d.min_samples)),
+        exploration_floor=float(doc.get("explorationFloor", d.exploration_floor)),
+        learning_rate=float(doc.get("learningRate", d.learning_rate)),
+        z=float(doc.get("z", d.z)),
+        min_change=float(doc.get("minChange", d.min_change)),
+        window=str(doc.get("window", d.window)),
+    )
+
+
+def flags(store: FirestoreStore) -> dict[str, bool]:
+    learning = (store.config(paths.FLAGS_DOC).get("learning") or {})
+    return {
+        "enabled": bool(learning.get("enabled", True)),
+        "autoActivatePolicies": bool(learning.get("autoActivatePolicies", False)),
+    }
+
+
+def auto_tune(store: FirestoreStore, schedule_time: dt.datetime | None = None) -> TuneRunResult:
+    """Draft a new version of every active, tunable policy whose stats call for one."""
+    flag = flags(store)
+    if not flag["enabled"]:
+        return TuneRunResult(enabled=False)
+    cfg = tuning_config(store.config(paths.TUNING_DOC))
+    reward_cfg = reward_domain.RewardConfig.from_doc(store.config(paths.REWARD_CONFIG_DOC))
+    result = TuneRunResult(enabled=True)
+    for active in sorted(store.policies_with_status("active"), key=lambda d: str(d.get("id"))):
+        outcome = _tune_one(store, active, cfg, reward_cfg, flag["autoActivatePolicies"], schedule_time)
+        result.outcomes.append(outcome)
+    return result
+
+
+def _tune_one(
+    store: FirestoreStore,
+    active: dict[str, Any],
+    cfg: TuningConfig,
+    reward_cfg: reward_domain.RewardConfig,
+    auto_activate: bool,
+    schedule_time: dt.datetime | None,
+) -> TuneOutcome:
+    policy_id = str(active["id"])
+    params = active.get("params") or {}
+    weights = params.get("modelWeights")
+    if not isinstance(weights, dict) or not weights:
+        return TuneOutcome(policy_id, "skipped", "not tunable: params.modelWeights is missing")
+    components = {model: f"router:{model}" for model in weights}
+    stats = store.stats_for(list(components.values()), cfg.window)
+    arms = {
+        model: ArmStats(int(s.get("n", 0)), s.get("avgReward"), s.get("rewardStd"))
+        for model, comp in components.items()
+        if (s := stats.get(comp)) is not None
+    }
+    proposal = propose_weights({m: float(w) for m, w in weights.items()}, arms, reward_cfg.min_acceptable, cfg)
+    if proposal is None:
+        return TuneOutcome(policy_id, "skipped", "no change called for by the evidence")
+    versions = store.policy_versions(policy_id)
+    for draft in versions:
+        if draft.get("status") == "draft" and equivalent(
+            (draft.get("params") or {}).get("modelWeights") or {}, proposal.weights
+        ):
+            return TuneOutcome(policy_id, "skipped", f"equivalent draft {draft.get('version')} already waits",
+                               version=str(draft.get("version")))
+    newest = max(semver.Version.parse(str(v["version"])) for v in versions)
+    version = str(newest.bump_patch())
+    doc = {
+        "id": policy_id,
+        "version": version,
+        "status": "draft",
+        "createdBy": UPDATER,
+        "createdAt": ms(dt.datetime.now(dt.UTC)),
+        "basedOn": active["version"],
+        "notes": f"Auto-tuned from {active['version']}",
+        "params": {**params, "modelWeights": proposal.weights},
+        "evidence": _evidence(proposal, cfg, stats, schedule_time),
+    }
+    audit = {"actor": UPDATER, "action": "draft", "id": policy_id, "from": active["version"], "to": version,
+             "reason": proposal.reason}
+    if not store.create_policy_version(doc, audit):
+        return TuneOutcome(policy_id, "skipped", f"version {version} was created concurrently", version=version)
+    outcome = TuneOutcome(policy_id, "drafted", proposal.reason, version=version)
+    if auto_activate:
+        policies.activate(store, policy_id, version, actor=UPDATER)
+        outcome.activated = True
+    return outcome
+
+
+def _evidence(
+    proposal: Proposal, cfg: TuningConfig, stats: dict[str, dict[str, Any]], schedule_time: dt.datetime | None
+) -> dict[str, Any]:
+    stats_ts = max((int(s.get("ts", 0)) for s in stats.values()), default=None)
+    return {
+        "window": cfg.window,
+        "minSamples": cfg.min_samples,
+        "statsTs": stats_ts,
+        "scheduleTime": ms(schedule_time) if schedule_time else None,
+        "l1Change": proposal.l1_change,
+        "reason": proposal.reason,
+        "models": {
+            e.model: {"n": e.n, "avgReward": e.avg_reward, "eligible": e.eligible,
+                      "oldWeight": e.old_weight, "newWeight": e.new_weight}
+            for e in proposal.evidence
+        },
+    }

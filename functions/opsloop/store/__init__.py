@@ -1,0 +1,1 @@
+"""Firestore only: collection paths, documents, transactions."""

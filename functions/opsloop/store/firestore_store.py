@@ -1,0 +1,334 @@
+"""Repository over Cloud Firestore: every read and write the services make goes through here."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from ..domain import policy as policy_domain
+from ..domain.errors import Conflict
+from ..domain.stats import Summary
+from ..domain.windows import Segment
+from . import paths
+from .tx import TransactionExhausted, run_transaction
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def ms(value: dt.datetime) -> int:
+    return int((value - EPOCH).total_seconds() * 1000)
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Position of the scorer in the ingestion order (receivedAt, document id)."""
+
+    received_at: dt.datetime | None = None
+    doc_id: str = ""
+    components: dict[str, int] | None = None  # component -> newest observation ts seen
+
+    def to_doc(self) -> dict[str, Any]:
+        return {
+            "receivedAt": self.received_at,
+            "docId": self.doc_id,
+            "components": dict(self.components or {}),
+            "updatedAt": firestore.SERVER_TIMESTAMP,
+        }
+
+    def same_position(self, other: Cursor) -> bool:
+        return self.received_at == other.received_at and self.doc_id == other.doc_id
+
+
+@dataclass(frozen=True)
+class StoredObservation:
+    doc_id: str
+    data: dict[str, Any]
+    received_at: dt.datetime
+
+
+class FirestoreStore:
+    """All Firestore access of the loop. One instance per process is enough."""
+
+    def __init__(self, db: firestore.Client) -> None:
+        self.db = db
+
+    # ------------------------------------------------------------------ config
+    def config(self, name: str) -> dict[str, Any]:
+        snap = self.db.collection(paths.CONFIG).document(name).get()
+        return snap.to_dict() or {} if snap.exists else {}
+
+    def set_config(self, name: str, data: dict[str, Any], merge: bool = True) -> None:
+        self.db.collection(paths.CONFIG).document(name).set(data, merge=merge)
+
+    # ------------------------------------------------------------ observations
+    def insert_observations(self, docs: list[tuple[str, dict[str, Any], bool]]) -> list[str]:
+        """Create observations atomically; return the ids that already existed (left untouched).
+
+        ``docs`` holds (doc id, data, client_supplied). Only client-supplied ids can collide, so only
+        they are read first; generated ids are random UUIDs.
+        """
+        col = self.db.collection(paths.OBSERVATIONS)
+        keyed = [col.document(doc_id) for doc_id, _, client in docs if client]
+
+        def work(txn: firestore.Transaction) -> list[str]:
+            existing = {s.id for s in self.db.get_all(keyed, transaction=txn) if s.exists} if keyed else set()
+            for doc_id, data, _ in docs:
+                if doc_id not in existing:
+                    txn.create(col.document(doc_id), {**data, "receivedAt": firestore.SERVER_TIMESTAMP})
+            return sorted(existing)
+
+        try:
+            return run_transaction(self.db, work)
+        except TransactionExhausted as exc:
+            raise Conflict("observations could not be stored under contention; retry the request") from exc
+
+    def count(self, collection: str) -> int:
+        result = self.db.collection(collection).count().get()
+        return int(result[0][0].value)
+
+    # ----------------------------------------------------------------- scoring
+    def _cursor_ref(self) -> firestore.DocumentReference:
+        return self.db.collection(paths.RUNS).document(paths.SCORE_CURSOR_DOC)
+
+    @staticmethod
+    def _cursor_from(snap: Any) -> Cursor:
+        if not snap.exists:
+            return Cursor(components={})
+        d = snap.to_dict() or {}
+        return Cursor(d.get("receivedAt"), str(d.get("docId") or ""), dict(d.get("components") or {}))
+
+    def read_cursor(self) -> Cursor:
+        return self._cursor_from(self._cursor_ref().get())
+
+    def observations_after(self, cursor: Cursor, upper: dt.datetime, limit: int) -> list[StoredObservation]:
+        """The next ``limit`` observations ingested after ``cursor`` and no later than ``upper``."""
+        col = self.db.collection(paths.OBSERVATIONS)
+        q = col.where(filter=FieldFilter("receivedAt", "<=", upper)).order_by("receivedAt").order_by("__name__")
+        if cursor.received_at is not None:
+            q = q.start_after({"receivedAt": cursor.received_at, "__name__": col.document(cursor.doc_id)})
+        out = []
+        for snap in q.limit(limit).stream():
+            data = snap.to_dict() or {}
+            out.append(StoredObservation(snap.id, data, data["receivedAt"]))
+        return out
+
+    def commit_chunk(
+        self,
+        expected: Cursor,
+        new_cursor: Cursor,
+        rewards: list[tuple[str, dict[str, Any]]],
+        deltas: dict[str, tuple[dict[str, Any], Summary]],
+    ) -> bool:
+        """Write rewards, add bucket deltas and advance the cursor in one transaction.
+
+        Returns False (and writes nothing) when another run moved the cursor first.
+        ``deltas`` maps bucket id -> (identity fields, summary to add).
+        """
+        buckets = self.db.collection(paths.BUCKETS)
+        reward_col = self.db.collection(paths.REWARDS)
+        refs = {bid: buckets.document(bid) for bid in deltas}
+        cursor_ref = self._cursor_ref()
+
+        def work(txn: firestore.Transaction) -> bool:
+            current = self._cursor_from(cursor_ref.get(transaction=txn))
+            if not current.same_position(expected):
+                return False
+            snaps = {s.id: s for s in self.db.get_all(list(refs.values()), transaction=txn)}
+            for bid, (ident, delta) in deltas.items():
+                snap = snaps.get(bid)
+                base = Summary.from_doc(snap.to_dict() or {}) if snap is not None and snap.exists else Summary()
+                txn.set(refs[bid], {**ident, **(base + delta).to_doc(), "updatedAt": firestore.SERVER_TIMESTAMP})
+            for obs_id, data in rewards:
+                txn.set(reward_col.document(obs_id), data)
+            merged = dict(current.components or {})
+            for comp, ts in (new_cursor.components or {}).items():
+                merged[comp] = max(ts, merged.get(comp, 0))
+            txn.set(cursor_ref, Cursor(new_cursor.received_at, new_cursor.doc_id, merged).to_doc())
+            return True
+
+        return run_transaction(self.db, work)
+
+    def acquire_lease(self, name: str, owner: str, ttl_s: float) -> bool:
+        """Take the named lease unless another live owner holds it."""
+        ref = self.db.collection(paths.RUNS).document(f"lease-{name}")
+
+        def work(txn: firestore.Transaction) -> bool:
+            snap = ref.get(transaction=txn)
+            now = dt.datetime.now(dt.UTC)
+            if snap.exists:
+                d = snap.to_dict() or {}
+                if d.get("owner") not in (None, owner) and d.get("expiresAt") and d["expiresAt"] > now:
+                    return False
+            txn.set(ref, {"owner": owner, "expiresAt": now + dt.timedelta(seconds=ttl_s), "takenAt": now})
+            return True
+
+        return run_transaction(self.db, work)
+
+    def release_lease(self, name: str, owner: str) -> None:
+        ref = self.db.collection(paths.RUNS).document(f"lease-{name}")
+
+        def work(txn: firestore.Transaction) -> None:
+            snap = ref.get(transaction=txn)
+            if snap.exists and (snap.to_dict() or {}).get("owner") == owner:
+                txn.delete(ref)
+
+        run_transaction(self.db, work)
+
+    def record_run(self, run_id: str, data: dict[str, Any]) -> None:
+        self.db.collection(paths.RUNS).document(run_id).set(data, merge=True)
+
+    # ------------------------------------------------------------------- stats
+    def load_segments(self, component: str, segments: Iterable[Segment]) -> list[Summary]:
+        """The bucket summaries of ``component`` inside each segment (only buckets that exist)."""
+        col = self.db.collection(paths.BUCKETS)
+        out: list[Summary] = []
+        for seg in segments:
+            q = (
+                col.where(filter=FieldFilter("component", "==", component))
+                .where(filter=FieldFilter("level", "==", seg.level))
+                .where(filter=FieldFilter("start", ">=", seg.start))
+                .where(filter=FieldFilter("start", "<", seg.end))
+            )
+            out.extend(Summary.from_doc(s.to_dict() or {}) for s in q.stream())
+        return out
+
+    def write_stats(self, docs: dict[str, dict[str, Any]], schedule_ms: int) -> int:
+        """Write each stats document unless a newer schedule already wrote it; return how many."""
+        col = self.db.collection(paths.STATS)
+        refs = {sid: col.document(sid) for sid in docs}
+
+        def work(txn: firestore.Transaction) -> int:
+            written = 0
+            snaps = {s.id: s for s in self.db.get_all(list(refs.values()), transaction=txn)}
+            for sid, data in docs.items():
+                snap = snaps.get(sid)
+                if snap is not None and snap.exists and int((snap.to_dict() or {}).get("ts", 0)) > schedule_ms:
+                    continue
+                txn.set(refs[sid], data)
+                written += 1
+            return written
+
+        return run_transaction(self.db, work)
+
+    def stats(self, component: str | None = None) -> list[dict[str, Any]]:
+        q: Any = self.db.collection(paths.STATS)
+        if component is not None:
+            q = q.where(filter=FieldFilter("component", "==", component))
+        return [s.to_dict() or {} for s in q.stream()]
+
+    def stats_for(self, components: list[str], window: str) -> dict[str, dict[str, Any]]:
+        refs = [self.db.collection(paths.STATS).document(paths.stats_id(c, window)) for c in components]
+        out = {}
+        for snap in self.db.get_all(refs):
+            if snap.exists:
+                d = snap.to_dict() or {}
+                out[str(d.get("component"))] = d
+        return out
+
+    # ---------------------------------------------------------------- policies
+    def policy(self, policy_id: str, version: str) -> dict[str, Any] | None:
+        snap = self.db.collection(paths.POLICIES).document(f"{policy_id}@{version}").get()
+        return snap.to_dict() if snap.exists else None
+
+    def policy_versions(self, policy_id: str) -> list[dict[str, Any]]:
+        q = self.db.collection(paths.POLICIES).where(filter=FieldFilter("id", "==", policy_id))
+        return [s.to_dict() or {} for s in q.stream()]
+
+    def policies_with_status(self, status: str) -> list[dict[str, Any]]:
+        q = self.db.collection(paths.POLICIES).where(filter=FieldFilter("status", "==", status))
+        return [s.to_dict() or {} for s in q.stream()]
+
+    def create_policy_version(self, doc: dict[str, Any], audit: dict[str, Any]) -> bool:
+        """Create a new version with its audit entry atomically; False when that version exists."""
+        ref = self.db.collection(paths.POLICIES).document(f"{doc['id']}@{doc['version']}")
+        audit_ref = self.db.collection(paths.AUDIT).document(uuid.uuid4().hex)
+
+        def work(txn: firestore.Transaction) -> bool:
+            if ref.get(transaction=txn).exists:
+                return False
+            txn.create(ref, {**doc, "createdAt": doc.get("createdAt") or _now_ms()})
+            txn.create(audit_ref, {**audit, "ts": _now_ms()})
+            return True
+
+        return run_transaction(self.db, work)
+
+    def _head_ref(self, policy_id: str) -> firestore.DocumentReference:
+        return self.db.collection(paths.POLICY_HEADS).document(policy_id)
+
+    def apply_transition(
+        self,
+        policy_id: str,
+        plan: Callable[[policy_domain.Head, Callable[[str], bool]], policy_domain.Transition | None],
+        actor: str,
+        extra_audit: dict[str, Any] | None = None,
+    ) -> tuple[policy_domain.Transition | None, dict[str, Any] | None]:
+        """Read the head, let ``plan`` decide, then write head, both versions and the audit entry.
+
+        All in one transaction, retried with a fresh transaction under contention.
+        """
+        col = self.db.collection(paths.POLICIES)
+        head_ref = self._head_ref(policy_id)
+
+        def work(txn: firestore.Transaction) -> tuple[policy_domain.Transition | None, dict[str, Any] | None]:
+            head_snap = head_ref.get(transaction=txn)
+            if head_snap.exists:
+                head = policy_domain.Head.from_doc(policy_id, head_snap.to_dict())
+            else:
+                head = self._head_from_statuses(policy_id, txn)
+            found: dict[str, Any] = {}
+
+            def exists(version: str) -> bool:
+                snap = col.document(f"{policy_id}@{version}").get(transaction=txn)
+                if snap.exists:
+                    found[version] = snap.to_dict()
+                return bool(snap.exists)
+
+            transition = plan(head, exists)
+            if transition is None:
+                return None, None
+            now = _now_ms()
+            if transition.from_version is not None:
+                txn.update(col.document(f"{policy_id}@{transition.from_version}"),
+                           {"status": "archived", "archivedAt": now})
+            txn.update(col.document(f"{policy_id}@{transition.to_version}"),
+                       {"status": "active", "activatedAt": now, "activatedBy": actor})
+            txn.set(head_ref, {**transition.head.to_doc(), "updatedAt": now})
+            audit = {
+                "ts": now, "actor": actor, "action": transition.action, "id": policy_id,
+                "from": transition.from_version, "to": transition.to_version, "seq": transition.head.seq,
+                **(extra_audit or {}),
+            }
+            txn.create(self.db.collection(paths.AUDIT).document(uuid.uuid4().hex), audit)
+            return transition, audit
+
+        try:
+            return run_transaction(self.db, work, attempts=20)
+        except TransactionExhausted as exc:
+            raise Conflict(f"policy {policy_id} is being changed concurrently; retry") from exc
+
+    def _head_from_statuses(self, policy_id: str, txn: firestore.Transaction) -> policy_domain.Head:
+        """A head for a policy seeded without one: its single active version, no history."""
+        q = (
+            self.db.collection(paths.POLICIES)
+            .where(filter=FieldFilter("id", "==", policy_id))
+            .where(filter=FieldFilter("status", "==", "active"))
+        )
+        actives = sorted(str((s.to_dict() or {}).get("version")) for s in txn.get(q))
+        return policy_domain.Head(policy_id, actives[-1] if actives else None)
+
+    def audit_log(self, limit: int = 100, policy_id: str | None = None) -> list[dict[str, Any]]:
+        q: Any = self.db.collection(paths.AUDIT)
+        if policy_id is not None:
+            q = q.where(filter=FieldFilter("id", "==", policy_id))
+        docs = [s.to_dict() or {} for s in q.order_by("ts", direction=firestore.Query.DESCENDING).limit(limit).stream()]
+        return docs
+
+
+def _now_ms() -> int:
+    return ms(dt.datetime.now(dt.UTC))

@@ -149,9 +149,10 @@ def start(
     emu = Emulator(host=host, port=port, project=project, process=proc, log_path=log_path)
     try:
         wait_http(f"{emu.base_url}/", timeout=90, proc=proc)
-    except BaseException:
+    except BaseException as exc:
         emu.stop()
-        raise RuntimeError(f"Firestore emulator failed to start; see {log_path}:\n{log_path.read_text()[-2000:]}")
+        tail = log_path.read_text()[-2000:]
+        raise RuntimeError(f"Firestore emulator failed to start; see {log_path}:\n{tail}") from exc
     return emu
 
 

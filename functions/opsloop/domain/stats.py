@@ -23,7 +23,7 @@ def _empty_sketch() -> DDSketch:
 
 
 def sketch_to_bytes(sketch: DDSketch) -> bytes:
-    return bytes(DDSketchProto.to_proto(sketch).SerializeToString())
+    return bytes(DDSketchProto.to_proto(sketch).SerializeToString())  # type: ignore[no-untyped-call]
 
 
 def sketch_from_bytes(data: bytes) -> DDSketch:
@@ -31,7 +31,7 @@ def sketch_from_bytes(data: bytes) -> DDSketch:
         return _empty_sketch()
     pb = DDSketchPB()
     pb.ParseFromString(data)
-    sketch = DDSketchProto.from_proto(pb)
+    sketch: DDSketch = DDSketchProto.from_proto(pb)  # type: ignore[no-untyped-call]
     expected = _empty_sketch()
     if not expected._mergeable(sketch):
         raise ValueError(

@@ -104,11 +104,11 @@ def propose_weights(
     }
     if not eligible:
         return None
-    r = {m: (eligible[m].avg_reward if m in eligible else min_acceptable) for m in w}
-    r_bar = sum(w[m] * float(r[m]) for m in w)  # type: ignore[arg-type]
+    r = {m: float(eligible[m].avg_reward or 0.0) if m in eligible else min_acceptable for m in w}
+    r_bar = sum(w[m] * r[m] for m in w)
     d: dict[str, float] = {}
     for m in w:
-        diff = float(r[m]) - r_bar  # type: ignore[arg-type]
+        diff = r[m] - r_bar
         if m in eligible:
             s = eligible[m]
             se = (s.reward_std or 0.0) / math.sqrt(s.n)

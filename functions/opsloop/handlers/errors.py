@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 from firebase_functions import https_fn, logger
+from flask import Response
 
 from ..domain import errors
 
@@ -22,7 +23,7 @@ _TABLE: dict[type[errors.OpsError], tuple[int, https_fn.FunctionsErrorCode]] = {
 def _lookup(exc: errors.OpsError) -> tuple[int, https_fn.FunctionsErrorCode]:
     for cls in type(exc).__mro__:
         if cls in _TABLE:
-            return _TABLE[cls]  # type: ignore[index]
+            return _TABLE[cls]
     return 500, https_fn.FunctionsErrorCode.INTERNAL
 
 
@@ -35,12 +36,12 @@ def to_https_error(exc: BaseException) -> https_fn.HttpsError:
     return https_fn.HttpsError(https_fn.FunctionsErrorCode.INTERNAL, "internal error")
 
 
-def json_response(status: int, body: Any) -> https_fn.Response:
-    return https_fn.Response(json.dumps(body, separators=(",", ":")), status=status,
+def json_response(status: int, body: Any) -> Response:
+    return Response(json.dumps(body, separators=(",", ":")), status=status,
                              mimetype="application/json")
 
 
-def to_http_response(exc: BaseException) -> https_fn.Response:
+def to_http_response(exc: BaseException) -> Response:
     if isinstance(exc, errors.OpsError):
         status, code = _lookup(exc)
         body: dict[str, Any] = {"code": code.value, "message": exc.message}

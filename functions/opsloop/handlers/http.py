@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from firebase_functions import https_fn, logger
+from firebase_functions import logger
+from flask import Request, Response
 
 from ..domain.errors import InvalidArgument, OpsError
 from ..services.record import record_batch
@@ -23,7 +24,7 @@ def _reject_constant(name: str) -> Any:
     raise InvalidArgument(f"body is not valid JSON: {name} is not a number JSON allows")
 
 
-def _read_json(request: https_fn.Request) -> Any:
+def _read_json(request: Request) -> Any:
     length = request.content_length
     if length is not None and length > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"body is {length} bytes; the limit is {MAX_BODY_BYTES}")
@@ -36,7 +37,7 @@ def _read_json(request: https_fn.Request) -> Any:
         raise InvalidArgument(f"body is not valid JSON: {exc}") from None
 
 
-def record_observation(request: https_fn.Request) -> https_fn.Response:
+def record_observation(request: Request) -> Response:
     """Authenticate, validate the whole batch, store it all or nothing, answer 201 with the ids."""
     if request.method != "POST":
         return json_response(405, {"error": {"code": "METHOD_NOT_ALLOWED", "message": "use POST"}})

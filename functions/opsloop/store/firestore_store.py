@@ -89,7 +89,7 @@ class FirestoreStore:
             raise Conflict("observations could not be stored under contention; retry the request") from exc
 
     def count(self, collection: str) -> int:
-        result = self.db.collection(collection).count().get()
+        result = self.db.collection(collection).count().get()  # type: ignore[no-untyped-call]
         return int(result[0][0].value)
 
     # ----------------------------------------------------------------- scoring

@@ -1,0 +1,199 @@
+"""The deployed functions served over HTTP, driven as a component, Cloud Scheduler and an admin would."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+import requests
+
+from tests.helpers import bearer, emulator_token
+
+pytestmark = [pytest.mark.e2e, pytest.mark.emulator]
+
+SERVICE = emulator_token("router-svc", role="service")
+ADMIN = emulator_token("alice", role="admin")
+NO_ROLE = emulator_token("bob")
+
+
+def post_obs(server: str, body: Any, token: str | None = SERVICE, **kw: Any) -> requests.Response:
+    return requests.post(f"{server}/recordObservation", json=body, headers=bearer(token), timeout=30, **kw)
+
+
+def trigger(server: str, name: str, when: dt.datetime) -> requests.Response:
+    """POST the way Cloud Scheduler invokes a scheduled function."""
+    headers = {
+        "X-CloudScheduler-JobName": f"firebase-schedule-{name}-us-central1",
+        "X-CloudScheduler-ScheduleTime": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    return requests.post(f"{server}/{name}", headers=headers, timeout=120)
+
+
+def call(server: str, name: str, data: Any, token: str | None = ADMIN) -> requests.Response:
+    return requests.post(f"{server}/{name}", json={"data": data}, headers=bearer(token), timeout=60)
+
+
+def count(store: Any, collection: str) -> int:
+    return int(store.count(collection))
+
+
+def obs(component: str = "router:gpt-5", **kw: Any) -> dict[str, Any]:
+    return {"component": component, "outcome": "success", "durationMs": 250, "costUsd": 0.01, **kw}
+
+
+# ---------------------------------------------------------------------------------- recordObservation
+
+
+def test_record_single_and_batch_answers_201_with_ids(server: str, seeded: Any) -> None:
+    r = post_obs(server, obs(id="req-1", tokensIn=10, tokensOut=20, policyVersion="router-core@1.0.0"))
+    assert r.status_code == 201, r.text
+    assert r.json()["ids"] == ["req-1"]
+    r = post_obs(server, {"observations": [obs(component=f"router:m{i}") for i in range(50)]})
+    assert r.status_code == 201, r.text
+    assert len(r.json()["ids"]) == 50 and r.json()["created"] == 50
+    assert count(seeded, "ops_observations") == 51
+    stored = seeded.db.collection("ops_observations").document("req-1").get().to_dict()
+    assert stored["policyVersion"] == "router-core@1.0.0" and stored["tokensOut"] == 20
+    assert isinstance(stored["ts"], int) and stored["receivedAt"] is not None
+
+
+def test_reposting_same_id_writes_nothing_new(server: str, seeded: Any) -> None:
+    assert post_obs(server, obs(id="same", durationMs=100)).status_code == 201
+    r = post_obs(server, {"observations": [obs(id="same", durationMs=999), obs(id="other")]})
+    assert r.status_code == 201
+    assert r.json()["duplicates"] == ["same"] and r.json()["created"] == 1
+    assert count(seeded, "ops_observations") == 2
+    assert seeded.db.collection("ops_observations").document("same").get().to_dict()["durationMs"] == 100
+
+
+def test_one_bad_item_rejects_the_whole_batch_with_field_errors(server: str, seeded: Any) -> None:
+    batch = [obs(), obs(), obs(outcome="exploded"), obs(durationMs=-1)]
+    r = post_obs(server, {"observations": batch})
+    assert r.status_code == 400
+    fields = {e["field"] for e in r.json()["error"]["details"]["errors"]}
+    assert fields == {"observations.2.outcome", "observations.3.durationMs"}
+    assert count(seeded, "ops_observations") == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"component": "router:x", "outcome": "success"}, "durationMs"),
+        (obs(costUsd="cheap"), "costUsd"),
+        (obs(meta={"blob": "x" * 5000}), "meta"),
+        (obs(policyVersion="router-core@v1"), "policyVersion"),
+        ({"observations": [obs()] * 501}, "observations"),
+    ],
+)
+def test_bad_payloads_name_the_field(server: str, seeded: Any, body: Any, field: str) -> None:
+    r = post_obs(server, body)
+    assert r.status_code == 400, r.text
+    assert any(e["field"] == field for e in r.json()["error"]["details"]["errors"])
+    assert count(seeded, "ops_observations") == 0
+
+
+def test_malformed_json_and_nan_are_400(server: str, seeded: Any) -> None:
+    for raw in (b"{not json", b'{"component":"a","outcome":"success","durationMs":NaN}'):
+        r = requests.post(f"{server}/recordObservation", data=raw, timeout=30,
+                          headers={**bearer(SERVICE), "Content-Type": "application/json"})
+        assert r.status_code == 400, r.text
+    assert count(seeded, "ops_observations") == 0
+
+
+def test_oversized_body_is_413_before_parsing(server: str, seeded: Any) -> None:
+    r = requests.post(f"{server}/recordObservation", data=b"[" + b" " * 1_100_000 + b"]", timeout=30,
+                      headers={**bearer(SERVICE), "Content-Type": "application/json"})
+    assert r.status_code == 413
+
+
+@pytest.mark.parametrize(("token", "status"), [(None, 401), ("garbage", 401), (NO_ROLE, 403)])
+def test_auth_is_required(server: str, seeded: Any, token: str | None, status: int) -> None:
+    r = post_obs(server, obs(), token=token)
+    assert r.status_code == status
+    assert count(seeded, "ops_observations") == 0
+
+
+def test_admin_may_record_and_get_is_405(server: str, seeded: Any) -> None:
+    assert post_obs(server, obs(), token=ADMIN).status_code == 201
+    assert requests.get(f"{server}/recordObservation", headers=bearer(SERVICE), timeout=30).status_code == 405
+
+
+# ---------------------------------------------------------------------------------- callables
+
+
+def test_callables_enforce_auth_and_arguments(server: str, seeded: Any) -> None:
+    def status(r: requests.Response) -> str:
+        return str(r.json()["error"]["status"])
+
+    assert status(call(server, "activatePolicy", {"id": "router-core", "version": "1.0.0"}, token=None)) == (
+        "UNAUTHENTICATED"
+    )
+    assert status(call(server, "activatePolicy", {"id": "router-core", "version": "1.0.0"}, SERVICE)) == (
+        "PERMISSION_DENIED"
+    )
+    r = call(server, "activatePolicy", {"id": "router-core", "version": "one"})
+    assert status(r) == "INVALID_ARGUMENT" and "version" in r.json()["error"]["message"]
+    assert status(call(server, "activatePolicy", {"version": "1.0.0"})) == "INVALID_ARGUMENT"
+    assert status(call(server, "activatePolicy", {"id": "router-core", "version": "9.9.9"})) == "NOT_FOUND"
+    assert status(call(server, "rollbackPolicy", {"id": "router-core"})) == "FAILED_PRECONDITION"
+    assert count(seeded, "ops_audit") == 1  # only the seed's entry
+
+
+# ---------------------------------------------------------------------------------- the loop
+
+
+def test_design_e2e_failing_gpt5_is_scored_tuned_and_drafted_then_activated(server: str, seeded: Any) -> None:
+    now = dt.datetime.now(dt.UTC)
+    ts = int(now.timestamp() * 1000) - 60_000
+    failing = [
+        {"component": "router:gpt-5", "outcome": "failure", "durationMs": 5000, "ts": ts + i,
+         "policyVersion": "router-core@1.0.0", "errorCode": "upstream_500"}
+        for i in range(120)
+    ]
+    assert post_obs(server, {"observations": failing}).status_code == 201
+
+    assert trigger(server, "scoreObservations", now).status_code == 200
+    assert count(seeded, "ops_rewards") == 120
+    stats = seeded.db.collection("ops_stats").document("router:gpt-5~1h").get().to_dict()
+    assert stats["n"] == 120 and stats["avgReward"] == 0.0 and stats["successRate"] == 0.0
+
+    assert trigger(server, "autoTunePolicies", now).status_code == 200
+    drafts = [p for p in seeded.policy_versions("router-core") if p["status"] == "draft"]
+    assert len(drafts) == 1
+    draft = drafts[0]
+    assert draft["version"] == "1.0.1" and draft["createdBy"] == "policy-updater"
+    assert draft["notes"] == "Auto-tuned from 1.0.0"
+    weights = draft["params"]["modelWeights"]
+    assert weights["gpt-5"] < 0.6 and weights["gemini"] > 0.25 and weights["claude"] > 0.15
+    assert abs(sum(weights.values()) - 1.0) < 1e-9
+    assert draft["evidence"]["models"]["gpt-5"]["n"] == 120
+
+    # a second tuning run does not draft the same thing again
+    assert trigger(server, "autoTunePolicies", now).status_code == 200
+    assert len([p for p in seeded.policy_versions("router-core") if p["status"] == "draft"]) == 1
+
+    r = call(server, "activatePolicy", {"id": "router-core", "version": "1.0.1"})
+    assert r.status_code == 200, r.text
+    assert r.json()["result"] == {"id": "router-core", "active": "1.0.1", "previous": "1.0.0", "changed": True}
+    statuses = {p["version"]: p["status"] for p in seeded.policy_versions("router-core")}
+    assert statuses == {"1.0.0": "archived", "1.0.1": "active"}
+
+    r = call(server, "rollbackPolicy", {"id": "router-core"})
+    assert r.json()["result"]["active"] == "1.0.0"
+    audit = seeded.audit_log(policy_id="router-core")
+    assert [(a["action"], a["from"], a["to"], a["actor"]) for a in audit[:3]] == [
+        ("rollback", "1.0.1", "1.0.0", "alice"),
+        ("activate", "1.0.0", "1.0.1", "alice"),
+        ("draft", "1.0.0", "1.0.1", "policy-updater"),
+    ]
+
+
+def test_scheduler_retry_of_same_time_changes_nothing(server: str, seeded: Any) -> None:
+    now = dt.datetime.now(dt.UTC)
+    assert post_obs(server, {"observations": [obs(ts=int(now.timestamp() * 1000) - 1000)] * 1}).status_code == 201
+    assert trigger(server, "scoreObservations", now).status_code == 200
+    first = seeded.stats("router:gpt-5")
+    assert trigger(server, "scoreObservations", now).status_code == 200
+    assert seeded.stats("router:gpt-5") == first
+    assert count(seeded, "ops_rewards") == 1

@@ -1,0 +1,202 @@
+"""scoreObservations against the real emulator: exactly-once, late data, replay, stats accuracy."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import threading
+from typing import Any
+
+import numpy as np
+import pytest
+
+from opsloop.domain.reward import RewardConfig
+from opsloop.domain.reward import score as reward_score
+from opsloop.services import scoring
+from opsloop.services.record import record_batch
+from opsloop.store.firestore_store import FirestoreStore
+
+pytestmark = pytest.mark.emulator
+
+NOW = dt.datetime.now(dt.UTC).replace(microsecond=0)
+NOW_MS = int(NOW.timestamp() * 1000)
+SMALL = scoring.ScoringSettings(chunk_size=40, safety_margin_ms=0)
+
+
+def make_batch(n: int, seed: int, ts_base: int = NOW_MS - 30 * 60_000, components: int = 4) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        out.append({
+            "component": f"router:m{i % components}",
+            "outcome": rng.choice(["success", "success", "success", "failure", "timeout"]),
+            "durationMs": round(rng.lognormvariate(6, 0.6), 3),
+            "costUsd": round(rng.uniform(0, 0.12), 5),
+            "ts": ts_base + rng.randrange(0, 20 * 60_000),
+        })
+    return out
+
+
+def ingest(store: FirestoreStore, items: list[dict[str, Any]]) -> None:
+    for i in range(0, len(items), 500):
+        record_batch(store, {"observations": items[i : i + 500]})
+
+
+def expected_rewards(items: list[dict[str, Any]]) -> dict[str, list[float]]:
+    cfg = RewardConfig()
+    out: dict[str, list[float]] = {}
+    for it in items:
+        out.setdefault(it["component"], []).append(
+            reward_score(it["outcome"], it["durationMs"], it["costUsd"], cfg).score
+        )
+    return out
+
+
+def bucket_totals(store: FirestoreStore) -> dict[tuple[str, str], int]:
+    totals: dict[tuple[str, str], int] = {}
+    for snap in store.db.collection("ops_buckets").stream():
+        d = snap.to_dict()
+        key = (d["component"], d["level"])
+        totals[key] = totals.get(key, 0) + d["n"]
+    return totals
+
+
+def assert_counted_once(store: FirestoreStore, items: list[dict[str, Any]], result_stats: dict[str, Any]) -> None:
+    assert store.count("ops_rewards") == len(items)
+    per_comp: dict[str, int] = {}
+    for it in items:
+        per_comp[it["component"]] = per_comp.get(it["component"], 0) + 1
+    totals = bucket_totals(store)
+    for comp, n in per_comp.items():
+        for level in ("5m", "1h", "1d"):
+            assert totals[(comp, level)] == n, (comp, level)
+        assert result_stats[f"{comp}~1h"]["n"] == n
+
+
+def test_scores_backlog_in_chunks_and_stats_match_exact_numbers(seeded: FirestoreStore) -> None:
+    items = make_batch(300, seed=1)
+    ingest(seeded, items)
+    result = scoring.score_observations(seeded, NOW, settings=SMALL)
+    assert result.scored == 300 and result.chunks >= 300 // 40
+    assert_counted_once(seeded, items, result.stats)
+    exp = expected_rewards(items)
+    for comp, rewards in exp.items():
+        st = seeded.db.collection("ops_stats").document(f"{comp}~24h").get().to_dict()
+        assert st["n"] == len(rewards)
+        assert st["avgReward"] == pytest.approx(np.mean(rewards), abs=1e-6)
+        lat = [it["durationMs"] for it in items if it["component"] == comp]
+        for q, key in ((0.5, "p50Latency"), (0.95, "p95Latency")):
+            exact = float(np.quantile(lat, q, method="lower"))
+            assert abs(st[key] - exact) / exact <= 0.01, (comp, key, st[key], exact)
+        successes = sum(1 for it in items if it["component"] == comp and it["outcome"] == "success")
+        assert st["successRate"] == pytest.approx(successes / len(rewards))
+
+
+@pytest.mark.parametrize("with_lease", [True, False], ids=["lease", "cursor-guard-only"])
+def test_three_concurrent_runs_count_every_observation_once(
+    seeded: FirestoreStore, monkeypatch: pytest.MonkeyPatch, with_lease: bool
+) -> None:
+    items = make_batch(240, seed=2)
+    ingest(seeded, items)
+    if not with_lease:  # prove the transaction's cursor check alone keeps runs exactly-once
+        monkeypatch.setattr(FirestoreStore, "acquire_lease", lambda self, *a: True)
+    results: list[scoring.ScoreRunResult] = []
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            results.append(scoring.score_observations(seeded, NOW, settings=SMALL))
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert sum(r.scored for r in results) == 240
+    final = scoring.score_observations(seeded, NOW, settings=SMALL)
+    assert final.scored == 0
+    assert_counted_once(seeded, items, final.stats)
+
+
+@pytest.mark.parametrize("crash_at", ["before-chunk-commit", "after-chunk-commit", "before-stats", "after-stats"])
+def test_crash_then_rerun_loses_nothing_and_counts_nothing_twice(seeded: FirestoreStore, crash_at: str) -> None:
+    items = make_batch(150, seed=3)
+    ingest(seeded, items)
+    hits = {"n": 0}
+
+    def crash(name: str) -> None:
+        if name == crash_at:
+            hits["n"] += 1
+            if hits["n"] == 2 or name.endswith("stats"):
+                raise RuntimeError(f"injected crash at {name}")
+
+    with pytest.raises(RuntimeError, match="injected crash"):
+        scoring.score_observations(seeded, NOW, settings=SMALL, checkpoint=crash)
+    rerun = scoring.score_observations(seeded, NOW, settings=SMALL)
+    assert_counted_once(seeded, items, rerun.stats)
+
+
+def test_late_arriving_observations_are_still_scored_into_their_old_bucket(seeded: FirestoreStore) -> None:
+    ingest(seeded, make_batch(50, seed=4))
+    first = scoring.score_observations(seeded, NOW, settings=SMALL)
+    assert first.scored == 50
+    old_ts = NOW_MS - 3 * 24 * 3600_000  # three days ago, reported only now
+    ingest(seeded, [{"component": "router:m0", "outcome": "success", "durationMs": 10, "ts": old_ts}])
+    second = scoring.score_observations(seeded, NOW, settings=SMALL)
+    assert second.scored == 1
+    assert second.stats["router:m0~7d"]["n"] == first.stats["router:m0~7d"]["n"] + 1
+    assert second.stats["router:m0~24h"]["n"] == first.stats["router:m0~24h"]["n"]
+
+
+def test_replaying_a_past_schedule_time_reproduces_its_stats(seeded: FirestoreStore) -> None:
+    earlier = NOW - dt.timedelta(hours=2)
+    earlier_ms = int(earlier.timestamp() * 1000)
+    ingest(seeded, make_batch(80, seed=5, ts_base=earlier_ms - 40 * 60_000))
+    original = scoring.score_observations(seeded, earlier, settings=SMALL).stats
+    ingest(seeded, make_batch(60, seed=6, ts_base=NOW_MS - 30 * 60_000))  # after the earlier windows
+    current = scoring.score_observations(seeded, NOW, settings=SMALL).stats
+    assert current["router:m0~24h"]["n"] > original["router:m0~24h"]["n"]
+    replay = scoring.score_observations(seeded, earlier, settings=SMALL)
+    assert replay.scored == 0
+    assert replay.stats == original
+    # the replay computed old windows but did not overwrite the newer stats documents
+    assert seeded.db.collection("ops_stats").document("router:m0~24h").get().to_dict()["ts"] == NOW_MS
+
+
+def test_safety_margin_defers_observations_still_landing(seeded: FirestoreStore) -> None:
+    ingest(seeded, make_batch(10, seed=7))
+    wide = scoring.ScoringSettings(chunk_size=40, safety_margin_ms=60_000)
+    assert scoring.score_observations(seeded, NOW, settings=wide).scored == 0
+    assert scoring.score_observations(seeded, NOW, settings=SMALL).scored == 10
+
+
+def test_invalid_documents_written_directly_are_recorded_and_skipped(seeded: FirestoreStore) -> None:
+    from google.cloud import firestore
+
+    ingest(seeded, make_batch(5, seed=8))
+    seeded.db.collection("ops_observations").document("bad").set(
+        {"component": "router:m0", "outcome": "exploded", "durationMs": 10, "ts": NOW_MS,
+         "receivedAt": firestore.SERVER_TIMESTAMP}
+    )
+    result = scoring.score_observations(seeded, NOW, settings=SMALL)
+    assert result.scored == 5 and result.invalid == 1
+    bad = seeded.db.collection("ops_rewards").document("bad").get().to_dict()
+    assert bad["invalid"] is True and "outcome" in bad["error"]
+    assert sum(s["n"] for k, s in result.stats.items() if k.endswith("~7d")) == 5
+
+
+def test_a_run_writes_each_stats_document_once(seeded: FirestoreStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    ingest(seeded, make_batch(200, seed=9))
+    writes: list[str] = []
+    original = FirestoreStore.write_stats
+
+    def spy(self: FirestoreStore, docs: dict[str, Any], schedule_ms: int) -> int:
+        writes.extend(docs)
+        return original(self, docs, schedule_ms)
+
+    monkeypatch.setattr(FirestoreStore, "write_stats", spy)
+    scoring.score_observations(seeded, NOW, settings=SMALL)
+    assert len(writes) == len(set(writes)) == 4 * 3

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import threading
 from typing import Any
 
@@ -19,7 +20,9 @@ NOW = dt.datetime.now(dt.UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
 
 
-def add_version(store: FirestoreStore, version: str, status: str = "draft", weights: dict[str, float] | None = None) -> None:
+def add_version(
+    store: FirestoreStore, version: str, status: str = "draft", weights: dict[str, float] | None = None
+) -> None:
     doc = {
         "id": "router-core", "version": version, "status": status, "createdBy": "test",
         "params": {"modelWeights": weights or {"gpt-5": 0.5, "gemini": 0.3, "claude": 0.2}},
@@ -63,7 +66,7 @@ def test_ten_concurrent_activations_leave_one_active_and_one_audit_per_change(se
     # the audit entries chain: each change starts where the previous one ended
     chain = sorted(audits, key=lambda a: a["seq"])
     assert chain[0]["from"] == "1.0.0"
-    assert all(a["from"] == b["to"] for b, a in zip(chain, chain[1:], strict=False))
+    assert all(a["from"] == b["to"] for b, a in itertools.pairwise(chain))
     assert chain[-1]["to"] == active[0]
     assert all(s == "archived" for v, s in final.items() if v != active[0])
 
@@ -95,7 +98,7 @@ def test_concurrent_activations_and_rollbacks_stay_consistent(seeded: FirestoreS
     assert len(active) == 1
     chain = sorted(change_audits(seeded), key=lambda a: a["seq"])
     assert [a["seq"] for a in chain] == list(range(1, len(chain) + 1))
-    assert all(a["from"] == b["to"] for b, a in zip(chain, chain[1:], strict=False))
+    assert all(a["from"] == b["to"] for b, a in itertools.pairwise(chain))
     assert chain[-1]["to"] == active[0]
 
 

@@ -50,7 +50,9 @@ def table(rows: list[list[Any]], header: list[str]) -> None:
             say("  " + "  ".join("-" * w for w in widths))
 
 
-def simulate(rng: random.Random, weights: dict[str, float], start_ms: int, n: int, degrade_after: int) -> list[dict[str, Any]]:
+def simulate(
+    rng: random.Random, weights: dict[str, float], start_ms: int, n: int, degrade_after: int
+) -> list[dict[str, Any]]:
     """A router choosing models by the active weights; gpt-5 degrades for the second part of the run."""
     out = []
     models = list(weights)
@@ -61,7 +63,10 @@ def simulate(rng: random.Random, weights: dict[str, float], start_ms: int, n: in
             median, fail = 3800.0, 0.55
         latency = median * rng.lognormvariate(0, 0.35)
         roll = rng.random()
-        outcome = "success" if roll >= fail else ("timeout" if latency > 3000 else rng.choice(["failure", "rate_limit"]))
+        if roll >= fail:
+            outcome = "success"
+        else:
+            outcome = "timeout" if latency > 3000 else rng.choice(["failure", "rate_limit"])
         item: dict[str, Any] = {
             "id": f"demo-{i:05d}",
             "ts": start_ms + i * 1500,

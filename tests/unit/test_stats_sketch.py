@@ -131,7 +131,10 @@ def test_doc_round_trip(rows: list) -> None:
     assert back == s
     assert back.latency.count == s.latency.count
     for q in (0.0, *QUANTILES, 1.0):
-        assert back.latency_quantile(q) == s.latency_quantile(q)
+        if s.n == 0:
+            assert back.latency_quantile(q) is None
+        else:  # the proto stores gamma, so the restored mapping may differ in the last ulp
+            assert back.latency_quantile(q) == pytest.approx(s.latency_quantile(q), rel=1e-12)
     # a restored summary still merges with a fresh one
     assert (back + s).n == 2 * s.n
 

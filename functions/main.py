@@ -3,6 +3,7 @@
 from typing import Any
 
 from firebase_functions import https_fn, options, scheduler_fn
+from flask import Request, Response
 
 from opsloop.handlers import callables, http, schedules
 from opsloop.store.client import ensure_firebase_app
@@ -15,7 +16,7 @@ options.set_global_options(region="us-central1", max_instances=20)
 
 
 @https_fn.on_request(memory=options.MemoryOption.MB_512)
-def recordObservation(req: https_fn.Request) -> https_fn.Response:
+def recordObservation(req: Request) -> Response:
     return http.record_observation(req)
 
 

@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "functions"), str(ROOT)]
 
 from scripts import emulator as emu_mod  # noqa: E402
-from tests.helpers import bearer, emulator_token  # noqa: E402
+from scripts.tokens import bearer, emulator_token  # noqa: E402
 
 PROJECT = "demo-opsloop"
 MODELS = {  # hidden truth of the simulated models: (median latency ms, failure rate, cost per call)

@@ -209,9 +209,9 @@ def rest(emulator: Emulator) -> Iterator[Rest]:
 # (list) or a new, valid document (create). Every other role must get 403 PERMISSION_DENIED.
 ACCESS: dict[str, dict[str, frozenset[str]]] = {
     "ops_observations": {"get": SERVICE, "list": SERVICE, "create": SERVICE, "update": NOBODY, "delete": NOBODY},
-    "ops_rewards":      {"get": SERVICE, "list": SERVICE, "create": SERVICE, "update": NOBODY, "delete": NOBODY},
-    # Pins today's `allow write: if isService()`: see the note at the end of this module.
-    "ops_stats":        {"get": SERVICE, "list": SERVICE, "create": SERVICE, "update": SERVICE, "delete": SERVICE},
+    # Derived by the scorer (Admin SDK) and read by the tuner: clients only read them.
+    "ops_rewards":      {"get": SERVICE, "list": SERVICE, "create": NOBODY, "update": NOBODY, "delete": NOBODY},
+    "ops_stats":        {"get": SERVICE, "list": SERVICE, "create": NOBODY, "update": NOBODY, "delete": NOBODY},
     "ops_policies":     {"get": SERVICE, "list": SERVICE, "create": ADMIN, "update": ADMIN, "delete": NOBODY},
     "ops_audit":        {"get": ADMIN, "list": ADMIN, "create": SERVICE, "update": NOBODY, "delete": NOBODY},
     # Admin SDK only: config, the loop's internal state, anything unknown, any subcollection.
@@ -225,11 +225,19 @@ ACCESS: dict[str, dict[str, frozenset[str]]] = {
 }
 
 
-def _new_doc(collection: str) -> tuple[str, dict[str, Any], tuple[str, ...]]:
+UIDS = {"no_role": "user-1", "viewer": "viewer-1", "role_not_string": "sneaky-1", "service": "svc-1",
+        "admin": "admin-1"}
+
+
+def _new_doc(collection: str, role: str = "admin") -> tuple[str, dict[str, Any], tuple[str, ...]]:
     """Path, data and server-stamped fields of a document that is valid to create in ``collection``."""
     path = f"{collection}/new-1"
     if collection == "ops_observations":
         return path, observation("new-1"), ("receivedAt",)
+    if collection == "ops_policies":
+        return "ops_policies/router-core@1.0.1", {"id": "router-core", "version": "1.0.1", "status": "draft"}, ()
+    if collection == "ops_audit":
+        return path, {"ts": NOW_MS, "actor": UIDS.get(role, "nobody"), "action": "note"}, ()
     return path, {"ts": NOW_MS, "note": "created by a client"}, ()
 
 
@@ -240,7 +248,7 @@ def _do(api: Rest, op: str, collection: str, role: str) -> requests.Response:
     if op == "list":
         return api.list(collection, role)
     if op == "create":
-        path, data, stamp = _new_doc(collection)
+        path, data, stamp = _new_doc(collection, role)
         return api.create(path, data, role, stamp=stamp)
     if op == "update":
         return api.update(existing, {"note": "changed by a client"}, role)
@@ -249,11 +257,11 @@ def _do(api: Rest, op: str, collection: str, role: str) -> requests.Response:
     raise AssertionError(op)
 
 
-def _check_effect(api: Rest, op: str, collection: str, allowed: bool) -> None:
+def _check_effect(api: Rest, op: str, collection: str, allowed: bool, role: str) -> None:
     """What the store holds afterwards: the write happened exactly when it was allowed."""
     existing = EXISTING[collection]
     if op == "create":
-        path, data, _ = _new_doc(collection)
+        path, data, _ = _new_doc(collection, role)
         stored = api.read(path)
         if allowed:
             assert stored is not None
@@ -281,7 +289,7 @@ MATRIX = [
 def test_access(rest: Rest, collection: str, op: str, role: str, allowed: bool) -> None:
     resp = _do(rest, op, collection, role)
     assert_outcome(resp, allowed)
-    _check_effect(rest, op, collection, allowed)
+    _check_effect(rest, op, collection, allowed, role)
 
 
 @pytest.mark.parametrize("role", ["service", "admin"])
@@ -340,6 +348,15 @@ OBSERVATION_CASES: dict[str, ObsCase] = {
     "durationMs_negative": ObsCase({"durationMs": -0.5}),
     "durationMs_string": ObsCase({"durationMs": "234"}),
     "unknown_field": ObsCase({"score": 1.0}),
+    "ts_far_future": ObsCase({"ts": 4_000_000_000_000}),
+    "durationMs_over_a_day": ObsCase({"durationMs": 86_400_001}),
+    "component_with_slash": ObsCase({"component": "router/gpt-5"}),
+    "tokensIn_negative": ObsCase({"tokensIn": -1}),
+    "tokensOut_string": ObsCase({"tokensOut": "20"}),
+    "costUsd_negative": ObsCase({"costUsd": -0.01}),
+    "arm_unknown": ObsCase({"arm": "treatment"}),
+    "errorCode_too_long": ObsCase({"errorCode": "E" * 129}),
+    "meta_not_a_map": ObsCase({"meta": "free text"}),
 }
 
 
@@ -410,17 +427,17 @@ def test_audit_entries_cannot_be_changed_or_deleted(rest: Rest, attempt: Attempt
 
 @pytest.mark.parametrize("role", ["service", "admin"])
 def test_audit_entries_can_be_appended_and_only_admins_read_them(rest: Rest, role: str) -> None:
-    entry = {"ts": NOW_MS + 1, "actor": f"{role}-1", "action": "note", "id": "router-core"}
+    entry = {"ts": NOW_MS + 1, "actor": UIDS[role], "action": "note", "id": "router-core"}
     assert_allowed(rest.create("ops_audit/audit-2", entry, role))
     assert rest.read("ops_audit/audit-2") == entry
     # A second create of the same id is not a way to overwrite it.
-    assert rest.create("ops_audit/audit-2", {**entry, "actor": "other"}, role).status_code == 409
-    assert_denied(rest.set("ops_audit/audit-2", {**entry, "actor": "other"}, role))
+    assert rest.create("ops_audit/audit-2", {**entry, "action": "other"}, role).status_code == 409
+    assert_denied(rest.set("ops_audit/audit-2", {**entry, "action": "other"}, role))
     assert rest.read("ops_audit/audit-2") == entry
 
     got = rest.get("ops_audit/audit-2", "admin")
     assert_allowed(got)
-    assert decode(got.json()["fields"]["actor"]) == f"{role}-1"
+    assert decode(got.json()["fields"]["actor"]) == UIDS[role]
     listed = rest.list("ops_audit", "admin")
     assert_allowed(listed)
     assert sorted(d["name"] for d in listed.json()["documents"]) == [name("ops_audit/audit-1"),
@@ -458,10 +475,37 @@ def test_admin_drafts_and_updates_a_policy_version(rest: Rest) -> None:
     assert rest.read(path) is not None
 
 
-# ----------------------------------------------------------------------------- note on the rules
-# ops_stats is pinned above as writable (create, update, delete) by any service because that is what
-# `allow write: if isService();` says today. Only the scorer (Admin SDK) writes stats, autoTunePolicies
-# drafts (and may auto-activate) policy versions from them, and FirestoreStore.write_stats skips a stats
-# document whose `ts` is newer than the schedule time, so a client-written `ts` far in the future would
-# freeze that document for good. If the rules are tightened to `allow read: if isService();`, flip the
-# ops_stats create/update/delete rows to NOBODY.
+@pytest.mark.parametrize("role", ["service", "admin"])
+@pytest.mark.parametrize(
+    "entry",
+    [
+        pytest.param({"ts": NOW_MS, "actor": "alice", "action": "activate"}, id="forged_actor"),
+        pytest.param({"ts": 4_000_000_000_000, "actor": None, "action": "note"}, id="dated_in_future"),
+        pytest.param({"ts": str(NOW_MS), "actor": None, "action": "note"}, id="ts_not_int"),
+    ],
+)
+def test_audit_entries_cannot_be_forged(rest: Rest, entry: dict[str, Any], role: str) -> None:
+    data = {**entry, "actor": entry["actor"] or UIDS[role]}
+    assert_denied(rest.create("ops_audit/forged", data, role))
+    assert rest.read("ops_audit/forged") is None
+
+
+@pytest.mark.parametrize(
+    ("path", "data"),
+    [
+        pytest.param("ops_policies/router-core@1.0.2", {"id": "router-core", "version": "1.0.2", "status": "active"},
+                     id="created_active"),
+        pytest.param("ops_policies/router-core@1.0.3", {"id": "router-core", "version": "1.0.2", "status": "draft"},
+                     id="doc_id_mismatch"),
+    ],
+)
+def test_admins_cannot_create_policies_outside_the_lifecycle(rest: Rest, path: str, data: dict[str, Any]) -> None:
+    assert_denied(rest.create(path, data, "admin"))
+    assert rest.read(path) is None
+
+
+@pytest.mark.parametrize("change", [{"status": "archived"}, {"version": "9.9.9"}, {"id": "other"}])
+def test_admins_cannot_change_a_versions_identity_or_status_directly(rest: Rest, change: dict[str, Any]) -> None:
+    before = rest.read("ops_policies/router-core@1.0.0")
+    assert_denied(rest.update("ops_policies/router-core@1.0.0", change, "admin"))
+    assert rest.read("ops_policies/router-core@1.0.0") == before

@@ -85,7 +85,7 @@ def test_penalties_are_reported_and_bounded_by_their_weights(outcome: str, ms: f
 
 
 def test_seed_file_is_the_default_config() -> None:
-    assert SEEDED == RewardConfig()
+    assert RewardConfig() == SEEDED
     assert (SEEDED.max_latency_ms, SEEDED.max_cost_usd, SEEDED.min_acceptable) == (4000.0, 0.10, 0.55)
 
 

@@ -55,7 +55,7 @@ def test_str_parse_round_trip(v: tuple[int, int, int]) -> None:
      "1.0.0-rc1", "a.b.c", "1..0", 100, "1234567890.0.0"],
 )
 def test_rejects_malformed(bad: object) -> None:
-    with pytest.raises(ValueError, match="MAJOR.MINOR.PATCH"):
+    with pytest.raises(ValueError, match=r"MAJOR\.MINOR\.PATCH"):
         Version.parse(bad)  # type: ignore[arg-type]
     assert not is_valid(bad)  # type: ignore[arg-type]
     if isinstance(bad, str):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -41,7 +43,7 @@ def assert_tiles(start: int, end: int, segments: list[Segment]) -> None:
     for seg in segments:
         assert seg.start < seg.end
         assert (seg.end - seg.start) % LEVELS[seg.level] == 0
-    for a, b in zip(segments, segments[1:], strict=False):
+    for a, b in itertools.pairwise(segments):
         assert a.end == b.start
         assert a.level != b.level, "adjacent runs of one level should be one segment"
 
@@ -191,5 +193,5 @@ def test_window_bounds_rejects_unknown_window(window: str) -> None:
 def test_levels_nest() -> None:
     sizes = sorted(LEVELS.values())
     assert sizes[0] == FINEST_MS
-    for small, big in zip(sizes, sizes[1:], strict=False):
+    for small, big in itertools.pairwise(sizes):
         assert big % small == 0

@@ -60,14 +60,14 @@ class ObservationIn(BaseModel):
     @field_validator("id")
     @classmethod
     def _id(cls, v: str | None) -> str | None:
-        if v is not None and (_ID.match(v) is None or v.startswith("__")):
+        if v is not None and (_ID.fullmatch(v) is None or v.startswith("__")):
             raise ValueError("must be 1-128 chars of letters, digits, '_', '.', ':' or '-', starting alphanumeric")
         return v
 
     @field_validator("component")
     @classmethod
     def _component(cls, v: str) -> str:
-        if _COMPONENT.match(v) is None:
+        if _COMPONENT.fullmatch(v) is None:
             raise ValueError(
                 "must be 1-128 chars of letters, digits, '_', '.', ':' or '-', starting alphanumeric "
                 "(e.g. 'router:gpt-5')"
@@ -77,7 +77,7 @@ class ObservationIn(BaseModel):
     @field_validator("policyVersion")
     @classmethod
     def _policy(cls, v: str | None) -> str | None:
-        if v is not None and _POLICY_REF.match(v) is None:
+        if v is not None and _POLICY_REF.fullmatch(v) is None:
             raise ValueError("must look like 'router-core@1.0.0'")
         return v
 

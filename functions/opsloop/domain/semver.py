@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 _SEMVER = re.compile(r"^(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})$")
+MAX_PART = 999_999_999
 POLICY_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
@@ -19,12 +20,14 @@ class Version:
 
     @classmethod
     def parse(cls, text: str) -> Version:
-        m = _SEMVER.match(text) if isinstance(text, str) else None
+        m = _SEMVER.fullmatch(text) if isinstance(text, str) else None
         if m is None:
             raise ValueError(f"version must be MAJOR.MINOR.PATCH (e.g. 1.0.2), got {text!r}")
         return cls(int(m.group(1)), int(m.group(2)), int(m.group(3)))
 
     def bump_patch(self) -> Version:
+        if self.patch >= MAX_PART:
+            raise ValueError(f"patch {self.patch} cannot be bumped past {MAX_PART}")
         return Version(self.major, self.minor, self.patch + 1)
 
     def __str__(self) -> str:
@@ -45,7 +48,7 @@ def is_valid(text: str) -> bool:
 
 
 def validate_policy_id(policy_id: str) -> str:
-    if not isinstance(policy_id, str) or POLICY_ID.match(policy_id) is None:
+    if not isinstance(policy_id, str) or POLICY_ID.fullmatch(policy_id) is None:
         raise ValueError(
             f"policy id must be lower-case letters, digits, '-' or '_' (1-63 chars), got {policy_id!r}"
         )

@@ -5,7 +5,8 @@ The update is a multiplicative-weights step on the policy's current weights:
     d_m   = r_m - r_bar                              (r_bar: reward of the current weighting)
     d_m  <- sign(d_m) * max(|d_m| - z * se_m, 0)      (only differences clear of noise count)
     w_m' ∝ w_m * exp(eta * d_m)
-    w_m'' = floor + (1 - K * floor) * w_m'           (every model keeps an exploration share)
+    w_m'' = w_m' lifted to at least ``floor``         (every model keeps an exploration share; models
+                                                      above it keep their ratios)
 
 Models with fewer than ``min_samples`` observations are not judged on their sparse data: they are
 taken to be exactly acceptable (r_m = minAcceptable), so traffic leaving a failing model goes to them
@@ -79,6 +80,20 @@ def normalize(weights: dict[str, float]) -> dict[str, float]:
     return {m: w / total for m, w in weights.items()}
 
 
+def _apply_floor(p: dict[str, float], floor: float) -> dict[str, float]:
+    """Lift every weight below ``floor`` to it, scaling the others down; weights above it keep their ratios."""
+    pinned: set[str] = set()
+    while True:
+        free = {m: v for m, v in p.items() if m not in pinned}
+        budget = 1.0 - floor * len(pinned)
+        mass = sum(free.values())
+        scaled = {m: (v * budget / mass if mass > 0 else budget / len(free)) for m, v in free.items()}
+        low = {m for m, v in scaled.items() if v < floor}
+        if not low or len(low) == len(free):
+            return {**dict.fromkeys(pinned, floor), **{m: max(v, floor) for m, v in scaled.items()}}
+        pinned |= low
+
+
 def _round_to_one(weights: dict[str, float], digits: int = 4) -> dict[str, float]:
     rounded = {m: round(w, digits) for m, w in weights.items()}
     drift = round(1.0 - sum(rounded.values()), digits)
@@ -116,8 +131,7 @@ def propose_weights(
         d[m] = diff
     top = max(d.values())
     raw = {m: w[m] * math.exp(cfg.learning_rate * (d[m] - top)) for m in w}
-    shaped = normalize(raw)
-    new = _round_to_one({m: floor + (1.0 - k * floor) * shaped[m] for m in w})
+    new = _round_to_one(_apply_floor(normalize(raw), floor))
     l1 = round(sum(abs(new[m] - w[m]) for m in w), 6)
     below = tuple(sorted(m for m, s in eligible.items() if float(s.avg_reward or 0.0) < min_acceptable))
     if l1 < cfg.min_change:

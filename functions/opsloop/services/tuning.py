@@ -8,6 +8,7 @@ from typing import Any
 
 from ..domain import reward as reward_domain
 from ..domain import semver
+from ..domain.errors import OpsError
 from ..domain.tuning import ArmStats, Proposal, TuningConfig, equivalent, propose_weights
 from ..store import paths
 from ..store.firestore_store import FirestoreStore, ms
@@ -19,7 +20,7 @@ UPDATER = "policy-updater"
 @dataclass
 class TuneOutcome:
     policy_id: str
-    action: str  # drafted | skipped
+    action: str  # drafted | skipped | error
     reason: str
     version: str | None = None
     activated: bool = False
@@ -60,7 +61,11 @@ def auto_tune(store: FirestoreStore, schedule_time: dt.datetime | None = None) -
     reward_cfg = reward_domain.RewardConfig.from_doc(store.config(paths.REWARD_CONFIG_DOC))
     result = TuneRunResult(enabled=True)
     for active in sorted(store.policies_with_status("active"), key=lambda d: str(d.get("id"))):
-        outcome = _tune_one(store, active, cfg, reward_cfg, flag["autoActivatePolicies"], schedule_time)
+        try:
+            outcome = _tune_one(store, active, cfg, reward_cfg, flag["autoActivatePolicies"], schedule_time)
+        except (OpsError, ValueError, KeyError, TypeError) as exc:
+            # One broken policy document must not stop the others from being tuned.
+            outcome = TuneOutcome(str(active.get("id")), "error", f"{type(exc).__name__}: {exc}")
         result.outcomes.append(outcome)
     return result
 

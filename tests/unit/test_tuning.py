@@ -1,0 +1,243 @@
+"""Router weight proposals (domain/tuning.py)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from opsloop.domain.tuning import ArmStats, Proposal, TuningConfig, equivalent, normalize, propose_weights
+
+CFG = TuningConfig()  # the seeded config/tuning values
+SEEDED_WEIGHTS = {"gpt-5": 0.6, "gemini": 0.25, "claude": 0.15}
+UNIFORM = {"gpt-5": 1 / 3, "gemini": 1 / 3, "claude": 1 / 3}
+MIN_ACCEPTABLE = 0.55
+
+
+def assert_well_formed(p: Proposal, current: dict[str, float], cfg: TuningConfig = CFG) -> None:
+    floor = min(cfg.exploration_floor, 1 / len(current))
+    assert set(p.weights) == set(current)
+    assert sum(p.weights.values()) == pytest.approx(1.0, abs=1e-9)
+    for m, w in p.weights.items():
+        assert w >= floor - 1e-9, (m, w)
+    assert [e.model for e in p.evidence] == list(current)
+    assert p.l1_change >= cfg.min_change
+    assert p.l1_change == pytest.approx(
+        sum(abs(p.weights[m] - normalize(current)[m]) for m in current), abs=1e-6
+    )
+
+
+# --- the design's case -----------------------------------------------------------------------------------
+
+
+def test_failing_champion_loses_traffic_to_untried_models() -> None:
+    stats = {"gpt-5": ArmStats(n=120, avg_reward=0.0, reward_std=0.0)}
+    p = propose_weights(SEEDED_WEIGHTS, stats, MIN_ACCEPTABLE, CFG)
+    assert p is not None
+    assert_well_formed(p, SEEDED_WEIGHTS)
+    assert p.weights["gpt-5"] < 0.2  # cut hard
+    assert p.weights["gemini"] > 0.25
+    assert p.weights["claude"] > 0.15
+    assert p.weights["gemini"] > p.weights["claude"]  # the untried models keep their relative order
+    assert p.below_acceptable == ("gpt-5",)
+    assert "gpt-5" in p.reason and "minAcceptable" in p.reason
+    ev = {e.model: e for e in p.evidence}
+    assert (ev["gpt-5"].eligible, ev["gpt-5"].n, ev["gpt-5"].avg_reward, ev["gpt-5"].old_weight) == (
+        True, 120, 0.0, 0.6)
+    assert (ev["gemini"].eligible, ev["gemini"].n, ev["gemini"].avg_reward) == (False, 0, None)
+    assert ev["gemini"].new_weight == p.weights["gemini"]
+
+
+def test_repeated_rounds_keep_cutting_a_failing_model_down_to_the_floor() -> None:
+    stats = {"gpt-5": ArmStats(n=500, avg_reward=0.0, reward_std=0.0)}
+    weights = dict(SEEDED_WEIGHTS)
+    for _ in range(10):
+        p = propose_weights(weights, stats, MIN_ACCEPTABLE, CFG)
+        if p is None:
+            break
+        assert p.weights["gpt-5"] <= weights["gpt-5"]
+        weights = p.weights
+    assert weights["gpt-5"] == pytest.approx(CFG.exploration_floor, abs=0.01)
+
+
+# --- invariants ------------------------------------------------------------------------------------------
+
+models = st.lists(st.sampled_from(["gpt-5", "gemini", "claude", "llama", "mistral", "qwen"]),
+                  min_size=1, max_size=6, unique=True)
+arm = st.builds(
+    ArmStats,
+    n=st.integers(min_value=0, max_value=2000),
+    avg_reward=st.one_of(st.none(), st.floats(min_value=0.0, max_value=1.0)),
+    reward_std=st.one_of(st.none(), st.floats(min_value=0.0, max_value=0.5)),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), names=models)
+def test_proposals_sum_to_one_and_respect_the_floor(data: st.DataObject, names: list[str]) -> None:
+    current = {m: data.draw(st.floats(min_value=0.0, max_value=10.0), label=f"w[{m}]") for m in names}
+    stats = {m: data.draw(arm, label=f"stats[{m}]") for m in names if data.draw(st.booleans())}
+    p = propose_weights(current, stats, MIN_ACCEPTABLE, CFG)
+    if p is not None:
+        assert_well_formed(p, current)
+
+
+def test_no_eligible_model_means_no_proposal() -> None:
+    assert propose_weights(SEEDED_WEIGHTS, {}, MIN_ACCEPTABLE, CFG) is None
+    sparse = {m: ArmStats(n=CFG.min_samples - 1, avg_reward=0.0) for m in SEEDED_WEIGHTS}
+    assert propose_weights(SEEDED_WEIGHTS, sparse, MIN_ACCEPTABLE, CFG) is None
+    no_reward = {m: ArmStats(n=500, avg_reward=None) for m in SEEDED_WEIGHTS}
+    assert propose_weights(SEEDED_WEIGHTS, no_reward, MIN_ACCEPTABLE, CFG) is None
+
+
+def test_ineligible_model_is_treated_like_one_without_data() -> None:
+    base = {"gpt-5": ArmStats(n=120, avg_reward=0.0, reward_std=0.0)}
+    with_sparse = {**base, "claude": ArmStats(n=5, avg_reward=0.0, reward_std=0.0)}
+    a = propose_weights(SEEDED_WEIGHTS, base, MIN_ACCEPTABLE, CFG)
+    b = propose_weights(SEEDED_WEIGHTS, with_sparse, MIN_ACCEPTABLE, CFG)
+    assert a is not None and b is not None
+    assert a.weights == b.weights
+    assert a.l1_change == b.l1_change
+    assert b.below_acceptable == ("gpt-5",)  # claude's 5 failures do not put it on the list
+    claude = next(e for e in b.evidence if e.model == "claude")
+    assert (claude.eligible, claude.n, claude.avg_reward) == (False, 5, 0.0)
+    assert b.weights["claude"] > SEEDED_WEIGHTS["claude"]  # it still gains traffic from the failing model
+
+
+def test_min_samples_is_the_eligibility_threshold() -> None:
+    cfg = TuningConfig(min_samples=50)
+    at = propose_weights(UNIFORM, {"gpt-5": ArmStats(n=50, avg_reward=0.0)}, MIN_ACCEPTABLE, cfg)
+    below = propose_weights(UNIFORM, {"gpt-5": ArmStats(n=49, avg_reward=0.0)}, MIN_ACCEPTABLE, cfg)
+    assert at is not None and at.weights["gpt-5"] < 1 / 3
+    assert below is None
+
+
+def test_stats_of_models_outside_the_policy_are_ignored() -> None:
+    stats = {"gpt-5": ArmStats(n=120, avg_reward=0.0), "llama": ArmStats(n=900, avg_reward=1.0)}
+    p = propose_weights(SEEDED_WEIGHTS, stats, MIN_ACCEPTABLE, CFG)
+    q = propose_weights(SEEDED_WEIGHTS, {"gpt-5": stats["gpt-5"]}, MIN_ACCEPTABLE, CFG)
+    assert p is not None and q is not None
+    assert set(p.weights) == set(SEEDED_WEIGHTS)
+    assert p.weights == q.weights
+
+
+# --- noise -----------------------------------------------------------------------------------------------
+
+
+def _sampled(rng: np.random.Generator, mean: float, n: int) -> ArmStats:
+    x = np.clip(rng.normal(mean, 0.2, n), 0.0, 1.0)
+    return ArmStats(n=n, avg_reward=float(x.mean()), reward_std=float(x.std(ddof=1)))
+
+
+@pytest.mark.parametrize(
+    "current",
+    [UNIFORM, SEEDED_WEIGHTS, {"gpt-5": 0.5, "gemini": 0.3, "claude": 0.2}],
+    ids=["uniform", "seeded", "50-30-20"],
+)
+def test_identical_noisy_models_propose_nothing(current: dict[str, float]) -> None:
+    spurious = []
+    for seed in range(40):
+        rng = np.random.default_rng(seed)
+        stats = {m: _sampled(rng, 0.7, 300) for m in current}
+        p = propose_weights(current, stats, MIN_ACCEPTABLE, CFG)
+        if p is not None:
+            spurious.append((seed, p.weights, p.reason))
+    assert not spurious, f"{len(spurious)}/40 spurious proposals, first: {spurious[0]}"
+
+
+def test_exactly_equal_models_propose_nothing() -> None:
+    # BUG: the exploration mix floor + (1 - K*floor) * w moves any non-uniform weighting toward uniform,
+    # so a proposal is made with no evidence at all (l1 0.08 for the seeded weights)
+    stats = {m: ArmStats(n=1000, avg_reward=0.7, reward_std=0.0) for m in SEEDED_WEIGHTS}
+    assert propose_weights(SEEDED_WEIGHTS, stats, MIN_ACCEPTABLE, CFG) is None
+
+
+def test_noise_shrinks_the_move() -> None:
+    def l1(std: float) -> float:
+        stats = {
+            "gpt-5": ArmStats(n=60, avg_reward=0.9, reward_std=std),
+            "gemini": ArmStats(n=60, avg_reward=0.6, reward_std=std),
+            "claude": ArmStats(n=60, avg_reward=0.6, reward_std=std),
+        }
+        p = propose_weights(UNIFORM, stats, MIN_ACCEPTABLE, CFG)
+        return 0.0 if p is None else p.l1_change
+
+    moves = [l1(s) for s in (0.0, 0.1, 0.3, 0.5)]
+    assert moves == sorted(moves, reverse=True)
+    assert moves[0] > moves[-1]
+    assert l1(5.0) == 0.0  # nothing clears that much noise
+
+
+def test_clearly_better_model_gains_weight() -> None:
+    rng = np.random.default_rng(7)
+    stats = {"gpt-5": _sampled(rng, 0.9, 400), "gemini": _sampled(rng, 0.6, 400), "claude": _sampled(rng, 0.6, 400)}
+    p = propose_weights(UNIFORM, stats, MIN_ACCEPTABLE, CFG)
+    assert p is not None
+    assert_well_formed(p, UNIFORM)
+    assert p.weights["gpt-5"] > 0.5
+    assert p.weights["gemini"] < 1 / 3 and p.weights["claude"] < 1 / 3
+    assert p.below_acceptable == ()
+    assert p.reason == "a better weighting is clear of noise"
+
+
+def test_small_moves_are_not_proposed() -> None:
+    stats = {
+        "gpt-5": ArmStats(n=500, avg_reward=0.71, reward_std=0.0),
+        "gemini": ArmStats(n=500, avg_reward=0.70, reward_std=0.0),
+        "claude": ArmStats(n=500, avg_reward=0.70, reward_std=0.0),
+    }
+    assert propose_weights(UNIFORM, stats, MIN_ACCEPTABLE, CFG) is None  # l1 ~0.02 < 0.05
+    p = propose_weights(UNIFORM, stats, MIN_ACCEPTABLE, TuningConfig(min_change=0.01))
+    assert p is not None and p.weights["gpt-5"] > 1 / 3
+
+
+def test_floor_is_capped_by_one_over_k() -> None:
+    names = [f"m{i}" for i in range(25)]  # 25 * 0.05 > 1, so the floor becomes 1/25
+    current = {m: 1.0 for m in names}
+    stats = {"m0": ArmStats(n=1000, avg_reward=0.0, reward_std=0.0)}
+    p = propose_weights(current, stats, MIN_ACCEPTABLE, CFG)
+    assert p is None  # every weight is pinned to the floor 1/25: there is nothing to move
+
+
+# --- helpers ---------------------------------------------------------------------------------------------
+
+
+def test_equivalent() -> None:
+    assert equivalent({"a": 0.5, "b": 0.5}, {"a": 0.5, "b": 0.5})
+    assert equivalent({"a": 2, "b": 2}, {"a": 0.5, "b": 0.5})  # compared after normalising
+    assert equivalent({"a": 0.6, "b": 0.4}, {"a": 0.61, "b": 0.39})
+    assert not equivalent({"a": 0.6, "b": 0.4}, {"a": 0.63, "b": 0.37})
+    assert not equivalent({"a": 0.6, "b": 0.4}, {"a": 0.62, "b": 0.38})  # the bound is strict
+    assert equivalent({"a": 0.6, "b": 0.4}, {"a": 0.63, "b": 0.37}, tolerance=0.05)
+    assert not equivalent({"a": 0.5, "b": 0.5}, {"a": 0.5, "c": 0.5})
+    assert not equivalent({"a": 1.0}, {"a": 0.5, "b": 0.5})
+
+
+def test_normalize() -> None:
+    assert normalize({"a": 3, "b": 1}) == {"a": 0.75, "b": 0.25}
+    assert normalize({"a": 0.0, "b": 0.0}) == {"a": 0.5, "b": 0.5}
+    assert normalize({"a": 0.2}) == {"a": 1.0}
+
+
+@pytest.mark.parametrize("bad", [{"a": -0.1, "b": 1.0}, {"a": math.nan}, {"a": math.inf, "b": 1.0}, {}])
+def test_normalize_rejects_bad_weights(bad: dict[str, float]) -> None:
+    with pytest.raises(ValueError):
+        normalize(bad)
+
+
+def test_propose_rejects_bad_current_weights() -> None:
+    with pytest.raises(ValueError):
+        propose_weights({"a": -1.0, "b": 2.0}, {"a": ArmStats(100, 0.5)}, MIN_ACCEPTABLE, CFG)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"min_samples": 0}, {"exploration_floor": -0.01}, {"exploration_floor": 0.5}, {"learning_rate": 0.0},
+     {"learning_rate": math.nan}, {"min_change": 0.0}, {"min_change": math.inf}],
+)
+def test_tuning_config_validation(kwargs: dict) -> None:
+    with pytest.raises(ValueError):
+        TuningConfig(**kwargs)

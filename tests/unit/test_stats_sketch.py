@@ -125,11 +125,12 @@ def test_adding_a_non_summary_is_a_type_error() -> None:
 def test_doc_round_trip(rows: list) -> None:
     s = summarize(rows)
     doc = s.to_doc()
-    assert set(doc) == {"n", "successes", "sumReward", "sumReward2", "sumCost", "sumLatency", "latencySketch"}
-    assert isinstance(doc["latencySketch"], bytes)
+    assert set(doc) == {"n", "successes", "sumReward", "sumReward2", "sumCost", "sumLatency", "latencySketch",
+                        "rewardSketch", "nP", "sumW", "sumW2", "sumRW", "sumR2W2", "sumRW2"}
+    assert isinstance(doc["latencySketch"], bytes) and isinstance(doc["rewardSketch"], bytes)
     back = Summary.from_doc(doc)
     assert back == s
-    assert back.latency.count == s.latency.count
+    assert back.latency.count == s.latency.count == back.reward.count
     for q in (0.0, *QUANTILES, 1.0):
         if s.n == 0:
             assert back.latency_quantile(q) is None

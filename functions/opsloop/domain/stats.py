@@ -41,6 +41,25 @@ def sketch_from_bytes(data: bytes) -> DDSketch:
     return sketch
 
 
+# Numeric fields of a Summary and their names in Firestore documents. All of them add.
+_FIELDS: dict[str, str] = {
+    "n": "n",
+    "successes": "successes",
+    "sum_reward": "sumReward",
+    "sum_reward2": "sumReward2",
+    "sum_cost": "sumCost",
+    "sum_latency": "sumLatency",
+    # Off-policy sums over observations that logged the propensity p of their action (w = 1/p):
+    "n_p": "nP",
+    "sum_w": "sumW",
+    "sum_w2": "sumW2",
+    "sum_rw": "sumRW",
+    "sum_r2w2": "sumR2W2",
+    "sum_rw2": "sumRW2",
+}
+_INT_FIELDS = frozenset({"n", "successes", "n_p"})
+
+
 @dataclass(frozen=True)
 class Summary:
     """Sufficient statistics of scored observations; ``a + b`` is the summary of both sets."""
@@ -52,15 +71,33 @@ class Summary:
     sum_cost: float = 0.0
     sum_latency: float = 0.0
     latency: DDSketch = field(default_factory=_empty_sketch, compare=False)
+    reward: DDSketch = field(default_factory=_empty_sketch, compare=False)
+    n_p: int = 0
+    sum_w: float = 0.0
+    sum_w2: float = 0.0
+    sum_rw: float = 0.0
+    sum_r2w2: float = 0.0
+    sum_rw2: float = 0.0
 
     @classmethod
-    def of(cls, *, reward: float, success: bool, cost_usd: float, duration_ms: float) -> Summary:
+    def of(
+        cls, *, reward: float, success: bool, cost_usd: float, duration_ms: float, propensity: float | None = None
+    ) -> Summary:
         """The summary of a single scored observation."""
         for name, value in (("reward", reward), ("cost_usd", cost_usd), ("duration_ms", duration_ms)):
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        sketch = _empty_sketch()
-        sketch.add(float(duration_ms))
+        if propensity is not None and not (math.isfinite(propensity) and 0.0 < propensity <= 1.0):
+            raise ValueError(f"propensity must be in (0, 1], got {propensity!r}")
+        latency = _empty_sketch()
+        latency.add(float(duration_ms))
+        reward_sketch = _empty_sketch()
+        reward_sketch.add(float(reward))
+        off_policy: dict[str, Any] = {}
+        if propensity is not None:
+            w = 1.0 / propensity
+            off_policy = {"n_p": 1, "sum_w": w, "sum_w2": w * w, "sum_rw": reward * w,
+                          "sum_r2w2": (reward * w) ** 2, "sum_rw2": reward * w * w}
         return cls(
             n=1,
             successes=int(success),
@@ -68,24 +105,15 @@ class Summary:
             sum_reward2=reward * reward,
             sum_cost=cost_usd,
             sum_latency=float(duration_ms),
-            latency=sketch,
+            latency=latency,
+            reward=reward_sketch,
+            **off_policy,
         )
 
     def __add__(self, other: Summary) -> Summary:
         if not isinstance(other, Summary):
             return NotImplemented
-        merged = _empty_sketch()
-        merged.merge(self.latency)
-        merged.merge(other.latency)
-        return Summary(
-            n=self.n + other.n,
-            successes=self.successes + other.successes,
-            sum_reward=self.sum_reward + other.sum_reward,
-            sum_reward2=self.sum_reward2 + other.sum_reward2,
-            sum_cost=self.sum_cost + other.sum_cost,
-            sum_latency=self.sum_latency + other.sum_latency,
-            latency=merged,
-        )
+        return total([self, other])
 
     @property
     def success_rate(self) -> float | None:
@@ -108,50 +136,48 @@ class Summary:
         return self.sum_cost / self.n if self.n else None
 
     def latency_quantile(self, q: float) -> float | None:
-        if not 0.0 <= q <= 1.0:
-            raise ValueError(f"quantile must be in [0, 1], got {q!r}")
-        if self.n == 0:
-            return None
-        value = self.latency.get_quantile_value(q)
-        return None if value is None else float(value)
+        return _quantile(self.latency, q, self.n)
+
+    def reward_quantile(self, q: float) -> float | None:
+        return _quantile(self.reward, q, self.n)
 
     def to_doc(self) -> dict[str, Any]:
-        return {
-            "n": self.n,
-            "successes": self.successes,
-            "sumReward": self.sum_reward,
-            "sumReward2": self.sum_reward2,
-            "sumCost": self.sum_cost,
-            "sumLatency": self.sum_latency,
-            "latencySketch": sketch_to_bytes(self.latency),
-        }
+        doc: dict[str, Any] = {key: getattr(self, attr) for attr, key in _FIELDS.items()}
+        doc["latencySketch"] = sketch_to_bytes(self.latency)
+        doc["rewardSketch"] = sketch_to_bytes(self.reward)
+        return doc
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Summary:
+        values: dict[str, Any] = {
+            attr: (int if attr in _INT_FIELDS else float)(doc.get(key, 0)) for attr, key in _FIELDS.items()
+        }
         return cls(
-            n=int(doc.get("n", 0)),
-            successes=int(doc.get("successes", 0)),
-            sum_reward=float(doc.get("sumReward", 0.0)),
-            sum_reward2=float(doc.get("sumReward2", 0.0)),
-            sum_cost=float(doc.get("sumCost", 0.0)),
-            sum_latency=float(doc.get("sumLatency", 0.0)),
             latency=sketch_from_bytes(bytes(doc.get("latencySketch") or b"")),
+            reward=sketch_from_bytes(bytes(doc.get("rewardSketch") or b"")),
+            **values,
         )
+
+
+def _quantile(sketch: DDSketch, q: float, n: int) -> float | None:
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"quantile must be in [0, 1], got {q!r}")
+    if n == 0:
+        return None
+    value = sketch.get_quantile_value(q)
+    return None if value is None else float(value)
 
 
 def total(summaries: list[Summary]) -> Summary:
     """Sum of many summaries, merging sketches in place (one allocation, not one per add)."""
-    sketch = _empty_sketch()
-    acc = [0, 0, 0.0, 0.0, 0.0, 0.0]
+    latency, reward = _empty_sketch(), _empty_sketch()
+    acc: dict[str, Any] = {attr: (0 if attr in _INT_FIELDS else 0.0) for attr in _FIELDS}
     for s in summaries:
-        sketch.merge(s.latency)
-        acc[0] += s.n
-        acc[1] += s.successes
-        acc[2] += s.sum_reward
-        acc[3] += s.sum_reward2
-        acc[4] += s.sum_cost
-        acc[5] += s.sum_latency
-    return Summary(int(acc[0]), int(acc[1]), acc[2], acc[3], acc[4], acc[5], sketch)
+        latency.merge(s.latency)
+        reward.merge(s.reward)
+        for attr in _FIELDS:
+            acc[attr] += getattr(s, attr)
+    return Summary(latency=latency, reward=reward, **acc)
 
 
 def _r(value: float | None, digits: int) -> float | None:

@@ -38,3 +38,28 @@ def activatePolicy(req: https_fn.CallableRequest[Any]) -> dict[str, Any]:
 @https_fn.on_call()
 def rollbackPolicy(req: https_fn.CallableRequest[Any]) -> dict[str, Any]:
     return callables.rollback_policy(req)
+
+
+@scheduler_fn.on_schedule(schedule="every 10 minutes", timeout_sec=300)
+def evaluateRollouts(event: scheduler_fn.ScheduledEvent) -> None:
+    schedules.evaluate(event)
+
+
+@https_fn.on_call()
+def startShadow(req: https_fn.CallableRequest[Any]) -> dict[str, Any]:
+    return callables.start_shadow(req)
+
+
+@https_fn.on_call()
+def startCanary(req: https_fn.CallableRequest[Any]) -> dict[str, Any]:
+    return callables.start_canary(req)
+
+
+@https_fn.on_call()
+def promotePolicy(req: https_fn.CallableRequest[Any]) -> dict[str, Any]:
+    return callables.promote_policy(req)
+
+
+@https_fn.on_call()
+def rejectPolicy(req: https_fn.CallableRequest[Any]) -> dict[str, Any]:
+    return callables.reject_policy(req)

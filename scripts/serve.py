@@ -16,7 +16,10 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-FUNCTIONS = ("recordObservation", "scoreObservations", "autoTunePolicies", "activatePolicy", "rollbackPolicy")
+FUNCTIONS = (
+    "recordObservation", "scoreObservations", "autoTunePolicies", "evaluateRollouts",
+    "activatePolicy", "rollbackPolicy", "startShadow", "startCanary", "promotePolicy", "rejectPolicy",
+)
 
 
 def build_app() -> object:

@@ -57,7 +57,7 @@ def test_ten_concurrent_activations_leave_one_active_and_one_audit_per_change(se
         t.start()
     for t in threads:
         t.join()
-    assert not errors
+    assert not errors, errors
     final = statuses(seeded)
     active = [v for v, s in final.items() if s == "active"]
     assert len(active) == 1
@@ -93,7 +93,7 @@ def test_concurrent_activations_and_rollbacks_stay_consistent(seeded: FirestoreS
         t.start()
     for t in threads:
         t.join()
-    assert not errors
+    assert not errors, errors
     active = [v for v, s in statuses(seeded).items() if s == "active"]
     assert len(active) == 1
     chain = sorted(change_audits(seeded), key=lambda a: a["seq"])

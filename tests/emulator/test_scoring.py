@@ -114,7 +114,7 @@ def test_three_concurrent_runs_count_every_observation_once(
         t.start()
     for t in threads:
         t.join()
-    assert not errors
+    assert not errors, errors
     assert sum(r.scored for r in results) == 240
     final = scoring.score_observations(seeded, NOW, settings=SMALL)
     assert final.scored == 0

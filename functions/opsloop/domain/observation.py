@@ -44,13 +44,16 @@ class ObservationIn(BaseModel):
     costUsd: float = Field(default=0.0, ge=0, le=1_000_000)  # noqa: N815
     policyVersion: str | None = None  # noqa: N815
     arm: Literal["champion", "challenger"] | None = None
+    propensity: float | None = Field(default=None, gt=0, le=1, description="probability the action was chosen")
     errorCode: str | None = Field(default=None, max_length=128)  # noqa: N815
     meta: dict[str, Any] | None = None
 
-    @field_validator("durationMs", "costUsd", mode="before")
+    @field_validator("durationMs", "costUsd", "propensity", mode="before")
     @classmethod
     def _number(cls, v: Any) -> Any:
         # strict mode would refuse an int for a float field; ints are fine, bools and NaN/inf are not
+        if v is None:
+            return v
         if isinstance(v, bool) or not isinstance(v, int | float):
             raise ValueError(f"must be a number, got {type(v).__name__}")
         if not math.isfinite(v):

@@ -23,7 +23,9 @@ MAX_SPLIT = 0.5
 
 @dataclass(frozen=True)
 class ArmChoice:
-    arm: ArmName
+    """``arm`` is None when no canary runs: such traffic belongs to no experiment and is not compared."""
+
+    arm: ArmName | None
     version: str
     propensity: float  # probability that this request gets this arm
 
@@ -49,7 +51,7 @@ def assign(
     if not request_id:
         raise ValueError("request_id must be a non-empty string")
     if challenger is None or split <= 0.0:
-        return ArmChoice("champion", champion, 1.0)
+        return ArmChoice(None, champion, 1.0)
     if unit_hash(salt, request_id) < split:
         return ArmChoice("challenger", challenger, split)
     return ArmChoice("champion", champion, 1.0 - split)

@@ -80,17 +80,17 @@ def normalize(weights: dict[str, float]) -> dict[str, float]:
     return {m: w / total for m, w in weights.items()}
 
 
-def _apply_floor(p: dict[str, float], floor: float) -> dict[str, float]:
-    """Lift every weight below ``floor`` to it, scaling the others down; weights above it keep their ratios."""
+def _apply_floor(p: dict[str, float], floors: dict[str, float]) -> dict[str, float]:
+    """Lift every weight below its floor to it, scaling the others down; weights above keep their ratios."""
     pinned: set[str] = set()
     while True:
         free = {m: v for m, v in p.items() if m not in pinned}
-        budget = 1.0 - floor * len(pinned)
+        budget = 1.0 - sum(floors[m] for m in pinned)
         mass = sum(free.values())
         scaled = {m: (v * budget / mass if mass > 0 else budget / len(free)) for m, v in free.items()}
-        low = {m for m, v in scaled.items() if v < floor}
+        low = {m for m, v in scaled.items() if v < floors[m]}
         if not low or len(low) == len(free):
-            return {**dict.fromkeys(pinned, floor), **{m: max(v, floor) for m, v in scaled.items()}}
+            return {**{m: floors[m] for m in pinned}, **{m: max(v, floors[m]) for m, v in scaled.items()}}
         pinned |= low
 
 
@@ -108,11 +108,18 @@ def propose_weights(
     stats: dict[str, ArmStats],
     min_acceptable: float,
     cfg: TuningConfig,
+    raised_floors: dict[str, float] | None = None,
 ) -> Proposal | None:
-    """New weights for ``current`` given per-model ``stats``, or None when nothing calls for a change."""
+    """New weights for ``current`` given per-model ``stats``, or None when nothing calls for a change.
+
+    ``raised_floors`` lifts the exploration floor of some models (e.g. ones whose behaviour drifted, so
+    the tuner keeps learning about them); the floors are capped so they always fit in a total of 1.
+    """
     w = normalize(current)
-    k = len(w)
-    floor = min(cfg.exploration_floor, 1.0 / k)
+    floors = {m: max(cfg.exploration_floor, (raised_floors or {}).get(m, 0.0)) for m in w}
+    if sum(floors.values()) > 1.0:
+        scale = 1.0 / sum(floors.values())
+        floors = {m: f * scale for m, f in floors.items()}
     eligible = {
         m: s for m, s in ((m, stats.get(m)) for m in w)
         if s is not None and s.avg_reward is not None and s.n >= cfg.min_samples
@@ -131,7 +138,7 @@ def propose_weights(
         d[m] = diff
     top = max(d.values())
     raw = {m: w[m] * math.exp(cfg.learning_rate * (d[m] - top)) for m in w}
-    new = _round_to_one(_apply_floor(normalize(raw), floor))
+    new = _round_to_one(_apply_floor(normalize(raw), floors))
     l1 = round(sum(abs(new[m] - w[m]) for m in w), 6)
     below = tuple(sorted(m for m, s in eligible.items() if float(s.avg_reward or 0.0) < min_acceptable))
     if l1 < cfg.min_change:

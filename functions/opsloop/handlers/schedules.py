@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from firebase_functions import logger, scheduler_fn
 
-from ..services import scoring, tuning
+from ..services import drift, rollouts, scoring, tuning
 from . import deps
 
 
@@ -24,4 +24,15 @@ def tune(event: scheduler_fn.ScheduledEvent) -> None:
         "autoTunePolicies finished",
         job=event.job_name, enabled=result.enabled,
         outcomes=[o.__dict__ for o in result.outcomes],
+    )
+
+
+def evaluate(event: scheduler_fn.ScheduledEvent) -> None:
+    """Drift checks for every component, then an evaluation of every running shadow and canary."""
+    store = deps.store()
+    drifts = drift.check_drift(store, event.schedule_time)
+    outcomes = rollouts.evaluate_rollouts(store, event.schedule_time)
+    logger.info(
+        "evaluateRollouts finished",
+        job=event.job_name, drift=[d.__dict__ for d in drifts], rollouts=[o.__dict__ for o in outcomes],
     )

@@ -23,11 +23,11 @@ class ChangeResult:
         return {"id": self.id, "active": self.active, "previous": self.previous, "changed": self.changed}
 
 
-def parse_ref(data: Any, version_required: bool) -> tuple[str, str | None]:
-    """Validate ``{id, version}`` from a caller; raise InvalidArgument naming the bad field."""
+def parse_ref(data: Any, version_required: bool, extra: tuple[str, ...] = ()) -> tuple[str, str | None]:
+    """Validate ``{id, version}`` (plus the ``extra`` keys allowed); raise InvalidArgument naming the field."""
     if not isinstance(data, dict):
         raise InvalidArgument("arguments must be an object like {\"id\": \"router-core\", \"version\": \"1.0.1\"}")
-    unknown = sorted(set(data) - {"id", "version"})
+    unknown = sorted(set(data) - {"id", "version", *extra})
     if unknown:
         raise InvalidArgument(f"unexpected argument {unknown[0]!r}", {"field": unknown[0]})
     policy_id = data.get("id")
@@ -58,7 +58,7 @@ def _result(policy_id: str, transition: policy_domain.Transition | None, audit: 
 def activate(store: FirestoreStore, policy_id: str, version: str, actor: str) -> ChangeResult:
     """Make ``version`` the only active version of ``policy_id``; archive the previous one; audit it."""
     transition, audit = store.apply_transition(
-        policy_id, lambda head, exists: policy_domain.plan_activate(head, version, exists(version)), actor
+        policy_id, lambda head, status_of: policy_domain.plan_activate(head, version, status_of), actor
     )
     return _result(policy_id, transition, audit, version)
 
@@ -66,9 +66,7 @@ def activate(store: FirestoreStore, policy_id: str, version: str, actor: str) ->
 def rollback(store: FirestoreStore, policy_id: str, version: str | None, actor: str) -> ChangeResult:
     """Re-activate ``version`` or, without one, the version active before the current one."""
 
-    def plan(head: policy_domain.Head, exists: Any) -> policy_domain.Transition | None:
-        target = version if version is not None else (head.history[-1] if head.history else None)
-        return policy_domain.plan_rollback(head, version, exists(target) if target is not None else False)
-
-    transition, audit = store.apply_transition(policy_id, plan, actor)
+    transition, audit = store.apply_transition(
+        policy_id, lambda head, status_of: policy_domain.plan_rollback(head, version, status_of), actor
+    )
     return _result(policy_id, transition, audit, version or "")

@@ -87,14 +87,15 @@ def _reward_doc(obs: StoredObservation, cfg: reward_domain.RewardConfig) -> tupl
         duration = float(d.get("durationMs", 0.0))
         cost = float(d.get("costUsd", 0.0))
         outcome = str(d.get("outcome"))
+        propensity = None if d.get("propensity") is None else float(d["propensity"])
         r = reward_domain.score(outcome, duration, cost, cfg)
         summary = Summary.of(reward=r.score, success=outcome == reward_domain.SUCCESS, cost_usd=cost,
-                             duration_ms=duration)
+                             duration_ms=duration, propensity=propensity)
     except (TypeError, ValueError) as exc:
         # Observations written straight to Firestore bypass validation; record and skip them.
         return {**base, "invalid": True, "error": str(exc)[:500], "score": None}, None
     doc = {**base, "score": r.score, "details": r.details(), "outcome": outcome}
-    for key in ("policyVersion", "arm"):
+    for key in ("policyVersion", "arm", "propensity"):
         if key in d:
             doc[key] = d[key]
     return doc, summary
@@ -103,9 +104,14 @@ def _reward_doc(obs: StoredObservation, cfg: reward_domain.RewardConfig) -> tupl
 def _bucket_deltas(scored: list[tuple[StoredObservation, Summary]]) -> dict[str, tuple[dict[str, Any], Summary]]:
     grouped: dict[tuple[str, str, int], list[Summary]] = defaultdict(list)
     for obs, summary in scored:
-        comp, ts = str(obs.data["component"]), int(obs.data["ts"])
-        for level in windows.LEVELS:
-            grouped[(comp, level, windows.bucket_start(ts, level))].append(summary)
+        ts = int(obs.data["ts"])
+        keys = [str(obs.data["component"])]
+        if obs.data.get("policyVersion") and obs.data.get("arm"):
+            # rollout arms are bucketed too, so a canary's arms compare over its lifetime cheaply
+            keys.append(paths.arm_key(str(obs.data["policyVersion"]), str(obs.data["arm"])))
+        for key in keys:
+            for level in windows.LEVELS:
+                grouped[(key, level, windows.bucket_start(ts, level))].append(summary)
     return {
         paths.bucket_id(comp, level, start): ({"component": comp, "level": level, "start": start}, total(parts))
         for (comp, level, start), parts in grouped.items()
@@ -119,6 +125,8 @@ def _fit_chunk(page: list[StoredObservation], max_writes: int) -> list[StoredObs
         ts = obs.data.get("ts")
         if isinstance(ts, int):
             keys.add((obs.data.get("component"), windows.bucket_start(ts, "5m")))
+            if obs.data.get("policyVersion") and obs.data.get("arm"):
+                keys.add((f"{obs.data['policyVersion']}:{obs.data['arm']}", windows.bucket_start(ts, "5m")))
         if (i + 1) + len(windows.LEVELS) * len(keys) + 1 > max_writes:
             return page[: max(i, 1)]
     return page

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..domain import reward as reward_domain
 from ..domain import semver
+from ..domain.drift import DriftConfig
 from ..domain.errors import OpsError
 from ..domain.tuning import ArmStats, Proposal, TuningConfig, equivalent, propose_weights
 from ..store import paths
@@ -90,7 +91,11 @@ def _tune_one(
         for model, comp in components.items()
         if (s := stats.get(comp)) is not None
     }
-    proposal = propose_weights({m: float(w) for m, w in weights.items()}, arms, reward_cfg.min_acceptable, cfg)
+    drift_floor = DriftConfig.from_doc(store.config(paths.DRIFT_DOC)).drift_exploration_floor
+    drifting = store.drift_states(list(components.values()))
+    raised = {m: drift_floor for m, comp in components.items() if (drifting.get(comp) or {}).get("drifting")}
+    proposal = propose_weights({m: float(w) for m, w in weights.items()}, arms, reward_cfg.min_acceptable, cfg,
+                               raised_floors=raised)
     if proposal is None:
         return TuneOutcome(policy_id, "skipped", "no change called for by the evidence")
     versions = store.policy_versions(policy_id)
@@ -111,7 +116,7 @@ def _tune_one(
         "basedOn": active["version"],
         "notes": f"Auto-tuned from {active['version']}",
         "params": {**params, "modelWeights": proposal.weights},
-        "evidence": _evidence(proposal, cfg, stats, schedule_time),
+        "evidence": {**_evidence(proposal, cfg, stats, schedule_time), "raisedFloors": raised},
     }
     audit = {"actor": UPDATER, "action": "draft", "id": policy_id, "from": active["version"], "to": version,
              "reason": proposal.reason}

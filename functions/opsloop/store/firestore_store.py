@@ -261,14 +261,27 @@ class FirestoreStore:
     def _head_ref(self, policy_id: str) -> firestore.DocumentReference:
         return self.db.collection(paths.POLICY_HEADS).document(policy_id)
 
+    def head(self, policy_id: str) -> policy_domain.Head:
+        """The policy's head (active version, history, running rollout), outside any transaction."""
+        snap = self._head_ref(policy_id).get()
+        if snap.exists:
+            return policy_domain.Head.from_doc(policy_id, snap.to_dict())
+        q = (
+            self.db.collection(paths.POLICIES)
+            .where(filter=FieldFilter("id", "==", policy_id))
+            .where(filter=FieldFilter("status", "==", "active"))
+        )
+        actives = sorted(str((s.to_dict() or {}).get("version")) for s in q.stream())
+        return policy_domain.Head(policy_id, actives[-1] if actives else None)
+
     def apply_transition(
         self,
         policy_id: str,
-        plan: Callable[[policy_domain.Head, Callable[[str], bool]], policy_domain.Transition | None],
+        plan: Callable[[policy_domain.Head, policy_domain.StatusOf], policy_domain.Transition | None],
         actor: str,
         extra_audit: dict[str, Any] | None = None,
     ) -> tuple[policy_domain.Transition | None, dict[str, Any] | None]:
-        """Read the head, let ``plan`` decide, then write head, both versions and the audit entry.
+        """Read the head, let ``plan`` decide, then write head, versions, rollout and audit entry.
 
         All in one transaction, retried with a fresh transaction under contention.
         """
@@ -281,29 +294,35 @@ class FirestoreStore:
                 head = policy_domain.Head.from_doc(policy_id, head_snap.to_dict())
             else:
                 head = self._head_from_statuses(policy_id, txn)
-            found: dict[str, Any] = {}
 
-            def exists(version: str) -> bool:
+            def status_of(version: str) -> str | None:
                 snap = col.document(f"{policy_id}@{version}").get(transaction=txn)
-                if snap.exists:
-                    found[version] = snap.to_dict()
-                return bool(snap.exists)
+                return str((snap.to_dict() or {}).get("status")) if snap.exists else None
 
-            transition = plan(head, exists)
+            transition = plan(head, status_of)
             if transition is None:
                 return None, None
             now = _now_ms()
-            if transition.from_version is not None:
-                txn.update(col.document(f"{policy_id}@{transition.from_version}"),
-                           {"status": "archived", "archivedAt": now})
-            txn.update(col.document(f"{policy_id}@{transition.to_version}"),
-                       {"status": "active", "activatedAt": now, "activatedBy": actor})
+            for version, status in transition.statuses.items():
+                fields: dict[str, Any] = {"status": status, "statusChangedAt": now, "statusChangedBy": actor}
+                if status == "active":
+                    fields.update(activatedAt=now, activatedBy=actor)
+                txn.update(col.document(f"{policy_id}@{version}"), fields)
             txn.set(head_ref, {**transition.head.to_doc(), "updatedAt": now})
+            if transition.rollout is not None and transition.rollout_status is not None:
+                ref = self.db.collection(paths.ROLLOUTS).document(transition.rollout.rollout_id)
+                doc: dict[str, Any] = {**transition.rollout.to_doc(), "id": policy_id,
+                                       "status": transition.rollout_status, "updatedAt": now}
+                if transition.rollout_status != "running":
+                    doc.update(endedAt=now, endedBy=actor)
+                txn.set(ref, doc, merge=True)
             audit = {
                 "ts": now, "actor": actor, "action": transition.action, "id": policy_id,
                 "from": transition.from_version, "to": transition.to_version, "seq": transition.head.seq,
                 **(extra_audit or {}),
             }
+            if transition.rollout is not None:
+                audit["rolloutId"] = transition.rollout.rollout_id
             txn.create(self.db.collection(paths.AUDIT).document(uuid.uuid4().hex), audit)
             return transition, audit
 
@@ -311,6 +330,78 @@ class FirestoreStore:
             return run_transaction(self.db, work, attempts=20)
         except TransactionExhausted as exc:
             raise Conflict(f"policy {policy_id} is being changed concurrently; retry") from exc
+
+    def update_policy(self, policy_id: str, version: str, fields: dict[str, Any]) -> None:
+        """Merge non-lifecycle fields (estimates, notes) into a version; never its status."""
+        if "status" in fields or "id" in fields or "version" in fields:
+            raise ValueError(f"lifecycle fields change only through transitions, got {sorted(fields)!r}")
+        self.db.collection(paths.POLICIES).document(f"{policy_id}@{version}").update(fields)
+
+    def running_rollouts(self) -> list[dict[str, Any]]:
+        q = self.db.collection(paths.ROLLOUTS).where(filter=FieldFilter("status", "==", "running"))
+        return [s.to_dict() or {} for s in q.stream()]
+
+    def rollout(self, rollout_id: str) -> dict[str, Any] | None:
+        snap = self.db.collection(paths.ROLLOUTS).document(rollout_id).get()
+        return snap.to_dict() if snap.exists else None
+
+    def record_evaluation(self, rollout_id: str, evaluation: dict[str, Any], summary: dict[str, Any]) -> None:
+        """Append an evaluation under the rollout and keep its latest numbers on the rollout itself."""
+        ref = self.db.collection(paths.ROLLOUTS).document(rollout_id)
+        batch = self.db.batch()
+        batch.set(ref.collection("evaluations").document(str(evaluation["ts"])), evaluation)
+        batch.set(ref, summary, merge=True)
+        batch.commit()
+
+    def evaluations(self, rollout_id: str) -> list[dict[str, Any]]:
+        col = self.db.collection(paths.ROLLOUTS).document(rollout_id).collection("evaluations")
+        return [s.to_dict() or {} for s in col.order_by("ts").stream()]
+
+    # ------------------------------------------------------------------ drift
+    def drift_state(self, component: str) -> dict[str, Any]:
+        snap = self.db.collection(paths.DRIFT).document(component).get()
+        return (snap.to_dict() or {}) if snap.exists else {}
+
+    def drift_states(self, components: list[str]) -> dict[str, dict[str, Any]]:
+        refs = [self.db.collection(paths.DRIFT).document(c) for c in components]
+        return {s.id: s.to_dict() or {} for s in self.db.get_all(refs) if s.exists}
+
+    def update_drift(self, component: str, tests: dict[str, dict[str, Any]], schedule_ms: int) -> list[str]:
+        """Store this run's tests; open an episode (and one ``ops_alerts`` entry) per newly drifting metric.
+
+        Returns the metrics that raised an alert. A metric that keeps drifting raises nothing new; one
+        that returns to normal closes its episode.
+        """
+        ref = self.db.collection(paths.DRIFT).document(component)
+        alerts = self.db.collection(paths.ALERTS)
+
+        def work(txn: firestore.Transaction) -> list[str]:
+            snap = ref.get(transaction=txn)
+            state = (snap.to_dict() or {}) if snap.exists else {}
+            metrics = dict(state.get("metrics") or {})
+            raised = []
+            for metric, test in tests.items():
+                was = bool((metrics.get(metric) or {}).get("drifting"))
+                since = (metrics.get(metric) or {}).get("since")
+                if test["drifted"] and not was:
+                    since = schedule_ms
+                    raised.append(metric)
+                    txn.create(alerts.document(f"{component}~{metric}~{schedule_ms}"), {
+                        "component": component, "metric": metric, "statistic": test["statistic"],
+                        "p": test["p"], "ts": schedule_ms, "kind": "drift",
+                    })
+                metrics[metric] = {**test, "drifting": bool(test["drifted"]),
+                                   "since": since if test["drifted"] else None, "checkedAt": schedule_ms}
+            drifting = any(m.get("drifting") for m in metrics.values())
+            txn.set(ref, {"component": component, "metrics": metrics, "drifting": drifting,
+                          "updatedAt": schedule_ms})
+            return raised
+
+        return run_transaction(self.db, work)
+
+    def alerts(self, limit: int = 100) -> list[dict[str, Any]]:
+        q = self.db.collection(paths.ALERTS).order_by("ts", direction=firestore.Query.DESCENDING).limit(limit)
+        return [s.to_dict() or {} for s in q.stream()]
 
     def _head_from_statuses(self, policy_id: str, txn: firestore.Transaction) -> policy_domain.Head:
         """A head for a policy seeded without one: its single active version, no history."""

@@ -10,17 +10,26 @@ CONFIG = "config"
 # Internal to the loop (no client access in firestore.rules):
 BUCKETS = "ops_buckets"  # per component x level x bucket sufficient statistics
 RUNS = "ops_runs"  # scoring cursor, leases, one document per scheduled run
-POLICY_HEADS = "ops_policy_heads"  # per policy id: active version and activation history
+POLICY_HEADS = "ops_policy_heads"  # per policy id: active version, activation history, running rollout
+ROLLOUTS = "ops_rollouts"  # one per shadow/canary, with its evaluations as a subcollection
+DRIFT = "ops_drift"  # per component: the latest drift tests and open episodes
 
 REWARD_CONFIG_DOC = "reward_config"
 FLAGS_DOC = "flags"
 SCORING_DOC = "scoring"
 TUNING_DOC = "tuning"
+ROLLOUT_DOC = "rollout"
+DRIFT_DOC = "drift"
 SCORE_CURSOR_DOC = "score-cursor"
 
 
 def bucket_id(component: str, level: str, start_ms: int) -> str:
     return f"{component}~{level}~{start_ms}"
+
+
+def arm_key(policy_version: str, arm: str) -> str:
+    """The pseudo-component under which observations of one rollout arm are bucketed."""
+    return f"arm:{policy_version}:{arm}"
 
 
 def stats_id(component: str, window: str) -> str:

@@ -35,8 +35,8 @@ def run_transaction(
     db: firestore.Client,
     fn: Callable[[firestore.Transaction], T],
     attempts: int = 12,
-    base_delay: float = 0.02,
-    max_delay: float = 1.0,
+    base_delay: float = 0.05,
+    max_delay: float = 2.0,
     rng: random.Random | None = None,
 ) -> T:
     """Run ``fn(transaction)`` atomically, retrying ABORTED with a fresh transaction and jitter."""
@@ -50,6 +50,6 @@ def run_transaction(
             if not _is_aborted(exc):
                 raise
             last = exc
-        delay = min(max_delay, base_delay * (2**attempt))
-        time.sleep(rng.uniform(0, delay) + rng.uniform(0, base_delay))
+        # full jitter: contenders that deadlocked on the same documents spread out instead of colliding again
+        time.sleep(rng.uniform(0, min(max_delay, base_delay * (2**attempt))))
     raise TransactionExhausted(f"transaction aborted {attempts} times under contention") from last

@@ -1,0 +1,103 @@
+"""Has a component's behaviour moved? The latest window against a baseline.
+
+Latency and reward are compared with a two-sample Kolmogorov-Smirnov test computed from the windows'
+sketches (both sketches share one bin mapping, so the empirical CDFs are compared bin by bin; the p-value
+is scipy's asymptotic Kolmogorov distribution, as ``ks_2samp(method="asymp")`` uses). Success rates are
+compared with a chi-square test of the 2x2 table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from ddsketch import DDSketch
+from ddsketch.pb.proto import DDSketchProto
+from scipy import stats as sps
+
+from .stats import Summary
+
+METRICS = ("latency", "reward", "successRate")
+
+
+@dataclass(frozen=True)
+class DriftConfig:
+    latest: str = "1h"  # window compared ...
+    baseline_days: int = 7  # ... with the days before it
+    alpha: float = 0.001
+    min_samples: int = 100  # in each of latest and baseline
+    drift_exploration_floor: float = 0.15
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> DriftConfig:
+        d = cls()
+        return cls(
+            latest=str(doc.get("latest", d.latest)),
+            baseline_days=int(doc.get("baselineDays", d.baseline_days)),
+            alpha=float(doc.get("alpha", d.alpha)),
+            min_samples=int(doc.get("minSamples", d.min_samples)),
+            drift_exploration_floor=float(doc.get("driftExplorationFloor", d.drift_exploration_floor)),
+        )
+
+
+@dataclass(frozen=True)
+class MetricTest:
+    metric: str
+    statistic: float
+    p: float
+    drifted: bool
+
+
+def _bins(sketch: DDSketch) -> dict[int, float]:
+    """Bin index -> count, with zero (and negatives, never produced here) folded below every bin."""
+    pb = DDSketchProto.to_proto(sketch)  # type: ignore[no-untyped-call]
+    out: dict[int, float] = {}
+    pos = pb.positiveValues
+    for i, c in enumerate(pos.contiguousBinCounts):
+        if c:
+            out[pos.contiguousBinIndexOffset + i] = out.get(pos.contiguousBinIndexOffset + i, 0.0) + c
+    for k, c in pos.binCounts.items():
+        out[k] = out.get(k, 0.0) + c
+    low = min(out) - 1 if out else 0
+    zeros = pb.zeroCount + sum(pb.negativeValues.contiguousBinCounts) + sum(pb.negativeValues.binCounts.values())
+    if zeros:
+        out[low] = out.get(low, 0.0) + zeros
+    return out
+
+
+def ks_sketch(a: DDSketch, b: DDSketch) -> tuple[float, float]:
+    """(D, p) of the two-sample KS test between the distributions two sketches hold."""
+    ba, bb = _bins(a), _bins(b)
+    na, nb = sum(ba.values()), sum(bb.values())
+    if na == 0 or nb == 0:
+        raise ValueError(f"both sketches need values, got counts {na!r} and {nb!r}")
+    keys = sorted(set(ba) | set(bb))
+    ca = np.cumsum([ba.get(k, 0.0) for k in keys]) / na
+    cb = np.cumsum([bb.get(k, 0.0) for k in keys]) / nb
+    d = float(np.max(np.abs(ca - cb)))
+    en = round(na * nb / (na + nb))
+    return d, float(sps.kstwo.sf(d, max(en, 1)))
+
+
+def proportions_p(s1: int, n1: int, s2: int, n2: int) -> tuple[float, float]:
+    """(chi-square, p) for equal success rates; p = 1 when the table is degenerate."""
+    table = np.array([[s1, n1 - s1], [s2, n2 - s2]], dtype=float)
+    if (table.sum(axis=0) == 0).any():
+        return 0.0, 1.0
+    chi2, p, _, _ = sps.chi2_contingency(table, correction=False)
+    return float(chi2), float(p)
+
+
+def compare(latest: Summary, baseline: Summary, cfg: DriftConfig) -> list[MetricTest]:
+    """One test per metric; empty when either side has fewer than ``min_samples`` observations."""
+    if latest.n < cfg.min_samples or baseline.n < cfg.min_samples:
+        return []
+    out = []
+    for metric, (sa, sb) in (("latency", (latest.latency, baseline.latency)),
+                             ("reward", (latest.reward, baseline.reward))):
+        d, p = ks_sketch(sa, sb)
+        out.append(MetricTest(metric, round(d, 6), p, p < cfg.alpha))
+    chi2, p = proportions_p(latest.successes, latest.n, baseline.successes, baseline.n)
+    out.append(MetricTest("successRate", round(chi2, 6), p, p < cfg.alpha))
+    return out

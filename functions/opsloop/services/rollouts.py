@@ -1,0 +1,239 @@
+"""Safe rollout: shadow and canary stages, their evaluation, promotion and rollback.
+
+A draft enters *shadow*: live traffic keeps the champion and the challenger is judged offline, by
+off-policy estimates (IPS / SNIPS) from the propensities the router logged. With an estimate on record it
+may start a *canary*: a deterministic share of requests runs the challenger. ``evaluate_rollouts`` looks
+at every running canary (champion vs challenger over the canary's lifetime) and decides promote, rollback,
+continue or inconclusive; with ``learning.autoActivatePolicies`` the decision is carried out by the
+``rollout-controller``. Safety rollbacks happen whenever learning is enabled.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from ..domain import ope, windows
+from ..domain import policy as policy_domain
+from ..domain.errors import FailedPrecondition, InvalidArgument, NotFound
+from ..domain.experiment import ArmData, Evaluation, RolloutConfig, evaluate
+from ..domain.routing import SPLIT_PRESETS
+from ..domain.stats import Summary, total
+from ..store import paths
+from ..store.firestore_store import FirestoreStore, ms
+from . import tuning
+
+CONTROLLER = "rollout-controller"
+E_DATA_MISSING = "E_LEARN_DATA_MISSING"
+E_ROLLOUT_DENIED = "E_LEARN_ROLLOUT_DENIED"
+
+
+@dataclass(frozen=True)
+class ShadowSettings:
+    window: str = "24h"
+    min_samples: int = 200
+    deny_if_worse: bool = True  # refuse a canary whose offline estimate is clearly below the champion
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> ShadowSettings:
+        d = cls()
+        return cls(window=str(doc.get("shadowWindow", d.window)),
+                   min_samples=int(doc.get("minShadowSamples", d.min_samples)),
+                   deny_if_worse=bool(doc.get("denyCanaryIfShadowWorse", d.deny_if_worse)))
+
+
+def rollout_config(store: FirestoreStore) -> tuple[RolloutConfig, ShadowSettings]:
+    doc = store.config(paths.ROLLOUT_DOC)
+    return RolloutConfig.from_doc(doc), ShadowSettings.from_doc(doc)
+
+
+def parse_split(value: Any) -> float:
+    """A number in (0, 0.5] or a preset name (canary5, canary10, canary20, ab)."""
+    if isinstance(value, str):
+        if value not in SPLIT_PRESETS or SPLIT_PRESETS[value] <= 0:
+            names = sorted(k for k, v in SPLIT_PRESETS.items() if v > 0)
+            raise InvalidArgument(f"'split' preset must be one of {names}, got {value!r}", {"field": "split"})
+        return SPLIT_PRESETS[value]
+    return value  # type: ignore[no-any-return]  # validated by plan_start_canary
+
+
+def _now_ms() -> int:
+    return ms(dt.datetime.now(dt.UTC))
+
+
+def _version_doc(store: FirestoreStore, policy_id: str, version: str) -> dict[str, Any]:
+    doc = store.policy(policy_id, version)
+    if doc is None:
+        raise NotFound(f"policy {policy_id}@{version} does not exist", {"id": policy_id, "version": version})
+    return doc
+
+
+def _transition_result(t: policy_domain.Transition | None, audit: dict[str, Any] | None) -> dict[str, Any]:
+    if t is None:
+        return {"changed": False}
+    return {"changed": True, "id": t.policy_id, "action": t.action, "from": t.from_version, "to": t.to_version,
+            "rollout": None if t.rollout is None else {**t.rollout.to_doc(), "status": t.rollout_status}}
+
+
+# ------------------------------------------------------------------------------------------ shadow
+def shadow_estimate(store: FirestoreStore, policy_id: str, version: str, at: dt.datetime) -> ope.OffPolicyEstimate:
+    """Off-policy estimate of ``version``'s reward from what the router logged in the shadow window."""
+    _, shadow = rollout_config(store)
+    doc = _version_doc(store, policy_id, version)
+    weights = (doc.get("params") or {}).get("modelWeights")
+    if not isinstance(weights, dict) or not weights:
+        raise FailedPrecondition(f"{policy_id}@{version} has no params.modelWeights to estimate",
+                                 {"code": E_DATA_MISSING})
+    start, end = windows.window_bounds(ms(at), shadow.window)
+    per_model = {
+        model: total(store.load_segments(f"router:{model}", windows.cover(start, end))) for model in weights
+    }
+    return ope.estimate(per_model, {m: float(w) for m, w in weights.items()})
+
+
+def _store_estimate(store: FirestoreStore, policy_id: str, version: str, est: ope.OffPolicyEstimate,
+                    at: dt.datetime) -> dict[str, Any]:
+    doc = {**est.to_doc(), "ts": ms(at), "window": rollout_config(store)[1].window}
+    store.update_policy(policy_id, version, {"shadowEstimate": doc})
+    return doc
+
+
+def start_shadow(store: FirestoreStore, policy_id: str, version: str, actor: str) -> dict[str, Any]:
+    now = dt.datetime.now(dt.UTC)
+    rollout_id = f"{policy_id}@{version}~{uuid.uuid4().hex[:8]}"
+    estimate = shadow_estimate(store, policy_id, version, now)  # fails before anything is written
+    t, audit = store.apply_transition(
+        policy_id,
+        lambda head, status_of: policy_domain.plan_start_shadow(head, version, status_of, rollout_id, ms(now)),
+        actor, extra_audit={"evidence": {"shadowEstimate": estimate.to_doc()}},
+    )
+    est = _store_estimate(store, policy_id, version, estimate, now)
+    return {**_transition_result(t, audit), "shadowEstimate": est}
+
+
+def start_canary(store: FirestoreStore, policy_id: str, version: str, split: Any, actor: str) -> dict[str, Any]:
+    """Start a canary; refused without a shadow estimate, or when the estimate is clearly worse."""
+    split = parse_split(split)
+    _, shadow = rollout_config(store)
+    est = _version_doc(store, policy_id, version).get("shadowEstimate")
+    if not est or int(est.get("n") or 0) < shadow.min_samples:
+        have = 0 if not est else int(est.get("n") or 0)
+        raise FailedPrecondition(
+            f"{policy_id}@{version} needs a shadow estimate from at least {shadow.min_samples} logged "
+            f"decisions with propensities before a canary (has {have})",
+            {"code": E_DATA_MISSING, "have": have, "need": shadow.min_samples},
+        )
+    ci = est.get("snipsCi")
+    logged = est.get("loggedMean")
+    if shadow.deny_if_worse and ci and logged is not None and ci[1] < logged:
+        raise FailedPrecondition(
+            f"shadow estimate says {policy_id}@{version} is worse than the champion "
+            f"(SNIPS 95% CI {ci[0]:.4f}..{ci[1]:.4f} < logged mean {logged:.4f})",
+            {"code": E_ROLLOUT_DENIED, "shadowEstimate": est},
+        )
+    now = _now_ms()
+    t, audit = store.apply_transition(
+        policy_id,
+        lambda head, status_of: policy_domain.plan_start_canary(head, version, status_of, split, now),
+        actor, extra_audit={"evidence": {"shadowEstimate": est, "split": split}},
+    )
+    return _transition_result(t, audit)
+
+
+def promote(store: FirestoreStore, policy_id: str, version: str, actor: str,
+            evidence: dict[str, Any] | None = None) -> dict[str, Any]:
+    rollout = store.head(policy_id).rollout
+    if evidence is None and rollout is not None:
+        evidence = (store.rollout(rollout.rollout_id) or {}).get("lastEvaluation")
+    t, audit = store.apply_transition(
+        policy_id, lambda head, status_of: policy_domain.plan_promote(head, version, status_of), actor,
+        extra_audit={"evidence": evidence},
+    )
+    return _transition_result(t, audit)
+
+
+def reject(store: FirestoreStore, policy_id: str, version: str, reason: str, actor: str) -> dict[str, Any]:
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > 1000:
+        raise InvalidArgument("'reason' must be a non-empty string of at most 1000 characters", {"field": "reason"})
+    t, audit = store.apply_transition(
+        policy_id, lambda head, status_of: policy_domain.plan_reject(head, version, status_of), actor,
+        extra_audit={"reason": reason},
+    )
+    return _transition_result(t, audit)
+
+
+def rollback_canary(store: FirestoreStore, policy_id: str, version: str, actor: str,
+                    evidence: dict[str, Any] | None) -> dict[str, Any]:
+    t, audit = store.apply_transition(
+        policy_id, lambda head, status_of: policy_domain.plan_canary_rollback(head, version, status_of), actor,
+        extra_audit={"evidence": evidence},
+    )
+    return _transition_result(t, audit)
+
+
+# -------------------------------------------------------------------------------------- evaluation
+def arm_data(summary: Summary) -> ArmData:
+    return ArmData(
+        n=summary.n,
+        mean_reward=summary.mean_reward or 0.0,
+        var_reward=summary.reward_variance or 0.0,
+        success_rate=summary.success_rate or 0.0,
+        p95_latency=summary.latency_quantile(0.95),
+        mean_cost=summary.mean_cost or 0.0,
+    )
+
+
+@dataclass
+class RolloutOutcome:
+    rollout_id: str
+    policy_id: str
+    version: str
+    stage: str
+    outcome: str
+    reason: str
+    carried_out: bool = False
+
+
+def evaluate_canary(store: FirestoreStore, rollout: dict[str, Any], at: dt.datetime,
+                    cfg: RolloutConfig) -> Evaluation:
+    """Champion vs challenger over the canary's lifetime, from the arms' buckets."""
+    policy_id, champion, challenger = rollout["id"], rollout["champion"], rollout["version"]
+    started = int(rollout.get("canaryStartedAt") or rollout["startedAt"])
+    start = windows.bucket_start(started, "5m")
+    end = windows.window_end(ms(at))
+    segments = windows.cover(start, end) if end > start else []
+    cp = total(store.load_segments(paths.arm_key(f"{policy_id}@{champion}", "champion"), segments))
+    ch = total(store.load_segments(paths.arm_key(f"{policy_id}@{challenger}", "challenger"), segments))
+    return evaluate(arm_data(cp), arm_data(ch), float(rollout["split"]), cfg, rollout.get("msprtP"))
+
+
+def evaluate_rollouts(store: FirestoreStore, schedule_time: dt.datetime) -> list[RolloutOutcome]:
+    """Evaluate every running shadow and canary; carry out decisions the flags allow."""
+    cfg, _ = rollout_config(store)
+    flags = tuning.flags(store)
+    out = []
+    for rollout in sorted(store.running_rollouts(), key=lambda r: str(r.get("rolloutId"))):
+        rid, policy_id, version = str(rollout["rolloutId"]), str(rollout["id"]), str(rollout["version"])
+        if rollout.get("stage") == "shadow":
+            est = _store_estimate(store, policy_id, version,
+                                  shadow_estimate(store, policy_id, version, schedule_time), schedule_time)
+            out.append(RolloutOutcome(rid, policy_id, version, "shadow", "continue",
+                                      f"shadow estimate refreshed from {est['n']} logged decisions"))
+            continue
+        ev = evaluate_canary(store, rollout, schedule_time, cfg)
+        doc = {"ts": ms(schedule_time), **ev.to_doc()}
+        store.record_evaluation(rid, doc, {"lastEvaluation": doc, "msprtP": ev.msprt_p,
+                                           "evaluationCount": int(rollout.get("evaluationCount") or 0) + 1})
+        result = RolloutOutcome(rid, policy_id, version, "canary", ev.outcome, ev.reason)
+        safety = ev.outcome == "rollback" and any(ev.safety.values())
+        if flags["enabled"] and (flags["autoActivatePolicies"] or safety):
+            if ev.outcome == "promote":
+                promote(store, policy_id, version, CONTROLLER, evidence=doc)
+                result.carried_out = True
+            elif ev.outcome == "rollback":
+                rollback_canary(store, policy_id, version, CONTROLLER, evidence=doc)
+                result.carried_out = True
+        out.append(result)
+    return out

@@ -19,6 +19,7 @@ from scipy import stats as sps
 from .stats import Summary
 
 METRICS = ("latency", "reward", "successRate")
+_BELOW_ALL = -(2**62)  # below any bin index a sketch produces
 
 
 @dataclass(frozen=True)
@@ -59,10 +60,9 @@ def _bins(sketch: DDSketch) -> dict[int, float]:
             out[pos.contiguousBinIndexOffset + i] = out.get(pos.contiguousBinIndexOffset + i, 0.0) + c
     for k, c in pos.binCounts.items():
         out[k] = out.get(k, 0.0) + c
-    low = min(out) - 1 if out else 0
     zeros = pb.zeroCount + sum(pb.negativeValues.contiguousBinCounts) + sum(pb.negativeValues.binCounts.values())
     if zeros:
-        out[low] = out.get(low, 0.0) + zeros
+        out[_BELOW_ALL] = zeros  # one key below every bin of *both* sketches, so their zeros line up
     return out
 
 

@@ -60,10 +60,24 @@ class RolloutConfig:
                 raise ValueError(f"{name} must be in (0, 0.5), got {v!r}")
         if not (math.isfinite(self.tau) and self.tau > 0):
             raise ValueError(f"tau must be > 0, got {self.tau!r}")
+        if not 0.0 < self.guardrail_alpha < 0.5:
+            raise ValueError(f"guardrail_alpha must be in (0, 0.5), got {self.guardrail_alpha!r}")
+        for name in ("max_p95_increase_ratio", "max_cost_increase_ratio", "max_success_rate_drop",
+                     "safety_max_reward_drop", "safety_max_p95_increase_ratio", "safety_max_error_rate_increase"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> RolloutConfig:
-        known = {f: doc[k] for f, k in _DOC_KEYS.items() if k in doc}
+        defaults = asdict(cls())
+        known: dict[str, Any] = {}
+        for attr, key in _DOC_KEYS.items():
+            if key in doc:
+                try:
+                    known[attr] = type(defaults[attr])(doc[key])
+                except (TypeError, ValueError):
+                    raise ValueError(f"config/rollout.{key} must be a number, got {doc[key]!r}") from None
         return cls(**known)
 
     def to_doc(self) -> dict[str, Any]:
@@ -207,7 +221,7 @@ def evaluate(
     safety = {
         "rewardDrop": diff is not None and -diff > cfg.safety_max_reward_drop,
         "p95Latency": p95_up > cfg.safety_max_p95_increase_ratio,
-        "errorRate": success_drop > cfg.safety_max_error_rate_increase,
+        "errorRate": challenger.n > 0 and success_drop > cfg.safety_max_error_rate_increase,
     }
 
     def result(outcome: Outcome, reason: str) -> Evaluation:
@@ -221,7 +235,8 @@ def evaluate(
     if challenger.n >= cfg.safety_min_samples and any(safety.values()):
         breached = ", ".join(k for k, v in safety.items() if v)
         return result("rollback", f"safety threshold breached: {breached}")
-    if significant and diff is not None and diff < 0:
+    # the running minimum may date from an earlier look: the current look must agree on the direction
+    if significant and diff is not None and diff < 0 and w is not None and w[0] < cfg.alpha:
         return result("rollback", f"challenger is worse (always-valid p={seq_p:.4g})")
     if challenger.n >= cfg.guardrail_min_samples and any(guardrails.values()):
         breached = ", ".join(k for k, v in guardrails.items() if v)

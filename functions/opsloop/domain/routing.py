@@ -59,7 +59,7 @@ def assign(
 
 def pick_weighted(request_id: str, salt: str, weights: dict[str, float]) -> tuple[str, float]:
     """Deterministically pick a key of ``weights`` in proportion to its weight; returns (key, propensity)."""
-    total = sum(w for w in weights.values() if w > 0)
+    total = math.fsum(weights[k] for k in sorted(weights) if weights[k] > 0)
     if total <= 0:
         raise ValueError(f"weights must have a positive total, got {weights!r}")
     u = unit_hash(salt, request_id) * total

@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit emulator-check seed serve clean
+.PHONY: demo test lint typecheck unit emulator-check seed serve bench clean
 
 $(STAMP): requirements-dev.txt functions/requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ lint: $(STAMP)
 
 typecheck: $(STAMP)
 	$(PY) -m mypy
+
+bench: $(STAMP)
+	$(PY) bench/rollout_sim.py
 
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit

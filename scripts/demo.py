@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "functions"), str(ROOT)]
 
 from scripts import emulator as emu_mod  # noqa: E402
+from scripts.serve import FUNCTIONS  # noqa: E402
 from scripts.tokens import bearer, emulator_token  # noqa: E402
 
 PROJECT = "demo-opsloop"
@@ -50,34 +51,34 @@ def table(rows: list[list[Any]], header: list[str]) -> None:
             say("  " + "  ".join("-" * w for w in widths))
 
 
-def simulate(
-    rng: random.Random, weights: dict[str, float], start_ms: int, n: int, degrade_after: int
-) -> list[dict[str, Any]]:
-    """A router choosing models by the active weights; gpt-5 degrades for the second part of the run."""
+def simulate(router: Any, rng: random.Random, start_ms: int, n: int, step_ms: int, degrade_after: int,
+             prefix: str) -> list[dict[str, Any]]:
+    """A router component: route each request with the Router library, call the model, report it."""
     out = []
-    models = list(weights)
     for i in range(n):
-        model = rng.choices(models, weights=[weights[m] for m in models])[0]
-        median, fail, cost = MODELS[model]
-        if model == "gpt-5" and i >= degrade_after:
+        call = router.route(f"{prefix}-{i:05d}", "router-core")
+        median, fail, cost = MODELS[call.model]
+        if call.model == "gpt-5" and i >= degrade_after:
             median, fail = 3800.0, 0.55
         latency = median * rng.lognormvariate(0, 0.35)
-        roll = rng.random()
-        if roll >= fail:
+        if rng.random() >= fail:
             outcome = "success"
         else:
             outcome = "timeout" if latency > 3000 else rng.choice(["failure", "rate_limit"])
         item: dict[str, Any] = {
-            "id": f"demo-{i:05d}",
-            "ts": start_ms + i * 1500,
-            "component": f"router:{model}",
+            "id": f"{prefix}-{i:05d}",
+            "ts": start_ms + i * step_ms,
+            "component": f"router:{call.model}",
             "outcome": outcome,
             "durationMs": round(min(latency, 30_000), 1),
             "tokensIn": rng.randint(200, 900),
             "tokensOut": rng.randint(100, 700),
             "costUsd": round(cost * rng.uniform(0.7, 1.3), 5),
-            "policyVersion": "router-core@1.0.0",
+            "policyVersion": call.policy_version,
+            "propensity": call.model_propensity,
         }
+        if call.arm is not None:
+            item["arm"] = call.arm
         if outcome != "success":
             item["errorCode"] = "upstream_503" if outcome == "failure" else outcome
         out.append(item)
@@ -114,25 +115,35 @@ def main() -> int:
         procs.append(server)
         base = f"http://127.0.0.1:{port}"
         emu_mod.wait_http(f"{base}/", timeout=60, proc=server)
-        say(f"   {base}/recordObservation, /scoreObservations, /autoTunePolicies, /activatePolicy, /rollbackPolicy")
+        say(f"   {base}/<name> for each of: {', '.join(FUNCTIONS)}")
 
-        step(4, "A router sends 1,800 calls over HTTP (batches of 100); gpt-5 degrades halfway")
-        active = store.policy("router-core", "1.0.0") or {}
-        weights = active["params"]["modelWeights"]
-        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
-        start_ms = int(now.timestamp() * 1000) - 1800 * 1500 - 5000
-        traffic = simulate(random.Random(36), weights, start_ms, 1800, degrade_after=900)
+        step(4, "A router component sends 1,800 calls over HTTP (batches of 100); gpt-5 degrades halfway")
+        from opsloop.services.routing import Router
+
+        router = Router(store, ttl_s=0)  # components cache policies for 5 minutes; the demo wants no lag
+        weights = router.params("router-core", "1.0.0")["modelWeights"]
         service = bearer(emulator_token("router-service", project=PROJECT, role="service"))
-        sent = 0
-        for i in range(0, len(traffic), 100):
-            r = requests.post(f"{base}/recordObservation", json={"observations": traffic[i : i + 100]},
-                              headers=service, timeout=60)
-            r.raise_for_status()
-            sent += r.json()["created"]
-            if (i // 100) % 6 == 5:
-                say(f"   {sent}/{len(traffic)} observations stored")
+        admin = bearer(emulator_token("alice", project=PROJECT, role="admin"))
+        now_ms = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+        rng = random.Random(36)
+        traffic = simulate(router, rng, now_ms - 1800 * 1500 - 5000, 1800, 1500, degrade_after=900, prefix="req")
+
+        def send(items: list[dict[str, Any]]) -> None:
+            sent = 0
+            for i in range(0, len(items), 100):
+                r = requests.post(f"{base}/recordObservation", json={"observations": items[i : i + 100]},
+                                  headers=service, timeout=60)
+                r.raise_for_status()
+                sent += r.json()["created"]
+                if (i // 100) % 6 == 5 or i + 100 >= len(items):
+                    say(f"   {sent}/{len(items)} observations stored")
+
+        send(traffic)
         r = requests.post(f"{base}/recordObservation", json=traffic[0], headers=service, timeout=60)
         say(f"   re-sent {traffic[0]['id']}: HTTP {r.status_code}, duplicates={r.json()['duplicates']} (idempotent)")
+        r = requests.post(f"{base}/recordObservation", json={**traffic[1], "id": "bad-1", "durationMs": -5},
+                          headers=service, timeout=60)
+        say(f"   a malformed one: HTTP {r.status_code} {r.json()['error']['details']['errors']}")
         time.sleep(0.6)
 
         def schedule(name: str) -> None:
@@ -143,6 +154,10 @@ def main() -> int:
             })
             say(f"   Cloud Scheduler -> {name} @ {when:%H:%M:%S}Z: HTTP {r.status_code}")
             r.raise_for_status()
+
+        def callable_(name: str, data: dict[str, Any], headers: dict[str, str] = admin) -> dict[str, Any]:
+            r = requests.post(f"{base}/{name}", json={"data": data}, headers=headers, timeout=60)
+            return dict(r.json())
 
         step(5, "Cloud Scheduler triggers scoreObservations")
         schedule("scoreObservations")
@@ -163,23 +178,55 @@ def main() -> int:
             say("   no draft was proposed")
             return 1
         draft = drafts[-1]
-        say(f"   draft router-core@{draft['version']} ({draft['notes']}): {draft['evidence']['reason']}")
+        version = draft["version"]
+        say(f"   draft router-core@{version} ({draft['notes']}): {draft['evidence']['reason']}")
         ev = draft["evidence"]["models"]
         table([[m, weights[m], draft["params"]["modelWeights"][m], ev[m]["n"],
                 "-" if ev[m]["avgReward"] is None else f"{ev[m]['avgReward']:.3f}"] for m in weights],
-              ["model", "active 1.0.0", f"draft {draft['version']}", "n (24h)", "avg reward"])
+              ["model", "active 1.0.0", f"draft {version}", "n (24h)", "avg reward"])
 
-        step(7, "An admin activates the draft through the activatePolicy callable")
-        admin = bearer(emulator_token("alice", project=PROJECT, role="admin"))
-        r = requests.post(f"{base}/activatePolicy", json={"data": {"id": "router-core", "version": draft["version"]}},
-                          headers=admin, timeout=60)
-        say(f"   HTTP {r.status_code}: {r.json()}")
-        r.raise_for_status()
-        r = requests.post(f"{base}/activatePolicy", json={"data": {"id": "router-core", "version": "1.0.0"}},
-                          headers=service, timeout=60)
-        say(f"   the router's service token tries the same: {r.json()['error']['status']}")
+        step(7, "An admin puts the draft in shadow (startShadow): judged offline on the logged traffic")
+        ref = {"id": "router-core", "version": version}
+        res = callable_("startShadow", ref)["result"]
+        est = res["shadowEstimate"]
+        say(f"   off-policy estimate from {est['n']} logged decisions (ESS {est['ess']:.0f}): "
+            f"SNIPS {est['snips']:.3f} [{est['snipsCi'][0]:.3f}, {est['snipsCi'][1]:.3f}], "
+            f"IPS {est['ips']:.3f}; the champion logged {est['loggedMean']:.3f}")
 
-        step(8, "Audit trail (newest first)")
+        step(8, "The admin starts a canary at 20% (startCanary); the router splits traffic by request id")
+        # A real canary waits for 1,000 observations per arm; the demo settles for 300.
+        store.set_config("rollout", {"minSamples": 300})
+        res = callable_("startCanary", {**ref, "split": "canary20"})["result"]
+        say(f"   {res['action']}: {res['from']} -> {res['to']} at split {res['rollout']['split']}")
+        canary = simulate(router, rng, int(dt.datetime.now(dt.UTC).timestamp() * 1000) - 2000, 2000, 0,
+                          degrade_after=0, prefix="canary")
+        arms = {a: sum(1 for o in canary if o.get("arm") == a) for a in ("champion", "challenger")}
+        say(f"   routed: {arms['champion']} champion (1.0.0), {arms['challenger']} challenger ({version})")
+        send(canary)
+        time.sleep(0.6)
+
+        step(9, "Cloud Scheduler triggers scoreObservations and evaluateRollouts")
+        schedule("scoreObservations")
+        schedule("evaluateRollouts")
+        rollout = store.rollout(res["rollout"]["rolloutId"]) or {}
+        e = rollout.get("lastEvaluation") or {}
+        table([[e.get("nChampion"), e.get("nChallenger"), f"{e['diff']:+.4f}",
+                f"[{e['ciLow']:+.4f}, {e['ciHigh']:+.4f}]", f"{e['welchP']:.2g}", f"{e['msprtP']:.2g}",
+                f"{e['srmP']:.2f}", e["outcome"]]],
+              ["n champion", "n challenger", "reward diff", "95% CI", "Welch p", "mSPRT p", "SRM p", "decision"])
+        say(f"   {e.get('reason')}")
+
+        step(10, "The admin promotes the challenger (promotePolicy); a service token may not")
+        res = callable_("promotePolicy", ref)
+        say(f"   {res.get('result') or res}")
+        denied = callable_("activatePolicy", {"id": "router-core", "version": "1.0.0"}, headers=service)
+        say(f"   the router's service token tries activatePolicy: {denied['error']['status']}")
+
+        step(11, "An admin rolls back (rollbackPolicy), then re-activates the new version (activatePolicy)")
+        say(f"   rollbackPolicy -> {callable_('rollbackPolicy', {'id': 'router-core'})['result']}")
+        say(f"   activatePolicy -> {callable_('activatePolicy', ref)['result']}")
+
+        step(12, "Audit trail (newest first)")
         audit = store.audit_log(policy_id="router-core")
         table([[dt.datetime.fromtimestamp(a["ts"] / 1000, dt.UTC).strftime("%H:%M:%S"), a["actor"], a["action"],
                 a.get("from"), a["to"]] for a in audit], ["time", "actor", "action", "from", "to"])

@@ -188,6 +188,9 @@ SEED: dict[str, dict[str, Any]] = {
     "ops_runs/score-cursor": {"docId": "obs-1", "components": {"checkout": NOW_MS}},
     "ops_policy_heads/router-core": {"active": "1.0.0", "seq": 1},
     "ops_alerts/alert-1": {"component": "checkout", "kind": "regression"},
+    "ops_rollouts/r-1": {"id": "router-core", "version": "1.0.1", "status": "running"},
+    "ops_rollouts/r-1/evaluations/1": {"ts": 1, "outcome": "continue"},
+    "ops_drift/checkout": {"component": "checkout", "drifting": False},
     "anything_else/thing-1": {"x": 1},
     "ops_observations/obs-1/notes/note-1": {"text": "subcollections fall under the catch-all"},
 }
@@ -219,7 +222,11 @@ ACCESS: dict[str, dict[str, frozenset[str]]] = {
     "ops_buckets":                  dict.fromkeys(("get", "list", "create", "update", "delete"), NOBODY),
     "ops_runs":                     dict.fromkeys(("get", "list", "create", "update", "delete"), NOBODY),
     "ops_policy_heads":             dict.fromkeys(("get", "list", "create", "update", "delete"), NOBODY),
-    "ops_alerts":                   dict.fromkeys(("get", "list", "create", "update", "delete"), NOBODY),
+    "ops_alerts":       {"get": ADMIN, "list": ADMIN, "create": NOBODY, "update": NOBODY, "delete": NOBODY},
+    "ops_rollouts":     {"get": ADMIN, "list": ADMIN, "create": NOBODY, "update": NOBODY, "delete": NOBODY},
+    "ops_rollouts/r-1/evaluations": {"get": ADMIN, "list": ADMIN, "create": NOBODY, "update": NOBODY,
+                                     "delete": NOBODY},
+    "ops_drift":                    dict.fromkeys(("get", "list", "create", "update", "delete"), NOBODY),
     "anything_else":                dict.fromkeys(("get", "list", "create", "update", "delete"), NOBODY),
     "ops_observations/obs-1/notes": dict.fromkeys(("get", "list", "create", "update", "delete"), NOBODY),
 }

@@ -11,6 +11,7 @@ continue or inconclusive; with ``learning.autoActivatePolicies`` the decision is
 from __future__ import annotations
 
 import datetime as dt
+import os
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -45,7 +46,10 @@ class ShadowSettings:
 
 
 def rollout_config(store: FirestoreStore) -> tuple[RolloutConfig, ShadowSettings]:
+    """``config/rollout``; the minimum sample size per arm falls back to LEARN_MIN_SAMPLES, then 1000."""
     doc = store.config(paths.ROLLOUT_DOC)
+    if "minSamples" not in doc and os.environ.get("LEARN_MIN_SAMPLES"):
+        doc = {**doc, "minSamples": os.environ["LEARN_MIN_SAMPLES"]}
     return RolloutConfig.from_doc(doc), ShadowSettings.from_doc(doc)
 
 

@@ -1,0 +1,101 @@
+"""The rollout callables and evaluateRollouts over HTTP, as an admin, a component and Cloud Scheduler would."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from typing import Any
+
+import pytest
+import requests
+
+from opsloop.services.routing import Router
+from opsloop.store.firestore_store import FirestoreStore
+from tests.e2e.test_functions_http import ADMIN, SERVICE, call, post_obs, trigger
+
+pytestmark = [pytest.mark.e2e, pytest.mark.emulator]
+
+QUALITY = {"gpt-5": 0.6, "gemini": 0.97, "claude": 0.95}  # success rate per model
+
+
+def traffic(server: str, router: Router, n: int, seed: int) -> None:
+    rng = random.Random(seed)
+    ts = int(dt.datetime.now(dt.UTC).timestamp() * 1000) - 1000
+    items = []
+    for i in range(n):
+        c = router.route(f"req-{seed}-{i}", "router-core")
+        assert c.model is not None
+        items.append({"component": f"router:{c.model}", "ts": ts, "durationMs": 300 + rng.random() * 200,
+                      "outcome": "success" if rng.random() < QUALITY[c.model] else "failure", "costUsd": 0.01,
+                      "policyVersion": c.policy_version, "propensity": c.model_propensity,
+                      **({"arm": c.arm} if c.arm else {})})
+    for i in range(0, n, 500):
+        assert post_obs(server, {"observations": items[i : i + 500]}).status_code == 201
+
+
+def error(r: requests.Response) -> dict[str, Any]:
+    return dict(r.json()["error"])
+
+
+def test_shadow_canary_evaluate_promote_over_http(server: str, seeded: FirestoreStore) -> None:
+    seeded.set_config("rollout", {"minSamples": 200, "minShadowSamples": 200})
+    base = seeded.policy("router-core", "1.0.0") or {}
+    seeded.create_policy_version(
+        {"id": "router-core", "version": "1.0.1", "status": "draft", "createdBy": "test",
+         "params": {**base["params"], "modelWeights": {"gpt-5": 0.1, "gemini": 0.5, "claude": 0.4}}},
+        {"actor": "test", "action": "draft", "id": "router-core", "from": "1.0.0", "to": "1.0.1"},
+    )
+    router = Router(seeded, ttl_s=0)
+    ref = {"id": "router-core", "version": "1.0.1"}
+
+    r = call(server, "startShadow", ref)
+    assert r.status_code == 200, r.text
+    assert r.json()["result"]["rollout"]["stage"] == "shadow" and r.json()["result"]["shadowEstimate"]["n"] == 0
+    r = call(server, "startCanary", {**ref, "split": 0.1})
+    assert error(r)["status"] == "FAILED_PRECONDITION" and error(r)["details"]["code"] == "E_LEARN_DATA_MISSING"
+
+    traffic(server, router, 400, seed=1)  # logged by the champion during the shadow
+    now = dt.datetime.now(dt.UTC)
+    assert trigger(server, "scoreObservations", now).status_code == 200
+    assert trigger(server, "evaluateRollouts", now).status_code == 200
+    assert (seeded.policy("router-core", "1.0.1") or {})["shadowEstimate"]["n"] == 400
+
+    assert error(call(server, "startCanary", {**ref, "split": 0.9}))["status"] == "INVALID_ARGUMENT"
+    assert error(call(server, "startCanary", {**ref, "split": "canary99"}))["status"] == "INVALID_ARGUMENT"
+    assert error(call(server, "startCanary", {**ref, "split": 0.5}, token=SERVICE))["status"] == "PERMISSION_DENIED"
+    r = call(server, "startCanary", {**ref, "split": "ab"})
+    assert r.status_code == 200, r.text
+    assert r.json()["result"]["rollout"] | {"split": 0.5, "stage": "canary"} == r.json()["result"]["rollout"]
+
+    traffic(server, router, 1000, seed=2)
+    now = dt.datetime.now(dt.UTC)
+    assert trigger(server, "scoreObservations", now).status_code == 200
+    assert trigger(server, "evaluateRollouts", now).status_code == 200
+    rollout = next(iter(seeded.running_rollouts()))
+    last = rollout["lastEvaluation"]
+    assert last["outcome"] == "promote" and last["nChallenger"] >= 200 and last["nChampion"] >= 200
+
+    r = call(server, "promotePolicy", ref)
+    assert r.status_code == 200, r.text
+    assert {p["version"]: p["status"] for p in seeded.policy_versions("router-core")} == {
+        "1.0.0": "archived", "1.0.1": "active"}
+    r = call(server, "rejectPolicy", {**ref, "reason": "too late"})
+    assert error(r)["status"] == "FAILED_PRECONDITION" and "active" in error(r)["message"]
+    assert error(call(server, "rejectPolicy", {**ref, "reason": 7}))["status"] == "INVALID_ARGUMENT"
+    actions = [a["action"] for a in reversed(seeded.audit_log(policy_id="router-core"))]
+    assert actions == ["seed", "draft", "shadow", "canary", "promote"]
+
+
+def test_rollout_callables_validate_arguments(server: str, seeded: FirestoreStore) -> None:
+    assert error(call(server, "startShadow", {"id": "router-core"}))["status"] == "INVALID_ARGUMENT"
+    assert error(call(server, "startShadow", {"id": "router-core", "version": "1.0.7"}))["status"] == "NOT_FOUND"
+    assert error(call(server, "startShadow", {"id": "router-core", "version": "1.0.0"}))["status"] == (
+        "FAILED_PRECONDITION")  # the active version is not a draft
+    assert error(call(server, "startCanary", {"id": "router-core", "version": "1.0.0"}))["status"] == (
+        "INVALID_ARGUMENT")  # split missing
+    assert error(call(server, "promotePolicy", {"id": "router-core", "version": "1.0.0", "x": 1}))["status"] == (
+        "INVALID_ARGUMENT")
+    assert error(call(server, "promotePolicy", {"id": "router-core", "version": "1.0.0"}, token=None))["status"] == (
+        "UNAUTHENTICATED")
+    assert error(call(server, "rejectPolicy", {"id": "router-core", "version": "1.0.0"}, token=ADMIN))["status"] == (
+        "INVALID_ARGUMENT")  # reason missing

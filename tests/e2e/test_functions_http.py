@@ -107,7 +107,12 @@ def test_oversized_body_is_413_before_parsing(server: str, seeded: Any) -> None:
     assert r.status_code == 413
 
 
-@pytest.mark.parametrize(("token", "status"), [(None, 401), ("garbage", 401), (NO_ROLE, 403)])
+EXPIRED_SERVICE = emulator_token("router-svc", role="service", expires_in=-60)
+EXPIRED_ADMIN = emulator_token("alice", role="admin", expires_in=-60)
+
+
+@pytest.mark.parametrize(("token", "status"),
+                         [(None, 401), ("garbage", 401), (NO_ROLE, 403), (EXPIRED_SERVICE, 401)])
 def test_auth_is_required(server: str, seeded: Any, token: str | None, status: int) -> None:
     r = post_obs(server, obs(), token=token)
     assert r.status_code == status
@@ -132,6 +137,8 @@ def test_callables_enforce_auth_and_arguments(server: str, seeded: Any) -> None:
     assert status(call(server, "activatePolicy", {"id": "router-core", "version": "1.0.0"}, SERVICE)) == (
         "PERMISSION_DENIED"
     )
+    expired = call(server, "activatePolicy", {"id": "router-core", "version": "1.0.0"}, EXPIRED_ADMIN)
+    assert status(expired) == "UNAUTHENTICATED" and "expired" in expired.json()["error"]["message"]
     r = call(server, "activatePolicy", {"id": "router-core", "version": "one"})
     assert status(r) == "INVALID_ARGUMENT" and "version" in r.json()["error"]["message"]
     assert status(call(server, "activatePolicy", {"version": "1.0.0"})) == "INVALID_ARGUMENT"

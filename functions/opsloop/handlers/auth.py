@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from ..domain.errors import PermissionDenied, Unauthenticated
@@ -25,13 +26,24 @@ def verify_bearer(header: str | None) -> dict[str, Any]:
         claims: dict[str, Any] = auth.verify_id_token(token.strip())
     except Exception as exc:  # firebase_admin raises several unrelated types for bad tokens
         raise Unauthenticated(f"invalid ID token: {type(exc).__name__}") from None
+    check_expiry(claims)
     return claims
 
 
+def check_expiry(claims: dict[str, Any], now: float | None = None) -> None:
+    """Reject an expired token. Production verification checks ``exp`` already; the emulator does not."""
+    exp = claims.get("exp")
+    if not isinstance(exp, int | float) or isinstance(exp, bool):
+        raise Unauthenticated("ID token has no expiry")
+    if exp < (time.time() if now is None else now):
+        raise Unauthenticated("ID token has expired; sign in again")
+
+
 def require_role(claims: dict[str, Any] | None, roles: tuple[str, ...]) -> str:
-    """The caller's uid when its ``role`` claim is one of ``roles``."""
+    """The caller's uid when its token is unexpired and its ``role`` claim is one of ``roles``."""
     if not claims:
         raise Unauthenticated("sign in with a Firebase ID token")
+    check_expiry(claims)
     role = claims.get("role")
     if role not in roles:
         raise PermissionDenied(f"role {role!r} may not do this; needs one of {list(roles)}",

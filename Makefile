@@ -6,9 +6,10 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck unit emulator-check seed serve bench clean
 
-$(STAMP): requirements-dev.txt functions/requirements.txt
+$(STAMP): requirements-dev.txt functions/requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
 
 emulator-check: $(STAMP)

@@ -63,3 +63,8 @@ def promotePolicy(req: https_fn.CallableRequest[Any]) -> dict[str, Any]:
 @https_fn.on_call()
 def rejectPolicy(req: https_fn.CallableRequest[Any]) -> dict[str, Any]:
     return callables.reject_policy(req)
+
+
+@https_fn.on_call()
+def setLearningFlags(req: https_fn.CallableRequest[Any]) -> dict[str, Any]:
+    return callables.set_learning_flags(req)

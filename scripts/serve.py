@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS = (
     "recordObservation", "scoreObservations", "autoTunePolicies", "evaluateRollouts",
     "activatePolicy", "rollbackPolicy", "startShadow", "startCanary", "promotePolicy", "rejectPolicy",
+    "setLearningFlags",
 )
 
 

@@ -165,12 +165,16 @@ def test_promotion_waits_for_an_admin_without_auto_activation(rollout_store: Fir
 
 
 def test_reject_ends_the_rollout_and_kill_switch_freezes_decisions(rollout_store: FirestoreStore) -> None:
-    rollout_store.set_config("flags", {"learning": {"enabled": False, "autoActivatePolicies": True}})
     router = shadow_then_canary(rollout_store, BETTER)
+    rollout_store.set_flags({"enabled": False, "autoActivatePolicies": True}, actor="alice")
     send_traffic(rollout_store, router, 1400, seed=8)
-    scoring.score_observations(rollout_store, now())
+    scoring.score_observations(rollout_store, now())  # scoring goes on
     [outcome] = rollouts.evaluate_rollouts(rollout_store, now())
     assert outcome.outcome == "promote" and not outcome.carried_out  # learning disabled: decide, don't act
+    with pytest.raises(FailedPrecondition) as disabled:
+        rollouts.promote(rollout_store, "router-core", "1.0.1", actor="alice")
+    assert disabled.value.details["code"] == "E_LEARN_DISABLED"
+    assert (rollout_store.policy("router-core", "1.0.1") or {})["status"] == "canary"
     with pytest.raises(InvalidArgument):
         rollouts.reject(rollout_store, "router-core", "1.0.1", "", actor="alice")
     rollouts.reject(rollout_store, "router-core", "1.0.1", "business said no", actor="alice")

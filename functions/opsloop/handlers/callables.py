@@ -8,7 +8,7 @@ from typing import Any
 from firebase_functions import https_fn, logger
 
 from ..domain.errors import InvalidArgument
-from ..services import policies, rollouts
+from ..services import flags, policies, rollouts
 from . import auth, deps
 from .errors import to_https_error
 
@@ -83,3 +83,7 @@ def reject_policy(req: https_fn.CallableRequest[Any]) -> dict[str, Any]:
         return rollouts.reject(deps.store(), policy_id, version, data.get("reason"), actor)
 
     return _admin(req, "rejectPolicy", work)
+
+
+def set_learning_flags(req: https_fn.CallableRequest[Any]) -> dict[str, Any]:
+    return _admin(req, "setLearningFlags", lambda actor, data: flags.set_learning_flags(deps.store(), data, actor))

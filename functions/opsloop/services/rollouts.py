@@ -111,7 +111,7 @@ def start_shadow(store: FirestoreStore, policy_id: str, version: str, actor: str
     t, audit = store.apply_transition(
         policy_id,
         lambda head, status_of: policy_domain.plan_start_shadow(head, version, status_of, rollout_id, ms(now)),
-        actor, extra_audit={"evidence": {"shadowEstimate": estimate.to_doc()}},
+        actor, extra_audit={"evidence": {"shadowEstimate": estimate.to_doc()}}, require_learning=True,
     )
     est = _store_estimate(store, policy_id, version, estimate, now)
     return {**_transition_result(t, audit), "shadowEstimate": est}
@@ -141,7 +141,7 @@ def start_canary(store: FirestoreStore, policy_id: str, version: str, split: Any
     t, audit = store.apply_transition(
         policy_id,
         lambda head, status_of: policy_domain.plan_start_canary(head, version, status_of, split, now),
-        actor, extra_audit={"evidence": {"shadowEstimate": est, "split": split}},
+        actor, extra_audit={"evidence": {"shadowEstimate": est, "split": split}}, require_learning=True,
     )
     return _transition_result(t, audit)
 
@@ -153,7 +153,7 @@ def promote(store: FirestoreStore, policy_id: str, version: str, actor: str,
         evidence = (store.rollout(rollout.rollout_id) or {}).get("lastEvaluation")
     t, audit = store.apply_transition(
         policy_id, lambda head, status_of: policy_domain.plan_promote(head, version, status_of), actor,
-        extra_audit={"evidence": evidence},
+        extra_audit={"evidence": evidence}, require_learning=True,
     )
     return _transition_result(t, audit)
 

@@ -120,7 +120,7 @@ def _tune_one(
     }
     audit = {"actor": UPDATER, "action": "draft", "id": policy_id, "from": active["version"], "to": version,
              "reason": proposal.reason}
-    if not store.create_policy_version(doc, audit):
+    if not store.create_policy_version(doc, audit, require_learning=True):
         return TuneOutcome(policy_id, "skipped", f"version {version} was created concurrently", version=version)
     outcome = TuneOutcome(policy_id, "drafted", proposal.reason, version=version)
     if auto_activate:

@@ -11,8 +11,9 @@ from typing import Any
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
+from ..domain import audit as audit_domain
 from ..domain import policy as policy_domain
-from ..domain.errors import Conflict
+from ..domain.errors import Conflict, FailedPrecondition
 from ..domain.stats import Summary
 from ..domain.windows import Segment
 from . import paths
@@ -244,19 +245,95 @@ class FirestoreStore:
         q = self.db.collection(paths.POLICIES).where(filter=FieldFilter("status", "==", status))
         return [s.to_dict() or {} for s in q.stream()]
 
-    def create_policy_version(self, doc: dict[str, Any], audit: dict[str, Any]) -> bool:
-        """Create a new version with its audit entry atomically; False when that version exists."""
+    # ------------------------------------------------------------------ audit
+    # Every audit entry is written by _append_audit and nowhere else: created, sealed into its chain,
+    # never updated (tests/unit/test_audit_writes.py checks the source for other writes).
+    def _chain_ref(self, chain: str) -> firestore.DocumentReference:
+        return self.db.collection(paths.AUDIT_CHAINS).document(chain)
+
+    def _chain_head(self, txn: firestore.Transaction, chain: str) -> audit_domain.ChainHead:
+        snap = self._chain_ref(chain).get(transaction=txn)
+        return audit_domain.ChainHead.from_doc(snap.to_dict() if snap.exists else None)
+
+    def _append_audit(
+        self, txn: firestore.Transaction, chain: str, head: audit_domain.ChainHead, entry: dict[str, Any]
+    ) -> tuple[str, dict[str, Any]]:
+        """Seal ``entry`` after ``head`` (read earlier in this transaction) and create it."""
+        sealed, new_head = audit_domain.seal(entry, chain, head)
+        doc_id = uuid.uuid4().hex
+        txn.create(self.db.collection(paths.AUDIT).document(doc_id), sealed)
+        txn.set(self._chain_ref(chain), {"chain": chain, "seq": new_head.seq, "hash": new_head.hash,
+                                         "lastEntry": doc_id, "updatedAt": sealed.get("ts")})
+        return doc_id, sealed
+
+    def _require_learning(self, txn: firestore.Transaction) -> None:
+        snap = self.db.collection(paths.CONFIG).document(paths.FLAGS_DOC).get(transaction=txn)
+        learning = ((snap.to_dict() or {}) if snap.exists else {}).get("learning") or {}
+        if not learning.get("enabled", True):
+            raise FailedPrecondition("learning is disabled (config/flags learning.enabled = false)",
+                                     {"code": "E_LEARN_DISABLED"})
+
+    def create_policy_version(
+        self, doc: dict[str, Any], audit: dict[str, Any], require_learning: bool = False
+    ) -> bool:
+        """Create a new version with its audit entry atomically; False when that version exists.
+
+        The version records the hash of its params and the audit entry that created it.
+        """
         ref = self.db.collection(paths.POLICIES).document(f"{doc['id']}@{doc['version']}")
-        audit_ref = self.db.collection(paths.AUDIT).document(uuid.uuid4().hex)
+        chain = audit_domain.policy_chain(str(doc["id"]))
 
         def work(txn: firestore.Transaction) -> bool:
+            if require_learning:
+                self._require_learning(txn)
             if ref.get(transaction=txn).exists:
                 return False
-            txn.create(ref, {**doc, "createdAt": doc.get("createdAt") or _now_ms()})
-            txn.create(audit_ref, {**audit, "ts": _now_ms()})
+            head = self._chain_head(txn, chain)
+            now = _now_ms()
+            params_hash = audit_domain.digest(doc.get("params") or {})
+            audit_id, sealed = self._append_audit(txn, chain, head, {**audit, "ts": now, "paramsHash": params_hash})
+            txn.create(ref, {**doc, "createdAt": doc.get("createdAt") or now, "paramsHash": params_hash,
+                             "createdByAudit": {"id": audit_id, "hash": sealed["hash"]}})
             return True
 
         return run_transaction(self.db, work)
+
+    def set_flags(self, learning: dict[str, bool], actor: str) -> tuple[dict[str, Any], dict[str, Any], bool]:
+        """Merge ``learning`` flags into config/flags with an audit entry; returns (old, new, changed)."""
+        ref = self.db.collection(paths.CONFIG).document(paths.FLAGS_DOC)
+        chain = audit_domain.FLAGS_CHAIN
+
+        def work(txn: firestore.Transaction) -> tuple[dict[str, Any], dict[str, Any], bool]:
+            snap = ref.get(transaction=txn)
+            doc = (snap.to_dict() or {}) if snap.exists else {}
+            old = {"enabled": True, "autoActivatePolicies": False, **(doc.get("learning") or {})}
+            new = {**old, **learning}
+            if new == old:
+                return old, new, False
+            head = self._chain_head(txn, chain)
+            txn.set(ref, {**doc, "learning": new})
+            self._append_audit(txn, chain, head, {"ts": _now_ms(), "actor": actor, "action": "set_flags",
+                                                  "id": "config/flags", "from": old, "to": new})
+            return old, new, True
+
+        return run_transaction(self.db, work)
+
+    def audit_chains(self) -> dict[str, audit_domain.ChainHead]:
+        return {s.id: audit_domain.ChainHead.from_doc(s.to_dict()) for s in
+                self.db.collection(paths.AUDIT_CHAINS).stream()}
+
+    def audit_entries(self, chain: str) -> list[tuple[str, dict[str, Any]]]:
+        q = self.db.collection(paths.AUDIT).where(filter=FieldFilter("chain", "==", chain)).order_by("seq")
+        return [(s.id, s.to_dict() or {}) for s in q.stream()]
+
+    def unchained_audit_entries(self, known: set[str]) -> list[tuple[str, dict[str, Any]]]:
+        """Audit entries that belong to no known chain (only the Admin SDK could have written them)."""
+        return [(s.id, d) for s in self.db.collection(paths.AUDIT).stream()
+                if (d := s.to_dict() or {}).get("chain") not in known]
+
+    def all_policy_versions(self) -> list[dict[str, Any]]:
+        return [s.to_dict() or {} for s in self.db.collection(paths.POLICIES).stream()]
+
 
     def _head_ref(self, policy_id: str) -> firestore.DocumentReference:
         return self.db.collection(paths.POLICY_HEADS).document(policy_id)
@@ -280,6 +357,7 @@ class FirestoreStore:
         plan: Callable[[policy_domain.Head, policy_domain.StatusOf], policy_domain.Transition | None],
         actor: str,
         extra_audit: dict[str, Any] | None = None,
+        require_learning: bool = False,
     ) -> tuple[policy_domain.Transition | None, dict[str, Any] | None]:
         """Read the head, let ``plan`` decide, then write head, versions, rollout and audit entry.
 
@@ -288,7 +366,12 @@ class FirestoreStore:
         col = self.db.collection(paths.POLICIES)
         head_ref = self._head_ref(policy_id)
 
+        chain = audit_domain.policy_chain(policy_id)
+
         def work(txn: firestore.Transaction) -> tuple[policy_domain.Transition | None, dict[str, Any] | None]:
+            if require_learning:
+                self._require_learning(txn)
+            chain_head = self._chain_head(txn, chain)
             head_snap = head_ref.get(transaction=txn)
             if head_snap.exists:
                 head = policy_domain.Head.from_doc(policy_id, head_snap.to_dict())
@@ -318,13 +401,12 @@ class FirestoreStore:
                 txn.set(ref, doc, merge=True)
             audit = {
                 "ts": now, "actor": actor, "action": transition.action, "id": policy_id,
-                "from": transition.from_version, "to": transition.to_version, "seq": transition.head.seq,
-                **(extra_audit or {}),
+                "from": transition.from_version, "to": transition.to_version, **(extra_audit or {}),
             }
             if transition.rollout is not None:
                 audit["rolloutId"] = transition.rollout.rollout_id
-            txn.create(self.db.collection(paths.AUDIT).document(uuid.uuid4().hex), audit)
-            return transition, audit
+            _, sealed = self._append_audit(txn, chain, chain_head, audit)
+            return transition, sealed
 
         try:
             return run_transaction(self.db, work, attempts=20)

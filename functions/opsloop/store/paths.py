@@ -5,6 +5,7 @@ REWARDS = "ops_rewards"
 STATS = "ops_stats"
 POLICIES = "ops_policies"
 AUDIT = "ops_audit"
+AUDIT_CHAINS = "ops_audit_chains"  # per chain: last seq and hash of the tamper-evident audit
 ALERTS = "ops_alerts"
 CONFIG = "config"
 # Internal to the loop (no client access in firestore.rules):

@@ -486,7 +486,8 @@ def test_admin_annotates_a_version_but_cannot_create_one(rest: Rest) -> None:
 
 @pytest.mark.parametrize(
     "change",
-    [{"status": "archived"}, {"version": "9.9.9"}, {"id": "other"}, {"params": {"modelWeights": {"gpt-5": 0.5, "gemini": 0.5}}},
+    [{"status": "archived"}, {"version": "9.9.9"}, {"id": "other"},
+     {"params": {"modelWeights": {"gpt-5": 0.5, "gemini": 0.5}}},
      {"paramsHash": "0" * 64}, {"createdByAudit": {"id": "x", "hash": "y"}}],
 )
 def test_admins_cannot_change_a_versions_content_identity_or_status(rest: Rest, change: dict[str, Any]) -> None:

@@ -99,3 +99,31 @@ def test_rollout_callables_validate_arguments(server: str, seeded: FirestoreStor
         "UNAUTHENTICATED")
     assert error(call(server, "rejectPolicy", {"id": "router-core", "version": "1.0.0"}, token=ADMIN))["status"] == (
         "INVALID_ARGUMENT")  # reason missing
+
+
+def test_kill_switch_is_an_audited_admin_callable(server: str, seeded: FirestoreStore) -> None:
+    assert error(call(server, "setLearningFlags", {"enabled": False}, token=SERVICE))["status"] == "PERMISSION_DENIED"
+    for bad in ({}, {"enabled": "no"}, {"enabled": False, "other": True}, [True]):
+        assert error(call(server, "setLearningFlags", bad))["status"] == "INVALID_ARGUMENT"
+    r = call(server, "setLearningFlags", {"enabled": False})
+    assert r.json()["result"] == {"learning": {"enabled": False, "autoActivatePolicies": False},
+                                  "previous": {"enabled": True, "autoActivatePolicies": False}, "changed": True}
+    assert call(server, "setLearningFlags", {"enabled": False}).json()["result"]["changed"] is False
+
+    # learning is off: scoring goes on, nothing is drafted, no rollout may start
+    now = dt.datetime.now(dt.UTC)
+    ts = int(now.timestamp() * 1000) - 1000
+    post_obs(server, {"observations": [{"component": "router:gpt-5", "outcome": "failure", "durationMs": 4000,
+                                        "ts": ts}] * 120})
+    assert trigger(server, "scoreObservations", now).status_code == 200
+    assert trigger(server, "autoTunePolicies", now).status_code == 200
+    assert seeded.count("ops_rewards") == 120
+    assert [p["version"] for p in seeded.policy_versions("router-core")] == ["1.0.0"]
+    seeded.create_policy_version({"id": "router-core", "version": "1.0.1", "status": "draft", "params": {}},
+                                 {"actor": "t", "action": "draft", "id": "router-core", "from": None, "to": "1.0.1"})
+    r = call(server, "startShadow", {"id": "router-core", "version": "1.0.1"})
+    assert error(r)["status"] == "FAILED_PRECONDITION" and error(r)["details"]["code"] == "E_LEARN_DISABLED"
+
+    flags_audit = seeded.audit_entries("config:flags")
+    assert [(e["actor"], e["action"], e["from"]["enabled"], e["to"]["enabled"]) for _, e in flags_audit] == [
+        ("alice", "set_flags", True, False)]

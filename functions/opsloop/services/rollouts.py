@@ -67,6 +67,13 @@ def _now_ms() -> int:
     return ms(dt.datetime.now(dt.UTC))
 
 
+def _require_learning(store: FirestoreStore) -> None:
+    """Fail early with the kill switch's own error; the transaction checks again before it writes."""
+    if not tuning.flags(store)["enabled"]:
+        raise FailedPrecondition("learning is disabled (config/flags learning.enabled = false)",
+                                 {"code": "E_LEARN_DISABLED"})
+
+
 def _version_doc(store: FirestoreStore, policy_id: str, version: str) -> dict[str, Any]:
     doc = store.policy(policy_id, version)
     if doc is None:
@@ -105,6 +112,7 @@ def _store_estimate(store: FirestoreStore, policy_id: str, version: str, est: op
 
 
 def start_shadow(store: FirestoreStore, policy_id: str, version: str, actor: str) -> dict[str, Any]:
+    _require_learning(store)
     now = dt.datetime.now(dt.UTC)
     rollout_id = f"{policy_id}@{version}~{uuid.uuid4().hex[:8]}"
     estimate = shadow_estimate(store, policy_id, version, now)  # fails before anything is written
@@ -120,6 +128,7 @@ def start_shadow(store: FirestoreStore, policy_id: str, version: str, actor: str
 def start_canary(store: FirestoreStore, policy_id: str, version: str, split: Any, actor: str) -> dict[str, Any]:
     """Start a canary; refused without a shadow estimate, or when the estimate is clearly worse."""
     split = parse_split(split)
+    _require_learning(store)
     _, shadow = rollout_config(store)
     est = _version_doc(store, policy_id, version).get("shadowEstimate")
     if not est or int(est.get("n") or 0) < shadow.min_samples:

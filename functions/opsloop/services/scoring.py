@@ -152,9 +152,11 @@ def score_observations(
     if not store.acquire_lease("score", run_id, settings.lease_ttl_s):
         return ScoreRunResult(run_id, schedule_ms, lease_acquired=False)
     result = ScoreRunResult(run_id, schedule_ms, lease_acquired=True)
-    store.record_run(run_id, {"kind": "score", "scheduleTime": schedule_ms, "status": "running",
-                              "startedAt": ms(dt.datetime.now(dt.UTC))})
     try:
+        hit("after-lease")
+        store.record_run(run_id, {"kind": "score", "scheduleTime": schedule_ms, "status": "running",
+                                  "startedAt": ms(dt.datetime.now(dt.UTC))})
+        hit("after-run-start")
         clock = now or dt.datetime.now(dt.UTC)
         upper = clock - dt.timedelta(milliseconds=settings.safety_margin_ms)
         while True:
@@ -188,11 +190,12 @@ def score_observations(
                 progress(result.scored + result.invalid)
         hit("before-stats")
         result.stats = refresh_stats(store, schedule_ms, cfg.version)
-        result.stats_written = store_stats(store, result.stats, schedule_ms)
+        result.stats_written = store_stats(store, result.stats, schedule_ms, hit)
         hit("after-stats")
         store.record_run(run_id, {"status": "done", "scored": result.scored, "invalid": result.invalid,
                                   "chunks": result.chunks, "statsWritten": result.stats_written,
                                   "finishedAt": ms(dt.datetime.now(dt.UTC))})
+        hit("after-run-done")
     finally:
         store.release_lease("score", run_id)
     return result
@@ -222,9 +225,15 @@ def refresh_stats(store: FirestoreStore, schedule_ms: int, reward_version: str) 
     return out
 
 
-def store_stats(store: FirestoreStore, stats: dict[str, dict[str, Any]], schedule_ms: int) -> int:
+STATS_GROUP = 240  # stats documents per transaction
+
+
+def store_stats(store: FirestoreStore, stats: dict[str, dict[str, Any]], schedule_ms: int,
+                checkpoint: Checkpoint | None = None) -> int:
     written = 0
     items = list(stats.items())
-    for i in range(0, len(items), 240):
-        written += store.write_stats(dict(items[i : i + 240]), schedule_ms)
+    for i in range(0, len(items), STATS_GROUP):
+        written += store.write_stats(dict(items[i : i + STATS_GROUP]), schedule_ms)
+        if checkpoint is not None:
+            checkpoint("after-stats-write")
     return written

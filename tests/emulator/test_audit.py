@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import os
 import subprocess
 import sys
@@ -48,7 +49,7 @@ def test_an_untouched_trail_verifies(history: FirestoreStore) -> None:
     trail = entries(history)
     assert [e["action"] for _, e in trail] == ["seed", "draft", "activate", "rollback"]
     assert trail[0][1]["prevHash"] == "0" * 64
-    assert all(b["prevHash"] == a["hash"] for (_, a), (_, b) in zip(trail, trail[1:], strict=False))
+    assert all(b["prevHash"] == a["hash"] for (_, a), (_, b) in itertools.pairwise(trail))
     draft = history.policy("router-core", "1.0.1") or {}
     assert draft["createdByAudit"]["id"] == trail[1][0] and draft["createdByAudit"]["hash"] == trail[1][1]["hash"]
     flags = entries(history, "config:flags")[0][1]

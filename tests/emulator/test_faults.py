@@ -64,6 +64,7 @@ class Crash(Exception):
 CRASH_POINTS = [
     ("after-lease", 1), ("after-run-start", 1),
     ("before-chunk-commit", 1), ("after-chunk-commit", 1), ("before-chunk-commit", 4), ("after-chunk-commit", 4),
+    ("after-fold", 1), ("after-fold", 2), ("after-fold", 3),
     ("before-stats", 1), ("after-stats-write", 1), ("after-stats-write", 2), ("after-stats", 1),
     ("after-run-done", 1),
 ]
@@ -75,6 +76,7 @@ def test_crash_between_writes_then_rerun_equals_a_clean_run(
     point: str, occurrence: int,
 ) -> None:
     monkeypatch.setattr(scoring, "STATS_GROUP", 5)  # several stats transactions, so crashes fall between them
+    monkeypatch.setattr(scoring, "FOLD_EVERY", 3)  # and several folds of pending deltas
     fresh(emulator, store)
     seen = {"n": 0}
 
@@ -87,8 +89,8 @@ def test_crash_between_writes_then_rerun_equals_a_clean_run(
     with pytest.raises(Crash):
         scoring.score_observations(store, NOW, settings=SETTINGS, checkpoint=crash)
     scoring.score_observations(store, NOW, settings=SETTINGS)
-    monkeypatch.setattr(scoring, "STATS_GROUP", 240)
     after = snapshot(store)
+    assert store.pending_deltas() == 0
     assert after["rewards"] == reference["rewards"]
     assert after["buckets"] == reference["buckets"]
     assert after["stats"] == reference["stats"]
@@ -142,7 +144,7 @@ def test_an_exhausted_scoring_chunk_writes_nothing_and_a_later_run_recovers(
     abort_commits(monkeypatch, "ops_rewards")
     with pytest.raises(tx.TransactionExhausted):
         scoring.score_observations(seeded, NOW, settings=SETTINGS)
-    assert seeded.count("ops_rewards") == 0 and seeded.count("ops_buckets") == 0
+    assert seeded.count("ops_rewards") == 0 and seeded.count("ops_buckets") == 0 and seeded.pending_deltas() == 0
     assert not seeded.db.collection("ops_runs").document("score-cursor").get().exists
     monkeypatch.undo()
     assert scoring.score_observations(seeded, NOW, settings=SETTINGS).scored == 50

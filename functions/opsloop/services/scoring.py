@@ -6,10 +6,14 @@ Exactly-once, by construction rather than by luck:
   server's commit timestamp. Only observations committed at least ``safetyMarginMs`` before the run's
   clock are taken, so nothing can still commit behind the cursor (late *event* times are fine: their
   ingestion is still new).
-* One transaction per chunk re-reads the cursor, writes the chunk's rewards, adds the chunk's
-  sufficient statistics to the 5-minute/hour/day buckets and advances the cursor. A run that finds the
-  cursor moved (a concurrent or retried run got there first) discards its chunk and reads again; a crash
-  leaves either the whole chunk or none of it.
+* One transaction per chunk re-reads the cursor, writes the chunk's rewards, writes the chunk's
+  sufficient statistics as one *delta* document and advances the cursor. A run that finds the cursor
+  moved (a concurrent or retried run got there first) discards its chunk and reads again; a crash leaves
+  either the whole chunk or none of it.
+* Deltas are folded into the 5-minute/hour/day buckets in transactions that delete what they add, so
+  each is counted once, whoever folds it. Runs fold every FOLD_EVERY chunks, before computing stats, and
+  at start (what a crashed run left). This keeps a run's Firestore cost near one read and one write per
+  observation: bucket documents are written once per fold, not once per chunk.
 * A lease keeps concurrent runs from fighting over the cursor; correctness does not depend on it.
 * Stats documents are recomputed from buckets for windows ending at the schedule time, so a retry or a
   replay of the same schedule time computes the same stats from the same data.
@@ -31,16 +35,16 @@ from ..store import paths
 from ..store.firestore_store import Cursor, FirestoreStore, StoredObservation, ms
 
 Checkpoint = Callable[[str], None]
+FOLD_EVERY = 25  # chunks between folds, so pending deltas stay few
 
 
 @dataclass(frozen=True)
 class ScoringSettings:
     """``config/scoring``: how big a chunk is and how long to wait behind ingestion."""
 
-    chunk_size: int = 250
+    chunk_size: int = 400
     safety_margin_ms: int = 5000
     lease_ttl_s: float = 540.0
-    max_writes_per_commit: int = 480
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> ScoringSettings:
@@ -49,10 +53,9 @@ class ScoringSettings:
             chunk_size=int(doc.get("chunkSize", d.chunk_size)),
             safety_margin_ms=int(doc.get("safetyMarginMs", d.safety_margin_ms)),
             lease_ttl_s=float(doc.get("leaseTtlS", d.lease_ttl_s)),
-            max_writes_per_commit=int(doc.get("maxWritesPerCommit", d.max_writes_per_commit)),
         )
-        if not 1 <= settings.chunk_size <= 400:
-            raise ValueError(f"config/scoring.chunkSize must be in 1..400, got {settings.chunk_size!r}")
+        if not 1 <= settings.chunk_size <= 490:
+            raise ValueError(f"config/scoring.chunkSize must be in 1..490, got {settings.chunk_size!r}")
         if settings.safety_margin_ms < 0:
             raise ValueError(f"config/scoring.safetyMarginMs must be >= 0, got {settings.safety_margin_ms!r}")
         return settings
@@ -118,8 +121,11 @@ def _bucket_deltas(scored: list[tuple[StoredObservation, Summary]]) -> dict[str,
     }
 
 
-def _fit_chunk(page: list[StoredObservation], max_writes: int) -> list[StoredObservation]:
-    """The longest prefix of ``page`` whose rewards + bucket writes + cursor fit in one commit."""
+MAX_DELTA_BUCKETS = 300  # buckets one delta document may touch (it must stay well under 1 MiB)
+
+
+def _fit_chunk(page: list[StoredObservation]) -> list[StoredObservation]:
+    """The longest prefix of ``page`` whose delta document touches at most MAX_DELTA_BUCKETS buckets."""
     keys: set[tuple[Any, int]] = set()
     for i, obs in enumerate(page):
         ts = obs.data.get("ts")
@@ -127,9 +133,21 @@ def _fit_chunk(page: list[StoredObservation], max_writes: int) -> list[StoredObs
             keys.add((obs.data.get("component"), windows.bucket_start(ts, "5m")))
             if obs.data.get("policyVersion") and obs.data.get("arm"):
                 keys.add((f"{obs.data['policyVersion']}:{obs.data['arm']}", windows.bucket_start(ts, "5m")))
-        if (i + 1) + len(windows.LEVELS) * len(keys) + 1 > max_writes:
+        if len(windows.LEVELS) * len(keys) > MAX_DELTA_BUCKETS:
             return page[: max(i, 1)]
     return page
+
+
+def fold_all(store: FirestoreStore, checkpoint: Checkpoint | None = None) -> int:
+    """Fold every pending delta into the buckets; returns how many were folded."""
+    folded = 0
+    while True:
+        n, _ = store.fold_deltas()
+        if n == 0:
+            return folded
+        folded += n
+        if checkpoint is not None:
+            checkpoint("after-fold")
 
 
 def score_observations(
@@ -157,6 +175,7 @@ def score_observations(
         store.record_run(run_id, {"kind": "score", "scheduleTime": schedule_ms, "status": "running",
                                   "startedAt": ms(dt.datetime.now(dt.UTC))})
         hit("after-run-start")
+        fold_all(store, hit)  # deltas a crashed run left behind
         clock = now or dt.datetime.now(dt.UTC)
         upper = clock - dt.timedelta(milliseconds=settings.safety_margin_ms)
         while True:
@@ -164,7 +183,7 @@ def score_observations(
             page = store.observations_after(cursor, upper, settings.chunk_size)
             if not page:
                 break
-            page = _fit_chunk(page, settings.max_writes_per_commit)
+            page = _fit_chunk(page)
             rewards: list[tuple[str, dict[str, Any]]] = []
             scored: list[tuple[StoredObservation, Summary]] = []
             components: dict[str, int] = {}
@@ -186,8 +205,11 @@ def score_observations(
             hit("after-chunk-commit")
             result.scored += len(scored)
             result.chunks += 1
+            if result.chunks % FOLD_EVERY == 0:
+                fold_all(store, hit)
             if progress is not None:
                 progress(result.scored + result.invalid)
+        fold_all(store, hit)
         hit("before-stats")
         result.stats = refresh_stats(store, schedule_ms, cfg.version)
         result.stats_written = store_stats(store, result.stats, schedule_ms, hit)

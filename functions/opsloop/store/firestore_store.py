@@ -14,7 +14,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from ..domain import audit as audit_domain
 from ..domain import policy as policy_domain
 from ..domain.errors import Conflict, FailedPrecondition
-from ..domain.stats import Summary
+from ..domain.stats import Summary, total
 from ..domain.windows import Segment
 from . import paths
 from .tx import TransactionExhausted, run_transaction
@@ -126,25 +126,27 @@ class FirestoreStore:
         rewards: list[tuple[str, dict[str, Any]]],
         deltas: dict[str, tuple[dict[str, Any], Summary]],
     ) -> bool:
-        """Write rewards, add bucket deltas and advance the cursor in one transaction.
+        """Write rewards, one pending-delta document and the advanced cursor in one transaction.
 
-        Returns False (and writes nothing) when another run moved the cursor first.
-        ``deltas`` maps bucket id -> (identity fields, summary to add).
+        The chunk's bucket statistics travel as a single delta document (one write, however many buckets
+        it touches); ``fold_deltas`` adds pending deltas to the buckets later, exactly once. Returns
+        False (and writes nothing) when another run moved the cursor first. ``deltas`` maps bucket id ->
+        (identity fields, summary to add).
         """
-        buckets = self.db.collection(paths.BUCKETS)
         reward_col = self.db.collection(paths.REWARDS)
-        refs = {bid: buckets.document(bid) for bid in deltas}
+        delta_ref = self.db.collection(paths.BUCKET_DELTAS).document(uuid.uuid4().hex)
         cursor_ref = self._cursor_ref()
+        delta_doc = {
+            "createdAt": _now_ms(),
+            "buckets": [{"id": bid, **ident, **summary.to_doc()} for bid, (ident, summary) in deltas.items()],
+        }
 
         def work(txn: firestore.Transaction) -> bool:
             current = self._cursor_from(cursor_ref.get(transaction=txn))
             if not current.same_position(expected):
                 return False
-            snaps = {s.id: s for s in self.db.get_all(list(refs.values()), transaction=txn)}
-            for bid, (ident, delta) in deltas.items():
-                snap = snaps.get(bid)
-                base = Summary.from_doc(snap.to_dict() or {}) if snap is not None and snap.exists else Summary()
-                txn.set(refs[bid], {**ident, **(base + delta).to_doc(), "updatedAt": firestore.SERVER_TIMESTAMP})
+            if deltas:
+                txn.create(delta_ref, delta_doc)
             for obs_id, data in rewards:
                 txn.set(reward_col.document(obs_id), data)
             merged = dict(current.components or {})
@@ -154,6 +156,45 @@ class FirestoreStore:
             return True
 
         return run_transaction(self.db, work)
+
+    def fold_deltas(self, max_docs: int = 40, max_buckets: int = 400) -> tuple[int, int]:
+        """Add up to ``max_docs`` pending deltas to their buckets and delete them, in one transaction.
+
+        Returns (deltas folded, buckets written); (0, 0) when nothing is pending. A delta is added iff it
+        is deleted in the same commit, so concurrent or repeated folds count it exactly once.
+        """
+        col = self.db.collection(paths.BUCKET_DELTAS)
+        buckets = self.db.collection(paths.BUCKETS)
+
+        def work(txn: firestore.Transaction) -> tuple[int, int]:
+            pending = list(txn.get(col.order_by("createdAt").limit(max_docs)))
+            taken: list[Any] = []
+            merged: dict[str, tuple[dict[str, Any], list[Summary]]] = {}
+            for snap in pending:
+                entries = (snap.to_dict() or {}).get("buckets") or []
+                new_keys = {e["id"] for e in entries} - set(merged)
+                if taken and len(merged) + len(new_keys) + len(taken) + 1 > max_buckets:
+                    break
+                taken.append(snap)
+                for e in entries:
+                    ident = {"component": e["component"], "level": e["level"], "start": e["start"]}
+                    merged.setdefault(e["id"], (ident, []))[1].append(Summary.from_doc(e))
+            if not taken:
+                return 0, 0
+            refs = {bid: buckets.document(bid) for bid in merged}
+            current = {s.id: s for s in self.db.get_all(list(refs.values()), transaction=txn)}
+            for bid, (ident, parts) in merged.items():
+                snap = current.get(bid)
+                base = Summary.from_doc(snap.to_dict() or {}) if snap is not None and snap.exists else Summary()
+                txn.set(refs[bid], {**ident, **total([base, *parts]).to_doc(), "updatedAt": _now_ms()})
+            for snap in taken:
+                txn.delete(snap.reference)
+            return len(taken), len(merged)
+
+        return run_transaction(self.db, work)
+
+    def pending_deltas(self) -> int:
+        return self.count(paths.BUCKET_DELTAS)
 
     def acquire_lease(self, name: str, owner: str, ttl_s: float) -> bool:
         """Take the named lease unless another live owner holds it."""

@@ -10,6 +10,7 @@ ALERTS = "ops_alerts"
 CONFIG = "config"
 # Internal to the loop (no client access in firestore.rules):
 BUCKETS = "ops_buckets"  # per component x level x bucket sufficient statistics
+BUCKET_DELTAS = "ops_bucket_deltas"  # per scored chunk: statistics not yet added to the buckets
 RUNS = "ops_runs"  # scoring cursor, leases, one document per scheduled run
 POLICY_HEADS = "ops_policy_heads"  # per policy id: active version, activation history, running rollout
 ROLLOUTS = "ops_rollouts"  # one per shadow/canary, with its evaluations as a subcollection

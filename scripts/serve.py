@@ -14,6 +14,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS = (
@@ -30,7 +31,17 @@ def build_app() -> object:
 
     sys.path.insert(0, str(ROOT / "functions"))
     source = str(ROOT / "functions" / "main.py")
-    mounts = {f"/{name}": functions_framework.create_app(target=name, source=source) for name in FUNCTIONS}
+    def rooted(app: Any) -> Any:
+        # Mounted at /name, a request for exactly /name reaches the app with an empty path; without this
+        # Flask answers 308 to /name/, which makes clients re-send (and streamed bodies arrive empty).
+        def wsgi(environ: dict[str, Any], start_response: Any) -> Any:
+            if not environ.get("PATH_INFO"):
+                environ["PATH_INFO"] = "/"
+            return app(environ, start_response)
+
+        return wsgi
+
+    mounts = {f"/{name}": rooted(functions_framework.create_app(target=name, source=source)) for name in FUNCTIONS}
 
     def not_found(environ: dict[str, object], start_response: object) -> object:
         names = ", ".join(f"/{n}" for n in FUNCTIONS)

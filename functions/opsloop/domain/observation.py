@@ -21,6 +21,43 @@ _COMPONENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
 _POLICY_REF = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}@(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})$")
 
 
+_INT64 = (-(2**63), 2**63 - 1)
+_RESERVED_FIELD = re.compile(r"^__.*__$", re.DOTALL)
+MAX_FIELD_NAME_BYTES = 1500
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, e.g. from the JSON escape "\ud800"
+        return False
+    return True
+
+
+def _unstorable(value: Any) -> str | None:
+    """Why Firestore would refuse ``value`` (None when it can store it)."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not key or _RESERVED_FIELD.match(key) or not _utf8(key):
+                return f"{key!r} is not a valid field name"
+            if len(key.encode()) > MAX_FIELD_NAME_BYTES:
+                return f"field names are at most {MAX_FIELD_NAME_BYTES} bytes"
+            if (problem := _unstorable(item)) is not None:
+                return problem
+    elif isinstance(value, list):
+        for item in value:
+            if isinstance(item, list):
+                return "an array cannot directly hold an array"
+            if (problem := _unstorable(item)) is not None:
+                return problem
+    elif isinstance(value, str):
+        if not _utf8(value):
+            return "strings must be valid Unicode (no lone surrogates)"
+    elif isinstance(value, int) and not isinstance(value, bool) and not _INT64[0] <= value <= _INT64[1]:
+        return "integers must fit in 64 bits"
+    return None
+
+
 def _depth(value: Any, level: int = 1) -> int:
     if isinstance(value, dict):
         return max([level, *(_depth(v, level + 1) for v in value.values())])
@@ -56,9 +93,13 @@ class ObservationIn(BaseModel):
             return v
         if isinstance(v, bool) or not isinstance(v, int | float):
             raise ValueError(f"must be a number, got {type(v).__name__}")
-        if not math.isfinite(v):
+        try:
+            number = float(v)
+        except OverflowError:  # an int beyond float range: float() raises instead of giving inf
+            raise ValueError("must be a finite number, got an integer too large for a float") from None
+        if not math.isfinite(number):
             raise ValueError(f"must be a finite number, got {v!r}")
-        return float(v)
+        return number
 
     @field_validator("id")
     @classmethod
@@ -75,6 +116,13 @@ class ObservationIn(BaseModel):
                 "must be 1-128 chars of letters, digits, '_', '.', ':' or '-', starting alphanumeric "
                 "(e.g. 'router:gpt-5')"
             )
+        return v
+
+    @field_validator("errorCode")
+    @classmethod
+    def _error_code(cls, v: str | None) -> str | None:
+        if v is not None and not _utf8(v):
+            raise ValueError("must be valid Unicode (no lone surrogates)")
         return v
 
     @field_validator("policyVersion")
@@ -97,6 +145,9 @@ class ObservationIn(BaseModel):
             raise ValueError(f"must encode to at most {MAX_META_BYTES} bytes of JSON, got {len(encoded)}")
         if _depth(v) > MAX_META_DEPTH:
             raise ValueError(f"must nest at most {MAX_META_DEPTH} levels deep")
+        problem = _unstorable(v)
+        if problem is not None:
+            raise ValueError(f"must be storable in Firestore: {problem}")
         return v
 
 

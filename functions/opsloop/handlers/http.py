@@ -33,7 +33,9 @@ def _read_json(request: Request) -> Any:
         raise PayloadTooLarge(f"body exceeds the limit of {MAX_BODY_BYTES} bytes")
     try:
         return json.loads(raw, parse_constant=_reject_constant)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except RecursionError:
+        raise InvalidArgument("body is not valid JSON: it nests too deeply") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, an integer of more than 4300 digits
         raise InvalidArgument(f"body is not valid JSON: {exc}") from None
 
 

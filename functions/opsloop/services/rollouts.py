@@ -11,6 +11,7 @@ continue or inconclusive; with ``learning.autoActivatePolicies`` the decision is
 from __future__ import annotations
 
 import datetime as dt
+import math
 import os
 import uuid
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from ..domain import ope, windows
 from ..domain import policy as policy_domain
 from ..domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from ..domain.experiment import ArmData, Evaluation, RolloutConfig, evaluate
-from ..domain.routing import SPLIT_PRESETS
+from ..domain.routing import MAX_SPLIT, SPLIT_PRESETS
 from ..domain.stats import Summary, total
 from ..store import paths
 from ..store.firestore_store import FirestoreStore, ms
@@ -60,7 +61,20 @@ def parse_split(value: Any) -> float:
             names = sorted(k for k, v in SPLIT_PRESETS.items() if v > 0)
             raise InvalidArgument(f"'split' preset must be one of {names}, got {value!r}", {"field": "split"})
         return SPLIT_PRESETS[value]
-    return value  # type: ignore[no-any-return]  # validated by plan_start_canary
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or not (
+        0.0 < value <= MAX_SPLIT
+    ):
+        raise InvalidArgument(f"'split' must be a number in (0, {MAX_SPLIT}] or a preset name, got {value!r}",
+                              {"field": "split"})
+    return float(value)
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate cannot be stored (nor hashed into the audit chain)
+        return False
+    return True
 
 
 def _now_ms() -> int:
@@ -168,7 +182,7 @@ def promote(store: FirestoreStore, policy_id: str, version: str, actor: str,
 
 
 def reject(store: FirestoreStore, policy_id: str, version: str, reason: str, actor: str) -> dict[str, Any]:
-    if not isinstance(reason, str) or not reason.strip() or len(reason) > 1000:
+    if not isinstance(reason, str) or not reason.strip() or len(reason) > 1000 or not _utf8(reason):
         raise InvalidArgument("'reason' must be a non-empty string of at most 1000 characters", {"field": "reason"})
     t, audit = store.apply_transition(
         policy_id, lambda head, status_of: policy_domain.plan_reject(head, version, status_of), actor,

@@ -184,11 +184,11 @@ class FirestoreStore:
             refs = {bid: buckets.document(bid) for bid in merged}
             current = {s.id: s for s in self.db.get_all(list(refs.values()), transaction=txn)}
             for bid, (ident, parts) in merged.items():
-                snap = current.get(bid)
-                base = Summary.from_doc(snap.to_dict() or {}) if snap is not None and snap.exists else Summary()
+                found = current.get(bid)
+                base = Summary.from_doc(found.to_dict() or {}) if found is not None and found.exists else Summary()
                 txn.set(refs[bid], {**ident, **total([base, *parts]).to_doc(), "updatedAt": _now_ms()})
-            for snap in taken:
-                txn.delete(snap.reference)
+            for delta in taken:
+                txn.delete(delta.reference)
             return len(taken), len(merged)
 
         return run_transaction(self.db, work)

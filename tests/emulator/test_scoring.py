@@ -200,3 +200,21 @@ def test_a_run_writes_each_stats_document_once(seeded: FirestoreStore, monkeypat
     monkeypatch.setattr(FirestoreStore, "write_stats", spy)
     scoring.score_observations(seeded, NOW, settings=SMALL)
     assert len(writes) == len(set(writes)) == 4 * 3
+
+
+def test_observations_and_rewards_expire_after_the_retention_period(seeded: FirestoreStore) -> None:
+    seeded.set_config("scoring", {"retentionDays": 7})
+    before = dt.datetime.now(dt.UTC)
+    record_batch(seeded, {"observations": make_batch(3, seed=10)})
+    scoring.score_observations(seeded, NOW, settings=SMALL)
+    for obs in seeded.db.collection("ops_observations").stream():
+        expire = obs.to_dict()["expireAt"]
+        assert abs(expire - before - dt.timedelta(days=7)) < dt.timedelta(minutes=1)
+        assert seeded.db.collection("ops_rewards").document(obs.id).get().to_dict()["expireAt"] == expire
+
+
+def test_a_bad_retention_setting_is_refused_before_anything_is_written(seeded: FirestoreStore) -> None:
+    seeded.set_config("scoring", {"retentionDays": 0})
+    with pytest.raises(ValueError, match="retentionDays"):
+        record_batch(seeded, {"observations": make_batch(1, seed=11)})
+    assert seeded.count("ops_observations") == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import time
 import uuid
 from dataclasses import dataclass
@@ -9,6 +10,7 @@ from typing import Any
 
 from ..domain.errors import InvalidArgument
 from ..domain.observation import InvalidBatch, ObservationIn, parse_batch
+from ..store import paths
 from ..store.firestore_store import FirestoreStore
 
 
@@ -26,9 +28,21 @@ def _doc(obs: ObservationIn, now_ms: int) -> dict[str, Any]:
     return data
 
 
+DEFAULT_RETENTION_DAYS = 30
+
+
+def retention_days(store: FirestoreStore) -> int:
+    """``config/scoring.retentionDays``: how long observations and rewards live (Firestore TTL on expireAt)."""
+    days = store.config_cached(paths.SCORING_DOC).get("retentionDays", DEFAULT_RETENTION_DAYS)
+    if isinstance(days, bool) or not isinstance(days, int | float) or not 1 <= days <= 3650:
+        raise ValueError(f"config/scoring.retentionDays must be a number of days in 1..3650, got {days!r}")
+    return int(days)
+
+
 def record_batch(store: FirestoreStore, payload: Any, now_ms: int | None = None) -> RecordResult:
     """Validate ``payload`` (one observation or ``{"observations": [...]}``) and store it all or nothing."""
     now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+    expire_at = dt.datetime.fromtimestamp(now_ms / 1000, dt.UTC) + dt.timedelta(days=retention_days(store))
     try:
         items = parse_batch(payload, now_ms)
     except InvalidBatch as exc:
@@ -36,7 +50,7 @@ def record_batch(store: FirestoreStore, payload: Any, now_ms: int | None = None)
     docs = []
     for obs in items:
         doc_id = obs.id or uuid.uuid4().hex
-        docs.append((doc_id, {"id": doc_id, **_doc(obs, now_ms)}, obs.id is not None))
+        docs.append((doc_id, {"id": doc_id, **_doc(obs, now_ms), "expireAt": expire_at}, obs.id is not None))
     duplicates = store.insert_observations(docs)
     ids = [d[0] for d in docs]
     dup = set(duplicates)

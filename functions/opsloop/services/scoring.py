@@ -32,6 +32,7 @@ from ..domain import reward as reward_domain
 from ..domain import windows
 from ..domain.stats import Summary, total, window_stats
 from ..store import paths
+from .record import retention_days
 from ..store.firestore_store import Cursor, FirestoreStore, StoredObservation, ms
 
 Checkpoint = Callable[[str], None]
@@ -74,10 +75,13 @@ class ScoreRunResult:
     stats_written: int = 0
 
 
-def _reward_doc(obs: StoredObservation, cfg: reward_domain.RewardConfig) -> tuple[dict[str, Any], Summary | None]:
+def _reward_doc(
+    obs: StoredObservation, cfg: reward_domain.RewardConfig, expire_at: dt.datetime
+) -> tuple[dict[str, Any], Summary | None]:
     """The ``ops_rewards`` document for one observation and its summary (None when it cannot be scored)."""
     d = obs.data
     base: dict[str, Any] = {
+        "expireAt": d.get("expireAt") or expire_at,  # a reward lives as long as its observation
         "obsId": obs.doc_id,
         "ts": d.get("ts"),
         "component": d.get("component"),
@@ -187,8 +191,9 @@ def score_observations(
             rewards: list[tuple[str, dict[str, Any]]] = []
             scored: list[tuple[StoredObservation, Summary]] = []
             components: dict[str, int] = {}
+            expire_at = dt.datetime.now(dt.UTC) + dt.timedelta(days=retention_days(store))
             for obs in page:
-                doc, summary = _reward_doc(obs, cfg)
+                doc, summary = _reward_doc(obs, cfg, expire_at)
                 rewards.append((obs.doc_id, doc))
                 if summary is None:
                     result.invalid += 1

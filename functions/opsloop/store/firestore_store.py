@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -58,11 +59,22 @@ class FirestoreStore:
 
     def __init__(self, db: firestore.Client) -> None:
         self.db = db
+        self._config_cache: dict[str, tuple[float, dict[str, Any]]] = {}
 
     # ------------------------------------------------------------------ config
     def config(self, name: str) -> dict[str, Any]:
         snap = self.db.collection(paths.CONFIG).document(name).get()
         return snap.to_dict() or {} if snap.exists else {}
+
+    def config_cached(self, name: str, ttl_s: float = 300.0) -> dict[str, Any]:
+        """A config document read at most once per ``ttl_s`` per process (for hot paths like ingestion)."""
+        now = time.monotonic()
+        hit = self._config_cache.get(name)
+        if hit is not None and now - hit[0] < ttl_s:
+            return hit[1]
+        doc = self.config(name)
+        self._config_cache[name] = (now, doc)
+        return doc
 
     def set_config(self, name: str, data: dict[str, Any], merge: bool = True) -> None:
         self.db.collection(paths.CONFIG).document(name).set(data, merge=merge)

@@ -91,16 +91,22 @@ def _groups(text: str) -> tuple[list[str], list[str]]:
     return groups, seps
 
 
+def _card_layout(text: str) -> bool:
+    """Whether a run of digit groups is laid out like a card number (13-19 digits), whatever its checksum."""
+    groups, seps = _groups(text)
+    if not CARD_DIGITS[0] <= sum(map(len, groups)) <= CARD_DIGITS[1] or seps[0]:  # no +CC, no (area)
+        return False
+    # one block, or the printed layouts 4-4-4-4, 4-6-5 (Amex), 4-6-4 (Diners), 4-4-4-4-3
+    return len(groups) == 1 or (
+        len(groups[0]) == 4 and len(set(seps[1:])) == 1 and seps[1] in (" ", "-")
+        and all(3 <= len(g) <= 6 for g in groups[1:])
+    )
+
+
 def _is_card(text: str) -> bool:
     """Whether a run of digit groups (space or dash separated) is a payment card number."""
-    groups, seps = _groups(text)
-    digits = "".join(groups)
-    if not CARD_DIGITS[0] <= len(digits) <= CARD_DIGITS[1] or digits[0] not in _CARD_FIRST_DIGITS:
-        return False
-    if len(groups) > 1:  # printed layouts: 4-4-4-4, 4-6-5 (Amex), 4-6-4 (Diners), 4-4-4-4-3
-        if len(groups[0]) != 4 or len(set(seps[1:])) != 1 or not all(3 <= len(g) <= 6 for g in groups[1:]):
-            return False
-    return luhn_ok(digits)
+    digits = "".join(_DIGIT_GROUP.findall(text))
+    return _card_layout(text) and digits[0] in _CARD_FIRST_DIGITS and luhn_ok(digits)
 
 
 def _is_phone(text: str) -> bool:
@@ -125,6 +131,7 @@ def _is_phone(text: str) -> bool:
         return False
     return (
         groups[0].startswith("0")
+        and not groups[0].startswith("00")  # a trunk prefix is one 0; 00 dials abroad
         and 2 <= len(groups[0]) <= 5
         and len(digits) >= 9
         and len(set(seps[1:])) == 1
@@ -133,13 +140,20 @@ def _is_phone(text: str) -> bool:
 
 
 def _redact_in_run(
-    run: str, kind: str, is_kind: Callable[[str], bool], digit_range: tuple[int, int], counts: Counter[str]
+    run: str,
+    kind: str,
+    is_kind: Callable[[str], bool],
+    digit_range: tuple[int, int],
+    counts: Counter[str],
+    keep: tuple[Callable[[str], bool], tuple[int, int]] | None = None,
 ) -> str:
     """Redact the parts of a run of digit groups that are ``kind``, leftmost-longest.
 
     A run may hold several numbers joined by single spaces ("555-123-4567 555-987-6543", "qty 2
     4111 1111 1111 1111"), so a part may start and end only where a space separates two groups; the
-    first part also keeps whatever precedes its first digit (``+44``, ``(020)``).
+    first part also keeps whatever precedes its first digit (``+44``, ``(020)``). Parts that ``keep``
+    (a predicate and the digit counts it may accept) takes are looked for first at each start, and are
+    left as they are.
     """
     spans = [m.span() for m in _DIGIT_GROUP.finditer(run)]
     n = len(spans)
@@ -151,6 +165,19 @@ def _redact_in_run(
     def splits_before(j: int) -> bool:
         return run[spans[j - 1][1]:spans[j][0]] == " "
 
+    def longest_from(i: int, accept: Callable[[str], bool], lo: int, hi: int) -> int:
+        """The end group (exclusive) of the longest part from group ``i`` that ``accept`` takes, or 0."""
+        start = 0 if i == 0 else spans[i][0]
+        for k in range(min(n, i + MAX_GROUPS), i, -1):
+            digits = before[k] - before[i]
+            if digits < lo:
+                return 0
+            if digits > hi or (k < n and not splits_before(k)):
+                continue
+            if accept(run[start:len(run) if k == n else spans[k - 1][1]]):
+                return k
+        return 0
+
     out: list[str] = []
     done = 0  # run[:done] is already in out
     i = 0
@@ -158,22 +185,19 @@ def _redact_in_run(
         if i > 0 and not splits_before(i):
             i += 1
             continue
-        start = 0 if i == 0 else spans[i][0]
-        for k in range(min(n, i + MAX_GROUPS), i, -1):
-            digits = before[k] - before[i]
-            if digits < fewest:
-                break
-            if digits > most or (k < n and not splits_before(k)):
-                continue
-            end = len(run) if k == n else spans[k - 1][1]
-            if is_kind(run[start:end]):
-                out += [run[done:start], placeholder(kind)]
-                counts[kind] += 1
-                done = end
-                i = k
-                break
-        else:
+        kept = longest_from(i, keep[0], *keep[1]) if keep is not None else 0
+        if kept:
+            i = kept
+            continue
+        k = longest_from(i, is_kind, fewest, most)
+        if k == 0:
             i += 1
+            continue
+        start = 0 if i == 0 else spans[i][0]
+        out += [run[done:start], placeholder(kind)]
+        counts[kind] += 1
+        done = len(run) if k == n else spans[k - 1][1]
+        i = k
     out.append(run[done:])
     return "".join(out)
 
@@ -200,7 +224,9 @@ def _scrub(text: str, counts: Counter[str]) -> str:
         return text
     text = _CARD_RUN.sub(lambda m: _redact_in_run(m.group(), "card", _is_card, CARD_DIGITS, counts), text)
     text = _SSN.sub(ssn, text)
-    return _PHONE_RUN.sub(lambda m: _redact_in_run(m.group(), "phone", _is_phone, PHONE_DIGITS, counts), text)
+    # what is laid out like a card but is not one (bad checksum) is a number, not a phone
+    keep = (_card_layout, CARD_DIGITS)
+    return _PHONE_RUN.sub(lambda m: _redact_in_run(m.group(), "phone", _is_phone, PHONE_DIGITS, counts, keep), text)
 
 
 def _as_dict(counts: Counter[str]) -> dict[str, int]:

@@ -32,8 +32,8 @@ from ..domain import reward as reward_domain
 from ..domain import windows
 from ..domain.stats import Summary, total, window_stats
 from ..store import paths
-from .record import retention_days
 from ..store.firestore_store import Cursor, FirestoreStore, StoredObservation, ms
+from .record import retention_days
 
 Checkpoint = Callable[[str], None]
 FOLD_EVERY = 25  # chunks between folds, so pending deltas stay few

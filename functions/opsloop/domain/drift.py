@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from ddsketch import DDSketch
+from ddsketch.ddsketch import BaseDDSketch
 from ddsketch.pb.proto import DDSketchProto
 from scipy import stats as sps
 
@@ -50,7 +50,7 @@ class MetricTest:
     drifted: bool
 
 
-def _bins(sketch: DDSketch) -> dict[int, float]:
+def _bins(sketch: BaseDDSketch) -> dict[int, float]:
     """Bin index -> count, with zero (and negatives, never produced here) folded below every bin."""
     pb = DDSketchProto.to_proto(sketch)  # type: ignore[no-untyped-call]
     out: dict[int, float] = {}
@@ -66,7 +66,7 @@ def _bins(sketch: DDSketch) -> dict[int, float]:
     return out
 
 
-def ks_sketch(a: DDSketch, b: DDSketch) -> tuple[float, float]:
+def ks_sketch(a: BaseDDSketch, b: BaseDDSketch) -> tuple[float, float]:
     """(D, p) of the two-sample KS test between the distributions two sketches hold."""
     ba, bb = _bins(a), _bins(b)
     na, nb = sum(ba.values()), sum(bb.values())

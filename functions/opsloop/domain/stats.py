@@ -12,26 +12,76 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ddsketch import DDSketch
+from ddsketch.ddsketch import BaseDDSketch
 from ddsketch.pb.ddsketch_pb2 import DDSketch as DDSketchPB
-from ddsketch.pb.proto import DDSketchProto
+from ddsketch.pb.ddsketch_pb2 import Store as StorePB
+from ddsketch.pb.proto import KeyMappingProto
+from ddsketch.store import DenseStore
 
 SKETCH_RELATIVE_ACCURACY = 0.005
 
 
-def _empty_sketch() -> DDSketch:
+def _empty_sketch() -> BaseDDSketch:
     return DDSketch(SKETCH_RELATIVE_ACCURACY)
 
 
-def sketch_to_bytes(sketch: DDSketch) -> bytes:
-    return bytes(DDSketchProto.to_proto(sketch).SerializeToString())  # type: ignore[no-untyped-call]
+def _compact(store: DenseStore) -> StorePB:
+    """The store's non-zero bins, as a contiguous run or, when sparse, as a key -> count map.
+
+    DenseStore pads its bins in chunks of 128 and a few values far apart span many empty bins; both
+    would otherwise be stored as 8-byte zeros.
+    """
+    nonzero = [(i, c) for i, c in enumerate(store.bins) if c]
+    if not nonzero:
+        return StorePB()
+    first, last = nonzero[0][0], nonzero[-1][0]
+    if len(nonzero) * 3 < last - first + 1:  # a map entry costs about three contiguous slots
+        return StorePB(binCounts={store.offset + i: c for i, c in nonzero})
+    return StorePB(contiguousBinCounts=store.bins[first : last + 1], contiguousBinIndexOffset=store.offset + first)
 
 
-def sketch_from_bytes(data: bytes) -> DDSketch:
+def _dense(pb: StorePB) -> DenseStore:
+    """A DenseStore holding ``pb``'s bins, built in one step (the library adds bin by bin, ~100x slower)."""
+    bins: dict[int, float] = {k: float(c) for k, c in pb.binCounts.items() if c}
+    for i, c in enumerate(pb.contiguousBinCounts):
+        if c:
+            key = pb.contiguousBinIndexOffset + i
+            bins[key] = bins.get(key, 0.0) + float(c)
+    store = DenseStore()
+    if not bins:
+        return store
+    low, high = min(bins), max(bins)
+    dense = [0.0] * (high - low + 1)
+    for key, c in bins.items():
+        dense[key - low] = c
+    store.bins = dense
+    store.offset = store.min_key = low
+    store.max_key = high
+    store.count = float(sum(dense))
+    return store
+
+
+def sketch_to_bytes(sketch: BaseDDSketch) -> bytes:
+    pb = DDSketchPB(
+        mapping=KeyMappingProto.to_proto(sketch._mapping),  # type: ignore[no-untyped-call]
+        positiveValues=_compact(sketch._store),
+        negativeValues=_compact(sketch._negative_store),
+        zeroCount=sketch._zero_count,
+    )
+    return bytes(pb.SerializeToString())
+
+
+def sketch_from_bytes(data: bytes) -> BaseDDSketch:
     if not data:
         return _empty_sketch()
     pb = DDSketchPB()
     pb.ParseFromString(data)
-    sketch: DDSketch = DDSketchProto.from_proto(pb)  # type: ignore[no-untyped-call]
+    sketch = BaseDDSketch(
+        mapping=KeyMappingProto.from_proto(pb.mapping),  # type: ignore[no-untyped-call]
+        store=_dense(pb.positiveValues),
+        negative_store=_dense(pb.negativeValues),
+        zero_count=pb.zeroCount,
+    )
     expected = _empty_sketch()
     if not expected._mergeable(sketch):
         raise ValueError(
@@ -70,8 +120,8 @@ class Summary:
     sum_reward2: float = 0.0
     sum_cost: float = 0.0
     sum_latency: float = 0.0
-    latency: DDSketch = field(default_factory=_empty_sketch, compare=False)
-    reward: DDSketch = field(default_factory=_empty_sketch, compare=False)
+    latency: BaseDDSketch = field(default_factory=_empty_sketch, compare=False)
+    reward: BaseDDSketch = field(default_factory=_empty_sketch, compare=False)
     n_p: int = 0
     sum_w: float = 0.0
     sum_w2: float = 0.0
@@ -159,7 +209,7 @@ class Summary:
         )
 
 
-def _quantile(sketch: DDSketch, q: float, n: int) -> float | None:
+def _quantile(sketch: BaseDDSketch, q: float, n: int) -> float | None:
     if not 0.0 <= q <= 1.0:
         raise ValueError(f"quantile must be in [0, 1], got {q!r}")
     if n == 0:

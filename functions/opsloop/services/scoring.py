@@ -125,21 +125,46 @@ def _bucket_deltas(scored: list[tuple[StoredObservation, Summary]]) -> dict[str,
     }
 
 
-MAX_DELTA_BUCKETS = 300  # buckets one delta document may touch (it must stay well under 1 MiB)
+MAX_DELTA_BYTES = 600_000  # a delta document must stay well under Firestore's 1 MiB
 
 
-def _fit_chunk(page: list[StoredObservation]) -> list[StoredObservation]:
-    """The longest prefix of ``page`` whose delta document touches at most MAX_DELTA_BUCKETS buckets."""
-    keys: set[tuple[Any, int]] = set()
-    for i, obs in enumerate(page):
-        ts = obs.data.get("ts")
-        if isinstance(ts, int):
-            keys.add((obs.data.get("component"), windows.bucket_start(ts, "5m")))
-            if obs.data.get("policyVersion") and obs.data.get("arm"):
-                keys.add((f"{obs.data['policyVersion']}:{obs.data['arm']}", windows.bucket_start(ts, "5m")))
-        if len(windows.LEVELS) * len(keys) > MAX_DELTA_BUCKETS:
-            return page[: max(i, 1)]
-    return page
+@dataclass
+class _Chunk:
+    """One commit's worth: rewards, bucket deltas and the cursor after its last observation."""
+
+    page: list[StoredObservation]
+    rewards: list[tuple[str, dict[str, Any]]]
+    deltas: dict[str, tuple[dict[str, Any], Summary]]
+    cursor: Cursor
+    scored: int
+
+    @classmethod
+    def build(cls, page: list[StoredObservation], cfg: reward_domain.RewardConfig, days: int) -> _Chunk:
+        expire_at = dt.datetime.now(dt.UTC) + dt.timedelta(days=days)
+        rewards: list[tuple[str, dict[str, Any]]] = []
+        scored: list[tuple[StoredObservation, Summary]] = []
+        components: dict[str, int] = {}
+        for obs in page:
+            doc, summary = _reward_doc(obs, cfg, expire_at)
+            rewards.append((obs.doc_id, doc))
+            if summary is None:
+                continue
+            scored.append((obs, summary))
+            comp, ts = str(obs.data["component"]), int(obs.data["ts"])
+            components[comp] = max(ts, components.get(comp, 0))
+        last = page[-1]
+        return cls(page, rewards, _bucket_deltas(scored), Cursor(last.received_at, last.doc_id, components),
+                   len(scored))
+
+    def fits(self) -> bool:
+        """Whether the delta document stays under MAX_DELTA_BYTES (an upper bound of its encoding)."""
+
+        def sketch_bytes(bins: list[float]) -> int:
+            return min(8 * len(bins), 12 * sum(1 for c in bins if c))
+
+        size = sum(sketch_bytes(s.latency._store.bins) + sketch_bytes(s.reward._store.bins) + 400
+                   for _, s in self.deltas.values())
+        return size <= MAX_DELTA_BYTES
 
 
 def fold_all(store: FirestoreStore, checkpoint: Checkpoint | None = None) -> int:
@@ -182,33 +207,27 @@ def score_observations(
         fold_all(store, hit)  # deltas a crashed run left behind
         clock = now or dt.datetime.now(dt.UTC)
         upper = clock - dt.timedelta(milliseconds=settings.safety_margin_ms)
+        days = retention_days(store)
+        buffer: list[StoredObservation] = []  # read but not yet committed; always right after the cursor
         while True:
             cursor = store.read_cursor()
-            page = store.observations_after(cursor, upper, settings.chunk_size)
-            if not page:
+            if len(buffer) < settings.chunk_size:
+                after = Cursor(buffer[-1].received_at, buffer[-1].doc_id) if buffer else cursor
+                buffer += store.observations_after(after, upper, settings.chunk_size - len(buffer))
+            if not buffer:
                 break
-            page = _fit_chunk(page)
-            rewards: list[tuple[str, dict[str, Any]]] = []
-            scored: list[tuple[StoredObservation, Summary]] = []
-            components: dict[str, int] = {}
-            expire_at = dt.datetime.now(dt.UTC) + dt.timedelta(days=retention_days(store))
-            for obs in page:
-                doc, summary = _reward_doc(obs, cfg, expire_at)
-                rewards.append((obs.doc_id, doc))
-                if summary is None:
-                    result.invalid += 1
-                    continue
-                scored.append((obs, summary))
-                comp, ts = str(obs.data["component"]), int(obs.data["ts"])
-                components[comp] = max(ts, components.get(comp, 0))
-            last = page[-1]
-            new_cursor = Cursor(last.received_at, last.doc_id, components)
+            chunk = _Chunk.build(buffer[: settings.chunk_size], cfg, days)
+            while len(chunk.page) > 1 and not chunk.fits():
+                chunk = _Chunk.build(chunk.page[: len(chunk.page) // 2], cfg, days)
             hit("before-chunk-commit")
-            if not store.commit_chunk(cursor, new_cursor, rewards, _bucket_deltas(scored)):
+            if not store.commit_chunk(cursor, chunk.cursor, chunk.rewards, chunk.deltas):
                 result.lost_races += 1
+                buffer = []  # another run moved the cursor: read again from where it is now
                 continue
             hit("after-chunk-commit")
-            result.scored += len(scored)
+            buffer = buffer[len(chunk.page) :]
+            result.scored += chunk.scored
+            result.invalid += len(chunk.page) - chunk.scored
             result.chunks += 1
             if result.chunks % FOLD_EVERY == 0:
                 fold_all(store, hit)

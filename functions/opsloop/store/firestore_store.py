@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
@@ -88,6 +89,17 @@ class FirestoreStore:
         """
         col = self.db.collection(paths.OBSERVATIONS)
         keyed = [col.document(doc_id) for doc_id, _, client in docs if client]
+        # Optimistic path: one atomic batch of creates, no reads. Only a re-sent id makes it fail (as a
+        # whole), and then the transaction below sorts out which ids already exist.
+        batch = self.db.batch()
+        for doc_id, data, _ in docs:
+            batch.create(col.document(doc_id), {**data, "receivedAt": firestore.SERVER_TIMESTAMP})
+        try:
+            batch.commit()
+            return []
+        except gexc.AlreadyExists:
+            if not keyed:
+                raise
 
         def work(txn: firestore.Transaction) -> list[str]:
             existing = {s.id for s in self.db.get_all(keyed, transaction=txn) if s.exists} if keyed else set()

@@ -204,3 +204,19 @@ def test_scheduler_retry_of_same_time_changes_nothing(server: str, seeded: Any) 
     assert trigger(server, "scoreObservations", now).status_code == 200
     assert seeded.stats("router:gpt-5") == first
     assert count(seeded, "ops_rewards") == 1
+
+
+def test_pii_in_free_text_is_scrubbed_before_storage_and_counted(server: str, seeded: Any) -> None:
+    body = obs(id="pii-1", errorCode="upstream 500 for jane.doe@example.com",
+               meta={"prompt": "card 4111 1111 1111 1111, call +1 415 555 2671",
+                     "user": {"ssn": "123-45-6789"}, "order": "ORD-2026-11-22", "version": "1.0.2"})
+    assert post_obs(server, body).status_code == 201
+    stored = seeded.db.collection("ops_observations").document("pii-1").get().to_dict()
+    assert stored["errorCode"] == "upstream 500 for [redacted:email]"
+    assert "4111" not in stored["meta"]["prompt"] and "[redacted:card]" in stored["meta"]["prompt"]
+    assert "[redacted:phone]" in stored["meta"]["prompt"] and stored["meta"]["user"]["ssn"] == "[redacted:ssn]"
+    assert stored["meta"]["order"] == "ORD-2026-11-22" and stored["meta"]["version"] == "1.0.2"
+    assert stored["redactions"] == {"email": 1, "card": 1, "phone": 1, "ssn": 1}
+    clean = obs(id="pii-2", meta={"note": "nothing to hide"})
+    assert post_obs(server, clean).status_code == 201
+    assert "redactions" not in seeded.db.collection("ops_observations").document("pii-2").get().to_dict()

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..domain.errors import InvalidArgument
+from ..domain.pii import scrub_value
 from ..domain.observation import InvalidBatch, ObservationIn, parse_batch
 from ..store import paths
 from ..store.firestore_store import FirestoreStore
@@ -22,9 +23,18 @@ class RecordResult:
 
 
 def _doc(obs: ObservationIn, now_ms: int) -> dict[str, Any]:
+    """The stored shape: free text (``meta``, ``errorCode``) scrubbed of PII, redactions counted."""
     data = obs.model_dump(exclude_none=True)
     data.pop("id", None)
     data["ts"] = obs.ts if obs.ts is not None else now_ms
+    redactions: dict[str, int] = {}
+    for key in ("meta", "errorCode"):
+        if key in data:
+            data[key], found = scrub_value(data[key])
+            for kind, count in found.items():
+                redactions[kind] = redactions.get(kind, 0) + count
+    if redactions:
+        data["redactions"] = redactions
     return data
 
 

@@ -218,3 +218,35 @@ def test_a_bad_retention_setting_is_refused_before_anything_is_written(seeded: F
     with pytest.raises(ValueError, match="retentionDays"):
         record_batch(seeded, {"observations": make_batch(1, seed=11)})
     assert seeded.count("ops_observations") == 0
+
+
+def test_sampled_successes_keep_stats_unbiased(seeded: FirestoreStore) -> None:
+    """10 % of successes reported (weight 10), every failure: stats match the full, unsampled truth."""
+    from opsloop.services.reporter import Reporter, StoreSink
+
+    rng = random.Random(12)
+    truth = []
+    for _ in range(20_000):
+        ok = rng.random() < 0.8
+        truth.append({"component": "router:m0", "outcome": "success" if ok else "failure",
+                      "durationMs": round(rng.lognormvariate(6 if ok else 7, 0.4), 2),
+                      "costUsd": round(rng.uniform(0.01, 0.03), 5), "ts": NOW_MS - rng.randrange(0, 20 * 60_000)})
+    reporter = Reporter(StoreSink(seeded), batch_size=500, flush_interval_s=60, success_sample_rate=0.1,
+                        rng=random.Random(13))
+    for o in truth:
+        reporter.report(**o)
+    reporter.close()
+    stored = seeded.count("ops_observations")
+    assert stored < 6500  # about 1,600 successes + 4,000 failures written instead of 20,000
+    stats = scoring.score_observations(seeded, NOW, settings=scoring.ScoringSettings(safety_margin_ms=0))
+    st = stats.stats["router:m0~1h"]
+    rewards = expected_rewards(truth)["router:m0"]
+    assert st["samples"] == stored
+    assert abs(st["n"] - 20_000) / 20_000 < 0.03
+    assert st["successRate"] == pytest.approx(sum(o["outcome"] == "success" for o in truth) / 20_000, abs=0.01)
+    assert st["avgReward"] == pytest.approx(float(np.mean(rewards)), abs=0.01)
+    exact_p95 = float(np.quantile([o["durationMs"] for o in truth], 0.95))
+    assert abs(st["p95Latency"] - exact_p95) / exact_p95 < 0.03
+    # what the unweighted samples alone would have said: far off
+    naive = sum(1 for o in truth if o["outcome"] == "failure") / stored
+    assert naive > 0.6

@@ -48,6 +48,7 @@ def fast_summaries(actions: np.ndarray, rewards: np.ndarray) -> dict[str, Summar
             n=len(r), successes=int((r > 0).sum()), sum_reward=float(r.sum()), sum_reward2=float((r**2).sum()),
             n_p=len(r), sum_w=w * len(r), sum_w2=w * w * len(r), sum_rw=float((r * w).sum()),
             sum_r2w2=float(((r * w) ** 2).sum()), sum_rw2=float((r * w * w).sum()),
+            weight=float(len(r)), w_successes=float((r > 0).sum()), w_p=float(len(r)),
         )
     return out
 

@@ -126,7 +126,7 @@ def test_doc_round_trip(rows: list) -> None:
     s = summarize(rows)
     doc = s.to_doc()
     assert set(doc) == {"n", "successes", "sumReward", "sumReward2", "sumCost", "sumLatency", "latencySketch",
-                        "rewardSketch", "nP", "sumW", "sumW2", "sumRW", "sumR2W2", "sumRW2"}
+                        "rewardSketch", "nP", "sumW", "sumW2", "sumRW", "sumR2W2", "sumRW2", "weight", "wSuccesses", "wP"}
     assert isinstance(doc["latencySketch"], bytes) and isinstance(doc["rewardSketch"], bytes)
     back = Summary.from_doc(doc)
     assert back == s
@@ -249,7 +249,7 @@ def test_empty_summary_has_no_stats() -> None:
     assert s.reward_variance is None
     assert s.latency_quantile(0.5) is None
     assert window_stats(s) == {
-        "n": 0, "successRate": None, "p50Latency": None, "p95Latency": None,
+        "n": 0, "samples": 0, "successRate": None, "p50Latency": None, "p95Latency": None,
         "avgCostUsd": None, "avgReward": None, "rewardStd": None,
     }
 
@@ -257,7 +257,8 @@ def test_empty_summary_has_no_stats() -> None:
 def test_window_stats_values() -> None:
     rows = [(0.9, True, 0.01, 100.0), (0.5, True, 0.03, 200.0), (0.0, False, 0.02, 4000.0), (0.6, True, 0.0, 300.0)]
     ws = window_stats(summarize(rows))
-    assert set(ws) == {"n", "successRate", "p50Latency", "p95Latency", "avgCostUsd", "avgReward", "rewardStd"}
+    assert set(ws) == {"n", "samples", "successRate", "p50Latency", "p95Latency", "avgCostUsd", "avgReward",
+                       "rewardStd"}
     assert ws["n"] == 4
     assert ws["successRate"] == 0.75
     assert ws["avgCostUsd"] == pytest.approx(0.015)

@@ -98,6 +98,8 @@ def compare(latest: Summary, baseline: Summary, cfg: DriftConfig) -> list[Metric
                              ("reward", (latest.reward, baseline.reward))):
         d, p = ks_sketch(sa, sb)
         out.append(MetricTest(metric, round(d, 6), p, p < cfg.alpha))
-    chi2, p = proportions_p(latest.successes, latest.n, baseline.successes, baseline.n)
+    # success counts on the samples' scale, from the weighted rates (sampled successes stay unbiased)
+    chi2, p = proportions_p(round((latest.success_rate or 0.0) * latest.n), latest.n,
+                            round((baseline.success_rate or 0.0) * baseline.n), baseline.n)
     out.append(MetricTest("successRate", round(chi2, 6), p, p < cfg.alpha))
     return out

@@ -82,10 +82,12 @@ class ObservationIn(BaseModel):
     policyVersion: str | None = None  # noqa: N815
     arm: Literal["champion", "challenger"] | None = None
     propensity: float | None = Field(default=None, gt=0, le=1, description="probability the action was chosen")
+    weight: float | None = Field(default=None, ge=1, le=1_000_000,
+                                 description="sampling weight: this observation stands for `weight` of its kind")
     errorCode: str | None = Field(default=None, max_length=128)  # noqa: N815
     meta: dict[str, Any] | None = None
 
-    @field_validator("durationMs", "costUsd", "propensity", mode="before")
+    @field_validator("durationMs", "costUsd", "propensity", "weight", mode="before")
     @classmethod
     def _number(cls, v: Any) -> Any:
         # strict mode would refuse an int for a float field; ints are fine, bools and NaN/inf are not

@@ -48,8 +48,9 @@ def estimate(per_action: dict[str, Summary], target: dict[str, float], level: fl
     if total_target <= 0 or any(not math.isfinite(v) or v < 0 for v in target.values()):
         raise ValueError(f"target probabilities must be >= 0 with a positive total, got {target!r}")
     pi = {a: v / total_target for a, v in target.items()}
-    n = sum(s.n_p for s in per_action.values())
-    if n == 0:
+    logged = sum(s.n_p for s in per_action.values())
+    n = sum(s.w_p for s in per_action.values())  # the weight of the logged decisions (= their count unsampled)
+    if logged == 0 or n <= 0:
         return OffPolicyEstimate(0, None, None, None, None, 0.0, None)
     z = float(sps.norm.ppf(0.5 + level / 2))
     sx = sx2 = sw = sw2 = sw2r = 0.0
@@ -71,6 +72,6 @@ def estimate(per_action: dict[str, Summary], target: dict[str, float], level: fl
         half = z * math.sqrt(max(num, 0.0)) / sw
         snips_ci = (snips - half, snips + half)
     ess = (sw * sw / sw2) if sw2 > 0 else 0.0
-    n_all = sum(s.n for s in per_action.values())
-    logged_mean = sum(s.sum_reward for s in per_action.values()) / n_all
-    return OffPolicyEstimate(n, ips, (ips - ips_half, ips + ips_half), snips, snips_ci, ess, logged_mean)
+    w_all = sum(s.weight for s in per_action.values())
+    logged_mean = sum(s.sum_reward for s in per_action.values()) / w_all
+    return OffPolicyEstimate(logged, ips, (ips - ips_half, ips + ips_half), snips, snips_ci, ess, logged_mean)

@@ -106,6 +106,11 @@ _FIELDS: dict[str, str] = {
     "sum_rw": "sumRW",
     "sum_r2w2": "sumR2W2",
     "sum_rw2": "sumRW2",
+    # Sampling: an observation kept with probability 1/w stands for w observations. The sums above are
+    # weighted; these are the total weight, the weighted successes and the logged decisions' weight.
+    "weight": "weight",
+    "w_successes": "wSuccesses",
+    "w_p": "wP",
 }
 _INT_FIELDS = frozenset({"n", "successes", "n_p"})
 
@@ -128,35 +133,44 @@ class Summary:
     sum_rw: float = 0.0
     sum_r2w2: float = 0.0
     sum_rw2: float = 0.0
+    weight: float = 0.0
+    w_successes: float = 0.0
+    w_p: float = 0.0
 
     @classmethod
     def of(
-        cls, *, reward: float, success: bool, cost_usd: float, duration_ms: float, propensity: float | None = None
+        cls, *, reward: float, success: bool, cost_usd: float, duration_ms: float, propensity: float | None = None,
+        weight: float = 1.0,
     ) -> Summary:
-        """The summary of a single scored observation."""
+        """The summary of a single scored observation that stands for ``weight`` observations."""
+        if not (math.isfinite(weight) and weight >= 1.0):
+            raise ValueError(f"weight must be a finite number >= 1, got {weight!r}")
         for name, value in (("reward", reward), ("cost_usd", cost_usd), ("duration_ms", duration_ms)):
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if propensity is not None and not (math.isfinite(propensity) and 0.0 < propensity <= 1.0):
             raise ValueError(f"propensity must be in (0, 1], got {propensity!r}")
+        k = float(weight)
         latency = _empty_sketch()
-        latency.add(float(duration_ms))
+        latency.add(float(duration_ms), k)
         reward_sketch = _empty_sketch()
-        reward_sketch.add(float(reward))
+        reward_sketch.add(float(reward), k)
         off_policy: dict[str, Any] = {}
         if propensity is not None:
             w = 1.0 / propensity
-            off_policy = {"n_p": 1, "sum_w": w, "sum_w2": w * w, "sum_rw": reward * w,
-                          "sum_r2w2": (reward * w) ** 2, "sum_rw2": reward * w * w}
+            off_policy = {"n_p": 1, "w_p": k, "sum_w": k * w, "sum_w2": k * w * w, "sum_rw": k * reward * w,
+                          "sum_r2w2": k * (reward * w) ** 2, "sum_rw2": k * reward * w * w}
         return cls(
             n=1,
             successes=int(success),
-            sum_reward=reward,
-            sum_reward2=reward * reward,
-            sum_cost=cost_usd,
-            sum_latency=float(duration_ms),
+            sum_reward=k * reward,
+            sum_reward2=k * reward * reward,
+            sum_cost=k * cost_usd,
+            sum_latency=k * float(duration_ms),
             latency=latency,
             reward=reward_sketch,
+            weight=k,
+            w_successes=k * int(success),
             **off_policy,
         )
 
@@ -166,24 +180,32 @@ class Summary:
         return total([self, other])
 
     @property
+    def estimated_count(self) -> float:
+        """How many observations these stand for (the sampled-away ones included)."""
+        return self.weight if self.weight > 0 else float(self.n)  # unweighted summaries weigh 1 each
+
+    @property
     def success_rate(self) -> float | None:
-        return self.successes / self.n if self.n else None
+        if not self.n:
+            return None
+        return (self.w_successes if self.weight > 0 else self.successes) / self.estimated_count
 
     @property
     def mean_reward(self) -> float | None:
-        return self.sum_reward / self.n if self.n else None
+        return self.sum_reward / self.estimated_count if self.n else None
 
     @property
     def reward_variance(self) -> float | None:
-        """Unbiased sample variance of the reward; None below two samples."""
+        """Variance of the reward (weighted, with Bessel's correction on the samples); None below two."""
         if self.n < 2:
             return None
-        var = (self.sum_reward2 - self.sum_reward * self.sum_reward / self.n) / (self.n - 1)
+        w = self.estimated_count
+        var = (self.sum_reward2 - self.sum_reward * self.sum_reward / w) / w * self.n / (self.n - 1)
         return max(var, 0.0)
 
     @property
     def mean_cost(self) -> float | None:
-        return self.sum_cost / self.n if self.n else None
+        return self.sum_cost / self.estimated_count if self.n else None
 
     def latency_quantile(self, q: float) -> float | None:
         return _quantile(self.latency, q, self.n)
@@ -202,6 +224,9 @@ class Summary:
         values: dict[str, Any] = {
             attr: (int if attr in _INT_FIELDS else float)(doc.get(key, 0)) for attr, key in _FIELDS.items()
         }
+        if "weight" not in doc:  # written before sampling weights existed: every observation weighed 1
+            values.update(weight=float(values["n"]), w_successes=float(values["successes"]),
+                          w_p=float(values["n_p"]))
         return cls(
             latency=sketch_from_bytes(bytes(doc.get("latencySketch") or b"")),
             reward=sketch_from_bytes(bytes(doc.get("rewardSketch") or b"")),
@@ -238,7 +263,8 @@ def window_stats(summary: Summary) -> dict[str, Any]:
     """The public numbers of an ``ops_stats`` document for one window."""
     var = summary.reward_variance
     return {
-        "n": summary.n,
+        "n": round(summary.estimated_count),
+        "samples": summary.n,
         "successRate": _r(summary.success_rate, 6),
         "p50Latency": _r(summary.latency_quantile(0.5), 3),
         "p95Latency": _r(summary.latency_quantile(0.95), 3),

@@ -95,14 +95,15 @@ def _reward_doc(
         cost = float(d.get("costUsd", 0.0))
         outcome = str(d.get("outcome"))
         propensity = None if d.get("propensity") is None else float(d["propensity"])
+        weight = float(d.get("weight") or 1.0)
         r = reward_domain.score(outcome, duration, cost, cfg)
         summary = Summary.of(reward=r.score, success=outcome == reward_domain.SUCCESS, cost_usd=cost,
-                             duration_ms=duration, propensity=propensity)
+                             duration_ms=duration, propensity=propensity, weight=weight)
     except (TypeError, ValueError) as exc:
         # Observations written straight to Firestore bypass validation; record and skip them.
         return {**base, "invalid": True, "error": str(exc)[:500], "score": None}, None
     doc = {**base, "score": r.score, "details": r.details(), "outcome": outcome}
-    for key in ("policyVersion", "arm", "propensity"):
+    for key in ("policyVersion", "arm", "propensity", "weight"):
         if key in d:
             doc[key] = d[key]
     return doc, summary

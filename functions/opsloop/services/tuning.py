@@ -87,7 +87,7 @@ def _tune_one(
     components = {model: f"router:{model}" for model in weights}
     stats = store.stats_for(list(components.values()), cfg.window)
     arms = {
-        model: ArmStats(int(s.get("n", 0)), s.get("avgReward"), s.get("rewardStd"))
+        model: ArmStats(int(s.get("samples", s.get("n", 0))), s.get("avgReward"), s.get("rewardStd"))
         for model, comp in components.items()
         if (s := stats.get(comp)) is not None
     }

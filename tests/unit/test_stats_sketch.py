@@ -126,7 +126,8 @@ def test_doc_round_trip(rows: list) -> None:
     s = summarize(rows)
     doc = s.to_doc()
     assert set(doc) == {"n", "successes", "sumReward", "sumReward2", "sumCost", "sumLatency", "latencySketch",
-                        "rewardSketch", "nP", "sumW", "sumW2", "sumRW", "sumR2W2", "sumRW2", "weight", "wSuccesses", "wP"}
+                        "rewardSketch", "nP", "sumW", "sumW2", "sumRW", "sumR2W2", "sumRW2", "weight", "wSuccesses",
+                        "wP"}
     assert isinstance(doc["latencySketch"], bytes) and isinstance(doc["rewardSketch"], bytes)
     back = Summary.from_doc(doc)
     assert back == s

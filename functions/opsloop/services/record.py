@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..domain.errors import InvalidArgument
-from ..domain.pii import scrub_value
 from ..domain.observation import InvalidBatch, ObservationIn, parse_batch
+from ..domain.pii import scrub_value
 from ..store import paths
 from ..store.firestore_store import FirestoreStore
 

@@ -27,8 +27,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(PY) -m mypy
 
-bench: $(STAMP)
+bench: $(STAMP) emulator-check
+	$(PY) bench/perf.py --sizes 10000 30000
+	$(PY) bench/quantiles.py
 	$(PY) bench/rollout_sim.py
+	$(PY) bench/load_test.py
+	$(PY) bench/tuning_sim.py
 
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit

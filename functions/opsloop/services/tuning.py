@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..domain import reward as reward_domain
-from ..domain import semver
+from ..domain import semver, windows
 from ..domain.drift import DriftConfig
 from ..domain.errors import OpsError
 from ..domain.tuning import ArmStats, Proposal, TuningConfig, equivalent, propose_weights
@@ -86,14 +86,26 @@ def _tune_one(
         return TuneOutcome(policy_id, "skipped", "not tunable: params.modelWeights is missing")
     components = {model: f"router:{model}" for model in weights}
     stats = store.stats_for(list(components.values()), cfg.window)
+    drift_cfg = DriftConfig.from_doc(store.config(paths.DRIFT_DOC))
+    now_ms = ms(schedule_time or dt.datetime.now(dt.UTC))
+    fresh_ms = 2 * windows.WINDOWS[drift_cfg.latest]  # a state check_drift no longer refreshes is stale
+    drifting = store.drift_states(list(components.values()))
+    raised = {
+        m: drift_cfg.drift_exploration_floor for m, comp in components.items()
+        if (st := drifting.get(comp) or {}).get("drifting") and now_ms - int(st.get("updatedAt", 0)) <= fresh_ms
+    }
+    recent: list[str] = []
+    if raised and drift_cfg.latest != cfg.window:
+        # a model whose behaviour just changed is judged on the recent window, not on a day of old data
+        for comp, latest in store.stats_for([components[m] for m in raised], drift_cfg.latest).items():
+            if int(latest.get("samples", latest.get("n", 0))) >= cfg.min_samples:
+                stats[comp] = latest
+                recent.append(comp)
     arms = {
         model: ArmStats(int(s.get("samples", s.get("n", 0))), s.get("avgReward"), s.get("rewardStd"))
         for model, comp in components.items()
         if (s := stats.get(comp)) is not None
     }
-    drift_floor = DriftConfig.from_doc(store.config(paths.DRIFT_DOC)).drift_exploration_floor
-    drifting = store.drift_states(list(components.values()))
-    raised = {m: drift_floor for m, comp in components.items() if (drifting.get(comp) or {}).get("drifting")}
     proposal = propose_weights({m: float(w) for m, w in weights.items()}, arms, reward_cfg.min_acceptable, cfg,
                                raised_floors=raised)
     if proposal is None:
@@ -116,7 +128,8 @@ def _tune_one(
         "basedOn": active["version"],
         "notes": f"Auto-tuned from {active['version']}",
         "params": {**params, "modelWeights": proposal.weights},
-        "evidence": {**_evidence(proposal, cfg, stats, schedule_time), "raisedFloors": raised},
+        "evidence": {**_evidence(proposal, cfg, stats, schedule_time), "raisedFloors": raised,
+                     "judgedOnRecentWindow": {"window": drift_cfg.latest, "components": sorted(recent)}},
     }
     audit = {"actor": UPDATER, "action": "draft", "id": policy_id, "from": active["version"], "to": version,
              "reason": proposal.reason}

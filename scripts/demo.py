@@ -230,6 +230,11 @@ def main() -> int:
         audit = store.audit_log(policy_id="router-core")
         table([[dt.datetime.fromtimestamp(a["ts"] / 1000, dt.UTC).strftime("%H:%M:%S"), a["actor"], a["action"],
                 a.get("from"), a["to"]] for a in audit], ["time", "actor", "action", "from", "to"])
+        from opsloop.services.audit import verify_audit_chain
+
+        report = verify_audit_chain(store)
+        chains = ", ".join(f"{c}: {n} entries" for c, n in sorted(report.chains.items()))
+        say(f"   hash chain verified ({chains}): {'intact' if report.ok else 'BROKEN ' + str(report.breaks)}")
         say(f"\nDemo finished in {time.monotonic() - t0:.1f}s.")
         return 0
     except emu_mod.EmulatorNotInstalled as exc:

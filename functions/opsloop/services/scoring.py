@@ -25,6 +25,7 @@ import datetime as dt
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -208,32 +209,7 @@ def score_observations(
         fold_all(store, hit)  # deltas a crashed run left behind
         clock = now or dt.datetime.now(dt.UTC)
         upper = clock - dt.timedelta(milliseconds=settings.safety_margin_ms)
-        days = retention_days(store)
-        buffer: list[StoredObservation] = []  # read but not yet committed; always right after the cursor
-        while True:
-            cursor = store.read_cursor()
-            if len(buffer) < settings.chunk_size:
-                after = Cursor(buffer[-1].received_at, buffer[-1].doc_id) if buffer else cursor
-                buffer += store.observations_after(after, upper, settings.chunk_size - len(buffer))
-            if not buffer:
-                break
-            chunk = _Chunk.build(buffer[: settings.chunk_size], cfg, days)
-            while len(chunk.page) > 1 and not chunk.fits():
-                chunk = _Chunk.build(chunk.page[: len(chunk.page) // 2], cfg, days)
-            hit("before-chunk-commit")
-            if not store.commit_chunk(cursor, chunk.cursor, chunk.rewards, chunk.deltas):
-                result.lost_races += 1
-                buffer = []  # another run moved the cursor: read again from where it is now
-                continue
-            hit("after-chunk-commit")
-            buffer = buffer[len(chunk.page) :]
-            result.scored += chunk.scored
-            result.invalid += len(chunk.page) - chunk.scored
-            result.chunks += 1
-            if result.chunks % FOLD_EVERY == 0:
-                fold_all(store, hit)
-            if progress is not None:
-                progress(result.scored + result.invalid)
+        _score_backlog(store, cfg, settings, upper, result, hit, progress)
         fold_all(store, hit)
         hit("before-stats")
         result.stats = refresh_stats(store, schedule_ms, cfg.version)
@@ -246,6 +222,72 @@ def score_observations(
     finally:
         store.release_lease("score", run_id)
     return result
+
+
+def _score_backlog(
+    store: FirestoreStore,
+    cfg: reward_domain.RewardConfig,
+    settings: ScoringSettings,
+    upper: dt.datetime,
+    result: ScoreRunResult,
+    hit: Checkpoint,
+    progress: Callable[[int], None] | None,
+) -> None:
+    """Commit chunk after chunk; the next chunk is read and built while the previous one commits.
+
+    Commits stay strictly sequential (one at a time, each checking the cursor the previous one left), so
+    the overlap only hides the Python work of scoring behind Firestore's commit latency.
+    """
+    days = retention_days(store)
+    expected = store.read_cursor()
+    buffer: list[StoredObservation] = []  # read, not yet handed to a commit; right after the last one
+    in_flight: tuple[Future[bool], _Chunk] | None = None
+
+    def settle() -> bool:
+        """Wait for the commit in flight; False when another run had moved the cursor first."""
+        nonlocal in_flight, expected
+        if in_flight is None:
+            return True
+        future, chunk = in_flight
+        in_flight = None
+        if not future.result():
+            result.lost_races += 1
+            expected = store.read_cursor()  # read again from where the other run left it
+            return False
+        hit("after-chunk-commit")
+        result.scored += chunk.scored
+        result.invalid += len(chunk.page) - chunk.scored
+        result.chunks += 1
+        if progress is not None:
+            progress(result.scored + result.invalid)
+        if result.chunks % FOLD_EVERY == 0:
+            fold_all(store, hit)
+        return True
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="opsloop-commit") as committer:
+        try:
+            while True:
+                if len(buffer) < settings.chunk_size:
+                    after = Cursor(buffer[-1].received_at, buffer[-1].doc_id) if buffer else expected
+                    buffer += store.observations_after(after, upper, settings.chunk_size - len(buffer))
+                chunk = None
+                if buffer:
+                    chunk = _Chunk.build(buffer[: settings.chunk_size], cfg, days)
+                    while len(chunk.page) > 1 and not chunk.fits():
+                        chunk = _Chunk.build(chunk.page[: len(chunk.page) // 2], cfg, days)
+                if not settle():
+                    buffer = []
+                    continue
+                if chunk is None:
+                    return
+                buffer = buffer[len(chunk.page) :]
+                hit("before-chunk-commit")
+                future = committer.submit(store.commit_chunk, expected, chunk.cursor, chunk.rewards, chunk.deltas)
+                in_flight = (future, chunk)
+                expected = Cursor(chunk.cursor.received_at, chunk.cursor.doc_id)
+        finally:
+            if in_flight is not None:  # a crash in this thread must not leave a commit unobserved
+                in_flight[0].exception()
 
 
 def refresh_stats(store: FirestoreStore, schedule_ms: int, reward_version: str) -> dict[str, dict[str, Any]]:

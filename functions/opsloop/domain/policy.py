@@ -116,7 +116,7 @@ def plan_activate(head: Head, version: str, status_of: StatusOf, action: Action 
     if rollout is not None and rollout.version != version:
         raise FailedPrecondition(
             f"a {rollout.stage} of {head.policy_id}@{rollout.version} is running; promote or reject it first",
-            {"id": head.policy_id, "rollout": rollout.to_doc()},
+            {"id": head.policy_id, "rollout": rollout.to_doc()}, code="E_LEARN_ROLLOUT_RUNNING",
         )
     t = _activation(head, version, action, {})
     if rollout is not None:  # activating the challenger by hand ends its rollout as a promotion
@@ -131,12 +131,12 @@ def plan_rollback(head: Head, version: str | None, status_of: StatusOf) -> Trans
     if not head.history:
         raise FailedPrecondition(
             f"policy {head.policy_id} has no earlier active version to roll back to",
-            {"id": head.policy_id, "active": head.active},
+            {"id": head.policy_id, "active": head.active}, code="E_LEARN_NOTHING_TO_ROLL_BACK",
         )
     if head.rollout is not None:
         raise FailedPrecondition(
             f"a {head.rollout.stage} of {head.policy_id}@{head.rollout.version} is running; reject it first",
-            {"id": head.policy_id, "rollout": head.rollout.to_doc()},
+            {"id": head.policy_id, "rollout": head.rollout.to_doc()}, code="E_LEARN_ROLLOUT_RUNNING",
         )
     previous = head.history[-1]
     _require(status_of, head.policy_id, previous)
@@ -153,7 +153,7 @@ def plan_start_shadow(head: Head, version: str, status_of: StatusOf, rollout_id:
     if head.rollout is not None:
         raise FailedPrecondition(
             f"a {head.rollout.stage} of {head.policy_id}@{head.rollout.version} is already running",
-            {"id": head.policy_id, "rollout": head.rollout.to_doc()},
+            {"id": head.policy_id, "rollout": head.rollout.to_doc()}, code="E_LEARN_ROLLOUT_RUNNING",
         )
     if status != "draft":
         raise FailedPrecondition(f"only a draft can enter shadow; {head.policy_id}@{version} is {status}",

@@ -31,7 +31,7 @@ def to_https_error(exc: BaseException) -> https_fn.HttpsError:
     """Callable error for ``exc``; anything unexpected becomes INTERNAL and is logged."""
     if isinstance(exc, errors.OpsError):
         _, code = _lookup(exc)
-        return https_fn.HttpsError(code, exc.message, exc.details or None)
+        return https_fn.HttpsError(code, exc.message, {**exc.details, "code": exc.code})
     logger.error("unexpected error", error=repr(exc))
     return https_fn.HttpsError(https_fn.FunctionsErrorCode.INTERNAL, "internal error")
 
@@ -44,9 +44,8 @@ def json_response(status: int, body: Any) -> Response:
 def to_http_response(exc: BaseException) -> Response:
     if isinstance(exc, errors.OpsError):
         status, code = _lookup(exc)
-        body: dict[str, Any] = {"code": code.value, "message": exc.message}
-        if exc.details:
-            body["details"] = exc.details
+        body: dict[str, Any] = {"code": code.value, "message": exc.message,
+                                "details": {**exc.details, "code": exc.code}}
         return json_response(status, {"error": body})
     logger.error("unexpected error", error=repr(exc))
     return json_response(500, {"error": {"code": "INTERNAL", "message": "internal error"}})

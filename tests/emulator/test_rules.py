@@ -179,6 +179,7 @@ SEED: dict[str, dict[str, Any]] = {
     "ops_observations/obs-1": {**observation("obs-1"), "receivedAt": dt.datetime(2025, 10, 9, tzinfo=dt.UTC)},
     "ops_rewards/obs-1": {"obsId": "obs-1", "ts": NOW_MS, "component": "router:gpt-5", "score": 0.9},
     "ops_stats/checkout~1h": {"component": "checkout", "window": "1h", "n": 10, "avgReward": 0.8, "ts": NOW_MS},
+    "ops_skill_cards/checkout": {"kind": "component", "component": "checkout", "judged": False, "ts": NOW_MS},
     "ops_policies/router-core@1.0.0": {"id": "router-core", "version": "1.0.0", "status": "active",
                                        "params": {"modelWeights": {"gpt-5": 1.0}}},
     "ops_audit/audit-1": {"ts": NOW_MS, "actor": "admin-1", "action": "activate", "id": "router-core",
@@ -216,6 +217,7 @@ ACCESS: dict[str, dict[str, frozenset[str]]] = {
     # Derived by the scorer (Admin SDK) and read by the tuner: clients only read them.
     "ops_rewards":      {"get": SERVICE, "list": SERVICE, "create": NOBODY, "update": NOBODY, "delete": NOBODY},
     "ops_stats":        {"get": SERVICE, "list": SERVICE, "create": NOBODY, "update": NOBODY, "delete": NOBODY},
+    "ops_skill_cards":  {"get": SERVICE, "list": SERVICE, "create": NOBODY, "update": NOBODY, "delete": NOBODY},
     # Versions and audit entries are created by the loop only (sealed into the audit hash chain).
     "ops_policies":     {"get": SERVICE, "list": SERVICE, "create": NOBODY, "update": ADMIN, "delete": NOBODY},
     "ops_audit":        {"get": ADMIN, "list": ADMIN, "create": NOBODY, "update": NOBODY, "delete": NOBODY},
@@ -306,7 +308,8 @@ def test_access(rest: Rest, collection: str, op: str, role: str, allowed: bool) 
 
 
 @pytest.mark.parametrize("role", ["service", "admin"])
-@pytest.mark.parametrize("collection", ["ops_observations", "ops_rewards", "ops_stats", "ops_policies"])
+@pytest.mark.parametrize("collection", ["ops_observations", "ops_rewards", "ops_stats", "ops_skill_cards",
+                                        "ops_policies"])
 def test_allowed_reads_return_the_documents(rest: Rest, collection: str, role: str) -> None:
     got = rest.get(EXISTING[collection], role)
     assert_allowed(got)

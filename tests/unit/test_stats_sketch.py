@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from opsloop.domain.stats import (
     SKETCH_RELATIVE_ACCURACY,
     Summary,
+    merge_labels,
     sketch_from_bytes,
     sketch_to_bytes,
     total,
@@ -127,7 +128,7 @@ def test_doc_round_trip(rows: list) -> None:
     doc = s.to_doc()
     assert set(doc) == {"n", "successes", "sumReward", "sumReward2", "sumCost", "sumLatency", "latencySketch",
                         "rewardSketch", "nP", "sumW", "sumW2", "sumRW", "sumR2W2", "sumRW2", "weight", "wSuccesses",
-                        "wP"}
+                        "wP", "failures", "versions"}
     assert isinstance(doc["latencySketch"], bytes) and isinstance(doc["rewardSketch"], bytes)
     back = Summary.from_doc(doc)
     assert back == s
@@ -274,3 +275,29 @@ def test_window_stats_single_observation_has_no_std() -> None:
     assert ws["n"] == 1
     assert ws["avgReward"] == 0.8
     assert ws["rewardStd"] is None
+
+
+# --- labelled counts: failure modes and policy versions ----------------------------------------------------
+
+
+def test_failures_and_versions_are_weighted_counts_that_add() -> None:
+    a = Summary.of(reward=0.0, success=False, cost_usd=0, duration_ms=10, failure="TIMEOUT", version="p@1.0.0",
+                   weight=3.0)
+    b = Summary.of(reward=0.9, success=True, cost_usd=0, duration_ms=10, failure="IGNORED", version="p@1.0.0")
+    c = Summary.of(reward=0.0, success=False, cost_usd=0, duration_ms=10, failure="rate_limit", version="p@1.0.1")
+    s = a + b + c
+    assert s.failures == (("TIMEOUT", 3.0), ("rate_limit", 1.0))  # a success never counts as a failure mode
+    assert s.versions == (("p@1.0.0", 4.0), ("p@1.0.1", 1.0))
+    back = Summary.from_doc(s.to_doc())
+    assert back.failures == s.failures and back.versions == s.versions
+
+
+def test_labels_beyond_the_limit_pool_under_other_and_keep_their_total() -> None:
+    parts = [((f"E{i:02d}", float(i + 1)),) for i in range(40)]
+    merged = merge_labels(parts, limit=10)
+    assert len(merged) == 10
+    assert dict(merged)["E39"] == 40.0 and "E00" not in dict(merged)
+    assert sum(w for _, w in merged) == sum(range(1, 41))
+    # keys that are not valid Firestore field names survive the round trip (stored as a list of maps)
+    odd = Summary.of(reward=0.0, success=False, cost_usd=0, duration_ms=1, failure="__weird__.code`x`")
+    assert Summary.from_doc(odd.to_doc()).failures == (("__weird__.code`x`", 1.0),)

@@ -8,6 +8,7 @@ union is the sum of the summaries, which is what lets hourly and daily buckets m
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,6 +114,34 @@ _FIELDS: dict[str, str] = {
     "w_p": "wP",
 }
 _INT_FIELDS = frozenset({"n", "successes", "n_p"})
+# Labelled counts (failure modes, policy versions) keep their heaviest keys; the rest add up under OTHER.
+MAX_LABELS = 24
+OTHER = "(other)"
+Labels = tuple[tuple[str, float], ...]
+
+
+def merge_labels(parts: Iterable[Labels], limit: int = MAX_LABELS) -> Labels:
+    """Sum labelled weights; beyond ``limit`` keys the lightest are pooled under OTHER (sorted, stable)."""
+    acc: dict[str, float] = {}
+    for part in parts:
+        for key, w in part:
+            acc[key] = acc.get(key, 0.0) + w
+    if len(acc) > limit:
+        ranked = sorted(acc.items(), key=lambda kv: (-kv[1], kv[0]))
+        kept = dict(ranked[: limit - 1])
+        pooled = sum(w for _, w in ranked[limit - 1 :])
+        kept[OTHER] = kept.get(OTHER, 0.0) + pooled
+        acc = kept
+    return tuple(sorted(acc.items()))
+
+
+def _labels_doc(labels: Labels) -> list[dict[str, Any]]:
+    # a list of maps, not a map: an error code is client text and may not be a valid Firestore field name
+    return [{"k": k, "n": w} for k, w in labels]
+
+
+def _labels_from(items: Any) -> Labels:
+    return tuple(sorted((str(e["k"]), float(e["n"])) for e in items or [] if isinstance(e, dict) and "k" in e))
 
 
 @dataclass(frozen=True)
@@ -136,11 +165,14 @@ class Summary:
     weight: float = 0.0
     w_successes: float = 0.0
     w_p: float = 0.0
+    # weighted counts of non-successes by errorCode (else by outcome), and of observations by policyVersion
+    failures: Labels = ()
+    versions: Labels = ()
 
     @classmethod
     def of(
         cls, *, reward: float, success: bool, cost_usd: float, duration_ms: float, propensity: float | None = None,
-        weight: float = 1.0,
+        weight: float = 1.0, failure: str | None = None, version: str | None = None,
     ) -> Summary:
         """The summary of a single scored observation that stands for ``weight`` observations."""
         if not (math.isfinite(weight) and weight >= 1.0):
@@ -171,6 +203,8 @@ class Summary:
             reward=reward_sketch,
             weight=k,
             w_successes=k * int(success),
+            failures=((failure, k),) if failure and not success else (),
+            versions=((version, k),) if version else (),
             **off_policy,
         )
 
@@ -217,6 +251,8 @@ class Summary:
         doc: dict[str, Any] = {key: getattr(self, attr) for attr, key in _FIELDS.items()}
         doc["latencySketch"] = sketch_to_bytes(self.latency)
         doc["rewardSketch"] = sketch_to_bytes(self.reward)
+        doc["failures"] = _labels_doc(self.failures)
+        doc["versions"] = _labels_doc(self.versions)
         return doc
 
     @classmethod
@@ -230,6 +266,8 @@ class Summary:
         return cls(
             latency=sketch_from_bytes(bytes(doc.get("latencySketch") or b"")),
             reward=sketch_from_bytes(bytes(doc.get("rewardSketch") or b"")),
+            failures=_labels_from(doc.get("failures")),
+            versions=_labels_from(doc.get("versions")),
             **values,
         )
 
@@ -252,7 +290,8 @@ def total(summaries: list[Summary]) -> Summary:
         reward.merge(s.reward)
         for attr in _FIELDS:
             acc[attr] += getattr(s, attr)
-    return Summary(latency=latency, reward=reward, **acc)
+    return Summary(latency=latency, reward=reward, failures=merge_labels(s.failures for s in summaries),
+                   versions=merge_labels(s.versions for s in summaries), **acc)
 
 
 def _r(value: float | None, digits: int) -> float | None:

@@ -34,6 +34,7 @@ from ..domain import windows
 from ..domain.stats import Summary, total, window_stats
 from ..store import paths
 from ..store.firestore_store import Cursor, FirestoreStore, StoredObservation, ms
+from . import skill_cards
 from .record import retention_days
 
 Checkpoint = Callable[[str], None]
@@ -74,6 +75,7 @@ class ScoreRunResult:
     lost_races: int = 0
     stats: dict[str, dict[str, Any]] = field(default_factory=dict)
     stats_written: int = 0
+    cards_written: int = 0
 
 
 def _reward_doc(
@@ -98,8 +100,11 @@ def _reward_doc(
         propensity = None if d.get("propensity") is None else float(d["propensity"])
         weight = float(d.get("weight") or 1.0)
         r = reward_domain.score(outcome, duration, cost, cfg)
+        version = d.get("policyVersion")
         summary = Summary.of(reward=r.score, success=outcome == reward_domain.SUCCESS, cost_usd=cost,
-                             duration_ms=duration, propensity=propensity, weight=weight)
+                             duration_ms=duration, propensity=propensity, weight=weight,
+                             failure=str(d.get("errorCode") or outcome),
+                             version=version if isinstance(version, str) and version else None)
     except (TypeError, ValueError) as exc:
         # Observations written straight to Firestore bypass validation; record and skip them.
         return {**base, "invalid": True, "error": str(exc)[:500], "score": None}, None
@@ -164,8 +169,11 @@ class _Chunk:
         def sketch_bytes(bins: list[float]) -> int:
             return min(8 * len(bins), 12 * sum(1 for c in bins if c))
 
+        def labels_bytes(labels: tuple[tuple[str, float], ...]) -> int:
+            return sum(len(k.encode()) + 24 for k, _ in labels)
+
         size = sum(sketch_bytes(s.latency._store.bins) + sketch_bytes(s.reward._store.bins) + 400
-                   for _, s in self.deltas.values())
+                   + labels_bytes(s.failures) + labels_bytes(s.versions) for _, s in self.deltas.values())
         return size <= MAX_DELTA_BYTES
 
 
@@ -190,8 +198,13 @@ def score_observations(
     progress: Callable[[int], None] | None = None,
     checkpoint: Checkpoint | None = None,
     run_id: str | None = None,
+    refresh_cards: bool = False,
 ) -> ScoreRunResult:
-    """Score the backlog, then refresh ``ops_stats`` for windows ending at ``schedule_time``."""
+    """Score the backlog, then refresh ``ops_stats`` for windows ending at ``schedule_time``.
+
+    Skill cards are refreshed from the same summaries once per hour of schedule time (or when
+    ``refresh_cards``), so their extra bucket reads stay off most runs.
+    """
     cfg = reward_domain.RewardConfig.from_doc(store.config(paths.REWARD_CONFIG_DOC))
     settings = settings or ScoringSettings.from_doc(store.config(paths.SCORING_DOC))
     schedule_ms = ms(schedule_time)
@@ -212,11 +225,14 @@ def score_observations(
         _score_backlog(store, cfg, settings, upper, result, hit, progress)
         fold_all(store, hit)
         hit("before-stats")
-        result.stats = refresh_stats(store, schedule_ms, cfg.version)
+        summaries = window_summaries(store, schedule_ms)
+        result.stats = stats_docs(summaries, schedule_ms, cfg.version)
         result.stats_written = store_stats(store, result.stats, schedule_ms, hit)
         hit("after-stats")
+        result.cards_written = skill_cards.refresh_if_due(store, schedule_ms, summaries, cfg, force=refresh_cards)
         store.record_run(run_id, {"status": "done", "scored": result.scored, "invalid": result.invalid,
                                   "chunks": result.chunks, "statsWritten": result.stats_written,
+                                  "cardsWritten": result.cards_written,
                                   "finishedAt": ms(dt.datetime.now(dt.UTC))})
         hit("after-run-done")
     finally:
@@ -290,18 +306,29 @@ def _score_backlog(
                 in_flight[0].exception()
 
 
-def refresh_stats(store: FirestoreStore, schedule_ms: int, reward_version: str) -> dict[str, dict[str, Any]]:
-    """Compute every (component, window) stats document for windows ending at ``schedule_ms``."""
+def window_summaries(store: FirestoreStore, schedule_ms: int) -> dict[str, dict[str, Summary]]:
+    """Per component seen within the longest window, its summary for each window ending at ``schedule_ms``."""
     longest = max(windows.WINDOWS.values())
     end = windows.window_end(schedule_ms)
     components = sorted(
         c for c, last_ts in (store.read_cursor().components or {}).items() if last_ts >= end - longest
     )
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, dict[str, Summary]] = {}
     for comp in components:
+        out[comp] = {}
         for name in windows.WINDOWS:
             start, stop = windows.window_bounds(schedule_ms, name)
-            summary = total(store.load_segments(comp, windows.cover(start, stop)))
+            out[comp][name] = total(store.load_segments(comp, windows.cover(start, stop)))
+    return out
+
+
+def stats_docs(summaries: dict[str, dict[str, Summary]], schedule_ms: int,
+               reward_version: str) -> dict[str, dict[str, Any]]:
+    """The ``ops_stats`` documents of those summaries."""
+    out: dict[str, dict[str, Any]] = {}
+    for comp, per_window in summaries.items():
+        for name, summary in per_window.items():
+            start, stop = windows.window_bounds(schedule_ms, name)
             out[paths.stats_id(comp, name)] = {
                 "component": comp,
                 "window": name,
@@ -312,6 +339,11 @@ def refresh_stats(store: FirestoreStore, schedule_ms: int, reward_version: str) 
                 **window_stats(summary),
             }
     return out
+
+
+def refresh_stats(store: FirestoreStore, schedule_ms: int, reward_version: str) -> dict[str, dict[str, Any]]:
+    """Compute every (component, window) stats document for windows ending at ``schedule_ms``."""
+    return stats_docs(window_summaries(store, schedule_ms), schedule_ms, reward_version)
 
 
 STATS_GROUP = 240  # stats documents per transaction

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,6 +143,42 @@ class FirestoreStore:
             out.append(StoredObservation(snap.id, data, data["receivedAt"]))
         return out
 
+    def backlog_size(self, cursor: Cursor, upper: dt.datetime) -> int:
+        """How many observations wait behind ``cursor`` (one aggregation query; for progress bars)."""
+        q: Any = self.db.collection(paths.OBSERVATIONS).where(filter=FieldFilter("receivedAt", "<=", upper))
+        if cursor.received_at is not None:
+            q = q.where(filter=FieldFilter("receivedAt", ">", cursor.received_at))
+        return int(q.count().get()[0][0].value)
+
+    def observation_pages(
+        self, since_ms: int, until_ms: int, component: str | None = None, page_size: int = 1000,
+    ) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+        """Observations with event time in ``[since_ms, until_ms)``, ordered by (ts, id), a page at a time.
+
+        Each page is one query resumed after the previous page's last document, so memory holds one page.
+        """
+        col = self.db.collection(paths.OBSERVATIONS)
+        q: Any = col
+        if component is not None:
+            q = q.where(filter=FieldFilter("component", "==", component))
+        q = (q.where(filter=FieldFilter("ts", ">=", since_ms)).where(filter=FieldFilter("ts", "<", until_ms))
+             .order_by("ts").order_by("__name__"))
+        after: tuple[int, str] | None = None
+        while True:
+            page_q = q if after is None else q.start_after({"ts": after[0], "__name__": col.document(after[1])})
+            page = [(snap.id, snap.to_dict() or {}) for snap in page_q.limit(page_size).stream()]
+            if not page:
+                return
+            yield page
+            if len(page) < page_size:
+                return
+            after = (int(page[-1][1]["ts"]), page[-1][0])
+
+    def rewards_for(self, obs_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The reward documents of these observations (one batched read; missing ones are absent)."""
+        col = self.db.collection(paths.REWARDS)
+        return {s.id: s.to_dict() or {} for s in self.db.get_all([col.document(i) for i in obs_ids]) if s.exists}
+
     def commit_chunk(
         self,
         expected: Cursor,
@@ -264,6 +300,18 @@ class FirestoreStore:
             out.extend(Summary.from_doc(s.to_dict() or {}) for s in q.stream())
         return out
 
+    def bucket_series(self, component: str, level: str, start: int, end: int) -> list[tuple[int, Summary]]:
+        """Every bucket of one level of ``component`` starting in ``[start, end)``, oldest first."""
+        q = (
+            self.db.collection(paths.BUCKETS)
+            .where(filter=FieldFilter("component", "==", component))
+            .where(filter=FieldFilter("level", "==", level))
+            .where(filter=FieldFilter("start", ">=", start))
+            .where(filter=FieldFilter("start", "<", end))
+            .order_by("start")
+        )
+        return [(int((d := s.to_dict() or {})["start"]), Summary.from_doc(d)) for s in q.stream()]
+
     def write_stats(self, docs: dict[str, dict[str, Any]], schedule_ms: int) -> int:
         """Write each stats document unless a newer schedule already wrote it; return how many."""
         col = self.db.collection(paths.STATS)
@@ -296,6 +344,31 @@ class FirestoreStore:
                 d = snap.to_dict() or {}
                 out[str(d.get("component"))] = d
         return out
+
+    # ------------------------------------------------------------- skill cards
+    def cards_refreshed_for(self) -> int | None:
+        snap = self.db.collection(paths.RUNS).document(paths.SKILL_CARDS_RUN_DOC).get()
+        return int((snap.to_dict() or {}).get("scheduleMs", 0)) if snap.exists else None
+
+    def write_skill_cards(self, cards: dict[str, dict[str, Any]], schedule_ms: int) -> int:
+        """Write cards (in batches) and then the marker of the schedule time they were computed for."""
+        col = self.db.collection(paths.SKILL_CARDS)
+        items = list(cards.items())
+        for i in range(0, len(items), 400):
+            batch = self.db.batch()
+            for card_id, doc in items[i : i + 400]:
+                batch.set(col.document(card_id), doc)
+            batch.commit()
+        self.db.collection(paths.RUNS).document(paths.SKILL_CARDS_RUN_DOC).set(
+            {"scheduleMs": schedule_ms, "cards": len(items), "updatedAt": _now_ms()})
+        return len(items)
+
+    def skill_card(self, card_id: str) -> dict[str, Any] | None:
+        snap = self.db.collection(paths.SKILL_CARDS).document(card_id).get()
+        return snap.to_dict() if snap.exists else None
+
+    def skill_cards(self) -> list[dict[str, Any]]:
+        return [s.to_dict() or {} for s in self.db.collection(paths.SKILL_CARDS).stream()]
 
     # ---------------------------------------------------------------- policies
     def policy(self, policy_id: str, version: str) -> dict[str, Any] | None:
@@ -483,6 +556,11 @@ class FirestoreStore:
         if "status" in fields or "id" in fields or "version" in fields:
             raise ValueError(f"lifecycle fields change only through transitions, got {sorted(fields)!r}")
         self.db.collection(paths.POLICIES).document(f"{policy_id}@{version}").update(fields)
+
+    def rollouts(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest rollouts, running or ended, with their document id."""
+        q = self.db.collection(paths.ROLLOUTS).order_by("startedAt", direction=firestore.Query.DESCENDING)
+        return [{**(s.to_dict() or {}), "rolloutId": s.id} for s in q.limit(limit).stream()]
 
     def running_rollouts(self) -> list[dict[str, Any]]:
         q = self.db.collection(paths.ROLLOUTS).where(filter=FieldFilter("status", "==", "running"))

@@ -7,6 +7,7 @@ POLICIES = "ops_policies"
 AUDIT = "ops_audit"
 AUDIT_CHAINS = "ops_audit_chains"  # per chain: last seq and hash of the tamper-evident audit
 ALERTS = "ops_alerts"
+SKILL_CARDS = "ops_skill_cards"  # per component (and per router policy): strengths, failure modes, trends
 CONFIG = "config"
 # Internal to the loop (no client access in firestore.rules):
 BUCKETS = "ops_buckets"  # per component x level x bucket sufficient statistics
@@ -23,6 +24,8 @@ TUNING_DOC = "tuning"
 ROLLOUT_DOC = "rollout"
 DRIFT_DOC = "drift"
 SCORE_CURSOR_DOC = "score-cursor"
+SKILL_CARDS_RUN_DOC = "skill-cards"  # in RUNS: the schedule time the cards were last refreshed for
+SKILL_CARDS_DOC = "skill_cards"  # in CONFIG: thresholds of the judgement
 
 
 def bucket_id(component: str, level: str, start_ms: int) -> str:

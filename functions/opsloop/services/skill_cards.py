@@ -1,0 +1,84 @@
+"""Refreshing ``ops_skill_cards`` from the scoring run's window summaries (``scoreObservations``).
+
+One card per component (strengths, weaknesses, failure modes, 7/30-day reward trends, policy versions
+seen) and one per router policy (its best model, the versions in use). Cards are refreshed once per
+hour of schedule time: the window summaries come free from the stats refresh, and the daily series
+for trends costs one query per component.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..domain import reward as reward_domain
+from ..domain import skill_card, windows
+from ..domain.stats import Summary
+from ..store import paths
+from ..store.firestore_store import FirestoreStore
+
+REFRESH_EVERY_MS = windows.HOUR_MS
+TREND_DAYS = 30
+
+
+def settings(store: FirestoreStore) -> skill_card.CardSettings:
+    return skill_card.CardSettings.from_doc(store.config(paths.SKILL_CARDS_DOC))
+
+
+def due(last_ms: int | None, schedule_ms: int) -> bool:
+    """Whether the cards are stale: never refreshed, or an hour boundary passed since they were.
+
+    A replay of an older schedule time is never due, so it cannot overwrite newer cards.
+    """
+    if last_ms is None:
+        return True
+    return windows.window_end(schedule_ms) // REFRESH_EVERY_MS > windows.window_end(last_ms) // REFRESH_EVERY_MS
+
+
+def card_id(component: str | None = None, policy: str | None = None) -> str:
+    """Components cannot contain ``~``, so a router policy's card never collides with a component's."""
+    return f"policy~{policy}" if policy is not None else str(component)
+
+
+def build_cards(
+    store: FirestoreStore,
+    schedule_ms: int,
+    summaries: dict[str, dict[str, Summary]],
+    cfg: reward_domain.RewardConfig,
+) -> dict[str, dict[str, Any]]:
+    """Every card for windows ending at ``schedule_ms``, keyed by card id (component or policy id)."""
+    s = settings(store)
+    end = windows.window_end(schedule_ms)
+    day_end = windows.bucket_start(end - 1, "1d") + windows.DAY_MS  # the day in progress counts
+    cards: dict[str, dict[str, Any]] = {}
+    for comp, per_window in sorted(summaries.items()):
+        daily = store.bucket_series(comp, "1d", day_end - TREND_DAYS * windows.DAY_MS, day_end)
+        cards[card_id(comp)] = skill_card.component_card(comp, per_window, daily, cfg, s, end)
+    for policy in store.policies_with_status("active"):
+        weights = (policy.get("params") or {}).get("modelWeights")
+        if not isinstance(weights, dict) or not weights:
+            continue
+        policy_id = str(policy["id"])
+        head = store.head(policy_id)
+        models = {m: (summaries.get(f"router:{m}") or {}).get("24h") or Summary() for m in weights}
+        rollout = None if head.rollout is None else head.rollout.to_doc()
+        card = skill_card.router_card(policy_id, models, head.active, rollout,
+                                      {m: float(w) for m, w in weights.items()}, s, end)
+        cards[card_id(policy=policy_id)] = card
+        for m in weights:  # each model's card names the router policy that governs it
+            if f"router:{m}" in cards:
+                cards[f"router:{m}"]["governedBy"] = {"policy": policy_id, "activeVersion": head.active,
+                                                      "weight": round(float(weights[m]), 6)}
+    return cards
+
+
+def refresh_if_due(
+    store: FirestoreStore,
+    schedule_ms: int,
+    summaries: dict[str, dict[str, Summary]],
+    cfg: reward_domain.RewardConfig,
+    force: bool = False,
+) -> int:
+    """Refresh every card when due (or ``force``); returns how many were written."""
+    if not force and not due(store.cards_refreshed_for(), schedule_ms):
+        return 0
+    return store.write_skill_cards(build_cards(store, schedule_ms, summaries, cfg), schedule_ms)

@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit emulator-check seed serve bench clean
+.PHONY: demo test lint typecheck unit emulator-check browser seed serve bench clean
 
 $(STAMP): requirements-dev.txt functions/requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,7 +18,15 @@ emulator-check: $(STAMP)
 demo: $(STAMP) emulator-check
 	$(PY) scripts/demo.py
 
-test: $(STAMP) emulator-check lint typecheck
+# Headless Chromium for the report's rendering test (Debian's package; root or sudo installs it).
+browser:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the report rendering test"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null \
+	  || { echo "error: could not install chromium (apt-get install chromium)"; exit 3; }; }
+
+test: $(STAMP) emulator-check browser lint typecheck
 	$(PY) -m pytest
 
 lint: $(STAMP)

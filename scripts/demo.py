@@ -235,6 +235,16 @@ def main() -> int:
         report = verify_audit_chain(store)
         chains = ", ".join(f"{c}: {n} entries" for c, n in sorted(report.chains.items()))
         say(f"   hash chain verified ({chains}): {'intact' if report.ok else 'BROKEN ' + str(report.breaks)}")
+
+        step(13, "The operator's view: the CLI's skill card for gpt-5, then the HTML report")
+        opsloop = [sys.executable, "-m", "opsloop.cli", "--emulator", emu.address, "--project", PROJECT]
+        cli_env = {**os.environ, "PYTHONPATH": str(ROOT / "functions")}
+        subprocess.run([*opsloop, "score", "--cards", "--quiet"], check=True, env=cli_env, stdout=subprocess.DEVNULL)
+        subprocess.run([*opsloop, "status", "--component", "router:gpt-5"], check=True, env=cli_env)
+        subprocess.run([*opsloop, "status", "--component", "policy~router-core"], check=True, env=cli_env)
+        out = ROOT / "opsloop-report.html"
+        subprocess.run([*opsloop, "report", "--hours", "2", "--out", str(out)], check=True, env=cli_env)
+        say(f"   open {out} in a browser")
         say(f"\nDemo finished in {time.monotonic() - t0:.1f}s.")
         return 0
     except emu_mod.EmulatorNotInstalled as exc:

@@ -1,0 +1,208 @@
+"""Dataset export: observations joined with their rewards, to Parquet, with a manifest.
+
+Offline analysis and training start from a reproducible snapshot: rows come in (ts, id) order, a page
+at a time (one Parquet row group per page, so memory holds one page however many rows there are), and
+the manifest records the row count, the time range, the reward versions and a content hash over the
+rows' canonical JSON, which is the same for the same data whatever Parquet writer wrote the file.
+The file appears under its final name only once it is complete.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import heapq
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..domain.errors import InvalidArgument
+from ..store.firestore_store import FirestoreStore
+
+MANIFEST_VERSION = 1
+
+# (column, pyarrow type name); the order is the file's column order.
+COLUMNS: tuple[tuple[str, str], ...] = (
+    ("id", "string"), ("ts", "int64"), ("component", "string"), ("outcome", "string"),
+    ("durationMs", "float64"), ("tokensIn", "int64"), ("tokensOut", "int64"), ("costUsd", "float64"),
+    ("policyVersion", "string"), ("arm", "string"), ("propensity", "float64"), ("weight", "float64"),
+    ("errorCode", "string"), ("meta", "string"), ("receivedAt", "int64"),
+    ("scored", "bool"), ("reward", "float64"), ("rewardVersion", "string"), ("rewardInvalid", "bool"),
+    ("successBoost", "float64"), ("latencyPenalty", "float64"), ("costPenalty", "float64"),
+    ("errorPenalty", "float64"),
+)
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    manifest_path: Path
+    manifest: dict[str, Any] = field(default_factory=dict)
+
+
+def _ms(value: Any) -> int | None:
+    if isinstance(value, dt.datetime):
+        return int(value.timestamp() * 1000)
+    return None if value is None else int(value)
+
+
+def _coerce(value: Any, kind: str) -> Any:
+    """The column's type, or None: a document written around validation must not stop the export."""
+    if value is None:
+        return None
+    if kind == "string":
+        return value if isinstance(value, str) else str(value)
+    if kind == "bool":
+        return bool(value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return int(value) if kind == "int64" and float(value).is_integer() else (float(value) if kind == "float64"
+                                                                             else None)
+
+
+def row(obs_id: str, obs: dict[str, Any], reward: dict[str, Any] | None) -> dict[str, Any]:
+    """One exported row: the observation's fields and its reward (None where it is not scored yet)."""
+    raw = _raw_row(obs_id, obs, reward)
+    return {name: _coerce(raw[name], kind) for name, kind in COLUMNS}
+
+
+def _raw_row(obs_id: str, obs: dict[str, Any], reward: dict[str, Any] | None) -> dict[str, Any]:
+    details = (reward or {}).get("details") or {}
+    meta = obs.get("meta")
+    return {
+        "id": obs_id, "ts": obs.get("ts"), "component": obs.get("component"), "outcome": obs.get("outcome"),
+        "durationMs": obs.get("durationMs"), "tokensIn": obs.get("tokensIn"), "tokensOut": obs.get("tokensOut"),
+        "costUsd": obs.get("costUsd"), "policyVersion": obs.get("policyVersion"), "arm": obs.get("arm"),
+        "propensity": obs.get("propensity"), "weight": obs.get("weight"), "errorCode": obs.get("errorCode"),
+        "meta": None if meta is None else json.dumps(meta, sort_keys=True, separators=(",", ":")),
+        "receivedAt": _ms(obs.get("receivedAt")),
+        "scored": reward is not None, "reward": (reward or {}).get("score"),
+        "rewardVersion": (reward or {}).get("rewardVersion"), "rewardInvalid": bool((reward or {}).get("invalid")),
+        "successBoost": details.get("successBoost"), "latencyPenalty": details.get("latencyPenalty"),
+        "costPenalty": details.get("costPenalty"), "errorPenalty": details.get("errorPenalty"),
+    }
+
+
+def parse_time(value: str, name: str) -> int:
+    """ms since epoch from an ISO date/time (UTC unless it says otherwise) or an integer of ms."""
+    text = value.strip()
+    if text.isdigit():
+        return int(text)
+    try:
+        t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidArgument(f"--{name} must be an ISO date/time (2026-11-30 or 2026-11-30T12:00Z) or ms since "
+                              f"epoch, got {value!r}", {"field": name}) from None
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.UTC)
+    return int(t.timestamp() * 1000)
+
+
+def _rows(store: FirestoreStore, since_ms: int, until_ms: int, components: list[str] | None,
+          page_size: int) -> Iterator[list[dict[str, Any]]]:
+    """Pages of joined rows in (ts, id) order; with components, one ordered stream per component merged."""
+    def joined(pages: Iterator[list[tuple[str, dict[str, Any]]]]) -> Iterator[list[dict[str, Any]]]:
+        for page in pages:
+            rewards = store.rewards_for([i for i, _ in page])
+            yield [row(i, d, rewards.get(i)) for i, d in page]
+
+    if not components:
+        yield from joined(store.observation_pages(since_ms, until_ms, None, page_size))
+        return
+
+    def flat(comp: str) -> Iterator[dict[str, Any]]:
+        for page in joined(store.observation_pages(since_ms, until_ms, comp, page_size)):
+            yield from page
+
+    merged = heapq.merge(*(flat(c) for c in components), key=lambda r: (int(r["ts"]), str(r["id"])))
+    page: list[dict[str, Any]] = []
+    for r in merged:
+        page.append(r)
+        if len(page) == page_size:
+            yield page
+            page = []
+    if page:
+        yield page
+
+
+def export_dataset(
+    store: FirestoreStore,
+    out: Path,
+    since_ms: int,
+    until_ms: int,
+    components: list[str] | None = None,
+    page_size: int = 5000,
+    progress: Callable[[int], None] | None = None,
+) -> ExportResult:
+    """Write ``out`` (Parquet) and ``out`` + ``.manifest.json``; returns both paths and the manifest."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if until_ms <= since_ms:
+        raise InvalidArgument(f"--until must be after --since (got {since_ms} .. {until_ms})", {"field": "until"})
+    if page_size < 1:
+        raise InvalidArgument(f"page size must be >= 1, got {page_size!r}", {"field": "page_size"})
+    comps = sorted(set(components)) if components else None
+    schema = pa.schema([(name, getattr(pa, "bool_" if kind == "bool" else kind)()) for name, kind in COLUMNS])
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.partial")
+    content = hashlib.sha256()
+    rows = unscored = invalid = row_groups = 0
+    ts_min: int | None = None
+    ts_max: int | None = None
+    versions: dict[str, int] = {}
+    per_component: dict[str, int] = {}
+    try:
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            for page in _rows(store, since_ms, until_ms, comps, page_size):
+                for r in page:
+                    content.update(json.dumps(r, sort_keys=True, separators=(",", ":")).encode())
+                    content.update(b"\n")
+                    if r["scored"]:
+                        key = str(r["rewardVersion"])
+                        versions[key] = versions.get(key, 0) + 1
+                        invalid += int(r["rewardInvalid"])
+                    else:
+                        unscored += 1
+                    per_component[str(r["component"])] = per_component.get(str(r["component"]), 0) + 1
+                ts_min = page[0]["ts"] if ts_min is None else ts_min
+                ts_max = page[-1]["ts"]
+                writer.write_table(pa.Table.from_pylist(page, schema=schema))
+                rows += len(page)
+                row_groups += 1
+                if progress is not None:
+                    progress(len(page))
+            if rows == 0:
+                writer.write_table(pa.Table.from_pylist([], schema=schema))
+        file_hash = hashlib.sha256()
+        with open(tmp, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                file_hash.update(block)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    manifest = {
+        "manifestVersion": MANIFEST_VERSION,
+        "file": out.name,
+        "format": "parquet",
+        "rows": rows,
+        "rowGroups": row_groups,
+        "requested": {"since": since_ms, "until": until_ms, "components": comps},
+        "timeRange": {"tsMin": ts_min, "tsMax": ts_max},
+        "components": dict(sorted(per_component.items())),
+        "rewardVersions": dict(sorted(versions.items())),
+        "unscored": unscored,
+        "invalid": invalid,
+        "order": ["ts", "id"],
+        "columns": [{"name": n, "type": t} for n, t in COLUMNS],
+        "contentSha256": content.hexdigest(),
+        "fileSha256": file_hash.hexdigest(),
+        "createdAt": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    manifest_path = out.with_name(out.name + ".manifest.json")
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    return ExportResult(out, manifest_path, manifest)

@@ -1,0 +1,73 @@
+"""What the operator's report shows, gathered from Firestore (rendering lives in ``opsloop.cli``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..domain import windows
+from ..domain.stats import Summary
+from ..store.firestore_store import FirestoreStore
+
+SHOWN_STATUSES = ("draft", "shadow", "canary")  # versions shown beside the active one
+
+
+@dataclass
+class ComponentSeries:
+    component: str
+    level: str
+    points: list[dict[str, Any]] = field(default_factory=list)  # start, n, reward, successRate, p95Latency, cost
+
+
+@dataclass
+class ReportData:
+    end_ms: int
+    hours: int
+    series: list[ComponentSeries]
+    stats: list[dict[str, Any]]
+    policies: list[dict[str, Any]]  # {id, active: doc | None, candidates: [doc]}
+    rollouts: list[dict[str, Any]]  # rollout doc + "evaluations"
+    audit: list[dict[str, Any]]
+    cards: list[dict[str, Any]]
+    alerts: list[dict[str, Any]]
+
+
+def point(start: int, s: Summary) -> dict[str, Any]:
+    return {"start": start, "n": round(s.estimated_count), "reward": s.mean_reward, "successRate": s.success_rate,
+            "p95Latency": s.latency_quantile(0.95), "costUsd": s.mean_cost}
+
+
+def gather(store: FirestoreStore, end_ms: int, hours: int = 48, audit_limit: int = 200) -> ReportData:
+    """Series over ``hours`` before ``end_ms`` per component (5-minute, hourly or daily buckets by span),
+    policies, rollouts, audit, cards."""
+    if not 1 <= hours <= 24 * 90:
+        raise ValueError(f"hours must be in 1..2160, got {hours!r}")
+    level = "5m" if hours <= 6 else ("1h" if hours <= 24 * 14 else "1d")  # ~24 to ~340 points a line
+    end = windows.bucket_start(windows.window_end(end_ms) - 1, level) + windows.LEVELS[level]
+    start = end - hours * windows.HOUR_MS
+    seen = store.read_cursor().components or {}
+    series = []
+    for comp in sorted(c for c, last in seen.items() if last >= start):
+        buckets = store.bucket_series(comp, level, start, end)
+        series.append(ComponentSeries(comp, level, [point(s, b) for s, b in buckets if b.n]))
+    by_id: dict[str, dict[str, Any]] = {}
+    for doc in store.all_policy_versions():
+        entry = by_id.setdefault(str(doc.get("id")), {"id": doc.get("id"), "active": None, "candidates": []})
+        if doc.get("status") == "active":
+            entry["active"] = doc
+        elif doc.get("status") in SHOWN_STATUSES:
+            entry["candidates"].append(doc)
+    for entry in by_id.values():
+        entry["candidates"].sort(key=lambda d: _created(d), reverse=True)
+    rollouts = [{**r, "evaluations": store.evaluations(str(r["rolloutId"]))} for r in store.rollouts(limit=20)]
+    return ReportData(
+        end_ms=end_ms, hours=hours, series=series,
+        stats=sorted(store.stats(), key=lambda d: (str(d.get("component")), str(d.get("window")))),
+        policies=[by_id[k] for k in sorted(by_id)], rollouts=rollouts,
+        audit=store.audit_log(limit=audit_limit), cards=store.skill_cards(), alerts=store.alerts(limit=50),
+    )
+
+
+def _created(doc: dict[str, Any]) -> float:
+    value = doc.get("createdAt")
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0.0

@@ -1,0 +1,259 @@
+"""The ``opsloop`` CLI against the real emulator: every command, its output, its exit codes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+from opsloop import cli
+from opsloop.services.record import record_batch
+from opsloop.store.firestore_store import FirestoreStore
+
+pytestmark = pytest.mark.emulator
+
+ROOT = Path(__file__).resolve().parents[2]
+NOW_MS = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+HOUR = 3_600_000
+MODELS = {"gpt-5": (0.9, 900.0, 0.02), "gemini": (0.97, 400.0, 0.004), "claude": (0.6, 2500.0, 0.05)}
+
+
+def traffic(n: int, seed: int = 7, hours: int = 6) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        model = list(MODELS)[i % 3]
+        ok_p, lat, cost = MODELS[model]
+        ok = rng.random() < ok_p
+        obs = {"id": f"obs-{i:05d}", "component": f"router:{model}", "outcome": "success" if ok else "failure",
+               "durationMs": round(rng.lognormvariate(0, 0.3) * lat, 3), "costUsd": cost,
+               "ts": NOW_MS - hours * HOUR + (i * hours * HOUR) // n, "policyVersion": "router-core@1.0.0"}
+        if not ok:
+            obs["errorCode"] = rng.choice(["UPSTREAM_5XX", "CONTEXT_TOO_LONG"])
+        out.append(obs)
+    return out
+
+
+def ingest(store: FirestoreStore, items: list[dict[str, Any]]) -> None:
+    for i in range(0, len(items), 500):
+        record_batch(store, {"observations": items[i : i + 500]})
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture()
+def scored(seeded: FirestoreStore, capsys: pytest.CaptureFixture[str]) -> FirestoreStore:
+    ingest(seeded, traffic(900))
+    code, _, err = run(capsys, "score", "--cards")
+    assert code == 0, err
+    return seeded
+
+
+def add_draft(store: FirestoreStore, version: str, weights: dict[str, float]) -> None:
+    doc = {**store.policy("router-core", "1.0.0")}
+    doc.update(version=version, status="draft", createdBy="test", notes="a draft",
+               params={**doc["params"], "modelWeights": weights})
+    assert store.create_policy_version(doc, {"actor": "test", "action": "draft", "id": "router-core",
+                                             "from": None, "to": version})
+
+
+# ---------------------------------------------------------------------------------------------- status
+def test_score_shows_progress_and_status_prints_every_component_and_window(
+        seeded: FirestoreStore, capsys: pytest.CaptureFixture[str]) -> None:
+    ingest(seeded, traffic(900))
+    code, out, err = run(capsys, "score", "--cards", "--progress")
+    assert code == 0, err
+    assert "scored 900 (invalid 0)" in out and "skill cards written" in out
+    assert "900/900" in err  # the progress bar reached the whole backlog
+    code, out, _ = run(capsys, "status")
+    assert code == 0
+    lines = [ln for ln in out.splitlines() if ln.startswith("router:")]
+    assert len(lines) == 9  # 3 components x 3 windows
+    assert any(ln.split()[:3] == ["router:gemini", "24h", "300"] for ln in lines), out
+    code, out, _ = run(capsys, "status", "--window", "24h", "--json")
+    rows = json.loads(out)
+    assert {r["component"] for r in rows} == {f"router:{m}" for m in MODELS} and {r["window"] for r in rows} == {"24h"}
+    assert sum(r["n"] for r in rows) == 900
+
+
+def test_status_component_shows_its_skill_card(scored: FirestoreStore, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "status", "--component", "router:claude")
+    assert code == 0
+    assert "skill card: router:claude" in out
+    assert "- success rate" in out and "failure modes (24h): " in out
+    assert "UPSTREAM_5XX" in out and "CONTEXT_TOO_LONG" in out
+    assert "governed by router-core@1.0.0" in out
+    code, out, _ = run(capsys, "status", "--component", "policy~router-core")
+    assert code == 0 and "best model: gemini" in out and "policy version in use: 1.0.0" in out
+    code, out, _ = run(capsys, "status", "--component", "router:gemini", "--json")
+    card = json.loads(out)["card"]
+    assert card["judged"] and any(s["code"] == "within_cost_budget" for s in card["strengths"])
+
+
+def test_status_of_an_unknown_component_is_a_usage_error(seeded: FirestoreStore,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "status", "--component", "nope")
+    assert code == cli.EXIT_USAGE and "E_LEARN_NOT_FOUND" in err and "nope" in err
+
+
+# -------------------------------------------------------------------------------------------- policies
+def test_policies_list_show_and_diff(seeded: FirestoreStore, capsys: pytest.CaptureFixture[str]) -> None:
+    add_draft(seeded, "1.0.1", {"gpt-5": 0.3, "gemini": 0.55, "claude": 0.15})
+    code, out, _ = run(capsys, "policies", "list")
+    assert code == 0
+    rows = [ln.split()[:3] for ln in out.splitlines() if ln.startswith("router-core")]
+    assert rows == [["router-core", "1.0.0", "active"], ["router-core", "1.0.1", "draft"]]
+    code, out, _ = run(capsys, "policies", "show", "router-core")
+    assert code == 0 and json.loads(out)["version"] == "1.0.0"
+    code, out, _ = run(capsys, "policies", "diff", "router-core@1.0.1")
+    assert code == 0
+    changed = [ln for ln in out.splitlines() if ln.startswith("*")]
+    assert [ln.split()[1] for ln in changed] == ["modelWeights.gemini", "modelWeights.gpt-5"]
+    assert "0.25" in changed[0] and "0.55" in changed[0]
+    assert "2 param(s) differ" in out
+    code, out, _ = run(capsys, "policies", "diff", "router-core@1.0.1", "--json")
+    assert json.loads(out)["changed"] == {"modelWeights.gemini": [0.25, 0.55], "modelWeights.gpt-5": [0.6, 0.3]}
+
+
+@pytest.mark.parametrize("argv", [
+    ("policies", "show", "nope"),
+    ("policies", "show", "router-core@9.9.9"),
+    ("policies", "diff", "router-core@9.9.9"),
+    ("policies", "list", "--id", "nope"),
+    ("activate", "router-core@9.9.9"),
+])
+def test_unknown_policies_are_usage_errors_with_a_code(seeded: FirestoreStore, capsys: pytest.CaptureFixture[str],
+                                                       argv: tuple[str, ...]) -> None:
+    code, out, err = run(capsys, *argv)
+    assert code == cli.EXIT_USAGE, (out, err)
+    assert "[E_LEARN_NOT_FOUND]" in err and err.count("\n") == 1  # one line
+
+
+# ------------------------------------------------------------------------------------ activate/rollback
+def test_activate_and_rollback_directly_are_audited_with_the_cli_actor(
+        seeded: FirestoreStore, capsys: pytest.CaptureFixture[str]) -> None:
+    add_draft(seeded, "1.0.1", {"gpt-5": 0.3, "gemini": 0.55, "claude": 0.15})
+    code, out, _ = run(capsys, "activate", "router-core@1.0.1", "--actor", "cli:ops-alice")
+    assert code == 0 and "active 1.0.0 -> 1.0.1" in out
+    code, out, _ = run(capsys, "activate", "router-core", "1.0.1")
+    assert code == 0 and "already active; nothing changed" in out
+    code, out, _ = run(capsys, "rollback", "router-core", "--json")
+    assert code == 0 and json.loads(out) == {"id": "router-core", "active": "1.0.0", "previous": "1.0.1",
+                                             "changed": True}
+    audit = seeded.audit_log(policy_id="router-core")
+    assert [a["action"] for a in audit[:2]] == ["rollback", "activate"]
+    assert audit[1]["actor"] == "cli:ops-alice"
+    assert audit[0]["actor"].startswith("cli:") and audit[0]["actor"] != "cli:ops-alice"  # cli:$USER by default
+    code, _, err = run(capsys, "rollback", "router-core")
+    assert code == cli.EXIT_REFUSED and "[E_LEARN_NOTHING_TO_ROLL_BACK]" in err
+    code, _, err = run(capsys, "activate", "router-core@not-semver")
+    assert code == cli.EXIT_USAGE and "[E_LEARN_INVALID_ARGUMENT]" in err
+    code, out, _ = run(capsys, "audit", "verify")
+    assert code == 0 and "audit chain intact" in out
+
+
+def test_activate_with_url_but_no_token_is_an_environment_error(seeded: FirestoreStore,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    os.environ.pop("OPSLOOP_ID_TOKEN", None)
+    code, _, err = run(capsys, "activate", "router-core@1.0.0", "--url", "http://127.0.0.1:9")
+    assert code == cli.EXIT_ENVIRONMENT and "admin ID token" in err
+
+
+# --------------------------------------------------------------------------------------------- tune/seed
+def test_tune_drafts_and_seed_is_idempotent(scored: FirestoreStore, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "seed", "--dir", str(ROOT / "seed"))
+    assert code == 0 and "kept" in out and "created" not in out
+    code, out, _ = run(capsys, "tune", "--json")
+    assert code == 0
+    outcomes = json.loads(out)["outcomes"]
+    assert [o["policy_id"] for o in outcomes] == ["router-core"]
+    code, _, err = run(capsys, "seed", "--dir", "/nonexistent")
+    assert code == cli.EXIT_USAGE and "no seed directory" in err
+
+
+# ---------------------------------------------------------------------------------------------- export
+def test_export_joins_rewards_streams_in_pages_and_is_reproducible(
+        scored: FirestoreStore, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    late = traffic(30, seed=99)
+    for i, o in enumerate(late):
+        o["id"] = f"late-{i:03d}"
+    ingest(scored, late)  # ingested after the scoring run: exported, but not scored yet
+    out_file = tmp_path / "ds.parquet"
+    since = str(NOW_MS - 7 * HOUR)
+    code, _, err = run(capsys, "export", "--since", since, "--out", str(out_file), "--page-size", "100")
+    assert code == 0, err
+    manifest = json.loads((tmp_path / "ds.parquet.manifest.json").read_text())
+    table = pq.read_table(out_file)
+    assert manifest["rows"] == table.num_rows == 930
+    assert pq.ParquetFile(out_file).metadata.num_row_groups == manifest["rowGroups"] == 10  # one per page
+    assert manifest["unscored"] == 30 and manifest["rewardVersions"] == {"1.0.0": 900}
+    rows = table.to_pylist()
+    assert [(r["ts"], r["id"]) for r in rows] == sorted((r["ts"], r["id"]) for r in rows)
+    assert manifest["timeRange"] == {"tsMin": rows[0]["ts"], "tsMax": rows[-1]["ts"]}
+    rewards = {s.id: s.to_dict() for s in scored.db.collection("ops_rewards").stream()}
+    for r in rows:
+        if r["id"].startswith("late-"):
+            assert r["scored"] is False and r["reward"] is None
+        else:
+            assert r["scored"] is True and r["reward"] == rewards[r["id"]]["score"]
+            assert r["latencyPenalty"] == rewards[r["id"]]["details"]["latencyPenalty"]
+    failed = [r for r in rows if r["outcome"] == "failure"]
+    assert failed and all(r["errorCode"] in ("UPSTREAM_5XX", "CONTEXT_TOO_LONG") for r in failed)
+
+    # the same snapshot twice: same content hash; a filtered one: only those components, in order
+    again = tmp_path / "again.parquet"
+    run(capsys, "export", "--since", since, "--out", str(again), "--page-size", "333")
+    assert json.loads((tmp_path / "again.parquet.manifest.json").read_text())["contentSha256"] == \
+        manifest["contentSha256"]
+    sub = tmp_path / "sub.parquet"
+    code, _, _ = run(capsys, "export", "--since", since, "--out", str(sub), "--components",
+                     "router:claude,router:gemini", "--page-size", "50")
+    sub_rows = pq.read_table(sub).to_pylist()
+    assert code == 0 and len(sub_rows) == 620
+    assert sub_rows == [r for r in rows if r["component"] in ("router:claude", "router:gemini")]
+
+
+@pytest.mark.parametrize(("argv", "text"), [
+    (("--since", "yesterday"), "ISO date/time"),
+    (("--since", "2026-11-02", "--until", "2026-11-01"), "--until must be after --since"),
+])
+def test_export_rejects_bad_ranges_and_writes_nothing(seeded: FirestoreStore, capsys: pytest.CaptureFixture[str],
+                                                      tmp_path: Path, argv: tuple[str, ...], text: str) -> None:
+    code, _, err = run(capsys, "export", *argv, "--out", str(tmp_path / "x.parquet"))
+    assert code == cli.EXIT_USAGE and text in err and "[E_LEARN_INVALID_ARGUMENT]" in err
+    assert list(tmp_path.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------------ the installed command
+def test_installed_command_help_and_a_missing_emulator(tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("opsloop")
+    assert exe.exists(), "the project installs the opsloop console script (pip install -e .)"
+    helped = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
+    assert helped.returncode == 0
+    for command in ("status", "policies", "activate", "rollback", "audit", "score", "tune", "seed", "export",
+                    "report"):
+        assert command in helped.stdout
+    env = {k: v for k, v in os.environ.items() if k != "FIRESTORE_EMULATOR_HOST"}
+    missing = subprocess.run([str(exe), "--emulator", "127.0.0.1:9", "status"], capture_output=True, text=True,
+                             timeout=60, env=env, cwd=tmp_path)
+    assert missing.returncode == cli.EXIT_ENVIRONMENT
+    assert "no Firestore emulator at 127.0.0.1:9" in missing.stderr
+    bad = subprocess.run([str(exe), "status", "--window", "3d"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == cli.EXIT_USAGE
+    # production mode (no emulator) without usable credentials
+    no_creds = {**env, "GOOGLE_APPLICATION_CREDENTIALS": str(tmp_path / "missing.json"), "GOOGLE_CLOUD_PROJECT": "p"}
+    creds = subprocess.run([str(exe), "status"], capture_output=True, text=True, timeout=60, env=no_creds)
+    assert creds.returncode == cli.EXIT_ENVIRONMENT, creds.stderr
+    assert "no Google credentials" in creds.stderr and "Traceback" not in creds.stderr

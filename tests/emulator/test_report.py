@@ -111,3 +111,15 @@ def test_report_is_self_contained_has_data_and_renders_in_chromium(
     with Image.open(shot) as img:
         colors = img.convert("RGB").getcolors(maxcolors=1 << 20)
     assert colors is not None and len(colors) > 200  # drawn charts and text, not a blank page
+
+
+def test_report_of_an_empty_project_still_renders_and_says_so(
+        store: FirestoreStore, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    out = tmp_path / "empty.html"
+    assert cli.main(["report", "--out", str(out)]) == 0
+    capsys.readouterr()
+    page = Page()
+    page.feed(out.read_text())
+    assert len(page.charts) == 4 and all(c["data-points"] == "0" for c in page.charts)
+    assert "no rollouts yet" in out.read_text() and "no skill cards yet" in out.read_text()
+    assert cli.main(["report", "--out", str(out), "--hours", "0"]) == cli.EXIT_USAGE

@@ -107,3 +107,14 @@ def test_cards_refresh_once_per_hour_and_never_from_an_older_replay(seeded: Fire
     next_hour = scoring.score_observations(seeded, SCHEDULE + dt.timedelta(hours=1), settings=SMALL)
     assert next_hour.cards_written == 2
     assert skill_cards.due(SCHEDULE_MS, SCHEDULE_MS + 3_600_000) and not skill_cards.due(SCHEDULE_MS, SCHEDULE_MS)
+
+
+def test_a_bad_card_config_is_reported_and_scoring_still_completes(seeded: FirestoreStore) -> None:
+    seeded.set_config("skill_cards", {"lowSuccess": 0.99, "highSuccess": 0.5})
+    ingest(seeded, [{"component": "autoscaler", "outcome": "success", "durationMs": 5, "ts": SCHEDULE_MS - 60_000}])
+    result = scoring.score_observations(seeded, SCHEDULE, settings=SMALL)
+    assert result.scored == 1 and result.stats_written == 3
+    assert result.cards_written == 0 and "lowSuccess <= highSuccess" in (result.cards_error or "")
+    assert seeded.skill_card("autoscaler") is None
+    run = seeded.db.collection("ops_runs").document(result.run_id).get().to_dict()
+    assert run["status"] == "done" and "lowSuccess" in run["cardsError"]

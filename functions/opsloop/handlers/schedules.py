@@ -15,6 +15,7 @@ def score(event: scheduler_fn.ScheduledEvent) -> None:
         "scoreObservations finished",
         job=event.job_name, scheduleTime=event.schedule_time.isoformat(), leaseAcquired=result.lease_acquired,
         scored=result.scored, invalid=result.invalid, chunks=result.chunks, statsWritten=result.stats_written,
+        cardsWritten=result.cards_written, cardsError=result.cards_error,
     )
 
 

@@ -76,6 +76,7 @@ class ScoreRunResult:
     stats: dict[str, dict[str, Any]] = field(default_factory=dict)
     stats_written: int = 0
     cards_written: int = 0
+    cards_error: str | None = None
 
 
 def _reward_doc(
@@ -229,10 +230,14 @@ def score_observations(
         result.stats = stats_docs(summaries, schedule_ms, cfg.version)
         result.stats_written = store_stats(store, result.stats, schedule_ms, hit)
         hit("after-stats")
-        result.cards_written = skill_cards.refresh_if_due(store, schedule_ms, summaries, cfg, force=refresh_cards)
+        try:
+            result.cards_written = skill_cards.refresh_if_due(store, schedule_ms, summaries, cfg,
+                                                              force=refresh_cards)
+        except ValueError as exc:  # e.g. a bad config/skill_cards: cards are derived, scoring must go on
+            result.cards_error = str(exc)[:500]
         store.record_run(run_id, {"status": "done", "scored": result.scored, "invalid": result.invalid,
                                   "chunks": result.chunks, "statsWritten": result.stats_written,
-                                  "cardsWritten": result.cards_written,
+                                  "cardsWritten": result.cards_written, "cardsError": result.cards_error,
                                   "finishedAt": ms(dt.datetime.now(dt.UTC))})
         hit("after-run-done")
     finally:

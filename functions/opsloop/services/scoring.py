@@ -39,6 +39,7 @@ from .record import retention_days
 
 Checkpoint = Callable[[str], None]
 FOLD_EVERY = 25  # chunks between folds, so pending deltas stay few
+STATS_READERS = 8  # bucket queries in flight while stats are refreshed
 
 
 @dataclass(frozen=True)
@@ -318,12 +319,18 @@ def window_summaries(store: FirestoreStore, schedule_ms: int) -> dict[str, dict[
     components = sorted(
         c for c, last_ts in (store.read_cursor().components or {}).items() if last_ts >= end - longest
     )
-    out: dict[str, dict[str, Summary]] = {}
-    for comp in components:
-        out[comp] = {}
-        for name in windows.WINDOWS:
-            start, stop = windows.window_bounds(schedule_ms, name)
-            out[comp][name] = total(store.load_segments(comp, windows.cover(start, stop)))
+    jobs = [(comp, name) for comp in components for name in windows.WINDOWS]
+
+    def load(job: tuple[str, str]) -> Summary:
+        start, stop = windows.window_bounds(schedule_ms, job[1])
+        return total(store.load_segments(job[0], windows.cover(start, stop)))
+
+    # The queries are independent and each waits on a round trip: a few in flight hide the latency.
+    with ThreadPoolExecutor(max_workers=STATS_READERS, thread_name_prefix="opsloop-stats") as pool:
+        loaded = list(pool.map(load, jobs))
+    out: dict[str, dict[str, Summary]] = {comp: {} for comp in components}
+    for (comp, name), summary in zip(jobs, loaded, strict=True):
+        out[comp][name] = summary
     return out
 
 

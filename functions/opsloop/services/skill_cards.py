@@ -8,6 +8,7 @@ for trends costs one query per component.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ..domain import reward as reward_domain
@@ -49,10 +50,13 @@ def build_cards(
     s = settings(store)
     end = windows.window_end(schedule_ms)
     day_end = windows.bucket_start(end - 1, "1d") + windows.DAY_MS  # the day in progress counts
+    comps = sorted(summaries)
+    with ThreadPoolExecutor(max_workers=8, thread_name_prefix="opsloop-cards") as pool:  # one query each
+        series = list(pool.map(lambda c: store.bucket_series(c, "1d", day_end - TREND_DAYS * windows.DAY_MS,
+                                                             day_end), comps))
     cards: dict[str, dict[str, Any]] = {}
-    for comp, per_window in sorted(summaries.items()):
-        daily = store.bucket_series(comp, "1d", day_end - TREND_DAYS * windows.DAY_MS, day_end)
-        cards[card_id(comp)] = skill_card.component_card(comp, per_window, daily, cfg, s, end)
+    for comp, daily in zip(comps, series, strict=True):
+        cards[card_id(comp)] = skill_card.component_card(comp, summaries[comp], daily, cfg, s, end)
     for policy in store.policies_with_status("active"):
         weights = (policy.get("params") or {}).get("modelWeights")
         if not isinstance(weights, dict) or not weights:

@@ -547,7 +547,9 @@ class FirestoreStore:
             return transition, sealed
 
         try:
-            return run_transaction(self.db, work, attempts=20)
+            # Policy changes are rare and worth waiting for: a burst of concurrent admins (ten at once in the
+            # tests) on one head document outlasts the default budget on the emulator's lock timeouts.
+            return run_transaction(self.db, work, attempts=TRANSITION_ATTEMPTS, max_delay=3.0)
         except TransactionExhausted as exc:
             raise Conflict(f"policy {policy_id} is being changed concurrently; retry") from exc
 
@@ -644,6 +646,9 @@ class FirestoreStore:
             q = q.where(filter=FieldFilter("id", "==", policy_id))
         docs = [s.to_dict() or {} for s in q.order_by("ts", direction=firestore.Query.DESCENDING).limit(limit).stream()]
         return docs
+
+
+TRANSITION_ATTEMPTS = 40
 
 
 def _now_ms() -> int:

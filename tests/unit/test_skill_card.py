@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from opsloop.domain import skill_card
 from opsloop.domain.reward import RewardConfig
@@ -71,3 +72,16 @@ def test_best_model_needs_samples_and_calls_a_clear_winner_only_when_intervals_s
     close = skill_card.best_model({"a": model(0.70, 60), "b": model(0.705, 60)}, S)
     assert close is not None and close["clearWinner"] is False
     assert skill_card.best_model({"a": model(0.7, 5)}, S) is None
+
+
+def test_slope_test_equals_scipy_linregress() -> None:
+    from scipy import stats
+
+    rng = np.random.default_rng(5)
+    for n in (3, 7, 30):
+        x = list(map(float, range(n)))
+        y = (0.01 * np.arange(n) + rng.normal(0, 0.02, n)).tolist()
+        slope, p = skill_card.slope_test(x, y)
+        ref = stats.linregress(x, y)
+        assert abs(slope - ref.slope) < 1e-12 and abs(p - ref.pvalue) < 1e-9
+    assert pytest.approx(stats.norm.ppf(0.975), abs=1e-12) == skill_card.Z_95

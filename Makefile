@@ -41,6 +41,7 @@ bench: $(STAMP) emulator-check
 	$(PY) bench/rollout_sim.py
 	$(PY) bench/load_test.py
 	$(PY) bench/tuning_sim.py
+	$(PY) bench/export_mem.py
 
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit

@@ -85,3 +85,11 @@ def test_slope_test_equals_scipy_linregress() -> None:
         ref = stats.linregress(x, y)
         assert abs(slope - ref.slope) < 1e-12 and abs(p - ref.pvalue) < 1e-9
     assert pytest.approx(stats.norm.ppf(0.975), abs=1e-12) == skill_card.Z_95
+
+
+def test_the_seeded_config_is_the_default() -> None:
+    import json
+    from pathlib import Path
+
+    seeded = json.loads((Path(__file__).resolve().parents[2] / "seed" / "config" / "skill_cards.json").read_text())
+    assert skill_card.CardSettings.from_doc(seeded) == skill_card.CardSettings()

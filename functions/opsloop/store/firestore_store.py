@@ -55,6 +55,12 @@ class StoredObservation:
     received_at: dt.datetime
 
 
+# What scoring reads of an observation: a projection, so meta, tokens and ids are neither sent nor decoded
+# (the client deep-copies every document twice; on the scoring path that was a fifth of a run's time).
+SCORED_FIELDS = ("ts", "component", "outcome", "durationMs", "costUsd", "propensity", "weight", "policyVersion",
+                 "arm", "errorCode", "receivedAt", "expireAt")
+
+
 class FirestoreStore:
     """All Firestore access of the loop. One instance per process is enough."""
 
@@ -134,7 +140,8 @@ class FirestoreStore:
     def observations_after(self, cursor: Cursor, upper: dt.datetime, limit: int) -> list[StoredObservation]:
         """The next ``limit`` observations ingested after ``cursor`` and no later than ``upper``."""
         col = self.db.collection(paths.OBSERVATIONS)
-        q = col.where(filter=FieldFilter("receivedAt", "<=", upper)).order_by("receivedAt").order_by("__name__")
+        q = (col.where(filter=FieldFilter("receivedAt", "<=", upper)).order_by("receivedAt").order_by("__name__")
+             .select(SCORED_FIELDS))
         if cursor.received_at is not None:
             q = q.start_after({"receivedAt": cursor.received_at, "__name__": col.document(cursor.doc_id)})
         out = []

@@ -257,3 +257,49 @@ def test_installed_command_help_and_a_missing_emulator(tmp_path: Path) -> None:
     creds = subprocess.run([str(exe), "status"], capture_output=True, text=True, timeout=60, env=no_creds)
     assert creds.returncode == cli.EXIT_ENVIRONMENT, creds.stderr
     assert "no Google credentials" in creds.stderr and "Traceback" not in creds.stderr
+
+
+# ------------------------------------------------------------------------------------------ edge cases
+def test_export_survives_admin_written_oddities_and_pages_exactly(
+        seeded: FirestoreStore, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """Documents written around validation (Admin SDK): a timestamp inside meta, fractional ms times
+    shared by a whole page; --page-size 1 must neither repeat nor lose a row."""
+    col = seeded.db.collection("ops_observations")
+    for i in range(5):
+        col.document(f"odd-{i}").set({"component": "router:gpt-5", "outcome": "success", "durationMs": 10,
+                                      "ts": NOW_MS - 1000.5, "meta": {"at": dt.datetime.now(dt.UTC), "i": i},
+                                      "receivedAt": dt.datetime.now(dt.UTC)})
+    out_file = tmp_path / "odd.parquet"
+    code, _, err = run(capsys, "export", "--since", str(NOW_MS - 60_000), "--out", str(out_file),
+                       "--page-size", "1", "--components", "router:gpt-5,router:claude")
+    assert code == 0, err
+    rows = pq.read_table(out_file).to_pylist()
+    assert [r["id"] for r in rows] == [f"odd-{i}" for i in range(5)]
+    assert all(r["ts"] == NOW_MS - 1001 and '"i":' in r["meta"] for r in rows)
+
+
+def test_cli_edge_cases_have_the_documented_exit_codes(seeded: FirestoreStore,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "policies", "list", "--id", "router-core", "--status", "canary")
+    assert code == 0 and "no canary versions" in out
+    code, _, err = run(capsys, "export", "--since", "0", "--components", " , ")
+    assert code == cli.EXIT_USAGE and "names no component" in err
+    for argv in (("status", "--component", "a/b"), ("policies", "show", "x/y"), ("activate", "a/b@1.0.0")):
+        code, _, err = run(capsys, *argv)
+        assert code == cli.EXIT_USAGE and "without '/'" in err, argv
+    seeded.set_config("flags", {"learning": {"enabled": False, "autoActivatePolicies": False}})
+    code, _, err = run(capsys, "tune")
+    assert code == cli.EXIT_REFUSED and "[E_LEARN_DISABLED]" in err
+    with pytest.raises(SystemExit) as bad_limit:
+        cli.main(["audit", "log", "--limit", "-1"])
+    assert bad_limit.value.code == cli.EXIT_USAGE
+
+
+def test_project_flag_wins_over_the_environment(scored: FirestoreStore, tmp_path: Path) -> None:
+    exe = Path(sys.executable).with_name("opsloop")
+    env = {**os.environ, "GCLOUD_PROJECT": "demo-opsloop"}
+    same = subprocess.run([str(exe), "status", "--json"], capture_output=True, text=True, timeout=60, env=env)
+    other = subprocess.run([str(exe), "--project", "demo-other", "status", "--json"], capture_output=True,
+                           text=True, timeout=60, env=env)
+    assert same.returncode == other.returncode == 0, (same.stderr, other.stderr)
+    assert len(json.loads(same.stdout)) == 9 and json.loads(other.stdout) == []

@@ -109,12 +109,15 @@ def test_cards_refresh_once_per_hour_and_never_from_an_older_replay(seeded: Fire
     assert skill_cards.due(SCHEDULE_MS, SCHEDULE_MS + 3_600_000) and not skill_cards.due(SCHEDULE_MS, SCHEDULE_MS)
 
 
-def test_a_bad_card_config_is_reported_and_scoring_still_completes(seeded: FirestoreStore) -> None:
-    seeded.set_config("skill_cards", {"lowSuccess": 0.99, "highSuccess": 0.5})
+@pytest.mark.parametrize(("config", "text"), [({"lowSuccess": 0.99, "highSuccess": 0.5}, "lowSuccess <= highSuccess"),
+                                            ({"minSamples": None}, "TypeError")])
+def test_a_bad_card_config_is_reported_and_scoring_still_completes(seeded: FirestoreStore, config: dict[str, Any],
+                                                                   text: str) -> None:
+    seeded.set_config("skill_cards", config, merge=False)
     ingest(seeded, [{"component": "autoscaler", "outcome": "success", "durationMs": 5, "ts": SCHEDULE_MS - 60_000}])
     result = scoring.score_observations(seeded, SCHEDULE, settings=SMALL)
     assert result.scored == 1 and result.stats_written == 3
-    assert result.cards_written == 0 and "lowSuccess <= highSuccess" in (result.cards_error or "")
+    assert result.cards_written == 0 and text in (result.cards_error or "")
     assert seeded.skill_card("autoscaler") is None
     run = seeded.db.collection("ops_runs").document(result.run_id).get().to_dict()
-    assert run["status"] == "done" and "lowSuccess" in run["cardsError"]
+    assert run["status"] == "done" and text in run["cardsError"]

@@ -7,6 +7,7 @@ Exit codes scripts can rely on:
   3  the environment is not ready (no emulator, no credentials, functions unreachable)
   4  refused (a lifecycle rule or gate said no, learning disabled, not an admin)
   5  contention outlived every retry (safe to run again)
+  6  an unexpected error (a bug: rerun with OPSLOOP_DEBUG=1 for the traceback and report it)
 Errors print one line with the learning-domain code, e.g. ``error [E_LEARN_NOT_FOUND]: ...``.
 """
 
@@ -25,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_ENVIRONMENT, EXIT_REFUSED, EXIT_CONFLICT = 0, 1, 2, 3, 4, 5
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_ENVIRONMENT, EXIT_REFUSED, EXIT_CONFLICT, EXIT_INTERNAL = range(7)
 
 
 class CliError(Exception):
@@ -65,6 +66,14 @@ def _check_reachable() -> None:
                        "(or pass --emulator HOST:PORT)", EXIT_ENVIRONMENT) from None
 
 
+def _check_id(value: str, what: str) -> str:
+    """Ids become document ids: a '/' would address another collection (and Firestore refuses it)."""
+    if not value or "/" in value:
+        raise CliError(f"{what} must be a non-empty id without '/', got {value!r}", EXIT_USAGE,
+                       "E_LEARN_INVALID_ARGUMENT")
+    return value
+
+
 def _store() -> Any:
     from ..store.client import get_db
     from ..store.firestore_store import FirestoreStore
@@ -95,6 +104,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
     store = _store()
     if args.component:
+        _check_id(args.component, "--component")
         stats = store.stats(args.component)
         card = store.skill_card(args.component)
         if card is None and not stats:
@@ -122,6 +132,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------- policies
 def _split_ref(ref: str) -> tuple[str, str | None]:
     policy_id, _, version = ref.partition("@")
+    _check_id(policy_id, "policy id")
+    if version:
+        _check_id(version, "version")
     return policy_id, version or None
 
 
@@ -157,6 +170,8 @@ def _cmd_policies_list(args: argparse.Namespace) -> int:
 
     store = _store()
     docs = store.policy_versions(args.id) if args.id else store.all_policy_versions()
+    if args.id and not docs:
+        raise CliError(f"unknown policy {args.id!r}", EXIT_USAGE, "E_LEARN_NOT_FOUND")
     if args.status:
         docs = [d for d in docs if d.get("status") == args.status]
     docs.sort(key=lambda d: (str(d.get("id")), _semver_key(str(d.get("version")))))
@@ -164,9 +179,7 @@ def _cmd_policies_list(args: argparse.Namespace) -> int:
         _print_json(docs)
         return EXIT_OK
     if not docs:
-        if args.id:
-            raise CliError(f"unknown policy {args.id!r}", EXIT_USAGE, "E_LEARN_NOT_FOUND")
-        print("no policies (run `opsloop seed`)")
+        print(f"no {args.status} versions" if args.status else "no policies (run `opsloop seed`)")
         return EXIT_OK
     print(table([[d.get("id"), d.get("version"), d.get("status"), d.get("createdBy"), when(d.get("createdAt")),
                   d.get("notes") or ""] for d in docs],
@@ -323,8 +336,8 @@ def _cmd_tune(args: argparse.Namespace) -> int:
         _print_json({"enabled": result.enabled, "outcomes": outcomes})
         return EXIT_OK
     if not result.enabled:
-        print("learning is disabled (config/flags learning.enabled = false): nothing drafted")
-        return EXIT_OK
+        raise CliError("learning is disabled (config/flags learning.enabled = false): nothing drafted",
+                       EXIT_REFUSED, "E_LEARN_DISABLED")
     for o in outcomes:
         print("  " + ", ".join(f"{k}={v}" for k, v in o.items() if v not in (None, {}, [])))
     if not outcomes:
@@ -352,7 +365,12 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
     since = parse_time(args.since, "since")
     until = parse_time(args.until, "until") if args.until else int(dt.datetime.now(dt.UTC).timestamp() * 1000)
-    components = [c.strip() for c in args.components.split(",") if c.strip()] if args.components else None
+    components = None
+    if args.components is not None:
+        components = [c.strip() for c in args.components.split(",") if c.strip()]
+        if not components:
+            raise CliError("--components names no component (comma-separated, e.g. router:gpt-5,router:gemini)",
+                           EXIT_USAGE, "E_LEARN_INVALID_ARGUMENT")
     store = _store()
     with tqdm(unit="rows", desc="exporting", disable=_no_bar(args), file=sys.stderr) as bar:
 
@@ -424,6 +442,16 @@ def _cmd_audit_log(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------------------- parser
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="opsloop", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -485,14 +513,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until", help="event time to (exclusive; default now)")
     p.add_argument("--components", help="comma-separated components (default all)")
     p.add_argument("--out", default="opsloop-export.parquet", help="Parquet file (manifest beside it)")
-    p.add_argument("--page-size", type=int, default=5000, help="rows per read and per row group")
+    p.add_argument("--page-size", type=_positive, default=5000, help="rows per read and per row group")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--progress", action="store_true", help="a progress bar even when stderr is not a terminal")
     p.add_argument("--json", action="store_true")
 
     p = cmd("report", _cmd_report, "a self-contained HTML report with charts")
     p.add_argument("--out", default="opsloop-report.html")
-    p.add_argument("--hours", type=int, default=48, help="how far back the charts go (default 48)")
+    p.add_argument("--hours", type=_positive, default=48, help="how far back the charts go (default 48)")
     p.add_argument("--at", help="end of the charts (ISO or ms; default now)")
 
     audit = sub.add_parser("audit", help="the audit trail: log, verify").add_subparsers(
@@ -501,7 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p = cmd("log", _cmd_audit_log, "newest entries first", audit)
     p.add_argument("--policy", help="only this policy id")
-    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--limit", type=_positive, default=50)
     p.add_argument("--json", action="store_true")
     return parser
 
@@ -510,8 +538,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.emulator:
         os.environ["FIRESTORE_EMULATOR_HOST"] = args.emulator
-    if args.project:
-        os.environ["GOOGLE_CLOUD_PROJECT"] = args.project
+    if args.project:  # both: the client reads GCLOUD_PROJECT first
+        os.environ["GCLOUD_PROJECT"] = os.environ["GOOGLE_CLOUD_PROJECT"] = args.project
     try:
         return int(args.func(args))
     except Exception as exc:  # the CLI's edge: say what went wrong in one line, with the right exit code
@@ -535,7 +563,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             where = os.environ.get("FIRESTORE_EMULATOR_HOST") or "Firestore"
             print(f"error: cannot reach {where} ({type(exc).__name__}); is the emulator running?", file=sys.stderr)
             return EXIT_ENVIRONMENT
-        raise
+        if isinstance(exc, gexc.GoogleAPICallError):  # IAM, a missing index in production, quota
+            print(f"error: Firestore refused: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return EXIT_ENVIRONMENT
+        if isinstance(exc, ImportError):
+            print(f"error: {exc}; the CLI needs its extras: pip install -e '.[cli]'", file=sys.stderr)
+            return EXIT_ENVIRONMENT
+        if os.environ.get("OPSLOOP_DEBUG"):
+            raise
+        print(f"error: unexpected {type(exc).__name__}: {exc} (rerun with OPSLOOP_DEBUG=1 for the traceback)",
+              file=sys.stderr)
+        return EXIT_INTERNAL
 
 
 if __name__ == "__main__":

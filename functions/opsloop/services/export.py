@@ -59,8 +59,7 @@ def _coerce(value: Any, kind: str) -> Any:
         return bool(value)
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return int(value) if kind == "int64" and float(value).is_integer() else (float(value) if kind == "float64"
-                                                                             else None)
+    return int(value) if kind == "int64" else float(value)  # a fractional ms time keeps its whole ms
 
 
 def row(obs_id: str, obs: dict[str, Any], reward: dict[str, Any] | None) -> dict[str, Any]:
@@ -77,7 +76,8 @@ def _raw_row(obs_id: str, obs: dict[str, Any], reward: dict[str, Any] | None) ->
         "durationMs": obs.get("durationMs"), "tokensIn": obs.get("tokensIn"), "tokensOut": obs.get("tokensOut"),
         "costUsd": obs.get("costUsd"), "policyVersion": obs.get("policyVersion"), "arm": obs.get("arm"),
         "propensity": obs.get("propensity"), "weight": obs.get("weight"), "errorCode": obs.get("errorCode"),
-        "meta": None if meta is None else json.dumps(meta, sort_keys=True, separators=(",", ":")),
+        # default=str: a client may store a timestamp or bytes inside meta
+        "meta": None if meta is None else json.dumps(meta, sort_keys=True, separators=(",", ":"), default=str),
         "receivedAt": _ms(obs.get("receivedAt")),
         "scored": reward is not None, "reward": (reward or {}).get("score"),
         "rewardVersion": (reward or {}).get("rewardVersion"), "rewardInvalid": bool((reward or {}).get("invalid")),
@@ -104,22 +104,24 @@ def parse_time(value: str, name: str) -> int:
 def _rows(store: FirestoreStore, since_ms: int, until_ms: int, components: list[str] | None,
           page_size: int) -> Iterator[list[dict[str, Any]]]:
     """Pages of joined rows in (ts, id) order; with components, one ordered stream per component merged."""
-    def joined(pages: Iterator[list[tuple[str, dict[str, Any]]]]) -> Iterator[list[dict[str, Any]]]:
+    def joined(pages: Iterator[list[tuple[str, dict[str, Any]]]]) -> Iterator[list[tuple[Any, dict[str, Any]]]]:
+        """Each row with its sort key: the stored (ts, id), as the queries order them."""
         for page in pages:
             rewards = store.rewards_for([i for i, _ in page])
-            yield [row(i, d, rewards.get(i)) for i, d in page]
+            yield [((d.get("ts"), i), row(i, d, rewards.get(i))) for i, d in page]
 
     if not components:
-        yield from joined(store.observation_pages(since_ms, until_ms, None, page_size))
+        for keyed in joined(store.observation_pages(since_ms, until_ms, None, page_size)):
+            yield [r for _, r in keyed]
         return
 
-    def flat(comp: str) -> Iterator[dict[str, Any]]:
-        for page in joined(store.observation_pages(since_ms, until_ms, comp, page_size)):
-            yield from page
+    def flat(comp: str) -> Iterator[tuple[Any, dict[str, Any]]]:
+        for keyed in joined(store.observation_pages(since_ms, until_ms, comp, page_size)):
+            yield from keyed
 
-    merged = heapq.merge(*(flat(c) for c in components), key=lambda r: (int(r["ts"]), str(r["id"])))
+    merged = heapq.merge(*(flat(c) for c in components), key=lambda kr: kr[0])
     page: list[dict[str, Any]] = []
-    for r in merged:
+    for _, r in merged:
         page.append(r)
         if len(page) == page_size:
             yield page
@@ -182,9 +184,9 @@ def export_dataset(
         with open(tmp, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 file_hash.update(block)
-        os.replace(tmp, out)
-    finally:
+    except BaseException:
         tmp.unlink(missing_ok=True)
+        raise
     manifest = {
         "manifestVersion": MANIFEST_VERSION,
         "file": out.name,
@@ -204,5 +206,9 @@ def export_dataset(
         "createdAt": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     manifest_path = out.with_name(out.name + ".manifest.json")
-    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    manifest_tmp = out.with_name(f".{manifest_path.name}.partial")
+    manifest_tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    manifest_path.unlink(missing_ok=True)  # never an older export's manifest beside the new file
+    os.replace(tmp, out)
+    os.replace(manifest_tmp, manifest_path)
     return ExportResult(out, manifest_path, manifest)

@@ -234,8 +234,8 @@ def score_observations(
         try:
             result.cards_written = skill_cards.refresh_if_due(store, schedule_ms, summaries, cfg,
                                                               force=refresh_cards)
-        except ValueError as exc:  # e.g. a bad config/skill_cards: cards are derived, scoring must go on
-            result.cards_error = str(exc)[:500]
+        except (ArithmeticError, KeyError, TypeError, ValueError) as exc:  # e.g. a bad config/skill_cards:
+            result.cards_error = f"{type(exc).__name__}: {exc}"[:500]  # cards are derived; scoring goes on
         store.record_run(run_id, {"status": "done", "scored": result.scored, "invalid": result.invalid,
                                   "chunks": result.chunks, "statsWritten": result.stats_written,
                                   "cardsWritten": result.cards_written, "cardsError": result.cards_error,

@@ -170,16 +170,16 @@ class FirestoreStore:
             q = q.where(filter=FieldFilter("component", "==", component))
         q = (q.where(filter=FieldFilter("ts", ">=", since_ms)).where(filter=FieldFilter("ts", "<", until_ms))
              .order_by("ts").order_by("__name__"))
-        after: tuple[int, str] | None = None
+        after: Any = None  # the last snapshot: resuming after it is exact whatever the type of its ts
         while True:
-            page_q = q if after is None else q.start_after({"ts": after[0], "__name__": col.document(after[1])})
-            page = [(snap.id, snap.to_dict() or {}) for snap in page_q.limit(page_size).stream()]
-            if not page:
+            page_q = q if after is None else q.start_after(after)
+            snaps = list(page_q.limit(page_size).stream())
+            if not snaps:
                 return
-            yield page
-            if len(page) < page_size:
+            yield [(snap.id, snap.to_dict() or {}) for snap in snaps]
+            if len(snaps) < page_size:
                 return
-            after = (int(page[-1][1]["ts"]), page[-1][0])
+            after = snaps[-1]
 
     def rewards_for(self, obs_ids: list[str]) -> dict[str, dict[str, Any]]:
         """The reward documents of these observations (one batched read; missing ones are absent)."""

@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 import heapq
 import json
+import math
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -59,7 +60,9 @@ def _coerce(value: Any, kind: str) -> Any:
         return bool(value)
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return int(value) if kind == "int64" else float(value)  # a fractional ms time keeps its whole ms
+    if kind == "int64":  # a fractional ms time keeps its whole ms; NaN/inf have no integer
+        return int(value) if math.isfinite(value) else None
+    return float(value)
 
 
 def row(obs_id: str, obs: dict[str, Any], reward: dict[str, Any] | None) -> dict[str, Any]:

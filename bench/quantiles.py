@@ -4,7 +4,7 @@
 
 Each hourly bucket is a ``Summary`` whose latency DDSketch is built by adding the bucket's values (the
 same sketch ``scoreObservations`` keeps), serialised and parsed back as a bucket document would be, and
-windows are ``total()`` of 24 and 168 buckets, as ``refresh_stats`` computes them. The reference is the
+windows are ``total()`` of 24 and 168 buckets, as ``window_summaries`` computes them. The reference is the
 exact quantile of every value in the window: ``np.quantile(..., method="lower")`` (the order statistic
 DDSketch's relative-accuracy guarantee is about) and numpy's default ``linear`` method.
 

@@ -250,3 +250,14 @@ def test_sampled_successes_keep_stats_unbiased(seeded: FirestoreStore) -> None:
     # what the unweighted samples alone would have said: far off
     naive = sum(1 for o in truth if o["outcome"] == "failure") / stored
     assert naive > 0.6
+
+
+def test_scoring_reads_only_the_fields_it_scores(seeded: FirestoreStore) -> None:
+    """A projection: meta (up to 4 KiB) and tokens are neither sent nor decoded on the scoring path."""
+    from opsloop.store.firestore_store import SCORED_FIELDS, Cursor
+
+    ingest(seeded, [{**make_batch(1, seed=3)[0], "meta": {"prompt": "x" * 1000}, "tokensIn": 7, "errorCode": "E1",
+                     "policyVersion": "router-core@1.0.0"}])
+    (obs,) = seeded.observations_after(Cursor(), NOW + dt.timedelta(minutes=1), 10)
+    assert set(obs.data) <= set(SCORED_FIELDS) and "meta" not in obs.data and "tokensIn" not in obs.data
+    assert obs.data["errorCode"] == "E1" and obs.data["policyVersion"] == "router-core@1.0.0"

@@ -206,14 +206,10 @@ def _cmd_policies_diff(args: argparse.Namespace) -> int:
     text, changed = params_diff(left, right, f"{left['version']} ({left.get('status')})",
                                 f"{right['version']} ({right.get('status')})")
     if args.json:
-        from .render import flatten
-
-        a, b = flatten(left.get("params") or {}), flatten(right.get("params") or {})
-        _print_json({"left": left["version"], "right": right["version"],
-                     "changed": {k: [a.get(k), b.get(k)] for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}})
+        _print_json({"left": left["version"], "right": right["version"], "changed": changed})
     else:
         print(text)
-        print(f"\n{changed} param(s) differ")
+        print(f"\n{len(changed)} param(s) differ")
     return EXIT_OK
 
 

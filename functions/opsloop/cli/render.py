@@ -74,13 +74,15 @@ def _cell(value: Any) -> str:
     return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
-def params_diff(left: dict[str, Any], right: dict[str, Any], left_name: str, right_name: str) -> tuple[str, int]:
-    """Params side by side (flattened); returns the table and how many keys differ."""
+def params_diff(left: dict[str, Any], right: dict[str, Any], left_name: str,
+                right_name: str) -> tuple[str, dict[str, list[Any]]]:
+    """Params side by side (flattened); returns the table and the keys that differ -> [left, right]."""
     a, b = flatten(left.get("params") or {}), flatten(right.get("params") or {})
-    rows, changed = [], 0
+    rows, changed = [], {}
     for key in sorted(set(a) | set(b)):
         differs = a.get(key) != b.get(key)
-        changed += differs
+        if differs:
+            changed[key] = [a.get(key), b.get(key)]
         rows.append(["*" if differs else " ", key, _cell(a.get(key)), _cell(b.get(key))])
     return table(rows, [" ", "param", left_name, right_name]), changed
 

@@ -353,11 +353,6 @@ def stats_docs(summaries: dict[str, dict[str, Summary]], schedule_ms: int,
     return out
 
 
-def refresh_stats(store: FirestoreStore, schedule_ms: int, reward_version: str) -> dict[str, dict[str, Any]]:
-    """Compute every (component, window) stats document for windows ending at ``schedule_ms``."""
-    return stats_docs(window_summaries(store, schedule_ms), schedule_ms, reward_version)
-
-
 STATS_GROUP = 240  # stats documents per transaction
 
 

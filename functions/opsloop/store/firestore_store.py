@@ -295,17 +295,7 @@ class FirestoreStore:
     # ------------------------------------------------------------------- stats
     def load_segments(self, component: str, segments: Iterable[Segment]) -> list[Summary]:
         """The bucket summaries of ``component`` inside each segment (only buckets that exist)."""
-        col = self.db.collection(paths.BUCKETS)
-        out: list[Summary] = []
-        for seg in segments:
-            q = (
-                col.where(filter=FieldFilter("component", "==", component))
-                .where(filter=FieldFilter("level", "==", seg.level))
-                .where(filter=FieldFilter("start", ">=", seg.start))
-                .where(filter=FieldFilter("start", "<", seg.end))
-            )
-            out.extend(Summary.from_doc(s.to_dict() or {}) for s in q.stream())
-        return out
+        return [s for seg in segments for _, s in self.bucket_series(component, seg.level, seg.start, seg.end)]
 
     def bucket_series(self, component: str, level: str, start: int, end: int) -> list[tuple[int, Summary]]:
         """Every bucket of one level of ``component`` starting in ``[start, end)``, oldest first."""

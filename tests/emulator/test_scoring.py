@@ -258,6 +258,6 @@ def test_scoring_reads_only_the_fields_it_scores(seeded: FirestoreStore) -> None
 
     ingest(seeded, [{**make_batch(1, seed=3)[0], "meta": {"prompt": "x" * 1000}, "tokensIn": 7, "errorCode": "E1",
                      "policyVersion": "router-core@1.0.0"}])
-    (obs,) = seeded.observations_after(Cursor(), NOW + dt.timedelta(minutes=1), 10)
+    (obs,) = seeded.observations_after(Cursor(), dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1), 10)
     assert set(obs.data) <= set(SCORED_FIELDS) and "meta" not in obs.data and "tokensIn" not in obs.data
     assert obs.data["errorCode"] == "E1" and obs.data["policyVersion"] == "router-core@1.0.0"

@@ -261,3 +261,79 @@ def test_scoring_reads_only_the_fields_it_scores(seeded: FirestoreStore) -> None
     (obs,) = seeded.observations_after(Cursor(), dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1), 10)
     assert set(obs.data) <= set(SCORED_FIELDS) and "meta" not in obs.data and "tokensIn" not in obs.data
     assert obs.data["errorCode"] == "E1" and obs.data["policyVersion"] == "router-core@1.0.0"
+
+
+def test_a_run_folds_its_own_deltas_from_memory_without_reading_them(
+    seeded: FirestoreStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    items = make_batch(300, seed=11)
+    ingest(seeded, items)
+    monkeypatch.setattr(scoring, "FOLD_EVERY", 3)
+    own, generic = [], []
+    real_own, real_generic = FirestoreStore.fold_own, FirestoreStore.fold_deltas
+    monkeypatch.setattr(FirestoreStore, "fold_own", lambda self, ids, parts: own.append(
+        (len(ids), real_own(self, ids, parts))) or own[-1][1])
+    monkeypatch.setattr(FirestoreStore, "fold_deltas", lambda self, *a, **k: generic.append(
+        real_generic(self, *a, **k)) or generic[-1])
+    result = scoring.score_observations(seeded, NOW, settings=SMALL)
+    assert result.chunks == 8 and own == [(3, True), (3, True), (2, True)]
+    assert all(n == 0 for n, _ in generic)  # the generic folds found nothing left to read
+    assert seeded.pending_deltas() == 0
+    assert_counted_once(seeded, items, result.stats)
+
+
+def test_deltas_folded_by_another_run_meanwhile_are_counted_once(
+    seeded: FirestoreStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another run folds some of this run's deltas between its commits: its own fold must not add them."""
+    items = make_batch(300, seed=12)
+    ingest(seeded, items)
+    monkeypatch.setattr(scoring, "FOLD_EVERY", 4)
+    results = []
+    real_own = FirestoreStore.fold_own
+    monkeypatch.setattr(FirestoreStore, "fold_own", lambda self, ids, parts: results.append(
+        real_own(self, ids, parts)) or results[-1])
+    commits = {"n": 0}
+
+    def interfere(name: str) -> None:
+        if name == "after-chunk-commit":
+            commits["n"] += 1
+            if commits["n"] == 2:
+                assert seeded.fold_deltas(max_docs=1)[0] == 1  # someone else takes the oldest pending delta
+
+    result = scoring.score_observations(seeded, NOW, settings=SMALL, checkpoint=interfere)
+    assert results == [False, True]  # read back after the interference, from memory afterwards
+    assert seeded.pending_deltas() == 0
+    assert_counted_once(seeded, items, result.stats)
+
+
+def test_deltas_in_the_earlier_array_format_still_fold(seeded: FirestoreStore) -> None:
+    from opsloop.domain.stats import Summary
+
+    one = Summary.of(reward=0.5, success=True, cost_usd=0.01, duration_ms=120.0)
+    ident = {"component": "router:old", "level": "1h", "start": NOW_MS - NOW_MS % 3_600_000}
+    seeded.db.collection("ops_bucket_deltas").document("legacy").set(
+        {"createdAt": 1, "buckets": [{"id": "router:old~1h~x", **ident, **one.to_doc()}]})
+    assert seeded.fold_deltas() == (1, 1)
+    bucket = seeded.db.collection("ops_buckets").document("router:old~1h~x").get().to_dict()
+    assert bucket["n"] == 1 and bucket["sumReward"] == 0.5 and seeded.pending_deltas() == 0
+
+
+def test_chunks_shrink_until_their_delta_payload_fits(seeded: FirestoreStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    from opsloop.store.firestore_store import encode_deltas
+
+    items = make_batch(200, seed=13, components=40)
+    ingest(seeded, items)
+    limit = 30_000
+    monkeypatch.setattr(scoring, "MAX_DELTA_BYTES", limit)
+    sizes: list[int] = []
+    real = FirestoreStore.commit_chunk
+
+    def commit(self: FirestoreStore, expected: Any, cursor: Any, rewards: Any, deltas: Any, *a: Any) -> bool:
+        sizes.append(len(encode_deltas(deltas)))
+        return real(self, expected, cursor, rewards, deltas, *a)
+
+    monkeypatch.setattr(FirestoreStore, "commit_chunk", commit)
+    result = scoring.score_observations(seeded, NOW, settings=SMALL)
+    assert result.chunks > 200 // 40 and max(sizes) <= limit
+    assert_counted_once(seeded, items, result.stats)

@@ -13,7 +13,9 @@ Exactly-once, by construction rather than by luck:
 * Deltas are folded into the 5-minute/hour/day buckets in transactions that delete what they add, so
   each is counted once, whoever folds it. Runs fold every FOLD_EVERY chunks, before computing stats, and
   at start (what a crashed run left). This keeps a run's Firestore cost near one read and one write per
-  observation: bucket documents are written once per fold, not once per chunk.
+  observation: bucket documents are written once per fold, not once per chunk. A run folds its own
+  deltas from the parts it kept in memory, checking in the fold's transaction that they are all still
+  pending; if any is not, the rest are read back and folded like anyone else's.
 * A lease keeps concurrent runs from fighting over the cursor; correctness does not depend on it.
 * Stats documents are recomputed from buckets for windows ending at the schedule time, so a retry or a
   replay of the same schedule time computes the same stats from the same data.
@@ -39,6 +41,7 @@ from .record import retention_days
 
 Checkpoint = Callable[[str], None]
 FOLD_EVERY = 25  # chunks between folds, so pending deltas stay few
+FOLD_MAX_WRITES = 480  # ... and sooner when their buckets plus deletes would make too big a transaction
 STATS_READERS = 8  # bucket queries in flight while stats are refreshed
 
 
@@ -166,17 +169,54 @@ class _Chunk:
                    len(scored))
 
     def fits(self) -> bool:
-        """Whether the delta document stays under MAX_DELTA_BYTES (an upper bound of its encoding)."""
+        """Whether the delta payload stays under MAX_DELTA_BYTES.
+
+        An upper bound of its JSON before compression: base64 sketches (4/3 of their bytes), labels, and
+        ~900 bytes for an entry's id, identity and numbers written in full.
+        """
 
         def sketch_bytes(bins: list[float]) -> int:
-            return min(8 * len(bins), 12 * sum(1 for c in bins if c))
+            return 4 * min(8 * len(bins), 12 * sum(1 for c in bins if c)) // 3 + 4
 
         def labels_bytes(labels: tuple[tuple[str, float], ...]) -> int:
-            return sum(len(k.encode()) + 24 for k, _ in labels)
+            return sum(6 * len(k.encode()) + 40 for k, _ in labels)  # JSON may escape a byte as \u00XX
 
-        size = sum(sketch_bytes(s.latency._store.bins) + sketch_bytes(s.reward._store.bins) + 400
+        size = sum(sketch_bytes(s.latency._store.bins) + sketch_bytes(s.reward._store.bins) + 900
                    + labels_bytes(s.failures) + labels_bytes(s.versions) for _, s in self.deltas.values())
         return size <= MAX_DELTA_BYTES
+
+
+@dataclass
+class _OwnDeltas:
+    """The deltas this run committed and has not folded yet, kept per bucket in commit order.
+
+    Folding them from memory saves reading back and decoding every delta (most of a fold's cost). The
+    parts are kept, not pre-summed: a bucket is always ((bucket + d1) + d2) + ..., so its floating-point
+    sums do not depend on how deltas were grouped into folds (a crashed-and-rerun run equals a clean one).
+    """
+
+    ids: list[str] = field(default_factory=list)
+    parts: dict[str, tuple[dict[str, Any], list[Summary]]] = field(default_factory=dict)
+
+    def add(self, delta_id: str, deltas: dict[str, tuple[dict[str, Any], Summary]]) -> None:
+        self.ids.append(delta_id)
+        for bid, (ident, summary) in deltas.items():
+            self.parts.setdefault(bid, (ident, []))[1].append(summary)
+
+    def writes(self, more: dict[str, Any] | None = None) -> int:
+        """Writes of folding them (a bucket each, a delete each), with ``more`` deltas added."""
+        extra = 0 if more is None else 1 + sum(1 for bid in more if bid not in self.parts)
+        return len(self.parts) + len(self.ids) + extra
+
+    def fold(self, store: FirestoreStore, checkpoint: Checkpoint) -> None:
+        """Fold them (from memory when none was folded elsewhere, else by reading what is left)."""
+        if not self.ids:
+            return
+        if self.writes() <= FOLD_MAX_WRITES and store.fold_own(self.ids, self.parts):
+            checkpoint("after-fold")
+        else:
+            fold_all(store, checkpoint)
+        self.ids, self.parts = [], {}
 
 
 def fold_all(store: FirestoreStore, checkpoint: Checkpoint | None = None) -> int:
@@ -225,7 +265,7 @@ def score_observations(
         clock = now or dt.datetime.now(dt.UTC)
         upper = clock - dt.timedelta(milliseconds=settings.safety_margin_ms)
         _score_backlog(store, cfg, settings, upper, result, hit, progress)
-        fold_all(store, hit)
+        fold_all(store, hit)  # anything another run left pending meanwhile (one empty query when none)
         hit("before-stats")
         summaries = window_summaries(store, schedule_ms)
         result.stats = stats_docs(summaries, schedule_ms, cfg.version)
@@ -263,27 +303,32 @@ def _score_backlog(
     days = retention_days(store)
     expected = store.read_cursor()
     buffer: list[StoredObservation] = []  # read, not yet handed to a commit; right after the last one
-    in_flight: tuple[Future[bool], _Chunk] | None = None
+    in_flight: tuple[Future[bool], _Chunk, str] | None = None
+    own = _OwnDeltas()
 
     def settle() -> bool:
         """Wait for the commit in flight; False when another run had moved the cursor first."""
         nonlocal in_flight, expected
         if in_flight is None:
             return True
-        future, chunk = in_flight
+        future, chunk, delta_id = in_flight
         in_flight = None
         if not future.result():
             result.lost_races += 1
             expected = store.read_cursor()  # read again from where the other run left it
             return False
+        if chunk.deltas:
+            if own.writes(chunk.deltas) > FOLD_MAX_WRITES:
+                own.fold(store, hit)  # fold what is held first, so a fold stays one transaction
+            own.add(delta_id, chunk.deltas)
         hit("after-chunk-commit")
         result.scored += chunk.scored
         result.invalid += len(chunk.page) - chunk.scored
         result.chunks += 1
         if progress is not None:
             progress(result.scored + result.invalid)
-        if result.chunks % FOLD_EVERY == 0:
-            fold_all(store, hit)
+        if len(own.ids) >= FOLD_EVERY or own.writes() >= FOLD_MAX_WRITES:
+            own.fold(store, hit)
         return True
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="opsloop-commit") as committer:
@@ -301,11 +346,14 @@ def _score_backlog(
                     buffer = []
                     continue
                 if chunk is None:
+                    own.fold(store, hit)
                     return
                 buffer = buffer[len(chunk.page) :]
                 hit("before-chunk-commit")
-                future = committer.submit(store.commit_chunk, expected, chunk.cursor, chunk.rewards, chunk.deltas)
-                in_flight = (future, chunk)
+                delta_id = uuid.uuid4().hex
+                future = committer.submit(store.commit_chunk, expected, chunk.cursor, chunk.rewards, chunk.deltas,
+                                          delta_id)
+                in_flight = (future, chunk, delta_id)
                 expected = Cursor(chunk.cursor.received_at, chunk.cursor.doc_id)
         finally:
             if in_flight is not None:  # a crash in this thread must not leave a commit unobserved

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import json
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -59,6 +62,39 @@ class StoredObservation:
 # (the client deep-copies every document twice; on the scoring path that was a fifth of a run's time).
 SCORED_FIELDS = ("ts", "component", "outcome", "durationMs", "costUsd", "propensity", "weight", "policyVersion",
                  "arm", "errorCode", "receivedAt", "expireAt")
+
+
+DELTA_FORMAT = 2  # format 1 (before): the entries as a "buckets" array of maps; both are read
+
+
+def encode_deltas(deltas: dict[str, tuple[dict[str, Any], Summary]]) -> bytes:
+    """A delta document's payload: its bucket entries as zlib-compressed JSON (sketches in base64)."""
+    entries = []
+    for bid, (ident, summary) in deltas.items():
+        doc = summary.to_doc()
+        for key in ("latencySketch", "rewardSketch"):
+            doc[key] = base64.b64encode(doc[key]).decode()
+        entries.append({"id": bid, **ident, **doc})
+    return zlib.compress(json.dumps(entries, separators=(",", ":")).encode(), 1)
+
+
+def decode_deltas(doc: dict[str, Any]) -> dict[str, tuple[dict[str, Any], Summary]]:
+    """Bucket id -> (identity fields, summary) of a delta document of either format."""
+    if "payload" in doc:
+        entries = json.loads(zlib.decompress(bytes(doc["payload"])))
+        for e in entries:
+            for key in ("latencySketch", "rewardSketch"):
+                e[key] = base64.b64decode(e.get(key) or "")
+    else:
+        entries = doc.get("buckets") or []
+    out: dict[str, tuple[dict[str, Any], Summary]] = {}
+    for e in entries:
+        ident = {"component": e["component"], "level": e["level"], "start": e["start"]}
+        summary = Summary.from_doc(e)
+        if e["id"] in out:  # never written so, but adding is the only safe reading
+            summary = total([out[e["id"]][1], summary])
+        out[e["id"]] = (ident, summary)
+    return out
 
 
 class FirestoreStore:
@@ -192,21 +228,22 @@ class FirestoreStore:
         new_cursor: Cursor,
         rewards: list[tuple[str, dict[str, Any]]],
         deltas: dict[str, tuple[dict[str, Any], Summary]],
+        delta_id: str | None = None,
     ) -> bool:
         """Write rewards, one pending-delta document and the advanced cursor in one transaction.
 
         The chunk's bucket statistics travel as a single delta document (one write, however many buckets
-        it touches); ``fold_deltas`` adds pending deltas to the buckets later, exactly once. Returns
-        False (and writes nothing) when another run moved the cursor first. ``deltas`` maps bucket id ->
-        (identity fields, summary to add).
+        it touches), encoded as one compressed payload: a delta is only ever read back whole, and encoding
+        a few hundred summaries field by field cost as much as the chunk's rewards. ``fold_deltas`` (or
+        ``fold_own``) adds pending deltas to the buckets later, exactly once. Returns False (and writes
+        nothing) when another run moved the cursor first. ``deltas`` maps bucket id -> (identity fields,
+        summary to add); ``delta_id`` names the delta document (random when not given).
         """
         reward_col = self.db.collection(paths.REWARDS)
-        delta_ref = self.db.collection(paths.BUCKET_DELTAS).document(uuid.uuid4().hex)
+        delta_ref = self.db.collection(paths.BUCKET_DELTAS).document(delta_id or uuid.uuid4().hex)
         cursor_ref = self._cursor_ref()
-        delta_doc = {
-            "createdAt": _now_ms(),
-            "buckets": [{"id": bid, **ident, **summary.to_doc()} for bid, (ident, summary) in deltas.items()],
-        }
+        delta_doc = {"createdAt": _now_ms(), "format": DELTA_FORMAT, "buckets": len(deltas),
+                     "payload": encode_deltas(deltas)}
 
         def work(txn: firestore.Transaction) -> bool:
             current = self._cursor_from(cursor_ref.get(transaction=txn))
@@ -224,6 +261,22 @@ class FirestoreStore:
 
         return run_transaction(self.db, work)
 
+    def _add_to_buckets(self, txn: firestore.Transaction,
+                        parts: dict[str, tuple[dict[str, Any], list[Summary]]]) -> None:
+        """Add each bucket's parts to it inside ``txn``, in order: ((bucket + p1) + p2) + ...
+
+        Summing onto the bucket one part after another makes the result independent of how deltas were
+        grouped into folds, to the last bit of every floating-point sum.
+        """
+        buckets = self.db.collection(paths.BUCKETS)
+        refs = {bid: buckets.document(bid) for bid in parts}
+        current = {s.id: s for s in self.db.get_all(list(refs.values()), transaction=txn)}
+        now = _now_ms()
+        for bid, (ident, added) in parts.items():
+            found = current.get(bid)
+            base = Summary.from_doc(found.to_dict() or {}) if found is not None and found.exists else Summary()
+            txn.set(refs[bid], {**ident, **total([base, *added]).to_doc(), "updatedAt": now})
+
     def fold_deltas(self, max_docs: int = 40, max_buckets: int = 400) -> tuple[int, int]:
         """Add up to ``max_docs`` pending deltas to their buckets and delete them, in one transaction.
 
@@ -231,32 +284,46 @@ class FirestoreStore:
         is deleted in the same commit, so concurrent or repeated folds count it exactly once.
         """
         col = self.db.collection(paths.BUCKET_DELTAS)
-        buckets = self.db.collection(paths.BUCKETS)
 
         def work(txn: firestore.Transaction) -> tuple[int, int]:
             pending = list(txn.get(col.order_by("createdAt").limit(max_docs)))
             taken: list[Any] = []
-            merged: dict[str, tuple[dict[str, Any], list[Summary]]] = {}
+            parts: dict[str, tuple[dict[str, Any], list[Summary]]] = {}
             for snap in pending:
-                entries = (snap.to_dict() or {}).get("buckets") or []
-                new_keys = {e["id"] for e in entries} - set(merged)
-                if taken and len(merged) + len(new_keys) + len(taken) + 1 > max_buckets:
+                entries = decode_deltas(snap.to_dict() or {})
+                new_keys = set(entries) - set(parts)
+                if taken and len(parts) + len(new_keys) + len(taken) + 1 > max_buckets:
                     break
                 taken.append(snap)
-                for e in entries:
-                    ident = {"component": e["component"], "level": e["level"], "start": e["start"]}
-                    merged.setdefault(e["id"], (ident, []))[1].append(Summary.from_doc(e))
+                for bid, (ident, summary) in entries.items():
+                    parts.setdefault(bid, (ident, []))[1].append(summary)
             if not taken:
                 return 0, 0
-            refs = {bid: buckets.document(bid) for bid in merged}
-            current = {s.id: s for s in self.db.get_all(list(refs.values()), transaction=txn)}
-            for bid, (ident, parts) in merged.items():
-                found = current.get(bid)
-                base = Summary.from_doc(found.to_dict() or {}) if found is not None and found.exists else Summary()
-                txn.set(refs[bid], {**ident, **total([base, *parts]).to_doc(), "updatedAt": _now_ms()})
+            self._add_to_buckets(txn, parts)
             for delta in taken:
                 txn.delete(delta.reference)
-            return len(taken), len(merged)
+            return len(taken), len(parts)
+
+        return run_transaction(self.db, work)
+
+    def fold_own(self, delta_ids: list[str], parts: dict[str, tuple[dict[str, Any], list[Summary]]]) -> bool:
+        """Fold deltas this process wrote, whose parts per bucket it still holds, without reading them back.
+
+        In one transaction: if every one of ``delta_ids`` is still pending, add ``parts`` to the buckets
+        and delete those deltas; otherwise (another run folded some of them) write nothing and return
+        False, leaving the rest to ``fold_deltas``, which reads them. Exactly once either way.
+        """
+        col = self.db.collection(paths.BUCKET_DELTAS)
+        refs = [col.document(d) for d in delta_ids]
+
+        def work(txn: firestore.Transaction) -> bool:
+            found = self.db.get_all(refs, field_paths=["createdAt"], transaction=txn)
+            if sum(1 for snap in found if snap.exists) < len(refs):
+                return False
+            self._add_to_buckets(txn, parts)
+            for ref in refs:
+                txn.delete(ref)
+            return True
 
         return run_transaction(self.db, work)
 

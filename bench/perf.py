@@ -32,6 +32,7 @@ sys.path[:0] = [str(ROOT / "functions"), str(ROOT)]
 
 PROJECT = "demo-opsloop"
 COMPONENTS = [f"svc:{i:02d}" for i in range(20)]
+WARM_UP = 5_000  # documents written and read on each fresh emulator before it is measured
 
 
 class RpcCounter:
@@ -211,69 +212,80 @@ def main(argv: list[str] | None = None) -> int:
 
     from scripts import emulator as emu_mod
 
-    emu = emu_mod.start(PROJECT, log_dir=ROOT / ".emulator-logs")
-    env = {**os.environ, "FIRESTORE_EMULATOR_HOST": emu.address, "GCLOUD_PROJECT": PROJECT,
-           "FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9099"}
-    os.environ.update(env)
     report: dict[str, Any] = {"command": "bench/perf.py --sizes " + " ".join(map(str, args.sizes))}
-    try:
-        from opsloop.services.seed import load_seed
-        from opsloop.store.client import get_db
-        from opsloop.store.firestore_store import FirestoreStore
+    from opsloop.services.seed import load_seed
+    from opsloop.store import client as client_mod
+    from opsloop.store.firestore_store import FirestoreStore
 
-        db = get_db()
-        store = FirestoreStore(db)
+    @contextmanager
+    def fresh() -> Iterator[tuple[dict[str, str], Any, Any]]:
+        """A new, warmed-up emulator for one measurement, so every figure starts from the same state.
 
-        def reset() -> None:
+        (One emulator for the whole run, cleared between phases, was several times slower after the
+        100k phase than at the start; a cold JVM writes at about half its warm speed, hence the warm-up.)
+        """
+        emu = emu_mod.start(PROJECT, log_dir=ROOT / ".emulator-logs")
+        env = {**os.environ, "FIRESTORE_EMULATOR_HOST": emu.address, "GCLOUD_PROJECT": PROJECT,
+               "FIREBASE_AUTH_EMULATOR_HOST": "127.0.0.1:9099"}
+        os.environ.update(env)
+        client_mod.reset_for_tests()
+        try:
+            db = client_mod.get_db()
+            store = FirestoreStore(db)
+            raw_write(db, WARM_UP, seed=0)
+            raw_read(db)
             emu.clear()
             load_seed(store, ROOT / "seed")
             store.set_config("scoring", {"safetyMarginMs": 0})
+            yield env, db, store
+        finally:
+            emu.stop()
 
-        # 1. the ceiling
-        reset()
-        n = 10_000
+    # 1. the ceiling
+    n = 10_000
+    with fresh() as (env, db, store):
         w_s = raw_write(db, n)
         r_n, r_s = raw_read(db)
-        ceiling = {"docs": n, "writesPerS": round(n / w_s), "readsPerS": round(r_n / r_s),
-                   "readPlusWritePerS": round(1 / (w_s / n + r_s / r_n))}
-        report["ceiling"] = ceiling
-        print(f"ceiling: {ceiling['writesPerS']} writes/s (batches of 500), {ceiling['readsPerS']} reads/s "
-              f"(pages of 500) -> {ceiling['readPlusWritePerS']} obs/s for one read + one write", flush=True)
+    ceiling = {"docs": n, "writesPerS": round(n / w_s), "readsPerS": round(r_n / r_s),
+               "readPlusWritePerS": round(1 / (w_s / n + r_s / r_n))}
+    report["ceiling"] = ceiling
+    print(f"ceiling: {ceiling['writesPerS']} writes/s (batches of 500), {ceiling['readsPerS']} reads/s "
+          f"(pages of 500) -> {ceiling['readPlusWritePerS']} obs/s for one read + one write", flush=True)
 
-        # 2 + 3. scoring a backlog, against the raw ceiling measured at the same size (the emulator's
-        # queries get slower as a collection grows, so each size has its own ceiling)
-        report["scoring"] = []
-        for size in args.sizes:
-            reset()
+    # 2 + 3. scoring a backlog, against the raw ceiling measured at the same size (the emulator's
+    # queries get slower as a collection grows, so each size has its own ceiling)
+    report["scoring"] = []
+    for size in args.sizes:
+        with fresh() as (env, db, store):
             ws = raw_write(db, size, seed=size)
             rn, rs = raw_read(db)
             raw_rw = 1 / (ws / size + rs / rn)
             time.sleep(0.2)
             res = run_scoring_child(env)
-            row = {
-                "backlog": size, "wallS": round(res["wall"], 2), "obsPerS": round(res["scored"] / res["wall"]),
-                "rawReadPlusWritePerS": round(raw_rw),
-                "shareOfRaw": round(res["scored"] / res["wall"] / raw_rw, 3),
-                "peakRssMb": round(res["peakRssMb"], 1), "scored": res["scored"],
-                "readsPerObs": round(res["reads"] / res["scored"], 3),
-                "writesPerObs": round(res["writes"] / res["scored"], 3),
-            }
-            row["opsPerObs"] = round(row["readsPerObs"] + row["writesPerObs"], 3)
-            report["scoring"].append(row)
-            print(f"scoring {size:>7}: {row['wallS']:>7}s, {row['obsPerS']} obs/s = {row['shareOfRaw']:.0%} of raw, "
-                  f"peak RSS {row['peakRssMb']} MB, {row['readsPerObs']} reads + {row['writesPerObs']} writes "
-                  f"per observation", flush=True)
+        row = {
+            "backlog": size, "wallS": round(res["wall"], 2), "obsPerS": round(res["scored"] / res["wall"]),
+            "rawReadPlusWritePerS": round(raw_rw),
+            "shareOfRaw": round(res["scored"] / res["wall"] / raw_rw, 3),
+            "peakRssMb": round(res["peakRssMb"], 1), "scored": res["scored"],
+            "readsPerObs": round(res["reads"] / res["scored"], 3),
+            "writesPerObs": round(res["writes"] / res["scored"], 3),
+        }
+        row["opsPerObs"] = round(row["readsPerObs"] + row["writesPerObs"], 3)
+        report["scoring"].append(row)
+        print(f"scoring {size:>7}: {row['wallS']:>7}s, {row['obsPerS']} obs/s = {row['shareOfRaw']:.0%} of raw, "
+              f"peak RSS {row['peakRssMb']} MB, {row['readsPerObs']} reads + {row['writesPerObs']} writes "
+              f"per observation", flush=True)
 
-        # stats refresh cost per window length: data spread over 7 days
-        from bench.perf import RpcCounter
-        from opsloop.domain import windows
-        from opsloop.domain.stats import total
+    # stats refresh cost per window length: data spread over 7 days
+    from bench.perf import RpcCounter
+    from opsloop.domain import windows
+    from opsloop.domain.stats import total
 
-        reset()
+    refresh: dict[str, Any] = {}
+    with fresh() as (env, db, store):
         raw_write(db, 20_000, span_ms=7 * 24 * 3600_000, seed=7)
         run_scoring_child(env)
         counter = RpcCounter(db)
-        refresh: dict[str, Any] = {}
         now_ms = int(time.time() * 1000)
         for window in windows.WINDOWS:
             start, end = windows.window_bounds(now_ms, window)
@@ -282,37 +294,35 @@ def main(argv: list[str] | None = None) -> int:
             after = counter.snapshot()
             refresh[window] = {"reads": after[0] - before[0], "bucketsInCover": len(
                 [1 for s in windows.cover(start, end) for _ in range(s.count)])}
-        report["statsRefreshPerComponent"] = refresh
-        print("stats refresh reads per component: " + ", ".join(
-            f"{w} {v['reads']} (cover of {v['bucketsInCover']} buckets)" for w, v in refresh.items()), flush=True)
+    report["statsRefreshPerComponent"] = refresh
+    print("stats refresh reads per component: " + ", ".join(
+        f"{w} {v['reads']} (cover of {v['bucketsInCover']} buckets)" for w, v in refresh.items()), flush=True)
 
-        # 4. ingestion over HTTP
-        reset()
+    # 4. ingestion over HTTP: each figure on its own fresh emulator, the server started against it
+    with fresh() as (env, db, store):
         raw_s = raw_write(db, 10_000, seed=3)
-        raw_rate = 10_000 / raw_s
-        ingestion: dict[str, Any] = {"rawBatchedWritesPerS": round(raw_rate)}
-        with functions_server(env) as base:
+    raw_rate = 10_000 / raw_s
+    ingestion: dict[str, Any] = {"rawBatchedWritesPerS": round(raw_rate)}
+    for batch in (100, 500):
+        with fresh() as (env, db, store), functions_server(env) as base:
             http_ingest(base, 500, 100, seed=0)  # warm up
-            for batch in (100, 500):
-                reset()
-                s = http_ingest(base, 10_000, batch, seed=batch)
-                rate = 10_000 / s
-                ingestion[f"batch{batch}"] = {"obsPerS": round(rate), "shareOfRaw": round(rate / raw_rate, 3)}
-            reset()
-            lat = single_latencies(base, 300)
-            ingestion["single"] = {"p50Ms": pct(lat, 0.5), "p95Ms": pct(lat, 0.95), "requests": len(lat),
-                                   "meanMs": round(statistics.mean(lat), 2)}
-        report["ingestion"] = ingestion
-        print(f"ingestion: batches of 100 {ingestion['batch100']['obsPerS']} obs/s "
-              f"({ingestion['batch100']['shareOfRaw']:.0%} of raw), of 500 {ingestion['batch500']['obsPerS']} obs/s "
-              f"({ingestion['batch500']['shareOfRaw']:.0%}); single requests p50 {ingestion['single']['p50Ms']} ms, "
-              f"p95 {ingestion['single']['p95Ms']} ms", flush=True)
-    finally:
-        emu.stop()
+            s = http_ingest(base, 10_000, batch, seed=batch)
+            rate = 10_000 / s
+            ingestion[f"batch{batch}"] = {"obsPerS": round(rate), "shareOfRaw": round(rate / raw_rate, 3)}
+    with fresh() as (env, db, store), functions_server(env) as base:
+        http_ingest(base, 500, 100, seed=0)  # warm up
+        lat = single_latencies(base, 300)
+        ingestion["single"] = {"p50Ms": pct(lat, 0.5), "p95Ms": pct(lat, 0.95), "requests": len(lat),
+                               "meanMs": round(statistics.mean(lat), 2)}
+    report["ingestion"] = ingestion
+    print(f"ingestion: batches of 100 {ingestion['batch100']['obsPerS']} obs/s "
+          f"({ingestion['batch100']['shareOfRaw']:.0%} of raw), of 500 {ingestion['batch500']['obsPerS']} obs/s "
+          f"({ingestion['batch500']['shareOfRaw']:.0%}); single requests p50 {ingestion['single']['p50Ms']} ms, "
+          f"p95 {ingestion['single']['p95Ms']} ms", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report["at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out.relative_to(ROOT)}")
+    print(f"wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
     return 0
 
 

@@ -230,3 +230,51 @@ def test_router_caches_heads_for_the_ttl(rollout_store: FirestoreStore) -> None:
     assert {router.choose_arm(f"r{i}", "router-core").version for i in range(100)} == {"1.0.0"}  # cached
     clock["t"] = 301.0
     assert {router.choose_arm(f"r{i}", "router-core").version for i in range(100)} == {"1.0.0", "1.0.1"}
+
+
+def test_a_model_that_changed_is_judged_on_its_data_since_the_change(rollout_store: FirestoreStore) -> None:
+    """After gpt-5 breaks, the tuner looks at gpt-5's hours since the break, not at its good day before.
+
+    Two hours later the drift state has gone stale (too little traffic to re-test) and the raised floor
+    is gone, but the change point still bounds gpt-5's data: 24 h of mostly good history does not win
+    its traffic back.
+    """
+    t = now().replace(minute=30, second=0, microsecond=0)
+    t_ms = int(t.timestamp() * 1000)
+    rng = random.Random(21)
+
+    def obs(model: str, n: int, start: int, span: int, ok: float, median: float) -> list[dict[str, Any]]:
+        return [{"component": f"router:{model}", "outcome": "success" if rng.random() < ok else "failure",
+                 "durationMs": round(median * rng.lognormvariate(0, 0.3), 1), "costUsd": 0.01,
+                 "ts": start + rng.randrange(0, span)} for _ in range(n)]
+
+    hour = 3_600_000
+    items = (obs("gpt-5", 1500, t_ms - 20 * hour, 18 * hour, 0.99, 500)  # a good day ...
+             + obs("gpt-5", 200, t_ms - hour + 60_000, hour - 120_000, 0.2, 500)  # ... then it breaks
+             + obs("gemini", 400, t_ms - 20 * hour, 20 * hour, 0.85, 700)
+             + obs("claude", 400, t_ms - 20 * hour, 20 * hour, 0.80, 1200))
+    for i in range(0, len(items), 500):
+        record_batch(rollout_store, {"observations": items[i : i + 500]})
+    scoring.score_observations(rollout_store, t)
+    [gpt5] = [d for d in drift.check_drift(rollout_store, t) if d.component == "router:gpt-5"]
+    assert "successRate" in gpt5.alerted
+    assert rollout_store.drift_states(["router:gpt-5"])["router:gpt-5"]["changedAt"] == t_ms
+    stats_24h = rollout_store.stats_for(["router:gpt-5", "router:gemini"], "24h")
+    assert stats_24h["router:gpt-5"]["avgReward"] > stats_24h["router:gemini"]["avgReward"]  # the day hides it
+
+    first = tuning.auto_tune(rollout_store, t).outcomes[0]
+    draft = rollout_store.policy("router-core", first.version or "") or {}
+    start = t_ms - hour  # the start of the 1 h window that revealed the change
+    assert draft["evidence"]["judgedSinceChange"] == {"router:gpt-5": start}
+    assert draft["evidence"]["models"]["gpt-5"]["n"] == 200
+    assert draft["evidence"]["raisedFloors"] == {"gpt-5": 0.15}
+    assert draft["params"]["modelWeights"]["gpt-5"] == 0.15
+
+    rollout_store.set_config("flags", {"learning": {"enabled": True, "autoActivatePolicies": True}})
+    later = t + dt.timedelta(hours=3)
+    scoring.score_observations(rollout_store, later)
+    second = tuning.auto_tune(rollout_store, later).outcomes[0]
+    assert second.action == "drafted" and second.activated
+    weights = (rollout_store.policy("router-core", second.version or "") or {})["params"]["modelWeights"]
+    assert weights["gpt-5"] == 0.05  # the stale state no longer raises its floor; its new self keeps it low
+    assert weights["gemini"] > 0.5

@@ -9,9 +9,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from opsloop.domain.tuning import ArmStats, Proposal, TuningConfig, equivalent, normalize, propose_weights
+from opsloop.domain.tuning import (
+    ArmStats,
+    Proposal,
+    TuningConfig,
+    differ_p_value,
+    equivalent,
+    normalize,
+    prob_best,
+    propose_weights,
+)
 
-CFG = TuningConfig()  # the seeded config/tuning values
+CFG = TuningConfig(method="multiplicative")  # the seeded config/tuning values, with the earlier method
+THOMPSON = TuningConfig()  # the default method
+BOTH = pytest.mark.parametrize("cfg", [CFG, THOMPSON], ids=["multiplicative", "thompson"])
 SEEDED_WEIGHTS = {"gpt-5": 0.6, "gemini": 0.25, "claude": 0.15}
 UNIFORM = {"gpt-5": 1 / 3, "gemini": 1 / 3, "claude": 1 / 3}
 MIN_ACCEPTABLE = 0.55
@@ -33,9 +44,10 @@ def assert_well_formed(p: Proposal, current: dict[str, float], cfg: TuningConfig
 # --- the design's case -----------------------------------------------------------------------------------
 
 
-def test_failing_champion_loses_traffic_to_untried_models() -> None:
+@BOTH
+def test_failing_champion_loses_traffic_to_untried_models(cfg: TuningConfig) -> None:
     stats = {"gpt-5": ArmStats(n=120, avg_reward=0.0, reward_std=0.0)}
-    p = propose_weights(SEEDED_WEIGHTS, stats, MIN_ACCEPTABLE, CFG)
+    p = propose_weights(SEEDED_WEIGHTS, stats, MIN_ACCEPTABLE, cfg)
     assert p is not None
     assert_well_formed(p, SEEDED_WEIGHTS)
     assert p.weights["gpt-5"] < 0.2  # cut hard
@@ -51,16 +63,17 @@ def test_failing_champion_loses_traffic_to_untried_models() -> None:
     assert ev["gemini"].new_weight == p.weights["gemini"]
 
 
-def test_repeated_rounds_keep_cutting_a_failing_model_down_to_the_floor() -> None:
+@BOTH
+def test_repeated_rounds_keep_cutting_a_failing_model_down_to_the_floor(cfg: TuningConfig) -> None:
     stats = {"gpt-5": ArmStats(n=500, avg_reward=0.0, reward_std=0.0)}
     weights = dict(SEEDED_WEIGHTS)
     for _ in range(10):
-        p = propose_weights(weights, stats, MIN_ACCEPTABLE, CFG)
+        p = propose_weights(weights, stats, MIN_ACCEPTABLE, cfg)
         if p is None:
             break
         assert p.weights["gpt-5"] <= weights["gpt-5"]
         weights = p.weights
-    assert weights["gpt-5"] == pytest.approx(CFG.exploration_floor, abs=0.01)
+    assert weights["gpt-5"] == pytest.approx(cfg.exploration_floor, abs=0.01)
 
 
 # --- invariants ------------------------------------------------------------------------------------------
@@ -75,29 +88,32 @@ arm = st.builds(
 )
 
 
+@BOTH
 @settings(max_examples=150, deadline=None)
 @given(data=st.data(), names=models)
-def test_proposals_sum_to_one_and_respect_the_floor(data: st.DataObject, names: list[str]) -> None:
+def test_proposals_sum_to_one_and_respect_the_floor(data: st.DataObject, names: list[str], cfg: TuningConfig) -> None:
     current = {m: data.draw(st.floats(min_value=0.0, max_value=10.0), label=f"w[{m}]") for m in names}
     stats = {m: data.draw(arm, label=f"stats[{m}]") for m in names if data.draw(st.booleans())}
-    p = propose_weights(current, stats, MIN_ACCEPTABLE, CFG)
+    p = propose_weights(current, stats, MIN_ACCEPTABLE, cfg)
     if p is not None:
         assert_well_formed(p, current)
 
 
-def test_no_eligible_model_means_no_proposal() -> None:
-    assert propose_weights(SEEDED_WEIGHTS, {}, MIN_ACCEPTABLE, CFG) is None
-    sparse = {m: ArmStats(n=CFG.min_samples - 1, avg_reward=0.0) for m in SEEDED_WEIGHTS}
-    assert propose_weights(SEEDED_WEIGHTS, sparse, MIN_ACCEPTABLE, CFG) is None
+@BOTH
+def test_no_eligible_model_means_no_proposal(cfg: TuningConfig) -> None:
+    assert propose_weights(SEEDED_WEIGHTS, {}, MIN_ACCEPTABLE, cfg) is None
+    sparse = {m: ArmStats(n=cfg.min_samples - 1, avg_reward=0.0) for m in SEEDED_WEIGHTS}
+    assert propose_weights(SEEDED_WEIGHTS, sparse, MIN_ACCEPTABLE, cfg) is None
     no_reward = {m: ArmStats(n=500, avg_reward=None) for m in SEEDED_WEIGHTS}
-    assert propose_weights(SEEDED_WEIGHTS, no_reward, MIN_ACCEPTABLE, CFG) is None
+    assert propose_weights(SEEDED_WEIGHTS, no_reward, MIN_ACCEPTABLE, cfg) is None
 
 
-def test_ineligible_model_is_treated_like_one_without_data() -> None:
+@BOTH
+def test_ineligible_model_is_treated_like_one_without_data(cfg: TuningConfig) -> None:
     base = {"gpt-5": ArmStats(n=120, avg_reward=0.0, reward_std=0.0)}
     with_sparse = {**base, "claude": ArmStats(n=5, avg_reward=0.0, reward_std=0.0)}
-    a = propose_weights(SEEDED_WEIGHTS, base, MIN_ACCEPTABLE, CFG)
-    b = propose_weights(SEEDED_WEIGHTS, with_sparse, MIN_ACCEPTABLE, CFG)
+    a = propose_weights(SEEDED_WEIGHTS, base, MIN_ACCEPTABLE, cfg)
+    b = propose_weights(SEEDED_WEIGHTS, with_sparse, MIN_ACCEPTABLE, cfg)
     assert a is not None and b is not None
     assert a.weights == b.weights
     assert a.l1_change == b.l1_change
@@ -115,10 +131,11 @@ def test_min_samples_is_the_eligibility_threshold() -> None:
     assert below is None
 
 
-def test_stats_of_models_outside_the_policy_are_ignored() -> None:
+@BOTH
+def test_stats_of_models_outside_the_policy_are_ignored(cfg: TuningConfig) -> None:
     stats = {"gpt-5": ArmStats(n=120, avg_reward=0.0), "llama": ArmStats(n=900, avg_reward=1.0)}
-    p = propose_weights(SEEDED_WEIGHTS, stats, MIN_ACCEPTABLE, CFG)
-    q = propose_weights(SEEDED_WEIGHTS, {"gpt-5": stats["gpt-5"]}, MIN_ACCEPTABLE, CFG)
+    p = propose_weights(SEEDED_WEIGHTS, stats, MIN_ACCEPTABLE, cfg)
+    q = propose_weights(SEEDED_WEIGHTS, {"gpt-5": stats["gpt-5"]}, MIN_ACCEPTABLE, cfg)
     assert p is not None and q is not None
     assert set(p.weights) == set(SEEDED_WEIGHTS)
     assert p.weights == q.weights
@@ -137,22 +154,24 @@ def _sampled(rng: np.random.Generator, mean: float, n: int) -> ArmStats:
     [UNIFORM, SEEDED_WEIGHTS, {"gpt-5": 0.5, "gemini": 0.3, "claude": 0.2}],
     ids=["uniform", "seeded", "50-30-20"],
 )
-def test_identical_noisy_models_propose_nothing(current: dict[str, float]) -> None:
+@BOTH
+def test_identical_noisy_models_propose_nothing(current: dict[str, float], cfg: TuningConfig) -> None:
     spurious = []
     for seed in range(40):
         rng = np.random.default_rng(seed)
         stats = {m: _sampled(rng, 0.7, 300) for m in current}
-        p = propose_weights(current, stats, MIN_ACCEPTABLE, CFG)
+        p = propose_weights(current, stats, MIN_ACCEPTABLE, cfg)
         if p is not None:
             spurious.append((seed, p.weights, p.reason))
     assert not spurious, f"{len(spurious)}/40 spurious proposals, first: {spurious[0]}"
 
 
-def test_exactly_equal_models_propose_nothing() -> None:
+@BOTH
+def test_exactly_equal_models_propose_nothing(cfg: TuningConfig) -> None:
     # BUG: the exploration mix floor + (1 - K*floor) * w moves any non-uniform weighting toward uniform,
     # so a proposal is made with no evidence at all (l1 0.08 for the seeded weights)
     stats = {m: ArmStats(n=1000, avg_reward=0.7, reward_std=0.0) for m in SEEDED_WEIGHTS}
-    assert propose_weights(SEEDED_WEIGHTS, stats, MIN_ACCEPTABLE, CFG) is None
+    assert propose_weights(SEEDED_WEIGHTS, stats, MIN_ACCEPTABLE, cfg) is None
 
 
 def test_noise_shrinks_the_move() -> None:
@@ -194,12 +213,90 @@ def test_small_moves_are_not_proposed() -> None:
     assert p is not None and p.weights["gpt-5"] > 1 / 3
 
 
-def test_floor_is_capped_by_one_over_k() -> None:
+@BOTH
+def test_floor_is_capped_by_one_over_k(cfg: TuningConfig) -> None:
     names = [f"m{i}" for i in range(25)]  # 25 * 0.05 > 1, so the floor becomes 1/25
     current = {m: 1.0 for m in names}
     stats = {"m0": ArmStats(n=1000, avg_reward=0.0, reward_std=0.0)}
-    p = propose_weights(current, stats, MIN_ACCEPTABLE, CFG)
+    p = propose_weights(current, stats, MIN_ACCEPTABLE, cfg)
     assert p is None  # every weight is pinned to the floor 1/25: there is nothing to move
+
+
+# --- thompson: weights are each model's probability of being the best ---------------------------------
+
+
+def test_probability_of_being_best_matches_the_normal_formula() -> None:
+    w = {"a": 0.5, "b": 0.5}
+    p = prob_best(w, {"a": 0.80, "b": 0.75}, {"a": 0.03, "b": 0.04}, {"a", "b"})
+    exact = 0.5 * (1 + math.erf(0.05 / math.hypot(0.03, 0.04) / math.sqrt(2)))  # P(a - b > 0)
+    assert p["a"] == pytest.approx(exact, abs=0.01) and p["a"] + p["b"] == pytest.approx(1.0)
+    assert prob_best(w, {"a": 0.8, "b": 0.8}, {"a": 0.02, "b": 0.02}, {"a", "b"})["a"] == pytest.approx(0.5, abs=0.01)
+    assert p == prob_best(w, {"a": 0.80, "b": 0.75}, {"a": 0.03, "b": 0.04}, {"a", "b"})  # reproducible
+
+
+def test_models_not_judged_share_their_chance_by_current_weight() -> None:
+    w = {"a": 0.4, "b": 0.45, "c": 0.15}
+    p = prob_best(w, {"a": 0.2, "b": 0.55, "c": 0.55}, {"a": 0.01, "b": 0.0, "c": 0.0}, {"a"})
+    assert p["a"] == pytest.approx(0.0, abs=1e-9)
+    assert p["b"] == pytest.approx(0.75) and p["c"] == pytest.approx(0.25)
+
+
+def test_thompson_moves_to_a_clearly_better_model_in_one_step() -> None:
+    rng = np.random.default_rng(7)
+    stats = {"gpt-5": _sampled(rng, 0.9, 400), "gemini": _sampled(rng, 0.8, 400), "claude": _sampled(rng, 0.6, 400)}
+    p = propose_weights(SEEDED_WEIGHTS | {"gpt-5": 0.2, "gemini": 0.65}, stats, MIN_ACCEPTABLE, THOMPSON)
+    assert p is not None
+    assert p.weights == {"gpt-5": 0.9, "gemini": 0.05, "claude": 0.05}  # the rest of the mass is the floors
+    assert "probability of being the best" in p.reason
+
+
+def test_thompson_keeps_sharing_between_models_it_cannot_tell_apart() -> None:
+    stats = {"gpt-5": ArmStats(n=200, avg_reward=0.80, reward_std=0.3),
+             "gemini": ArmStats(n=200, avg_reward=0.79, reward_std=0.3),
+             "claude": ArmStats(n=2000, avg_reward=0.40, reward_std=0.3)}
+    p = propose_weights(UNIFORM, stats, MIN_ACCEPTABLE, THOMPSON)
+    assert p is not None and p.weights["claude"] == 0.05
+    assert 0.4 < p.weights["gpt-5"] < 0.6 and 0.35 < p.weights["gemini"] < 0.55  # 0.01 apart, se 0.02 each
+
+
+def test_thompson_moves_less_the_noisier_the_evidence() -> None:
+    def gpt5_weight(std: float) -> float:
+        stats = {"gpt-5": ArmStats(n=60, avg_reward=0.8, reward_std=std),
+                 "gemini": ArmStats(n=60, avg_reward=0.7, reward_std=std),
+                 "claude": ArmStats(n=60, avg_reward=0.7, reward_std=std)}
+        p = propose_weights(UNIFORM, stats, MIN_ACCEPTABLE, THOMPSON)
+        return 1 / 3 if p is None else p.weights["gpt-5"]
+
+    weights = [gpt5_weight(s) for s in (0.05, 0.15, 0.25, 0.35)]
+    assert weights == sorted(weights, reverse=True) and weights[0] == 0.9 and weights[-1] < 0.8
+    assert gpt5_weight(5.0) == 1 / 3  # nothing clears that much noise
+
+
+def test_the_test_that_models_differ_has_its_nominal_size() -> None:
+    """Under identical models the p-value is uniform, so the gate opens at rate alpha, for any k."""
+    for k in (2, 4, 6):
+        ps = []
+        for seed in range(1000):
+            rng = np.random.default_rng(seed)
+            arms = {f"m{i}": _sampled(rng, 0.7, 300) for i in range(k)}
+            ps.append(differ_p_value({m: a.avg_reward or 0.0 for m, a in arms.items()},
+                                     {m: (a.reward_std or 0.0) / math.sqrt(a.n) for m, a in arms.items()}, set(arms)))
+        assert np.mean(np.array(ps) < 0.05) == pytest.approx(0.05, abs=0.02), k
+        assert np.mean(np.array(ps) < 0.001) <= 0.005, k
+
+
+def test_models_that_differ_are_told_apart() -> None:
+    means, ses = {"a": 0.83, "b": 0.88, "c": 0.76}, {"a": 0.025, "b": 0.004, "c": 0.025}
+    assert differ_p_value(means, ses, {"a", "b", "c"}) < 1e-5  # the world of bench/tuning_sim.py
+    assert differ_p_value({"a": 0.2, "b": 0.55}, {"a": 0.05, "b": 0.0}, {"a"}) < 1e-6  # vs the not-judged
+    assert differ_p_value({"a": 0.55, "b": 0.55}, {"a": 0.05, "b": 0.0}, {"a"}) == 1.0
+    assert differ_p_value({"a": 0.7, "b": 0.7}, {"a": 0.0, "b": 0.0}, {"a", "b"}) == 1.0
+    assert differ_p_value({"a": 0.7, "b": 0.71}, {"a": 0.0, "b": 0.0}, {"a", "b"}) == 0.0
+
+
+def test_the_method_is_validated() -> None:
+    with pytest.raises(ValueError, match="method"):
+        TuningConfig(method="greedy")
 
 
 # --- helpers ---------------------------------------------------------------------------------------------

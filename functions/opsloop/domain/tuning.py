@@ -1,6 +1,16 @@
 """Proposing new router model weights from per-model reward statistics.
 
-The update is a multiplicative-weights step on the policy's current weights:
+Two methods (``config/tuning.method``). The default, ``thompson``, sets each model's weight to the
+posterior probability that it has the best mean reward, under a Gaussian approximation of each model's
+mean (its window mean, standard error std/sqrt(n)): the share of traffic Thompson sampling would give it
+over the next hour, decided once an hour. Models with little data have wide posteriors and keep a
+share; a model that is clearly worse goes down to the exploration floor at once instead of in steps.
+A proposal is made only when a test that the models' mean rewards differ at all rejects at level
+``alpha`` (Cochran's Q: sum of (r_m - pooled)^2 / se_m^2 against chi-squared), so identical models
+move traffic only at that rate, however many there are; without such a gate, Thompson's allocation
+would chase noise every hour.
+
+``multiplicative`` is a multiplicative-weights step on the policy's current weights:
 
     d_m   = r_m - r_bar                              (r_bar: reward of the current weighting)
     d_m  <- sign(d_m) * max(|d_m| - z * se_m, 0)      (only differences clear of noise count)
@@ -8,16 +18,23 @@ The update is a multiplicative-weights step on the policy's current weights:
     w_m'' = w_m' lifted to at least ``floor``         (every model keeps an exploration share; models
                                                       above it keep their ratios)
 
-Models with fewer than ``min_samples`` observations are not judged on their sparse data: they are
-taken to be exactly acceptable (r_m = minAcceptable), so traffic leaving a failing model goes to them
-without them being rewarded or punished for noise. A proposal is made only when the weights move by at
-least ``min_change`` in L1 distance.
+With either method, models with fewer than ``min_samples`` observations are not judged on their
+sparse data: they are taken to be exactly acceptable (r_m = minAcceptable, no uncertainty), so traffic
+leaving a failing model goes to them (shared in proportion to their current weights) without them being
+rewarded or punished for noise. A proposal is made only when the weights move by at least
+``min_change`` in L1 distance.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import chdtrc  # chi-squared survival function, without importing scipy.stats
+
+METHODS = ("thompson", "multiplicative")
+POSTERIOR_DRAWS = 20_000  # Monte Carlo draws for P(best); fixed seed, so a proposal is reproducible
 
 
 @dataclass(frozen=True)
@@ -28,8 +45,14 @@ class TuningConfig:
     z: float = 2.0
     min_change: float = 0.05
     window: str = "24h"
+    method: str = "thompson"
+    alpha: float = 0.001
 
     def __post_init__(self) -> None:
+        if not 0.0 < self.alpha < 1.0:
+            raise ValueError(f"alpha must be in (0, 1), got {self.alpha!r}")
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
         if self.min_samples < 1:
             raise ValueError(f"min_samples must be >= 1, got {self.min_samples!r}")
         if not 0.0 <= self.exploration_floor < 0.5:
@@ -128,16 +151,21 @@ def propose_weights(
         return None
     r = {m: float(eligible[m].avg_reward or 0.0) if m in eligible else min_acceptable for m in w}
     r_bar = sum(w[m] * r[m] for m in w)
-    d: dict[str, float] = {}
+    d: dict[str, float] = {}  # each model's difference from the current weighting, beyond z standard errors
     for m in w:
         diff = r[m] - r_bar
         if m in eligible:
             s = eligible[m]
-            se = (s.reward_std or 0.0) / math.sqrt(s.n)
-            diff = math.copysign(max(abs(diff) - cfg.z * se, 0.0), diff)
+            diff = math.copysign(max(abs(diff) - cfg.z * (s.reward_std or 0.0) / math.sqrt(s.n), 0.0), diff)
         d[m] = diff
-    top = max(d.values())
-    raw = {m: w[m] * math.exp(cfg.learning_rate * (d[m] - top)) for m in w}
+    if cfg.method == "thompson":
+        se = {m: _standard_error(eligible[m]) if m in eligible else 0.0 for m in w}
+        if differ_p_value(r, se, set(eligible)) >= cfg.alpha:
+            return None  # the models cannot be told apart: nothing calls for a change
+        raw = prob_best(w, r, se, set(eligible))
+    else:
+        top = max(d.values())
+        raw = {m: w[m] * math.exp(cfg.learning_rate * (d[m] - top)) for m in w}
     new = _round_to_one(_apply_floor(normalize(raw), floors))
     l1 = round(sum(abs(new[m] - w[m]) for m in w), 6)
     below = tuple(sorted(m for m, s in eligible.items() if float(s.avg_reward or 0.0) < min_acceptable))
@@ -156,9 +184,77 @@ def propose_weights(
     )
     if below:
         reason = f"avg reward under minAcceptable {min_acceptable} for {', '.join(below)}"
+    elif cfg.method == "thompson":
+        reason = "each model weighted by its probability of being the best, which moved clear of noise"
     else:
         reason = "a better weighting is clear of noise"
     return Proposal(weights=new, evidence=evidence, l1_change=l1, below_acceptable=below, reason=reason)
+
+
+def _standard_error(s: ArmStats) -> float:
+    std = 0.5 if s.reward_std is None else s.reward_std  # 0.5: the largest std of a reward in [0, 1]
+    return std / math.sqrt(s.n)
+
+
+def differ_p_value(means: dict[str, float], ses: dict[str, float], judged: set[str]) -> float:
+    """P-value of "every model has the same mean reward" (Cochran's Q heterogeneity test).
+
+    Models not judged all sit at one known mean (minAcceptable): when there are any, the common mean is
+    that value and every judged model counts one degree of freedom; otherwise it is the inverse-variance
+    pooled mean (k - 1 degrees of freedom). A judged model with zero standard error that differs at all
+    makes the p-value 0.
+    """
+    names = sorted(judged)
+    others = [m for m in means if m not in judged]
+    var = {m: ses[m] * ses[m] if ses[m] > 1e-100 else 0.0 for m in names}  # 0: an exact mean
+    if others:
+        centre, df = means[others[0]], len(names)
+    else:
+        exact = [means[m] for m in names if var[m] == 0]
+        if exact:  # the others are compared with the exact mean
+            if max(exact) != min(exact):
+                return 0.0
+            centre = exact[0]
+        else:
+            centre = sum(means[m] / var[m] for m in names) / sum(1.0 / var[m] for m in names)
+        df = len(names) - 1
+    if df < 1:
+        return 1.0
+    q = 0.0
+    for m in names:
+        diff = means[m] - centre
+        if diff == 0:
+            continue
+        if var[m] == 0:
+            return 0.0
+        q += diff * diff / var[m]
+    return float(chdtrc(df, q))
+
+
+def prob_best(weights: dict[str, float], means: dict[str, float], ses: dict[str, float],
+              judged: set[str]) -> dict[str, float]:
+    """P(model has the best mean), from independent Gaussians N(mean, se²) of the judged models.
+
+    The models not judged count as one arm at their common (certain) mean; its probability is shared
+    among them in proportion to their current ``weights`` (evenly when those are all zero). Ties between
+    certain means split evenly. Monte Carlo with a fixed seed: the same stats give the same answer.
+    """
+    names = sorted(judged)
+    others = [m for m in weights if m not in judged]
+    arms = names + (["(not judged)"] if others else [])
+    mu = np.array([means[m] for m in names] + ([means[others[0]]] if others else []))
+    sd = np.array([ses[m] for m in names] + ([0.0] if others else []))
+    rng = np.random.default_rng(0)
+    draws = mu + sd * rng.standard_normal((POSTERIOR_DRAWS, len(arms)))
+    best = draws == draws.max(axis=1, keepdims=True)
+    p = (best / best.sum(axis=1, keepdims=True)).mean(axis=0)
+    out = {m: float(p[i]) for i, m in enumerate(names)}
+    if others:
+        pool = float(p[-1])
+        mass = sum(weights[m] for m in others)
+        for m in others:
+            out[m] = pool * (weights[m] / mass if mass > 0 else 1.0 / len(others))
+    return {m: out[m] for m in weights}
 
 
 def equivalent(a: dict[str, float], b: dict[str, float], tolerance: float = 0.02) -> bool:

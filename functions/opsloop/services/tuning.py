@@ -10,6 +10,7 @@ from ..domain import reward as reward_domain
 from ..domain import semver, windows
 from ..domain.drift import DriftConfig
 from ..domain.errors import OpsError
+from ..domain.stats import Summary, total, window_stats
 from ..domain.tuning import ArmStats, Proposal, TuningConfig, equivalent, propose_weights
 from ..store import paths
 from ..store.firestore_store import FirestoreStore, ms
@@ -42,6 +43,8 @@ def tuning_config(doc: dict[str, Any]) -> TuningConfig:
         z=float(doc.get("z", d.z)),
         min_change=float(doc.get("minChange", d.min_change)),
         window=str(doc.get("window", d.window)),
+        method=str(doc.get("method", d.method)),
+        alpha=float(doc.get("alpha", d.alpha)),
     )
 
 
@@ -94,13 +97,9 @@ def _tune_one(
         m: drift_cfg.drift_exploration_floor for m, comp in components.items()
         if (st := drifting.get(comp) or {}).get("drifting") and now_ms - int(st.get("updatedAt", 0)) <= fresh_ms
     }
-    recent: list[str] = []
-    if raised and drift_cfg.latest != cfg.window:
-        # a model whose behaviour just changed is judged on the recent window, not on a day of old data
-        for comp, latest in store.stats_for([components[m] for m in raised], drift_cfg.latest).items():
-            if int(latest.get("samples", latest.get("n", 0))) >= cfg.min_samples:
-                stats[comp] = latest
-                recent.append(comp)
+    since = _change_points(store, components, drifting, cfg, drift_cfg, now_ms)
+    for comp, (_, summary) in since.items():
+        stats[comp] = window_stats(summary)
     arms = {
         model: ArmStats(int(s.get("samples", s.get("n", 0))), s.get("avgReward"), s.get("rewardStd"))
         for model, comp in components.items()
@@ -129,7 +128,7 @@ def _tune_one(
         "notes": f"Auto-tuned from {active['version']}",
         "params": {**params, "modelWeights": proposal.weights},
         "evidence": {**_evidence(proposal, cfg, stats, schedule_time), "raisedFloors": raised,
-                     "judgedOnRecentWindow": {"window": drift_cfg.latest, "components": sorted(recent)}},
+                     "judgedSinceChange": {comp: start for comp, (start, _) in sorted(since.items())}},
     }
     audit = {"actor": UPDATER, "action": "draft", "id": policy_id, "from": active["version"], "to": version,
              "reason": proposal.reason}
@@ -140,6 +139,33 @@ def _tune_one(
         policies.activate(store, policy_id, version, actor=UPDATER)
         outcome.activated = True
     return outcome
+
+
+def _change_points(
+    store: FirestoreStore,
+    components: dict[str, str],
+    drifting: dict[str, dict[str, Any]],
+    cfg: TuningConfig,
+    drift_cfg: DriftConfig,
+    now_ms: int,
+) -> dict[str, tuple[int, Summary]]:
+    """Models whose behaviour changed inside the tuning window, with their data since the change.
+
+    A change point is where the drift check last opened an episode (``changedAt``); the data since the
+    start of the window that revealed it is what the model does now. Judging it on the whole window would
+    mix in its behaviour before the change, which a 24 h window keeps for a day.
+    """
+    end = windows.window_end(now_ms)
+    window_start = end - windows.WINDOWS[cfg.window]
+    out: dict[str, tuple[int, Summary]] = {}
+    for comp in components.values():
+        changed_at = (drifting.get(comp) or {}).get("changedAt")
+        if not isinstance(changed_at, int) or changed_at > now_ms:
+            continue
+        start = windows.window_bounds(changed_at, drift_cfg.latest)[0]
+        if window_start < start < end:
+            out[comp] = (start, total(store.load_segments(comp, windows.cover(start, end))))
+    return out
 
 
 def _evidence(

@@ -684,8 +684,12 @@ class FirestoreStore:
                 metrics[metric] = {**test, "drifting": bool(test["drifted"]),
                                    "since": since if test["drifted"] else None, "checkedAt": schedule_ms}
             drifting = any(m.get("drifting") for m in metrics.values())
-            txn.set(ref, {"component": component, "metrics": metrics, "drifting": drifting,
-                          "updatedAt": schedule_ms})
+            doc = {"component": component, "metrics": metrics, "drifting": drifting, "updatedAt": schedule_ms}
+            # the last time an episode opened: a change point, kept after the episode closes or goes stale
+            changed_at = schedule_ms if raised else state.get("changedAt")
+            if changed_at is not None:
+                doc["changedAt"] = changed_at
+            txn.set(ref, doc)
             return raised
 
         return run_transaction(self.db, work)

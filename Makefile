@@ -36,7 +36,7 @@ typecheck: $(STAMP)
 	$(PY) -m mypy
 
 bench: $(STAMP) emulator-check
-	$(PY) bench/perf.py --sizes 10000 30000
+	$(PY) bench/perf.py --sizes 10000 30000 100000
 	$(PY) bench/quantiles.py
 	$(PY) bench/rollout_sim.py
 	$(PY) bench/load_test.py

@@ -1,6 +1,9 @@
 """Performance of the loop against a fresh Firestore emulator, every figure a ratio taken in one run.
 
-    .venv/bin/python bench/perf.py [--sizes 10000 100000]      # writes bench/results/perf.json
+    .venv/bin/python bench/perf.py [--sizes 10000 30000 100000]      # writes bench/results/perf.json
+
+Each measurement below gets its own freshly started, warmed-up emulator; a scoring ratio is taken against
+the raw ceiling measured on that same emulator, at that backlog size, just before.
 
 1. ceiling   raw emulator throughput with the plain client: batched writes, reads by query pages
 2. scoring   a backlog across 20 components scored by score_observations (in a child process, so its
@@ -206,7 +209,7 @@ def pct(values: list[float], q: float) -> float:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 30_000, 100_000])
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "perf.json")
     args = parser.parse_args(argv)
 

@@ -294,6 +294,22 @@ def test_models_that_differ_are_told_apart() -> None:
     assert differ_p_value({"a": 0.7, "b": 0.71}, {"a": 0.0, "b": 0.0}, {"a", "b"}) == 0.0
 
 
+def test_a_new_sparse_model_does_not_open_the_gate_for_equal_good_models() -> None:
+    """Judged models above minAcceptable are no evidence about how to split traffic among themselves."""
+    stats = {m: ArmStats(n=2000, avg_reward=r, reward_std=0.2) for m, r in
+             (("gpt-5", 0.901), ("gemini", 0.899), ("claude", 0.897))}
+    current = {"gpt-5": 0.3, "gemini": 0.3, "claude": 0.3, "llama": 0.1}
+    assert propose_weights(current, stats, MIN_ACCEPTABLE, THOMPSON) is None
+    with_new = {**stats, "llama": ArmStats(n=10, avg_reward=0.95, reward_std=0.1)}
+    assert propose_weights(current, with_new, MIN_ACCEPTABLE, THOMPSON) is None
+
+
+def test_identical_rewards_do_not_make_a_small_sample_certain() -> None:
+    stats = {"gpt-5": ArmStats(n=50, avg_reward=1.0, reward_std=0.0),
+             "gemini": ArmStats(n=20_000, avg_reward=0.998, reward_std=0.0)}
+    assert propose_weights({"gpt-5": 0.5, "gemini": 0.5}, stats, MIN_ACCEPTABLE, THOMPSON) is None
+
+
 def test_the_method_is_validated() -> None:
     with pytest.raises(ValueError, match="method"):
         TuningConfig(method="greedy")

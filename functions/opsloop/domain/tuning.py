@@ -6,9 +6,9 @@ mean (its window mean, standard error std/sqrt(n)): the share of traffic Thompso
 over the next hour, decided once an hour. Models with little data have wide posteriors and keep a
 share; a model that is clearly worse goes down to the exploration floor at once instead of in steps.
 A proposal is made only when a test that the models' mean rewards differ at all rejects at level
-``alpha`` (Cochran's Q: sum of (r_m - pooled)^2 / se_m^2 against chi-squared), so identical models
-move traffic only at that rate, however many there are; without such a gate, Thompson's allocation
-would chase noise every hour.
+``alpha`` (Cochran's Q among the judged models; and, when some are not judged, a test that a judged
+one is below minAcceptable), so identical models move traffic only at that rate, however many there
+are; without such a gate, Thompson's allocation would chase noise every hour.
 
 ``multiplicative`` is a multiplicative-weights step on the policy's current weights:
 
@@ -192,43 +192,63 @@ def propose_weights(
 
 
 def _standard_error(s: ArmStats) -> float:
-    std = 0.5 if s.reward_std is None else s.reward_std  # 0.5: the largest std of a reward in [0, 1]
+    """std/sqrt(n), the std taken to be at least 0.5/sqrt(n) (and 0.5, the most a reward in [0, 1] can
+    have, when unknown): n identical rewards do not make a mean certain."""
+    floor = 0.5 / math.sqrt(s.n)
+    std = 0.5 if s.reward_std is None else max(s.reward_std, floor)
     return std / math.sqrt(s.n)
 
 
 def differ_p_value(means: dict[str, float], ses: dict[str, float], judged: set[str]) -> float:
-    """P-value of "every model has the same mean reward" (Cochran's Q heterogeneity test).
+    """P-value of "nothing calls for moving traffic", from two tests, Bonferroni-combined.
 
-    Models not judged all sit at one known mean (minAcceptable): when there are any, the common mean is
-    that value and every judged model counts one degree of freedom; otherwise it is the inverse-variance
-    pooled mean (k - 1 degrees of freedom). A judged model with zero standard error that differs at all
-    makes the p-value 0.
+    * The judged models differ among themselves: Cochran's Q, sum of (r_m - pooled)^2 / se_m^2 against
+      chi-squared with k - 1 degrees of freedom (pooled: the inverse-variance mean).
+    * When some models are not judged (they sit at one known mean, minAcceptable): some judged model is
+      below that mean (one-sided z per judged model, Bonferroni over them), so its traffic should go to
+      the others. Judged models merely above it do not open the gate: that alone is no evidence about
+      how to split traffic among them.
+
+    A judged model with zero standard error (only in direct calls: ``_standard_error`` never returns 0)
+    that differs at all makes the p-value 0.
     """
     names = sorted(judged)
     others = [m for m in means if m not in judged]
     var = {m: ses[m] * ses[m] if ses[m] > 1e-100 else 0.0 for m in names}  # 0: an exact mean
-    if others:
-        centre, df = means[others[0]], len(names)
-    else:
+    tests: list[float] = []
+    if len(names) >= 2:
         exact = [means[m] for m in names if var[m] == 0]
-        if exact:  # the others are compared with the exact mean
-            if max(exact) != min(exact):
-                return 0.0
-            centre = exact[0]
+        if exact and max(exact) != min(exact):
+            tests.append(0.0)
         else:
-            centre = sum(means[m] / var[m] for m in names) / sum(1.0 / var[m] for m in names)
-        df = len(names) - 1
-    if df < 1:
+            if exact:  # the others are compared with the exact mean
+                centre = exact[0]
+            else:
+                centre = sum(means[m] / var[m] for m in names) / sum(1.0 / var[m] for m in names)
+            q, certain = 0.0, False
+            for m in names:
+                diff = means[m] - centre
+                if diff == 0:
+                    continue
+                if var[m] == 0:
+                    certain = True
+                    break
+                q += diff * diff / var[m]
+            tests.append(0.0 if certain else float(chdtrc(len(names) - 1, q)))
+    if others:
+        level = means[others[0]]
+        below = []
+        for m in names:
+            if means[m] >= level:
+                below.append(1.0)
+            elif var[m] == 0:
+                below.append(0.0)
+            else:
+                below.append(0.5 * math.erfc((level - means[m]) / math.sqrt(var[m]) / math.sqrt(2.0)))
+        tests.append(min(1.0, len(names) * min(below, default=1.0)))
+    if not tests:
         return 1.0
-    q = 0.0
-    for m in names:
-        diff = means[m] - centre
-        if diff == 0:
-            continue
-        if var[m] == 0:
-            return 0.0
-        q += diff * diff / var[m]
-    return float(chdtrc(df, q))
+    return min(1.0, len(tests) * min(tests))
 
 
 def prob_best(weights: dict[str, float], means: dict[str, float], ses: dict[str, float],

@@ -242,8 +242,8 @@ class FirestoreStore:
         reward_col = self.db.collection(paths.REWARDS)
         delta_ref = self.db.collection(paths.BUCKET_DELTAS).document(delta_id or uuid.uuid4().hex)
         cursor_ref = self._cursor_ref()
-        delta_doc = {"createdAt": _now_ms(), "format": DELTA_FORMAT, "buckets": len(deltas),
-                     "payload": encode_deltas(deltas)}
+        delta_doc = {"createdAt": _now_ms(), "format": DELTA_FORMAT, "bucketCount": len(deltas),
+                     "payload": encode_deltas(deltas)}  # ("buckets" would break folds of older versions)
 
         def work(txn: firestore.Transaction) -> bool:
             current = self._cursor_from(cursor_ref.get(transaction=txn))

@@ -239,7 +239,8 @@ def test_a_model_that_changed_is_judged_on_its_data_since_the_change(rollout_sto
     is gone, but the change point still bounds gpt-5's data: 24 h of mostly good history does not win
     its traffic back.
     """
-    t = now().replace(minute=30, second=0, microsecond=0)
+    t = now().replace(second=0, microsecond=0)
+    t -= dt.timedelta(minutes=t.minute % 5)  # on the 5-minute grid, never in the future
     t_ms = int(t.timestamp() * 1000)
     rng = random.Random(21)
 

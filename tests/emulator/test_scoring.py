@@ -263,21 +263,48 @@ def test_scoring_reads_only_the_fields_it_scores(seeded: FirestoreStore) -> None
     assert obs.data["errorCode"] == "E1" and obs.data["policyVersion"] == "router-core@1.0.0"
 
 
+def record_calls(monkeypatch: pytest.MonkeyPatch, method: str) -> list[tuple[tuple[Any, ...], Any]]:
+    """Wrap a FirestoreStore method; returns the list its calls land in as (args, result)."""
+    calls: list[tuple[tuple[Any, ...], Any]] = []
+    real = getattr(FirestoreStore, method)
+
+    def wrapped(self: FirestoreStore, *args: Any, **kwargs: Any) -> Any:
+        out = real(self, *args, **kwargs)
+        calls.append((args, out))
+        return out
+
+    monkeypatch.setattr(FirestoreStore, method, wrapped)
+    return calls
+
+
+@pytest.mark.parametrize("max_writes", [33, 5], ids=["folds-early", "one-chunk-too-big"])
+def test_a_fold_stays_within_one_transaction_s_writes(
+    seeded: FirestoreStore, monkeypatch: pytest.MonkeyPatch, max_writes: int
+) -> None:
+    """Folds come early when the held buckets near the bound; a chunk over it alone is folded by reading."""
+    items = make_batch(300, seed=14)
+    ingest(seeded, items)
+    monkeypatch.setattr(scoring, "FOLD_MAX_WRITES", max_writes)
+    own, generic = record_calls(monkeypatch, "fold_own"), record_calls(monkeypatch, "fold_deltas")
+    result = scoring.score_observations(seeded, NOW, settings=SMALL)
+    if max_writes == 33:  # one chunk touches ~28 buckets, all 8 would need ~36 writes
+        assert len(own) > 1 and all(ok and len(ids) + len(parts) <= 33 for (ids, parts), ok in own)
+    else:
+        assert own == [] and sum(n for _, (n, _) in generic) == result.chunks
+    assert seeded.pending_deltas() == 0
+    assert_counted_once(seeded, items, result.stats)
+
+
 def test_a_run_folds_its_own_deltas_from_memory_without_reading_them(
     seeded: FirestoreStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     items = make_batch(300, seed=11)
     ingest(seeded, items)
     monkeypatch.setattr(scoring, "FOLD_EVERY", 3)
-    own, generic = [], []
-    real_own, real_generic = FirestoreStore.fold_own, FirestoreStore.fold_deltas
-    monkeypatch.setattr(FirestoreStore, "fold_own", lambda self, ids, parts: own.append(
-        (len(ids), real_own(self, ids, parts))) or own[-1][1])
-    monkeypatch.setattr(FirestoreStore, "fold_deltas", lambda self, *a, **k: generic.append(
-        real_generic(self, *a, **k)) or generic[-1])
+    own, generic = record_calls(monkeypatch, "fold_own"), record_calls(monkeypatch, "fold_deltas")
     result = scoring.score_observations(seeded, NOW, settings=SMALL)
-    assert result.chunks == 8 and own == [(3, True), (3, True), (2, True)]
-    assert all(n == 0 for n, _ in generic)  # the generic folds found nothing left to read
+    assert result.chunks == 8 and [(len(ids), ok) for (ids, _), ok in own] == [(3, True), (3, True), (2, True)]
+    assert all(n == 0 for _, (n, _) in generic)  # the generic folds found nothing left to read
     assert seeded.pending_deltas() == 0
     assert_counted_once(seeded, items, result.stats)
 
@@ -289,10 +316,7 @@ def test_deltas_folded_by_another_run_meanwhile_are_counted_once(
     items = make_batch(300, seed=12)
     ingest(seeded, items)
     monkeypatch.setattr(scoring, "FOLD_EVERY", 4)
-    results = []
-    real_own = FirestoreStore.fold_own
-    monkeypatch.setattr(FirestoreStore, "fold_own", lambda self, ids, parts: results.append(
-        real_own(self, ids, parts)) or results[-1])
+    own = record_calls(monkeypatch, "fold_own")
     commits = {"n": 0}
 
     def interfere(name: str) -> None:
@@ -302,7 +326,7 @@ def test_deltas_folded_by_another_run_meanwhile_are_counted_once(
                 assert seeded.fold_deltas(max_docs=1)[0] == 1  # someone else takes the oldest pending delta
 
     result = scoring.score_observations(seeded, NOW, settings=SMALL, checkpoint=interfere)
-    assert results == [False, True]  # read back after the interference, from memory afterwards
+    assert [ok for _, ok in own] == [False, True]  # read back after the interference, from memory afterwards
     assert seeded.pending_deltas() == 0
     assert_counted_once(seeded, items, result.stats)
 

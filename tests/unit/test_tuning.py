@@ -288,10 +288,11 @@ def test_the_test_that_models_differ_has_its_nominal_size() -> None:
 def test_models_that_differ_are_told_apart() -> None:
     means, ses = {"a": 0.83, "b": 0.88, "c": 0.76}, {"a": 0.025, "b": 0.004, "c": 0.025}
     assert differ_p_value(means, ses, {"a", "b", "c"}) < 1e-5  # the world of bench/tuning_sim.py
-    assert differ_p_value({"a": 0.2, "b": 0.55}, {"a": 0.05, "b": 0.0}, {"a"}) < 1e-6  # vs the not-judged
-    assert differ_p_value({"a": 0.55, "b": 0.55}, {"a": 0.05, "b": 0.0}, {"a"}) == 1.0
-    assert differ_p_value({"a": 0.7, "b": 0.7}, {"a": 0.0, "b": 0.0}, {"a", "b"}) == 1.0
-    assert differ_p_value({"a": 0.7, "b": 0.71}, {"a": 0.0, "b": 0.0}, {"a", "b"}) == 0.0
+    assert differ_p_value({"a": 0.2, "b": 0.55}, {"a": 0.05, "b": 0.0}, {"a"}) < 1e-6  # below the not-judged
+    assert differ_p_value({"a": 0.55, "b": 0.55}, {"a": 0.05, "b": 0.0}, {"a"}) == 0.5  # one-sided, at the level
+    assert differ_p_value({"a": 0.95, "b": 0.55}, {"a": 0.001, "b": 0.0}, {"a"}) == 1.0  # above it: no evidence
+    assert differ_p_value({"a": 0.7, "b": 0.7}, {"a": 0.01, "b": 0.01}, {"a", "b"}) == 1.0
+    assert differ_p_value({"a": 0.7, "b": 0.75}, {"a": 0.001, "b": 0.001}, {"a", "b"}) < 1e-12
 
 
 def test_a_new_sparse_model_does_not_open_the_gate_for_equal_good_models() -> None:
@@ -313,6 +314,16 @@ def test_identical_rewards_do_not_make_a_small_sample_certain() -> None:
 def test_the_method_is_validated() -> None:
     with pytest.raises(ValueError, match="method"):
         TuningConfig(method="greedy")
+    with pytest.raises(ValueError, match="alpha"):
+        TuningConfig(alpha=0.0)
+
+
+def test_method_and_alpha_are_read_from_config_tuning() -> None:
+    from opsloop.services.tuning import tuning_config
+
+    cfg = tuning_config({"method": "multiplicative", "alpha": 0.01})
+    assert (cfg.method, cfg.alpha) == ("multiplicative", 0.01)
+    assert (tuning_config({}).method, tuning_config({}).alpha) == ("thompson", 0.001)
 
 
 # --- helpers ---------------------------------------------------------------------------------------------

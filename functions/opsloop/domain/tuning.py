@@ -150,20 +150,20 @@ def propose_weights(
     if not eligible:
         return None
     r = {m: float(eligible[m].avg_reward or 0.0) if m in eligible else min_acceptable for m in w}
-    r_bar = sum(w[m] * r[m] for m in w)
-    d: dict[str, float] = {}  # each model's difference from the current weighting, beyond z standard errors
-    for m in w:
-        diff = r[m] - r_bar
-        if m in eligible:
-            s = eligible[m]
-            diff = math.copysign(max(abs(diff) - cfg.z * (s.reward_std or 0.0) / math.sqrt(s.n), 0.0), diff)
-        d[m] = diff
     if cfg.method == "thompson":
         se = {m: _standard_error(eligible[m]) if m in eligible else 0.0 for m in w}
         if differ_p_value(r, se, set(eligible)) >= cfg.alpha:
             return None  # the models cannot be told apart: nothing calls for a change
         raw = prob_best(w, r, se, set(eligible))
     else:
+        r_bar = sum(w[m] * r[m] for m in w)
+        d: dict[str, float] = {}  # each model's difference from the current weighting, beyond z std errors
+        for m in w:
+            diff = r[m] - r_bar
+            if m in eligible:
+                s = eligible[m]
+                diff = math.copysign(max(abs(diff) - cfg.z * (s.reward_std or 0.0) / math.sqrt(s.n), 0.0), diff)
+            d[m] = diff
         top = max(d.values())
         raw = {m: w[m] * math.exp(cfg.learning_rate * (d[m] - top)) for m in w}
     new = _round_to_one(_apply_floor(normalize(raw), floors))
@@ -205,50 +205,25 @@ def differ_p_value(means: dict[str, float], ses: dict[str, float], judged: set[s
     * The judged models differ among themselves: Cochran's Q, sum of (r_m - pooled)^2 / se_m^2 against
       chi-squared with k - 1 degrees of freedom (pooled: the inverse-variance mean).
     * When some models are not judged (they sit at one known mean, minAcceptable): some judged model is
-      below that mean (one-sided z per judged model, Bonferroni over them), so its traffic should go to
-      the others. Judged models merely above it do not open the gate: that alone is no evidence about
-      how to split traffic among them.
+      below that mean (one-sided z of the one furthest below, Bonferroni over the judged), so its traffic
+      should go to the others. Judged models merely above it do not open the gate: that alone is no
+      evidence about how to split traffic among them.
 
-    A judged model with zero standard error (only in direct calls: ``_standard_error`` never returns 0)
-    that differs at all makes the p-value 0.
+    Judged models need a standard error > 0 (``_standard_error`` floors it).
     """
     names = sorted(judged)
-    others = [m for m in means if m not in judged]
-    var = {m: ses[m] * ses[m] if ses[m] > 1e-100 else 0.0 for m in names}  # 0: an exact mean
     tests: list[float] = []
     if len(names) >= 2:
-        exact = [means[m] for m in names if var[m] == 0]
-        if exact and max(exact) != min(exact):
-            tests.append(0.0)
-        else:
-            if exact:  # the others are compared with the exact mean
-                centre = exact[0]
-            else:
-                centre = sum(means[m] / var[m] for m in names) / sum(1.0 / var[m] for m in names)
-            q, certain = 0.0, False
-            for m in names:
-                diff = means[m] - centre
-                if diff == 0:
-                    continue
-                if var[m] == 0:
-                    certain = True
-                    break
-                q += diff * diff / var[m]
-            tests.append(0.0 if certain else float(chdtrc(len(names) - 1, q)))
-    if others:
+        precision = {m: 1.0 / (ses[m] * ses[m]) for m in names}
+        centre = sum(precision[m] * means[m] for m in names) / sum(precision.values())
+        q = sum(precision[m] * (means[m] - centre) ** 2 for m in names)
+        tests.append(float(chdtrc(len(names) - 1, q)))
+    others = [m for m in means if m not in judged]
+    if others and names:
         level = means[others[0]]
-        below = []
-        for m in names:
-            if means[m] >= level:
-                below.append(1.0)
-            elif var[m] == 0:
-                below.append(0.0)
-            else:
-                below.append(0.5 * math.erfc((level - means[m]) / math.sqrt(var[m]) / math.sqrt(2.0)))
-        tests.append(min(1.0, len(names) * min(below, default=1.0)))
-    if not tests:
-        return 1.0
-    return min(1.0, len(tests) * min(tests))
+        z = max((level - means[m]) / ses[m] for m in names)
+        tests.append(min(1.0, len(names) * 0.5 * math.erfc(z / math.sqrt(2.0))))
+    return min(1.0, len(tests) * min(tests)) if tests else 1.0
 
 
 def prob_best(weights: dict[str, float], means: dict[str, float], ses: dict[str, float],

@@ -87,14 +87,8 @@ def decode_deltas(doc: dict[str, Any]) -> dict[str, tuple[dict[str, Any], Summar
                 e[key] = base64.b64decode(e.get(key) or "")
     else:
         entries = doc.get("buckets") or []
-    out: dict[str, tuple[dict[str, Any], Summary]] = {}
-    for e in entries:
-        ident = {"component": e["component"], "level": e["level"], "start": e["start"]}
-        summary = Summary.from_doc(e)
-        if e["id"] in out:  # never written so, but adding is the only safe reading
-            summary = total([out[e["id"]][1], summary])
-        out[e["id"]] = (ident, summary)
-    return out
+    return {e["id"]: ({"component": e["component"], "level": e["level"], "start": e["start"]}, Summary.from_doc(e))
+            for e in entries}  # one entry per bucket: they were a dict when encoded
 
 
 class FirestoreStore:

@@ -135,6 +135,7 @@ def test_an_exhausted_activation_leaves_no_partial_state(
     assert seeded.count("ops_audit") == audit_before
     assert not seeded.db.collection("ops_policy_heads").document("router-core").get().exists
     assert seeded.db.collection("ops_audit_chains").document("policy:router-core").get().to_dict()["seq"] == 2
+    assert not seeded.db.collection("ops_runs").document("turn-policy-router-core").get().exists  # released
 
 
 def test_an_exhausted_scoring_chunk_writes_nothing_and_a_later_run_recovers(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import itertools
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,6 +14,7 @@ import pytest
 from opsloop.domain.errors import FailedPrecondition, NotFound
 from opsloop.services import policies, scoring, tuning
 from opsloop.services.record import record_batch
+from opsloop.store import firestore_store
 from opsloop.store.firestore_store import FirestoreStore
 
 pytestmark = pytest.mark.emulator
@@ -39,8 +42,18 @@ def change_audits(store: FirestoreStore) -> list[dict[str, Any]]:
     return [a for a in store.audit_log(limit=500) if a["action"] in ("activate", "rollback")]
 
 
-def test_ten_concurrent_activations_leave_one_active_and_one_audit_per_change(seeded: FirestoreStore) -> None:
-    versions = [f"1.0.{i}" for i in range(1, 11)]
+@contextlib.contextmanager
+def no_turnstile(ref: Any, **_: Any) -> Iterator[bool]:
+    yield False
+
+
+@pytest.mark.parametrize(("turnstile", "admins"), [(True, 10), (False, 4)], ids=["turnstile", "transaction-only"])
+def test_concurrent_activations_leave_one_active_and_one_audit_per_change(
+    seeded: FirestoreStore, monkeypatch: pytest.MonkeyPatch, turnstile: bool, admins: int
+) -> None:
+    if not turnstile:  # the transaction alone must keep this consistent; the turnstile only saves lock timeouts
+        monkeypatch.setattr(firestore_store, "turnstile", no_turnstile)
+    versions = [f"1.0.{i}" for i in range(1, admins + 1)]
     for v in versions:
         add_version(seeded, v)
     results: list[policies.ChangeResult] = []
@@ -62,7 +75,7 @@ def test_ten_concurrent_activations_leave_one_active_and_one_audit_per_change(se
     active = [v for v, s in final.items() if s == "active"]
     assert len(active) == 1
     audits = change_audits(seeded)
-    assert len(audits) == sum(r.changed for r in results) == 10
+    assert len(audits) == sum(r.changed for r in results) == admins
     # the audit entries chain: each change starts where the previous one ended
     chain = sorted(audits, key=lambda a: a["seq"])
     assert chain[0]["from"] == "1.0.0"

@@ -22,7 +22,7 @@ from ..domain.errors import Conflict, FailedPrecondition
 from ..domain.stats import Summary, total
 from ..domain.windows import Segment
 from . import paths
-from .tx import TransactionExhausted, run_transaction
+from .tx import TransactionExhausted, run_transaction, turnstile
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -605,9 +605,11 @@ class FirestoreStore:
             return transition, sealed
 
         try:
-            # Policy changes are rare and worth waiting for: a burst of concurrent admins (ten at once in the
-            # tests) on one head document outlasts the default budget on the emulator's lock timeouts.
-            return run_transaction(self.db, work, attempts=TRANSITION_ATTEMPTS, max_delay=3.0)
+            # Policy changes are rare and worth waiting for: concurrent admins and the rollout controller
+            # meet on one head document, so they queue at the policy's turnstile instead of deadlocking
+            # in the transaction (the emulator resolves that only by 2-second lock timeouts).
+            with turnstile(self.db.collection(paths.RUNS).document(f"turn-policy-{policy_id}")):
+                return run_transaction(self.db, work, attempts=TRANSITION_ATTEMPTS, max_delay=3.0)
         except TransactionExhausted as exc:
             raise Conflict(f"policy {policy_id} is being changed concurrently; retry") from exc
 

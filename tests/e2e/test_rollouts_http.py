@@ -12,6 +12,7 @@ import requests
 from opsloop.services.routing import Router
 from opsloop.store.firestore_store import FirestoreStore
 from tests.e2e.test_functions_http import ADMIN, SERVICE, call, post_obs, trigger
+from tests.helpers import just_now_ms
 
 pytestmark = [pytest.mark.e2e, pytest.mark.emulator]
 
@@ -20,7 +21,7 @@ QUALITY = {"gpt-5": 0.6, "gemini": 0.97, "claude": 0.95}  # success rate per mod
 
 def traffic(server: str, router: Router, n: int, seed: int) -> None:
     rng = random.Random(seed)
-    ts = int(dt.datetime.now(dt.UTC).timestamp() * 1000) - 1000
+    ts = just_now_ms()
     items = []
     for i in range(n):
         c = router.route(f"req-{seed}-{i}", "router-core")

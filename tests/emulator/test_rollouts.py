@@ -13,6 +13,7 @@ from opsloop.services import drift, rollouts, scoring, tuning
 from opsloop.services.record import record_batch
 from opsloop.services.routing import Router
 from opsloop.store.firestore_store import FirestoreStore
+from tests.helpers import just_now_ms
 
 pytestmark = pytest.mark.emulator
 
@@ -37,7 +38,7 @@ def add_draft(store: FirestoreStore, version: str, weights: dict[str, float]) ->
 def send_traffic(store: FirestoreStore, router: Router, n: int, seed: int, world: dict[str, Any] = WORLD) -> None:
     """Route ``n`` requests like a component would and record what happened."""
     rng = random.Random(seed)
-    ts = int(now().timestamp() * 1000) - 1000
+    ts = just_now_ms()
     items = []
     for i in range(n):
         call = router.route(f"req-{seed}-{i}", "router-core")

@@ -5,6 +5,9 @@
 
 A simulated LLM router with four models whose latency, cost and success distributions are hidden; the
 best one (``gpt-5``) drifts halfway through the run: its success rate drops from 0.97 to 0.60.
+``--world improves`` is the opposite test: nothing degrades, and the model the loop has pushed down to
+its exploration floor (``llama``, fast and cheap but unreliable) becomes reliable (0.80 -> 0.99) and the
+best: does a loop that explores little still notice?
 
 **Our loop** runs for real, in simulated time, against a fresh Firestore emulator this script starts:
 the seed is loaded (its router policy given the four models), ``learning.autoActivatePolicies`` is on
@@ -74,12 +77,21 @@ class ModelTruth:
         return self.success
 
 
-WORLD: dict[str, ModelTruth] = {
-    "gpt-5": ModelTruth(0.97, 800.0, 0.4, 0.020, success_after_drift=0.60),
-    "gemini": ModelTruth(0.92, 1000.0, 0.4, 0.015),
-    "claude": ModelTruth(0.95, 1800.0, 0.4, 0.040),
-    "llama": ModelTruth(0.80, 500.0, 0.5, 0.003),  # fastest and cheapest, least reliable
+WORLDS: dict[str, dict[str, ModelTruth]] = {
+    "degrades": {
+        "gpt-5": ModelTruth(0.97, 800.0, 0.4, 0.020, success_after_drift=0.60),
+        "gemini": ModelTruth(0.92, 1000.0, 0.4, 0.015),
+        "claude": ModelTruth(0.95, 1800.0, 0.4, 0.040),
+        "llama": ModelTruth(0.80, 500.0, 0.5, 0.003),  # fastest and cheapest, least reliable
+    },
+    "improves": {
+        "gpt-5": ModelTruth(0.97, 800.0, 0.4, 0.020),
+        "gemini": ModelTruth(0.92, 1000.0, 0.4, 0.015),
+        "claude": ModelTruth(0.95, 1800.0, 0.4, 0.040),
+        "llama": ModelTruth(0.80, 500.0, 0.5, 0.003, success_after_drift=0.99),  # then the best by far
+    },
 }
+WORLD = WORLDS["degrades"]  # set by --world
 COST_SIGMA = 0.3
 
 
@@ -377,13 +389,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tuning", type=json.loads, default={},
                         help='extra config/tuning fields for the loop, e.g. \'{"learningRate": 20}\'')
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--world", choices=sorted(WORLDS), default="degrades",
+                        help="degrades: the best model gets worse at half time; improves: a floor model gets best")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "tuning_sim.json")
     args = parser.parse_args(argv)
+    global WORLD
+    WORLD = WORLDS[args.world]
     t0 = time.monotonic()
     cfg = RewardConfig()
     hours, requests, drift_hour = args.hours, args.requests, args.hours // 2
     windows = [w for w in args.windows.split(",") if w]
-    print(f"tuning simulation: {hours} hours x {requests} requests, gpt-5 success 0.97 -> 0.60 at hour "
+    change = ", ".join(f"{m} success {t.success:.2f} -> {t.success_after_drift:.2f}"
+                       for m, t in WORLD.items() if t.success_after_drift is not None)
+    print(f"tuning simulation: {hours} hours x {requests} requests, {change} at hour "
           f"{drift_hour}; loop windows {windows}; seed {args.seed}")
     draws = draw_world(hours, requests, drift_hour, cfg, args.seed)
     for j, m in enumerate(MODELS):
@@ -445,7 +463,9 @@ def main(argv: list[str] | None = None) -> int:
     report = {
         "command": f"bench/tuning_sim.py --hours {hours} --requests {requests} --windows {args.windows}"
                    + (" --no-drift-checks" if args.no_drift_checks else "")
-                   + (f" --tuning '{json.dumps(args.tuning)}'" if args.tuning else "") + f" --seed {args.seed}",
+                   + (f" --tuning '{json.dumps(args.tuning)}'" if args.tuning else "") + f" --seed {args.seed}"
+                   + (f" --world {args.world}" if args.world != "degrades" else ""),
+        "worldName": args.world,
         "hours": hours, "requestsPerHour": requests, "driftHour": drift_hour,
         "world": {m: asdict(t) for m, t in WORLD.items()},
         "expectedReward": {m: {"beforeDrift": float(draws.expected[0, j]), "afterDrift": float(draws.expected[-1, j])}

@@ -160,7 +160,17 @@ def test_tuning_drafts_bumped_version_from_newest_with_evidence(seeded: Firestor
     # gemini is certainly better than claude, which is not judged (taken as exactly minAcceptable):
     # all but the exploration floors go to gemini
     assert w == {"gpt-5": 0.05, "gemini": 0.9, "claude": 0.05}
+    assert ev["explorationFloor"] == 0.05  # 150 samples of each would need more than 5 % of 180 observations
     assert draft["params"]["fallbackOn"] == ["timeout", "rate_limit"]  # untuned params carried over
+
+
+def test_the_exploration_floor_follows_the_windows_traffic(seeded: FirestoreStore) -> None:
+    seeded.set_config("tuning", {"explorationSamples": 3})  # 3 of each model's next 180 observations
+    failing_gpt5(seeded)
+    [outcome] = tuning.auto_tune(seeded, NOW).outcomes
+    draft = seeded.policy("router-core", str(outcome.version)) or {}
+    assert draft["evidence"]["explorationFloor"] == 0.0167  # 3 / 180, on the weights' 1e-4 grid
+    assert draft["params"]["modelWeights"] == {"gpt-5": 0.0167, "gemini": 0.9666, "claude": 0.0167}
 
 
 def test_kill_switch_stops_drafting_but_not_scoring(seeded: FirestoreStore) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -15,6 +16,7 @@ from opsloop.domain.tuning import (
     TuningConfig,
     differ_p_value,
     equivalent,
+    exploration_floor,
     normalize,
     prob_best,
     propose_weights,
@@ -29,7 +31,8 @@ MIN_ACCEPTABLE = 0.55
 
 
 def assert_well_formed(p: Proposal, current: dict[str, float], cfg: TuningConfig = CFG) -> None:
-    floor = min(cfg.exploration_floor, 1 / len(current))
+    assert 0.0 < p.floor <= cfg.exploration_floor
+    floor = min(p.floor, 1 / len(current))
     assert set(p.weights) == set(current)
     assert sum(p.weights.values()) == pytest.approx(1.0, abs=1e-9)
     for m, w in p.weights.items():
@@ -97,6 +100,8 @@ def test_proposals_sum_to_one_and_respect_the_floor(data: st.DataObject, names: 
     p = propose_weights(current, stats, MIN_ACCEPTABLE, cfg)
     if p is not None:
         assert_well_formed(p, current)
+        traffic = sum(s.n for s in stats.values())
+        assert p.floor == min(cfg.exploration_floor, math.ceil(cfg.exploration_samples / traffic * 1e4) / 1e4)
 
 
 @BOTH
@@ -321,9 +326,65 @@ def test_the_method_is_validated() -> None:
 def test_method_and_alpha_are_read_from_config_tuning() -> None:
     from opsloop.services.tuning import tuning_config
 
-    cfg = tuning_config({"method": "multiplicative", "alpha": 0.01})
-    assert (cfg.method, cfg.alpha) == ("multiplicative", 0.01)
-    assert (tuning_config({}).method, tuning_config({}).alpha) == ("thompson", 0.001)
+    cfg = tuning_config({"method": "multiplicative", "alpha": 0.01, "explorationSamples": 0})
+    assert (cfg.method, cfg.alpha, cfg.exploration_samples) == ("multiplicative", 0.01, 0)
+    default = tuning_config({})
+    assert (default.method, default.alpha, default.exploration_samples) == ("thompson", 0.001, 150)
+
+
+# --- the exploration floor follows traffic -----------------------------------------------------------------
+
+BUSY = {"gpt-5": ArmStats(n=6000, avg_reward=0.88, reward_std=0.2),  # 6,400 observations in the window
+        "gemini": ArmStats(n=200, avg_reward=0.70, reward_std=0.2),
+        "claude": ArmStats(n=200, avg_reward=0.72, reward_std=0.2)}
+
+
+def settle(stats: dict[str, ArmStats], cfg: TuningConfig, raised: dict[str, float] | None = None
+           ) -> tuple[dict[str, float], list[float]]:
+    """Apply proposals round after round (the multiplicative method moves in steps) until none is made."""
+    weights, floors = dict(SEEDED_WEIGHTS), []
+    for _ in range(30):
+        p = propose_weights(weights, stats, MIN_ACCEPTABLE, cfg, raised_floors=raised)
+        if p is None:
+            break
+        weights, floors = p.weights, [*floors, p.floor]
+    return weights, floors
+
+
+@BOTH
+def test_a_busy_router_explores_only_what_keeps_every_model_judged(cfg: TuningConfig) -> None:
+    weights, floors = settle(BUSY, cfg)
+    assert floors and set(floors) == {0.0235}  # 150 / 6400 = 0.0234375: 150 observations of each next window
+    assert weights["gemini"] == pytest.approx(0.0235, abs=0.002)
+    assert weights["claude"] == pytest.approx(0.0235, abs=0.002)
+    assert weights["gpt-5"] > 0.94
+
+
+@BOTH
+def test_a_quiet_router_or_a_fixed_floor_explores_at_exploration_floor(cfg: TuningConfig) -> None:
+    quiet = {m: ArmStats(n=s.n // 40, avg_reward=s.avg_reward, reward_std=s.reward_std) for m, s in BUSY.items()}
+    fixed = dataclasses.replace(cfg, exploration_samples=0)
+    for stats, config in ((quiet, cfg), (BUSY, fixed)):
+        weights, floors = settle(stats, config)
+        if not floors:  # the quiet window's 150 + 5 + 5 observations may not tell the models apart
+            assert stats is quiet and config.method == "thompson"
+            continue
+        assert set(floors) == {cfg.exploration_floor}
+        assert min(weights.values()) == pytest.approx(cfg.exploration_floor, abs=0.002)
+    # the traffic can be given (the service passes the whole window's when a model is judged since a change)
+    told = propose_weights(SEEDED_WEIGHTS, BUSY, MIN_ACCEPTABLE, cfg, window_traffic=12_800)
+    assert told is not None and told.floor == 0.0118  # 150 / 12,800 = 0.01171875, rounded up
+    assert exploration_floor(cfg, 0) == cfg.exploration_floor  # no traffic seen: the configured floor
+    assert exploration_floor(cfg, 1_000_000) == 0.0002  # 150 / 1e6, on the weights' 1e-4 grid
+
+
+@BOTH
+def test_raised_floors_still_lift_a_model_above_the_traffic_floor(cfg: TuningConfig) -> None:
+    # (small steps allowed: the multiplicative method would otherwise stop within minChange of the floor)
+    weights, floors = settle(BUSY, dataclasses.replace(cfg, min_change=0.001), raised={"gemini": 0.2})
+    assert floors
+    assert weights["gemini"] == pytest.approx(0.2, abs=0.002)
+    assert weights["claude"] == pytest.approx(0.0235, abs=0.002)
 
 
 # --- helpers ---------------------------------------------------------------------------------------------
@@ -359,7 +420,8 @@ def test_propose_rejects_bad_current_weights() -> None:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"min_samples": 0}, {"exploration_floor": -0.01}, {"exploration_floor": 0.5}, {"learning_rate": 0.0},
+    [{"min_samples": 0}, {"exploration_samples": -1},
+     {"exploration_floor": -0.01}, {"exploration_floor": 0.5}, {"learning_rate": 0.0},
      {"learning_rate": math.nan}, {"min_change": 0.0}, {"min_change": math.inf}],
 )
 def test_tuning_config_validation(kwargs: dict) -> None:

@@ -18,6 +18,13 @@ are; without such a gate, Thompson's allocation would chase noise every hour.
     w_m'' = w_m' lifted to at least ``floor``         (every model keeps an exploration share; models
                                                       above it keep their ratios)
 
+The exploration floor is sized by traffic: the share that gives a model ``exploration_samples``
+observations over a window as busy as the last one (samples / window traffic), at most
+``exploration_floor``. A quiet router or a short window explores at ``exploration_floor``; a busy one
+spends only what keeps every model judged (>= ``min_samples``) window after window, instead of a fixed
+share of all its traffic on models it has already ruled out. ``exploration_samples = 0`` keeps the fixed
+floor.
+
 With either method, models with fewer than ``min_samples`` observations are not judged on their
 sparse data: they are taken to be exactly acceptable (r_m = minAcceptable, no uncertainty), so traffic
 leaving a failing model goes to them (shared in proportion to their current weights) without them being
@@ -34,6 +41,7 @@ import numpy as np
 from scipy.special import chdtrc  # chi-squared survival function, without importing scipy.stats
 
 METHODS = ("thompson", "multiplicative")
+WEIGHT_DIGITS = 4  # proposed weights are rounded to this many decimals
 POSTERIOR_DRAWS = 20_000  # Monte Carlo draws for P(best); fixed seed, so a proposal is reproducible
 
 
@@ -47,6 +55,7 @@ class TuningConfig:
     window: str = "24h"
     method: str = "thompson"
     alpha: float = 0.001
+    exploration_samples: int = 150
 
     def __post_init__(self) -> None:
         if not 0.0 < self.alpha < 1.0:
@@ -57,6 +66,8 @@ class TuningConfig:
             raise ValueError(f"min_samples must be >= 1, got {self.min_samples!r}")
         if not 0.0 <= self.exploration_floor < 0.5:
             raise ValueError(f"exploration_floor must be in [0, 0.5), got {self.exploration_floor!r}")
+        if self.exploration_samples < 0:
+            raise ValueError(f"exploration_samples must be >= 0, got {self.exploration_samples!r}")
         if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
         if not (math.isfinite(self.min_change) and self.min_change > 0):
@@ -89,6 +100,17 @@ class Proposal:
     l1_change: float
     below_acceptable: tuple[str, ...]
     reason: str
+    floor: float  # the exploration floor this proposal used (before raised floors)
+
+
+def exploration_floor(cfg: TuningConfig, window_traffic: int) -> float:
+    """The share that brings a model ``exploration_samples`` observations in a window with
+    ``window_traffic`` observations, at most ``exploration_floor`` (which a window without traffic uses)."""
+    if cfg.exploration_samples == 0 or window_traffic <= 0:
+        return cfg.exploration_floor
+    grid = 10.0**WEIGHT_DIGITS
+    share = math.ceil(cfg.exploration_samples / window_traffic * grid) / grid
+    return min(cfg.exploration_floor, share)  # on the weights' grid, so rounding never drops below it
 
 
 def normalize(weights: dict[str, float]) -> dict[str, float]:
@@ -117,7 +139,7 @@ def _apply_floor(p: dict[str, float], floors: dict[str, float]) -> dict[str, flo
         pinned |= low
 
 
-def _round_to_one(weights: dict[str, float], digits: int = 4) -> dict[str, float]:
+def _round_to_one(weights: dict[str, float], digits: int = WEIGHT_DIGITS) -> dict[str, float]:
     rounded = {m: round(w, digits) for m, w in weights.items()}
     drift = round(1.0 - sum(rounded.values()), digits)
     if drift:
@@ -132,14 +154,20 @@ def propose_weights(
     min_acceptable: float,
     cfg: TuningConfig,
     raised_floors: dict[str, float] | None = None,
+    window_traffic: int | None = None,
 ) -> Proposal | None:
     """New weights for ``current`` given per-model ``stats``, or None when nothing calls for a change.
 
     ``raised_floors`` lifts the exploration floor of some models (e.g. ones whose behaviour drifted, so
     the tuner keeps learning about them); the floors are capped so they always fit in a total of 1.
+    ``window_traffic`` is the number of observations of the policy's models in the window (the floor
+    follows it); by default the sum of ``stats``' n, which undercounts when some are judged on less.
     """
     w = normalize(current)
-    floors = {m: max(cfg.exploration_floor, (raised_floors or {}).get(m, 0.0)) for m in w}
+    if window_traffic is None:
+        window_traffic = sum(stats[m].n for m in w if m in stats)
+    floor = exploration_floor(cfg, window_traffic)
+    floors = {m: max(floor, (raised_floors or {}).get(m, 0.0)) for m in w}
     if sum(floors.values()) > 1.0:
         scale = 1.0 / sum(floors.values())
         floors = {m: f * scale for m, f in floors.items()}
@@ -188,7 +216,8 @@ def propose_weights(
         reason = "each model weighted by its probability of being the best, which moved clear of noise"
     else:
         reason = "a better weighting is clear of noise"
-    return Proposal(weights=new, evidence=evidence, l1_change=l1, below_acceptable=below, reason=reason)
+    return Proposal(weights=new, evidence=evidence, l1_change=l1, below_acceptable=below, reason=reason,
+                    floor=floor)
 
 
 def _standard_error(s: ArmStats) -> float:

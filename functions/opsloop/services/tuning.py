@@ -45,6 +45,7 @@ def tuning_config(doc: dict[str, Any]) -> TuningConfig:
         window=str(doc.get("window", d.window)),
         method=str(doc.get("method", d.method)),
         alpha=float(doc.get("alpha", d.alpha)),
+        exploration_samples=int(doc.get("explorationSamples", d.exploration_samples)),
     )
 
 
@@ -97,6 +98,8 @@ def _tune_one(
         m: drift_cfg.drift_exploration_floor for m, comp in components.items()
         if (st := drifting.get(comp) or {}).get("drifting") and now_ms - int(st.get("updatedAt", 0)) <= fresh_ms
     }
+    # the traffic the exploration floor is sized by: the whole window's, also for models judged since a change
+    traffic = sum(int(s.get("samples", s.get("n", 0))) for s in stats.values())
     since = _change_points(store, components, drifting, cfg, drift_cfg, now_ms)
     for comp, (_, summary) in since.items():
         stats[comp] = window_stats(summary)
@@ -106,7 +109,7 @@ def _tune_one(
         if (s := stats.get(comp)) is not None
     }
     proposal = propose_weights({m: float(w) for m, w in weights.items()}, arms, reward_cfg.min_acceptable, cfg,
-                               raised_floors=raised)
+                               raised_floors=raised, window_traffic=traffic)
     if proposal is None:
         return TuneOutcome(policy_id, "skipped", "no change called for by the evidence")
     versions = store.policy_versions(policy_id)
@@ -175,6 +178,7 @@ def _evidence(
     return {
         "window": cfg.window,
         "minSamples": cfg.min_samples,
+        "explorationFloor": proposal.floor,
         "statsTs": stats_ts,
         "scheduleTime": ms(schedule_time) if schedule_time else None,
         "l1Change": proposal.l1_change,

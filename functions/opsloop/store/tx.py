@@ -88,7 +88,7 @@ def turnstile(
             claimed_at = ref.create({"owner": owner, "expiresAt": now + dt.timedelta(seconds=ttl_s),
                                      "takenAt": now}).update_time
             break
-        except gexc.Conflict:  # AlreadyExists: someone holds it
+        except gexc.Conflict:  # AlreadyExists (someone holds it), or ABORTED under contention: poll again
             pass
         snap = ref.get()
         expires = (snap.to_dict() or {}).get("expiresAt") if snap.exists else None
@@ -102,7 +102,9 @@ def turnstile(
         yield claimed_at is not None
     finally:
         if claimed_at is not None:
-            _delete_if_unchanged(ref, claimed_at)
+            # the block's work is done (or failed) either way; a claim left behind expires after its TTL
+            with contextlib.suppress(gexc.GoogleAPICallError):
+                _delete_if_unchanged(ref, claimed_at)
 
 
 def _delete_if_unchanged(ref: firestore.DocumentReference, update_time: object) -> None:

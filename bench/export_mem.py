@@ -21,7 +21,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "functions"), str(ROOT)]
-
+from bench import write_report  # noqa: E402
 from bench.perf import PROJECT, raw_read, raw_write  # noqa: E402
 
 CHILD = r"""
@@ -97,9 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"peak RSS grows {report['rssGrowthMbPer10kRows']} MB per 10k more rows")
     finally:
         emu.stop()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_report(args.out, report)
     return 0
 
 

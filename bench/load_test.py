@@ -35,7 +35,7 @@ import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [p for p in (str(ROOT / "functions"), str(ROOT)) if p not in sys.path]
-
+from bench import write_report  # noqa: E402
 from scripts import emulator as emu_mod  # noqa: E402
 from scripts.tokens import PROJECT, bearer, emulator_token  # noqa: E402
 
@@ -248,10 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         result = send_observations(base, store, observations=args.observations, clients=args.clients,
                                    batch=args.batch, timeout=args.timeout)
         print(report(result), flush=True)
-        args.out.parent.mkdir(parents=True, exist_ok=True)
         env = {"python": platform.python_version(), "cpus": os.cpu_count(), "machine": platform.machine()}
-        args.out.write_text(json.dumps({**result.to_dict(), "environment": env}, indent=2) + "\n")
-        print(f"wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
+        write_report(args.out, {**result.to_dict(), "environment": env})
         assert result.stored == result.accepted, f"stored {result.stored} != accepted {result.accepted}"
         return 0 if result.accepted == args.observations and result.errors == 0 else 1
     finally:

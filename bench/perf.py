@@ -32,6 +32,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "functions"), str(ROOT)]
+from bench import write_report  # noqa: E402
 
 PROJECT = "demo-opsloop"
 COMPONENTS = [f"svc:{i:02d}" for i in range(20)]
@@ -322,10 +323,8 @@ def main(argv: list[str] | None = None) -> int:
           f"({ingestion['batch100']['shareOfRaw']:.0%} of raw), of 500 {ingestion['batch500']['obsPerS']} obs/s "
           f"({ingestion['batch500']['shareOfRaw']:.0%}); single requests p50 {ingestion['single']['p50Ms']} ms, "
           f"p95 {ingestion['single']['p95Ms']} ms", flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     report["at"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
+    write_report(args.out, report)
     return 0
 
 

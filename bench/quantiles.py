@@ -22,7 +22,6 @@ where a per-bucket cap also weights quiet hours as much as busy ones.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -33,9 +32,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "functions"), str(ROOT)]
-
 from ddsketch import DDSketch  # noqa: E402
 
+from bench import write_report  # noqa: E402
 from opsloop.domain.stats import SKETCH_RELATIVE_ACCURACY, Summary, total  # noqa: E402
 
 QUANTILES = (0.5, 0.95, 0.99)
@@ -176,9 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         "rows": [r for r in results if "q" in r],
         "sizes": [r for r in results if "q" not in r],
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
+    write_report(args.out, report)
     return 0
 
 

@@ -10,7 +10,6 @@ and a worse or slower one rolled back; an SRM run shows a broken 45/55 assignmen
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -18,7 +17,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "functions"), str(ROOT)]
-
+from bench import write_report  # noqa: E402
 from bench.simulator import ArmTruth, RunResult, run_canary  # noqa: E402
 from opsloop.domain.experiment import ArmData, RolloutConfig, evaluate  # noqa: E402
 
@@ -73,9 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         "scenarios": results,
         "srm": {"nChampion": 1100, "nChallenger": 900, "split": 0.5, "p": srm.srm_p, "flagged": srm.srm},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out.relative_to(ROOT) if args.out.is_relative_to(ROOT) else args.out}")
+    write_report(args.out, report)
     return 0
 
 

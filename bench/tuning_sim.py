@@ -49,7 +49,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "functions"), str(ROOT)]
-
+from bench import write_report  # noqa: E402
 from opsloop.domain import routing  # noqa: E402
 from opsloop.domain.reward import RewardConfig, score  # noqa: E402
 from scripts import emulator as emu_mod  # noqa: E402
@@ -477,9 +477,7 @@ def main(argv: list[str] | None = None) -> int:
         "timings": timings,
         "seconds": seconds,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.out}")
+    write_report(args.out, report)
     return 0
 
 

@@ -11,7 +11,7 @@ from google.cloud import firestore
 
 from opsloop.services import policies
 from opsloop.store.firestore_store import FirestoreStore
-from opsloop.store.tx import turnstile
+from opsloop.store.tx import release_claim, try_claim, turnstile
 
 
 def claim_ref(store: FirestoreStore, name: str = "turn-test") -> firestore.DocumentReference:
@@ -99,4 +99,20 @@ def test_a_policy_change_waits_for_the_policys_turnstile(seeded: FirestoreStore)
     t.join(timeout=30)
     assert done.is_set()
     assert {p["version"]: p["status"] for p in seeded.policy_versions("router-core")}["1.0.1"] == "active"
+    assert not ref.get().exists
+
+
+def test_a_claim_is_refused_to_others_while_live_renewed_by_its_owner_and_taken_once_expired(
+    store: FirestoreStore,
+) -> None:
+    ref = claim_ref(store, "lease-test")
+    first = try_claim(ref, "a", ttl_s=60)
+    assert first is not None
+    assert try_claim(ref, "b", ttl_s=60) is None  # live and someone else's
+    renewed = try_claim(ref, "a", ttl_s=-1)  # its owner renews it (here: into the past)
+    assert renewed is not None and renewed != first
+    assert try_claim(ref, "b", ttl_s=60) is not None  # expired: taken over
+    release_claim(ref, "a")  # no longer a's: left alone
+    assert ref.get().to_dict()["owner"] == "b"
+    release_claim(ref, "b")
     assert not ref.get().exists

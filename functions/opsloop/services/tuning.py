@@ -99,12 +99,12 @@ def _tune_one(
         if (st := drifting.get(comp) or {}).get("drifting") and now_ms - int(st.get("updatedAt", 0)) <= fresh_ms
     }
     # the traffic the exploration floor is sized by: the whole window's, also for models judged since a change
-    traffic = sum(int(s.get("samples", s.get("n", 0))) for s in stats.values())
+    traffic = sum(_samples(s) for s in stats.values())
     since = _change_points(store, components, drifting, cfg, drift_cfg, now_ms)
     for comp, (_, summary) in since.items():
         stats[comp] = window_stats(summary)
     arms = {
-        model: ArmStats(int(s.get("samples", s.get("n", 0))), s.get("avgReward"), s.get("rewardStd"))
+        model: ArmStats(_samples(s), s.get("avgReward"), s.get("rewardStd"))
         for model, comp in components.items()
         if (s := stats.get(comp)) is not None
     }
@@ -142,6 +142,11 @@ def _tune_one(
         policies.activate(store, policy_id, version, actor=UPDATER)
         outcome.activated = True
     return outcome
+
+
+def _samples(stats: dict[str, Any]) -> int:
+    """Observations behind an ``ops_stats`` document (``n`` in documents written before sampling weights)."""
+    return int(stats.get("samples", stats.get("n", 0)))
 
 
 def _change_points(

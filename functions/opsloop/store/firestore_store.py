@@ -22,7 +22,7 @@ from ..domain.errors import Conflict, FailedPrecondition
 from ..domain.stats import Summary, total
 from ..domain.windows import Segment
 from . import paths
-from .tx import TransactionExhausted, run_transaction, turnstile
+from .tx import TransactionExhausted, release_claim, run_transaction, try_claim, turnstile
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
@@ -325,30 +325,14 @@ class FirestoreStore:
         return self.count(paths.BUCKET_DELTAS)
 
     def acquire_lease(self, name: str, owner: str, ttl_s: float) -> bool:
-        """Take the named lease unless another live owner holds it."""
-        ref = self.db.collection(paths.RUNS).document(f"lease-{name}")
-
-        def work(txn: firestore.Transaction) -> bool:
-            snap = ref.get(transaction=txn)
-            now = dt.datetime.now(dt.UTC)
-            if snap.exists:
-                d = snap.to_dict() or {}
-                if d.get("owner") not in (None, owner) and d.get("expiresAt") and d["expiresAt"] > now:
-                    return False
-            txn.set(ref, {"owner": owner, "expiresAt": now + dt.timedelta(seconds=ttl_s), "takenAt": now})
-            return True
-
-        return run_transaction(self.db, work)
+        """Take the named lease unless another live owner holds it (renewing it when ``owner`` does)."""
+        return try_claim(self._lease_ref(name), owner, ttl_s) is not None
 
     def release_lease(self, name: str, owner: str) -> None:
-        ref = self.db.collection(paths.RUNS).document(f"lease-{name}")
+        release_claim(self._lease_ref(name), owner)
 
-        def work(txn: firestore.Transaction) -> None:
-            snap = ref.get(transaction=txn)
-            if snap.exists and (snap.to_dict() or {}).get("owner") == owner:
-                txn.delete(ref)
-
-        run_transaction(self.db, work)
+    def _lease_ref(self, name: str) -> firestore.DocumentReference:
+        return self.db.collection(paths.RUNS).document(f"lease-{name}")
 
     def record_run(self, run_id: str, data: dict[str, Any]) -> None:
         self.db.collection(paths.RUNS).document(run_id).set(data, merge=True)

@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
@@ -66,6 +66,42 @@ def run_transaction(
     raise TransactionExhausted(f"transaction aborted {attempts} times under contention") from last
 
 
+def try_claim(ref: firestore.DocumentReference, owner: str, ttl_s: float) -> Any | None:
+    """Take the claim document ``ref`` for ``owner`` until ``ttl_s`` from now; None if another live owner
+    holds it. Returns the claim's update time (what ``release_claim`` checks).
+
+    Created if absent; taken over when expired, renewed when already ``owner``'s, each conditional on the
+    document being unchanged since it was read. No transaction: nothing here waits on a lock.
+    """
+    now = dt.datetime.now(dt.UTC)
+    doc = {"owner": owner, "expiresAt": now + dt.timedelta(seconds=ttl_s), "takenAt": now}
+    try:
+        return ref.create(doc).update_time
+    except gexc.Conflict:  # AlreadyExists (someone holds it), or ABORTED under contention
+        pass
+    snap = ref.get()
+    held = (snap.to_dict() or {}) if snap.exists else None
+    if held is None:
+        return None  # released just now: the caller may try again
+    expires = held.get("expiresAt")
+    if held.get("owner") not in (None, owner) and (expires is None or expires > now):
+        return None
+    with contextlib.suppress(gexc.FailedPrecondition, gexc.NotFound):  # someone else got there first
+        return ref.update(doc, option=firestore.Client.write_option(last_update_time=snap.update_time)).update_time
+    return None
+
+
+def release_claim(ref: firestore.DocumentReference, owner: str, update_time: Any | None = None) -> None:
+    """Delete ``owner``'s claim unless it was taken over meanwhile (by ``update_time`` when known)."""
+    if update_time is None:
+        snap = ref.get()
+        if not snap.exists or (snap.to_dict() or {}).get("owner") != owner:
+            return
+        update_time = snap.update_time
+    with contextlib.suppress(gexc.FailedPrecondition, gexc.NotFound):  # taken over or gone: not ours
+        ref.delete(option=firestore.Client.write_option(last_update_time=update_time))
+
+
 @contextmanager
 def turnstile(
     ref: firestore.DocumentReference,
@@ -73,40 +109,21 @@ def turnstile(
     wait_s: float = 60.0,
     rng: random.Random | None = None,
 ) -> Iterator[bool]:
-    """Hold the claim document ``ref`` while the block runs; yields whether it was claimed.
+    """Hold the claim ``ref`` (``try_claim``) while the block runs; yields whether it was claimed.
 
-    The claim is created only if absent (one write), deleted afterwards only if it is still ours (one
-    write). A claim past its ``expiresAt`` is taken over; after ``wait_s`` the block runs unclaimed.
+    Polls with jitter while another live owner holds it; after ``wait_s`` the block runs unclaimed.
     """
     rng = rng or random.Random()
     deadline = time.monotonic() + wait_s
     owner = uuid.uuid4().hex
-    claimed_at = None
-    while claimed_at is None:
-        now = dt.datetime.now(dt.UTC)
-        try:
-            claimed_at = ref.create({"owner": owner, "expiresAt": now + dt.timedelta(seconds=ttl_s),
-                                     "takenAt": now}).update_time
-            break
-        except gexc.Conflict:  # AlreadyExists (someone holds it), or ABORTED under contention: poll again
-            pass
-        snap = ref.get()
-        expires = (snap.to_dict() or {}).get("expiresAt") if snap.exists else None
-        if snap.exists and expires is not None and expires <= now:
-            _delete_if_unchanged(ref, snap.update_time)  # a dead holder's claim
-            continue
-        if time.monotonic() >= deadline:
-            break
+    claimed_at = try_claim(ref, owner, ttl_s)
+    while claimed_at is None and time.monotonic() < deadline:
         time.sleep(rng.uniform(0.01, 0.08))
+        claimed_at = try_claim(ref, owner, ttl_s)
     try:
         yield claimed_at is not None
     finally:
         if claimed_at is not None:
             # the block's work is done (or failed) either way; a claim left behind expires after its TTL
             with contextlib.suppress(gexc.GoogleAPICallError):
-                _delete_if_unchanged(ref, claimed_at)
-
-
-def _delete_if_unchanged(ref: firestore.DocumentReference, update_time: object) -> None:
-    with contextlib.suppress(gexc.FailedPrecondition, gexc.NotFound):  # taken over or gone: not ours
-        ref.delete(option=firestore.Client.write_option(last_update_time=update_time))
+                release_claim(ref, owner, claimed_at)

@@ -257,6 +257,7 @@ def test_a_model_that_changed_is_judged_on_its_data_since_the_change(rollout_sto
              + obs("claude", 400, t_ms - 20 * hour, 20 * hour, 0.80, 1200))
     for i in range(0, len(items), 500):
         record_batch(rollout_store, {"observations": items[i : i + 500]})
+    rollout_store.set_config("tuning", {"explorationSamples": 50})  # 2 % of the window's 2,500 observations
     scoring.score_observations(rollout_store, t)
     [gpt5] = [d for d in drift.check_drift(rollout_store, t) if d.component == "router:gpt-5"]
     assert "successRate" in gpt5.alerted
@@ -271,6 +272,8 @@ def test_a_model_that_changed_is_judged_on_its_data_since_the_change(rollout_sto
     assert draft["evidence"]["models"]["gpt-5"]["n"] == 200
     assert draft["evidence"]["raisedFloors"] == {"gpt-5": 0.15}
     assert draft["params"]["modelWeights"]["gpt-5"] == 0.15
+    # the floor is sized by the whole window's traffic, not by the 1,000 left when gpt-5 counts since the change
+    assert draft["evidence"]["explorationFloor"] == 0.02
 
     rollout_store.set_config("flags", {"learning": {"enabled": True, "autoActivatePolicies": True}})
     later = t + dt.timedelta(hours=3)
@@ -278,5 +281,5 @@ def test_a_model_that_changed_is_judged_on_its_data_since_the_change(rollout_sto
     second = tuning.auto_tune(rollout_store, later).outcomes[0]
     assert second.action == "drafted" and second.activated
     weights = (rollout_store.policy("router-core", second.version or "") or {})["params"]["modelWeights"]
-    assert weights["gpt-5"] == 0.05  # the stale state no longer raises its floor; its new self keeps it low
+    assert weights["gpt-5"] == 0.02  # the stale state no longer raises its floor; its new self keeps it low
     assert weights["gemini"] > 0.5

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from opsloop.domain.pii import luhn_ok, placeholder, scrub_text, scrub_value
+from opsloop.domain.pii import MAX_KEY_BYTES, luhn_ok, placeholder, scrub_text, scrub_value
 
 EMAIL, CARD, SSN, PHONE = (placeholder(k) for k in ("email", "card", "ssn", "phone"))
 
@@ -145,7 +145,7 @@ def test_scrub_value_nested_meta() -> None:
     meta = {
         "user": {"email": "jane@example.com", "phones": ["+1 555 123 4567", "555-987-6543"]},
         "payment": {"card": "4111 1111 1111 1111", "amount": 12.5, "ok": True, "note": None},
-        "jane@example.com": "keys are kept",
+        "jane@example.com": "keys are scrubbed too",
         "trace": ["550e8400-e29b-41d4-a716-446655440000", 4111111111111111, ("ssn 123-45-6789",)],
         "depth": [[{"x": "mail a@b.io or b@c.io"}]],
     }
@@ -153,12 +153,72 @@ def test_scrub_value_nested_meta() -> None:
     assert scrubbed == {
         "user": {"email": EMAIL, "phones": [PHONE, PHONE]},
         "payment": {"card": CARD, "amount": 12.5, "ok": True, "note": None},
-        "jane@example.com": "keys are kept",
+        EMAIL: "keys are scrubbed too",
         "trace": ["550e8400-e29b-41d4-a716-446655440000", 4111111111111111, (f"ssn {SSN}",)],
         "depth": [[{"x": f"mail {EMAIL} or {EMAIL}"}]],
     }
-    assert counts == {"email": 3, "phone": 2, "card": 1, "ssn": 1}
+    assert counts == {"email": 4, "phone": 2, "card": 1, "ssn": 1}
     assert meta["user"] == {"email": "jane@example.com", "phones": ["+1 555 123 4567", "555-987-6543"]}  # untouched
+
+
+# ----------------------------------------------------------------------------- keys
+def test_personal_data_in_keys_is_scrubbed_and_counted() -> None:
+    meta = {"jane.doe@example.com": 1, "+1 415 555 2671": {"calls": 2}, "card 4111 1111 1111 1111": True,
+            "123-45-6789": None, "region": "eu", "2026-11-22": 3}
+    assert scrub_value(meta) == ({EMAIL: 1, PHONE: {"calls": 2}, f"card {CARD}": True, SSN: None, "region": "eu",
+                                  "2026-11-22": 3}, {"email": 1, "card": 1, "ssn": 1, "phone": 1})
+
+
+def test_keys_that_scrub_to_the_same_text_keep_every_value() -> None:
+    meta = {"jane@example.com": 1, "john@example.com": 2, "region": "eu", "ops@example.org": {"n": 3}}
+    scrubbed, counts = scrub_value(meta)
+    assert scrubbed == {EMAIL: 1, f"{EMAIL}~2": 2, "region": "eu", f"{EMAIL}~3": {"n": 3}}
+    assert list(scrubbed) == [EMAIL, f"{EMAIL}~2", "region", f"{EMAIL}~3"]  # input order, numbered in it
+    assert counts == {"email": 3}
+
+
+def test_a_scrubbed_key_never_takes_the_name_of_a_key_that_was_sent() -> None:
+    # keys scrubbing leaves alone keep their names, wherever they are; scrubbed ones take the next free number
+    meta = {"a@example.com": 1, f"{EMAIL}~2": "sent as is", "b@example.com": 2, EMAIL: "also sent as is"}
+    scrubbed, counts = scrub_value(meta)
+    assert scrubbed == {f"{EMAIL}~3": 1, f"{EMAIL}~2": "sent as is", f"{EMAIL}~4": 2, EMAIL: "also sent as is"}
+    assert counts == {"email": 2}
+
+
+def test_keys_in_dicts_inside_lists_are_scrubbed() -> None:
+    meta = {"users": [{"jane@example.com": {"555-123-4567": "x"}}, [{"bob@example.com": 1, "bo@example.com": 2}]]}
+    assert scrub_value(meta) == ({"users": [{EMAIL: {PHONE: "x"}}, [{EMAIL: 1, f"{EMAIL}~2": 2}]]},
+                                 {"email": 3, "phone": 1})
+
+
+def test_a_key_that_scrubbing_makes_too_long_is_cut_to_a_storable_name() -> None:
+    # placeholders are longer than short e-mails: 211 of them grow a 1,497-byte key to 3,600 bytes
+    key = " ".join(["a@b.io"] * 211) + " 0151 1234 5678 9012"  # a number that is not a card at the end
+    assert len(key.encode()) <= MAX_KEY_BYTES
+    scrubbed, counts = scrub_value({key: 1, key + " ": 2})
+    assert counts == {"email": 422}
+    names = list(scrubbed)
+    assert len(names) == 2 and sorted(scrubbed.values()) == [1, 2]
+    for name in names:
+        assert 0 < len(name.encode()) <= MAX_KEY_BYTES and name.startswith(EMAIL)
+        assert scrub_text(name) == (name, {})
+
+
+def reserved(name: str) -> bool:
+    """Whether Firestore reserves a field name (``__.*__``)."""
+    return len(name) >= 4 and name.startswith("__") and name.endswith("__")
+
+
+def test_a_key_cut_to_fit_stays_a_valid_firestore_field_name() -> None:
+    # grown past the limit, the key is cut inside its run of underscores: "__ ... ___" would be reserved
+    key = "__ " + "a@b.io " * 87 + "_" * 100 + "x"
+    assert not reserved(key)
+    ((name, value),) = scrub_value({key: 1})[0].items()
+    assert value == 1 and name and not reserved(name) and len(name.encode()) <= MAX_KEY_BYTES
+
+
+def test_non_string_keys_pass_through() -> None:
+    assert scrub_value({1: "jane@example.com", None: 2}) == ({1: EMAIL, None: 2}, {"email": 1})
 
 
 @pytest.mark.parametrize("value", [None, 0, 4111111111111111, 1.5, True, "plain", [], {}])
@@ -285,3 +345,65 @@ def test_luhn_known_values() -> None:
     for _ in range(200):
         body = "".join(rng.choice("0123456789") for _ in range(rng.randint(12, 18)))
         assert sum(luhn_ok(body + d) for d in "0123456789") == 1
+
+
+# ----------------------------------------------------------------------------- JSON-like values, generated
+pii_samples = st.sampled_from([
+    "jane.doe@example.com", "a@b.io", "4111 1111 1111 1111", "4111111111111111", "378282246310005", "123-45-6789",
+    "+1 (555) 123-4567", "555-123-4567", "020 7946 0958", "+4915112345678", "06 12 34 56 78",
+])
+filler = st.sampled_from(["", " ", "user ", "card ", "x", "_", "-", ":", "2026-11-22", "v1.0.2", "42", "~2", "__"])
+pii_text = st.lists(st.one_of(pii_samples, filler, st.text(alphabet="0123456789 -.+()@:/ax_~", max_size=12)),
+                    max_size=5).map("".join)
+json_like = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), pii_text),
+    lambda children: st.one_of(st.lists(children, max_size=4),
+                               st.dictionaries(pii_text.filter(lambda k: k != "" and not reserved(k)), children,
+                                               max_size=5)),
+    max_leaves=20,
+)
+
+
+def strings_in(value: object) -> list[str]:
+    """Every key and string in a JSON-like value."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in [*strings_in(k), *strings_in(v)]]
+    if isinstance(value, list | tuple):
+        return [s for item in value for s in strings_in(item)]
+    return []
+
+
+def shape(value: object) -> object:
+    """The value with every string (key or leaf) replaced by one marker: what scrubbing must preserve."""
+    if isinstance(value, str):
+        return "s"
+    if isinstance(value, dict):
+        return sorted(repr(shape(v)) for v in value.values())
+    if isinstance(value, list | tuple):
+        return [shape(item) for item in value]
+    return value
+
+
+@settings(max_examples=300)
+@given(json_like)
+def test_after_scrubbing_no_detector_finds_anything_in_any_key_or_value(value: object) -> None:
+    scrubbed, counts = scrub_value(value)
+    for text in strings_in(scrubbed):
+        assert scrub_text(text) == (text, {}), text
+    for d in dicts_in(scrubbed):
+        for key in d:
+            assert key and len(key.encode()) <= MAX_KEY_BYTES and not reserved(key)
+    assert shape(scrubbed) == shape(value)  # no key lost, no value lost or moved out of its dict
+    assert scrub_value(scrubbed) == (scrubbed, {})
+    found = sum(counts.values())
+    assert found == sum(sum(scrub_text(t)[1].values()) for t in strings_in(value))
+
+
+def dicts_in(value: object) -> list[dict[str, object]]:
+    if isinstance(value, dict):
+        return [value, *(d for v in value.values() for d in dicts_in(v))]
+    if isinstance(value, list | tuple):
+        return [d for item in value for d in dicts_in(item)]
+    return []

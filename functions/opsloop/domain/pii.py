@@ -6,8 +6,12 @@ of each kind it replaced, so callers can count redactions without keeping what w
 
 It favours precision on the numbers an ops loop is full of: ISO dates, times, versions, decimals, UUIDs,
 hex ids, order ids and epoch timestamps are left alone. The passes run in a fixed order (e-mail, card,
-SSN, phone) so that a card number is never counted as a phone number; placeholders hold no digit and no
-``@``, so scrubbing scrubbed text changes nothing.
+SSN, phone) so that a card number is never counted as a phone number. Placeholders hold no digit and no
+``@``, and the passes repeat until they find nothing (a placeholder can free a number that was glued to
+the one it replaced), so scrubbing scrubbed text changes nothing.
+
+In JSON-like values, dict keys are scrubbed like strings (``{"jane@example.com": 1}`` is personal data
+too), and a scrubbed key is still a name Firestore stores (see :func:`scrub_value`).
 
 Standard library only (domain layer).
 """
@@ -208,6 +212,20 @@ def _valid_ssn(m: re.Match[str]) -> bool:
 
 
 def _scrub(text: str, counts: Counter[str]) -> str:
+    """Scrub ``text`` until nothing more is found.
+
+    A number glued to another (``555-123-4567+4915112345678``) is not a candidate, but once its neighbour
+    is a placeholder it stands alone and is; another round finds it. Every round that changes the text
+    replaces digits or '@' by placeholders that hold neither, so the rounds end (usually after one).
+    """
+    while True:
+        scrubbed = _scrub_once(text, counts)
+        if scrubbed == text:
+            return text
+        text = scrubbed
+
+
+def _scrub_once(text: str, counts: Counter[str]) -> str:
     def email(m: re.Match[str]) -> str:
         counts["email"] += 1
         return placeholder("email")
@@ -242,11 +260,67 @@ def scrub_text(text: str) -> tuple[str, dict[str, int]]:
     return _scrub(text, counts), _as_dict(counts)
 
 
+# Firestore refuses field names that are empty, match __.*__ or take more than 1,500 bytes of UTF-8.
+MAX_KEY_BYTES: Final = 1500
+_RESERVED_KEY = re.compile(r"__.*__", re.DOTALL)
+_DIGIT_OR_AT = re.compile(r"[0-9@]")
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` cut to at most ``limit`` bytes of UTF-8, without the digits and '@' of what is left.
+
+    Cutting takes away the context a detector looked at (a number's tail, the word after it), so a part
+    that was rightly left alone could read as PII on its own; without digits and '@' nothing can.
+    """
+    return _DIGIT_OR_AT.sub("", text.encode("utf-8", "surrogatepass")[:limit].decode("utf-8", "ignore"))
+
+
+def _storable_key(key: str, limit: int = MAX_KEY_BYTES) -> str:
+    """A scrubbed key made a Firestore field name of at most ``limit`` bytes (only pathological keys change).
+
+    Placeholders are longer than the shortest e-mail, so scrubbing can push a key past the limit; such a
+    key is cut. A cut can end inside a run of underscores, so a name that Firestore reserves gets a
+    leading ``~``.
+    """
+    if len(key.encode("utf-8", "surrogatepass")) > limit:
+        key = _cut(key, limit - 1)  # room for the "~"
+    if not key or _RESERVED_KEY.fullmatch(key):
+        key = "~" + key
+    return key
+
+
+def _free_name(key: str, taken: set[Any]) -> str:
+    """``key``, or ``key~2``, ``key~3``, ... : the first not in ``taken``, within Firestore's limit."""
+    if key not in taken:
+        return key
+    n = 2
+    while True:
+        suffix = f"~{n}"
+        name = _storable_key(key, MAX_KEY_BYTES - len(suffix)) + suffix
+        if name not in taken:
+            return name
+        n += 1
+
+
+def _walk_dict(value: dict[Any, Any], counts: Counter[str]) -> dict[Any, Any]:
+    keys = [_storable_key(_scrub(key, counts)) if isinstance(key, str) else key for key in value]
+    # keys that scrubbing left alone keep their names; a scrubbed one that meets a name already taken
+    # (another scrubbed key, or a key sent as is) takes the first free "~n" in input order
+    taken: set[Any] = {new for new, old in zip(keys, value, strict=True) if new == old}
+    out: dict[Any, Any] = {}
+    for new, (old, item) in zip(keys, value.items(), strict=True):
+        if new != old:
+            new = _free_name(new, taken)
+            taken.add(new)
+        out[new] = _walk(item, counts)
+    return out
+
+
 def _walk(value: Any, counts: Counter[str]) -> Any:
     if isinstance(value, str):
         return _scrub(value, counts)
     if isinstance(value, dict):
-        return {key: _walk(item, counts) for key, item in value.items()}
+        return _walk_dict(value, counts)
     if isinstance(value, list):
         return [_walk(item, counts) for item in value]
     if isinstance(value, tuple):
@@ -257,8 +331,15 @@ def _walk(value: Any, counts: Counter[str]) -> Any:
 def scrub_value(value: Any) -> tuple[Any, dict[str, int]]:
     """Scrub every string inside a JSON-like value (dicts, lists, tuples, scalars), for ``meta`` and the like.
 
-    Dict keys are kept as they are; numbers, booleans and None pass through untouched. Returns a new value
-    (the input is not modified) and the counts summed over all strings.
+    Dict keys are strings too: they are scrubbed and counted like values. When scrubbed keys of one dict
+    meet (``{"jane@x.io": 1, "john@x.io": 2}``), or one meets a key that scrubbing left alone, every
+    value is kept: keys left alone keep their names, and each scrubbed key takes the first free name of
+    ``key``, ``key~2``, ``key~3``, ... in input order (``{"[redacted:email]": 1, "[redacted:email]~2": 2}``).
+    A key scrubbing changes stays a valid Firestore field name: non-empty, not ``__.*__``, at most
+    ``MAX_KEY_BYTES`` of UTF-8 (a key the placeholders made longer is cut, and loses the digits and '@'
+    of what is left so the cut cannot expose anything). Non-string keys, numbers, booleans and None pass
+    through untouched. Returns a new value (the input is not modified) and the counts summed over all
+    keys and strings; scrubbing the result again changes nothing.
     """
     counts: Counter[str] = Counter()
     return _walk(value, counts), _as_dict(counts)

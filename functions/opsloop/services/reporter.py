@@ -14,6 +14,15 @@ Successes may be sampled at ``success_sample_rate``; failures (anything not ``su
 kept. A kept success carries ``weight = 1 / rate`` and the scorer weighs it that many times, so success
 rate, mean reward, cost and latency quantiles stay unbiased while far fewer documents are written.
 Every observation gets a client id before it is queued, so a retried batch is idempotent.
+
+The backend takes a batch all or nothing, so one bad observation must not ride along with good ones.
+``report`` validates each observation with the server's own parse path
+(:func:`opsloop.domain.observation.parse_batch`, including the 5-minute bound on a future ``ts``) and
+refuses an invalid one on the spot. Should the backend still refuse a batch with field errors (a newer,
+stricter server; clocks that disagree), the observations it names are counted as ``stats.rejected`` and
+the rest of the batch is sent again, once. Every reported observation ends up in exactly one counter:
+``reported == invalid + sampled_out + dropped + queued`` and, once closed,
+``queued == sent + rejected + failed``.
 """
 
 from __future__ import annotations
@@ -21,17 +30,34 @@ from __future__ import annotations
 import atexit
 import queue
 import random
+import re
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..domain.errors import InvalidArgument
+from ..domain.observation import InvalidBatch, parse_batch
+
+if TYPE_CHECKING:
+    import requests
+
+# The server refuses a weight above 10^6 (ObservationIn.weight), and a kept success weighs 1 / rate.
+MIN_SAMPLE_RATE = 1e-6
+
+# "observations.3.durationMs" or "observations.3": a field error that names one item of the batch
+_ITEM_FIELD = re.compile(r"^observations\.(\d+)(?:\.|$)")
+
+OnError = Callable[[BaseException, list[dict[str, Any]]], None]
 
 
 class Sink(Protocol):
+    """Where batches go. ``send`` raises InvalidArgument, with the server's field errors in
+    ``details["errors"]``, when the batch is refused as invalid; any other exception means it was not stored."""
+
     def send(self, batch: list[dict[str, Any]]) -> None: ...
 
 
@@ -70,6 +96,8 @@ class HttpSink:
                 if attempt + 1 == self._attempts:
                     raise
             else:
+                if r.status_code == 400:
+                    _raise_invalid(r)
                 if r.status_code < 500:
                     r.raise_for_status()
                     return
@@ -78,13 +106,62 @@ class HttpSink:
             time.sleep(0.2 * 2**attempt)
 
 
+def _raise_invalid(r: requests.Response) -> None:
+    """Turn recordObservation's 400 into the InvalidArgument StoreSink raises, field errors included."""
+    import requests
+
+    try:
+        error = r.json()["error"]
+        message, details = str(error.get("message", "invalid batch")), dict(error.get("details") or {})
+    except (ValueError, KeyError, TypeError, AttributeError):  # not the JSON error body of our handler
+        message, details = f"recordObservation answered 400: {r.text[:200]}", {}
+    details.pop("code", None)  # InvalidArgument sets its own learning-domain code
+    try:
+        r.raise_for_status()
+    except requests.HTTPError as exc:
+        raise InvalidArgument(message, details) from exc
+
+
+def _rejected_items(exc: InvalidArgument, size: int) -> set[int]:
+    """The indexes of the items a refused batch of ``size`` names in its field errors."""
+    errors = exc.details.get("errors")
+    found: set[int] = set()
+    for err in errors if isinstance(errors, list) else []:
+        m = _ITEM_FIELD.match(str(err.get("field", ""))) if isinstance(err, dict) else None
+        if m is not None and int(m.group(1)) < size:
+            found.add(int(m.group(1)))
+    return found
+
+
+def _unique_id_rounds(batch: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """Split a batch so no id appears twice in one part: the server refuses such a batch as a whole.
+
+    A repeated id is a retry of the same observation; sent in a later part, the server answers it as
+    a duplicate of the one it stored (idempotent), instead of refusing every other observation with it.
+    """
+    seen: Counter[Any] = Counter()
+    rounds: list[list[dict[str, Any]]] = []
+    for item in batch:
+        n = seen[item.get("id")]
+        seen[item.get("id")] += 1
+        if n == len(rounds):
+            rounds.append([])
+        rounds[n].append(item)
+    return rounds
+
+
 @dataclass
 class ReporterStats:
+    """Where the reported observations went (see the module docstring for how the counters add up)."""
+
     reported: int = 0
+    invalid: int = 0  # refused by report(): the server would refuse it
     sampled_out: int = 0
     queued: int = 0
-    sent: int = 0
-    dropped: int = 0
+    sent: int = 0  # stored by the backend (or answered as a duplicate of one it stored)
+    dropped: int = 0  # the queue stayed full
+    rejected: int = 0  # queued, then refused by the backend as invalid; the rest of its batch went again
+    failed: int = 0  # queued, but its batch failed (backend down, refused as a whole): not stored
     failed_batches: int = 0
 
 
@@ -98,12 +175,18 @@ class Reporter:
         block_s: float = 0.05,
         success_sample_rate: float = 1.0,
         rng: random.Random | None = None,
-        on_error: Callable[[BaseException, list[dict[str, Any]]], None] | None = None,
+        on_error: OnError | None = None,
     ) -> None:
+        """``on_error(exc, observations)`` hears of every observation that will not be stored: refused
+        by ``report`` (an InvalidArgument with the field errors), refused by the backend, or in a failed
+        batch. It runs on the thread that found out (the caller's, or the sender's) and must not raise."""
         if not 1 <= batch_size <= 500:
             raise InvalidArgument(f"batch_size must be in 1..500, got {batch_size!r}")
-        if not 0.0 < success_sample_rate <= 1.0:
-            raise InvalidArgument(f"success_sample_rate must be in (0, 1], got {success_sample_rate!r}")
+        if not MIN_SAMPLE_RATE <= success_sample_rate <= 1.0:
+            raise InvalidArgument(
+                f"success_sample_rate must be in [{MIN_SAMPLE_RATE}, 1] (a kept success weighs 1/rate, at most "
+                f"10^6), got {success_sample_rate!r}"
+            )
         if max_queue < batch_size:
             raise InvalidArgument(f"max_queue must be at least batch_size, got {max_queue!r}")
         self._sink = sink
@@ -122,18 +205,34 @@ class Reporter:
         atexit.register(self.close)
 
     def report(self, **fields: Any) -> bool:
-        """Queue one observation; False when it was sampled out or dropped because the queue stayed full."""
+        """Queue one observation (the fields of recordObservation's item); True when it was queued.
+
+        False when it was not: refused as invalid (``stats.invalid``; ``on_error`` gets an InvalidArgument
+        whose ``details["errors"]`` name the fields, as the server would), sampled out, or dropped because
+        the queue stayed full. An invalid observation is never sent and never sampled: it is checked
+        first, with the server's parse path, after ``id`` and ``ts`` (now) are filled in when missing.
+        Raises RuntimeError after ``close``.
+        """
         if self._closed.is_set():
             raise RuntimeError("reporter is closed")
+        now_ms = int(time.time() * 1000)
+        fields.setdefault("id", uuid.uuid4().hex)
+        fields.setdefault("ts", now_ms)
+        try:
+            parse_batch(fields, now_ms)
+        except InvalidBatch as exc:
+            with self._lock:
+                self.stats.reported += 1
+                self.stats.invalid += 1
+            self._notify(InvalidArgument(str(exc), {"errors": [e.model_dump() for e in exc.errors]}), [fields])
+            return False
         with self._lock:
             self.stats.reported += 1
-            if fields.get("outcome") == "success" and self._rate < 1.0:
+            if fields["outcome"] == "success" and self._rate < 1.0:
                 if self._rng.random() >= self._rate:
                     self.stats.sampled_out += 1
                     return False
                 fields["weight"] = 1.0 / self._rate
-        fields.setdefault("id", uuid.uuid4().hex)
-        fields.setdefault("ts", int(time.time() * 1000))
         try:
             self._queue.put(fields, timeout=self._block_s)
         except queue.Full:
@@ -153,17 +252,41 @@ class Reporter:
                 break
         return batch
 
+    def _notify(self, exc: BaseException, items: list[dict[str, Any]]) -> None:
+        if self._on_error is not None:
+            self._on_error(exc, items)
+
     def _send(self, batch: list[dict[str, Any]]) -> None:
+        for part in _unique_id_rounds(batch):
+            self._deliver(part, resend=True)
+
+    def _deliver(self, batch: list[dict[str, Any]], resend: bool) -> None:
+        """Send one batch; when the backend names invalid items, count them and send the rest once more."""
         try:
             self._sink.send(batch)
-        except Exception as exc:  # a component must not crash because reporting failed
+        except InvalidArgument as exc:
+            bad = _rejected_items(exc, len(batch)) if resend else set()
+            if not bad:  # nothing to tell good from bad, or the resend was refused too
+                self._fail(exc, batch)
+                return
             with self._lock:
-                self.stats.failed_batches += 1
-            if self._on_error is not None:
-                self._on_error(exc, batch)
+                self.stats.rejected += len(bad)
+            self._notify(exc, [o for i, o in enumerate(batch) if i in bad])
+            rest = [o for i, o in enumerate(batch) if i not in bad]
+            if rest:
+                self._deliver(rest, resend=False)
+            return
+        except Exception as exc:  # a component must not crash because reporting failed
+            self._fail(exc, batch)
             return
         with self._lock:
             self.stats.sent += len(batch)
+
+    def _fail(self, exc: BaseException, batch: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self.stats.failed_batches += 1
+            self.stats.failed += len(batch)
+        self._notify(exc, batch)
 
     def _run(self) -> None:
         deadline = time.monotonic() + self._interval

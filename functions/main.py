@@ -1,4 +1,7 @@
-"""Deployed Cloud Functions. Names here are the deployed names; the work lives in ``opsloop``."""
+"""Deployed Cloud Functions. Names here are the deployed names; the work lives in ``opsloop``.
+
+Callables use ``callables.on_call``: ``https_fn.on_call`` behind a check of the request body.
+"""
 
 from typing import Any
 
@@ -30,12 +33,12 @@ def autoTunePolicies(event: scheduler_fn.ScheduledEvent) -> None:
     schedules.tune(event)
 
 
-@https_fn.on_call()
+@callables.on_call()
 def activatePolicy(req: https_fn.CallableRequest[Any]) -> dict[str, Any]:
     return callables.activate_policy(req)
 
 
-@https_fn.on_call()
+@callables.on_call()
 def rollbackPolicy(req: https_fn.CallableRequest[Any]) -> dict[str, Any]:
     return callables.rollback_policy(req)
 
@@ -45,26 +48,26 @@ def evaluateRollouts(event: scheduler_fn.ScheduledEvent) -> None:
     schedules.evaluate(event)
 
 
-@https_fn.on_call()
+@callables.on_call()
 def startShadow(req: https_fn.CallableRequest[Any]) -> dict[str, Any]:
     return callables.start_shadow(req)
 
 
-@https_fn.on_call()
+@callables.on_call()
 def startCanary(req: https_fn.CallableRequest[Any]) -> dict[str, Any]:
     return callables.start_canary(req)
 
 
-@https_fn.on_call()
+@callables.on_call()
 def promotePolicy(req: https_fn.CallableRequest[Any]) -> dict[str, Any]:
     return callables.promote_policy(req)
 
 
-@https_fn.on_call()
+@callables.on_call()
 def rejectPolicy(req: https_fn.CallableRequest[Any]) -> dict[str, Any]:
     return callables.reject_policy(req)
 
 
-@https_fn.on_call()
+@callables.on_call()
 def setLearningFlags(req: https_fn.CallableRequest[Any]) -> dict[str, Any]:
     return callables.set_learning_flags(req)

@@ -9,8 +9,10 @@ duplicate ids in a batch, a non-JSON content type, and missing, malformed, expir
 tokens. Each must answer 4xx; a 400 from validation must name the corrupted field
 (``observations.3.durationMs``); ``ops_observations`` must stay empty (checked on a sample of examples
 inside each test and, by this module's ``seeded`` fixture, after every test). The admin callables get
-``CALLABLE_BUDGET`` generated bad ``data`` arguments, each answered ``INVALID_ARGUMENT`` naming the field,
-and must change nothing.
+``CALLABLE_BUDGET`` generated bad ``data`` arguments and bodies outside the callable protocol (not JSON,
+not an object, no ``data``, more than ``data``), each answered ``INVALID_ARGUMENT`` (naming the field where
+there is one) in firebase_functions' wire format, and must change nothing. Generated ``Authorization``
+headers must be taken or refused alike by ``recordObservation`` and the callables.
 
 The valid parts of generated payloads stay inside what Firestore can store (``meta`` holds small ints,
 short strings, no nested arrays). ``test_bug_*`` pin inputs mishandled today: payloads Firestore cannot store
@@ -55,9 +57,10 @@ RECORD_EXAMPLES = {
     "unknown_fields": 80, "missing_fields": 40, "future_ts": 50, "duplicate_ids": 50, "content_type": 30,
     "auth": 130,
 }
-CALLABLE_EXAMPLES = {"callable_non_object": 30, "callable_fields": 170}
+CALLABLE_EXAMPLES = {"callable_non_object": 30, "callable_fields": 170, "callable_bodies": 120}
 RECORD_BUDGET = sum(RECORD_EXAMPLES.values())  # 1,150
-CALLABLE_BUDGET = sum(CALLABLE_EXAMPLES.values())  # 200
+CALLABLE_BUDGET = sum(CALLABLE_EXAMPLES.values())  # 320
+AGREEMENT_EXAMPLES = {"auth_agreement": 80}  # Authorization headers sent to recordObservation and a callable
 SENT: Counter[str] = Counter()  # bad payloads really sent, per property test
 
 _SESSION = requests.Session()
@@ -66,7 +69,8 @@ _SESSION = requests.Session()
 def prop(name: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
     """hypothesis settings for one property test: its budget, no deadline, the function-scoped fixture."""
     return settings(
-        max_examples={**RECORD_EXAMPLES, **CALLABLE_EXAMPLES}[name], deadline=None, print_blob=True,
+        max_examples={**RECORD_EXAMPLES, **CALLABLE_EXAMPLES, **AGREEMENT_EXAMPLES}[name], deadline=None,
+        print_blob=True,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                HealthCheck.data_too_large],
     )
@@ -136,7 +140,7 @@ valid_obs = st.fixed_dictionaries(
         "costUsd": st.one_of(st.integers(0, 1000), st.floats(0, 1_000_000)),
         "policyVersion": st.sampled_from(POLICY_REFS),
         "arm": st.sampled_from(["champion", "challenger"]),
-        "propensity": st.floats(0, 1, exclude_min=True),
+        "propensity": st.floats(1e-6, 1),  # domain.observation.MIN_PROPENSITY: below it is refused
         "errorCode": st.text(max_size=128),
         "meta": safe_meta,
     },
@@ -687,6 +691,90 @@ def test_callables_name_the_bad_argument(server: str, seeded: Any, case: tuple[s
     r = call(server, name, data)
     _callable_sent("callable_fields", seeded)
     assert_invalid_argument(r, field)
+
+
+ALL_CALLABLES = (*CALLABLES, "setLearningFlags")
+
+
+@st.composite
+def off_protocol_bodies(draw: st.DrawFn) -> bytes:
+    """A callable request body that is not JSON ``{"data": ...}``: malformed, not an object, no or extra keys."""
+    kind = draw(st.sampled_from(["not_json", "constant", "not_object", "no_data", "extra_keys"]))
+    if kind == "not_json":
+        return draw(broken_json().filter(not_json))
+    if kind == "constant":
+        return draw(st.sampled_from([b'{"data": NaN}', b'{"data": {"split": Infinity}}', b"-Infinity",
+                                     b"[" * 50_000 + b"]" * 50_000, b'{"data": 1' + b"0" * 5000 + b"}"]))
+    if kind == "not_object":
+        return dumps(draw(st.one_of(*(s for k, s in KINDS.items() if k != "dict"), st.just(["data"]),
+                                    st.just("data"))))
+    extras = st.dictionaries(st.text(max_size=8).filter(lambda k: k != "data"), json_values, min_size=1,
+                             max_size=3)
+    if kind == "no_data":
+        return dumps(draw(st.one_of(st.just({}), extras)))
+    return dumps({"data": draw(st.sampled_from(list(CALLABLES.values()))), **draw(extras)})
+
+
+@prop("callable_bodies")
+@given(name=st.sampled_from(ALL_CALLABLES), raw=off_protocol_bodies())
+def test_callables_refuse_bodies_outside_the_protocol_as_invalid_argument(server: str, seeded: Any, name: str,
+                                                                          raw: bytes) -> None:
+    """firebase_functions answers most of these 500 INTERNAL (or a bare "Bad Request"); ours name the problem."""
+    r = _SESSION.post(f"{server}/{name}", data=raw, timeout=60, headers={**bearer(ADMIN), **JSON_CT})
+    _callable_sent("callable_bodies", seeded)
+    assert_invalid_argument(r, None)
+    error = r.json()["error"]
+    assert error["details"]["code"] == "E_LEARN_INVALID_ARGUMENT" and "body" in error["message"], r.text[:500]
+
+
+def test_refused_bodies_answer_in_firebase_functions_wire_format(server: str, seeded: Any) -> None:
+    """Refused before firebase_functions reads it, a body still gets what its own HttpsError gives: status,
+    content type, the error's keys, and the CORS header a browser needs to read the error."""
+    headers = {**bearer(ADMIN), **JSON_CT, "Origin": "https://console.example.com"}
+    ours = _SESSION.post(f"{server}/activatePolicy", data=b"{not json", headers=headers, timeout=60)
+    theirs = _SESSION.post(f"{server}/activatePolicy", data=b'{"data": 5}', headers=headers, timeout=60)
+    for r in (ours, theirs):  # theirs: our handler raised HttpsError, firebase_functions wrote it
+        assert r.status_code == 400 and r.headers["Content-Type"] == "application/json", r.text[:300]
+        assert r.headers.get("Access-Control-Allow-Origin") == "https://console.example.com"
+    assert set(ours.json()) == set(theirs.json()) == {"error"}
+    assert set(ours.json()["error"]) == set(theirs.json()["error"]) == {"status", "message", "details"}
+    assert ours.json()["error"]["status"] == theirs.json()["error"]["status"] == "INVALID_ARGUMENT"
+    assert ours.json()["error"]["details"]["code"] == theirs.json()["error"]["details"]["code"]
+    assert "not valid JSON" in ours.json()["error"]["message"]
+    preflight = _SESSION.options(f"{server}/activatePolicy", timeout=60, headers={
+        "Origin": "https://console.example.com", "Access-Control-Request-Method": "POST"})
+    assert preflight.status_code == 200 and preflight.headers.get("Access-Control-Allow-Origin")
+    unchanged(seeded)
+
+
+@st.composite
+def authorization_headers(draw: st.DrawFn) -> str:
+    """Near misses of ``Bearer <token>``: the scheme's case and punctuation, the spaces, what follows the token."""
+    scheme = draw(st.sampled_from(["Bearer", "bearer", "BEARER", "BeArEr", "Bearer:", "Bearer,", "Token", "Basic",
+                                   "Bearer Bearer", "bearer Bearer", ""]))
+    sep = draw(st.sampled_from([" ", " ", "  ", "\t", ""]))
+    token = draw(st.sampled_from([ADMIN, ADMIN, _tampered(ADMIN), "garbage", ""]))
+    tail = draw(st.sampled_from(["", "", " ", "  ", "\t", " x", ",", " Bearer "]))
+    header = scheme + sep + token + tail
+    return header if header[:1] not in (" ", "\t") else header.lstrip()  # requests refuses leading whitespace
+
+
+@prop("auth_agreement")
+@given(header=authorization_headers())
+def test_record_observation_and_callables_take_the_same_authorization_headers(server: str, seeded: Any,
+                                                                              header: str) -> None:
+    """The same header is either refused by both (401 / UNAUTHENTICATED) or taken by both: the bodies are
+    refused after authentication (400 / FAILED_PRECONDITION), so nothing is written either way."""
+    record = _SESSION.post(f"{server}/recordObservation", data=b"{}", timeout=60,
+                           headers={**JSON_CT, "Authorization": header})
+    callable_ = _SESSION.post(f"{server}/rollbackPolicy", data=dumps({"data": {"id": "router-core"}}), timeout=60,
+                              headers={**JSON_CT, "Authorization": header})
+    SENT["auth_agreement"] += 1
+    callable_status = callable_.json()["error"]["status"]
+    assert record.status_code in (400, 401) and callable_status in ("FAILED_PRECONDITION", "UNAUTHENTICATED"), (
+        record.text[:300], callable_.text[:300])
+    assert (record.status_code == 401) == (callable_status == "UNAUTHENTICATED"), (
+        header, record.status_code, callable_status)
 
 
 # ---------------------------------------------------------------------------------- known bugs (fail today)

@@ -150,6 +150,37 @@ def test_callables_enforce_auth_and_arguments(server: str, seeded: Any) -> None:
     assert count(seeded, "ops_audit") == 1  # only the seed's entry
 
 
+@pytest.mark.parametrize(("raw", "says"), [
+    (b"{not json", "not valid JSON"), (b'{"data": NaN}', "not valid JSON"), (b'"data"', "JSON object"),
+    (b"5", "JSON object"), (b"[1]", "JSON object"), (b"null", "JSON object"), (b"{}", '"data" field'),
+    (b'{"data": {"id": "router-core", "version": "1.0.0"}, "extra": 1}', 'only "data"'),
+])
+@pytest.mark.parametrize("name", ["activatePolicy", "setLearningFlags"])
+def test_callables_answer_a_body_outside_the_protocol_with_invalid_argument(server: str, seeded: Any, name: str,
+                                                                           raw: bytes, says: str) -> None:
+    r = requests.post(f"{server}/{name}", data=raw, timeout=60,
+                      headers={**bearer(ADMIN), "Content-Type": "application/json"})
+    assert r.status_code == 400, r.text
+    error = r.json()["error"]
+    assert error["status"] == "INVALID_ARGUMENT" and says in error["message"], r.text
+    assert error["details"]["code"] == "E_LEARN_INVALID_ARGUMENT"
+    assert count(seeded, "ops_audit") == 1
+
+
+@pytest.mark.parametrize(("scheme", "taken"), [("Bearer ", True), ("bearer ", False), ("BEARER ", False),
+                                               ("Bearer  ", False), ("Bearer\t", False), ("Bearer:", False)])
+def test_record_observation_reads_the_authorization_header_as_callables_do(server: str, seeded: Any, scheme: str,
+                                                                           taken: bool) -> None:
+    """firebase_functions' callables take exactly "Bearer " then the token; recordObservation agrees."""
+    headers = {"Authorization": scheme + ADMIN}
+    record = requests.post(f"{server}/recordObservation", json=obs(), headers=headers, timeout=30)
+    assert record.status_code == (201 if taken else 401), record.text
+    callable_ = requests.post(f"{server}/rollbackPolicy", json={"data": {"id": "router-core"}}, headers=headers,
+                              timeout=60)
+    assert callable_.json()["error"]["status"] == ("FAILED_PRECONDITION" if taken else "UNAUTHENTICATED")
+    assert count(seeded, "ops_observations") == int(taken)
+
+
 # ---------------------------------------------------------------------------------- the loop
 
 

@@ -236,6 +236,68 @@ def test_export_rejects_bad_ranges_and_writes_nothing(seeded: FirestoreStore, ca
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("where", ["existing-dir", "dir-with-slash", "missing-parent", "parent-is-a-file",
+                                   "manifest-is-a-dir"])
+def test_export_out_that_cannot_be_a_file_is_bad_input_and_leaves_nothing(
+        seeded: FirestoreStore, capsys: pytest.CaptureFixture[str], tmp_path: Path, where: str) -> None:
+    (tmp_path / "file").write_text("x")
+    (tmp_path / "taken.parquet.manifest.json").mkdir()
+    out = {"existing-dir": str(tmp_path), "dir-with-slash": f"{tmp_path}/new/", "missing-parent":
+           str(tmp_path / "missing" / "ds.parquet"), "parent-is-a-file": str(tmp_path / "file" / "ds.parquet"),
+           "manifest-is-a-dir": str(tmp_path / "taken.parquet")}[where]
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    code, _, err = run(capsys, "export", "--since", str(NOW_MS - 7 * HOUR), "--out", out)
+    assert code == cli.EXIT_USAGE and err.count("\n") == 1, err
+    assert "[E_LEARN_INVALID_ARGUMENT]" in err and "--out" in err and ("directory" in err), err
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # no .partial, no directory made
+    assert not list(tmp_path.parent.glob(f".{tmp_path.name}*"))  # nor beside the directory
+
+
+@pytest.mark.parametrize(("argv", "flag"), [
+    (("score", "--at"), "--at"), (("tune", "--at"), "--at"), (("report", "--at"), "--at"),
+    (("export", "--since"), "--since"), (("export", "--since", "0", "--until"), "--until"),
+])
+@pytest.mark.parametrize("value", ["1e23", "100000000000000000000000", "1e20", "-1", "nan", "inf",
+                                   "9999-12-31T23:59:59-01:00", "1969-12-31", "", "²"])
+def test_extreme_times_are_bad_input_against_a_real_store(seeded: FirestoreStore, capsys: pytest.CaptureFixture[str],
+                                                          tmp_path: Path, argv: tuple[str, ...], flag: str,
+                                                          value: str) -> None:
+    code, _, err = run(capsys, *argv[:-1], f"{argv[-1]}={value}", *(["--out", str(tmp_path / "x")]
+                                                                   if argv[0] in ("export", "report") else []))
+    assert code == cli.EXIT_USAGE, err
+    assert err.count("\n") == 1 and "[E_LEARN_INVALID_ARGUMENT]" in err and flag in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_times_at_the_ends_of_the_range_work(seeded: FirestoreStore, capsys: pytest.CaptureFixture[str],
+                                             tmp_path: Path) -> None:
+    ingest(seeded, traffic(900))
+    code, _, err = run(capsys, "export", "--since", "0", "--until", "9998-12-31T23:59:59.999Z", "--out",
+                       str(tmp_path / "all.parquet"))
+    assert code == 0, err
+    assert json.loads((tmp_path / "all.parquet.manifest.json").read_text())["rows"] == 900
+    for at in ("1970-01-01", "9998-12-31T23:59:59.999Z"):
+        code, _, err = run(capsys, "report", "--at", at, "--hours", "2160", "--out", str(tmp_path / "r.html"))
+        assert code == 0, err
+
+
+def test_listings_show_stored_times_no_date_can_hold(seeded: FirestoreStore,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Documents written around validation (Admin SDK) with times past year 9999 or NaN: listed, not exit 6."""
+    db = seeded.db
+    db.collection("ops_policies").document("odd@1.0.0").set(
+        {"id": "odd", "version": "1.0.0", "status": "draft", "createdBy": "admin-sdk", "createdAt": 9 * 10**18})
+    db.collection("ops_stats").document("odd:c~1h").set({"component": "odd:c", "window": "1h", "n": 1,
+                                                         "ts": float("nan")})
+    db.collection("ops_audit").document("odd-entry").set({"ts": -(9 * 10**18), "actor": "admin-sdk",
+                                                          "action": "draft", "id": "odd"})
+    for argv, shown in ((("policies", "list", "--id", "odd"), "9000000000000000000 ms"),
+                        (("status",), "nan ms"), (("audit", "log", "--policy", "odd"), "-9000000000000000000 ms")):
+        code, out, err = run(capsys, *argv)
+        assert code == 0, err
+        assert shown in out, out
+
+
 # ------------------------------------------------------------------------------------ the installed command
 def test_installed_command_help_and_a_missing_emulator(tmp_path: Path) -> None:
     exe = Path(sys.executable).with_name("opsloop")

@@ -22,9 +22,9 @@ import socket
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_ENVIRONMENT, EXIT_REFUSED, EXIT_CONFLICT, EXIT_INTERNAL = range(7)
 
@@ -91,11 +91,19 @@ def _actor(args: argparse.Namespace) -> str:
 
 
 def _schedule_time(args: argparse.Namespace) -> dt.datetime:
-    if not getattr(args, "at", None):
+    if getattr(args, "at", None) is None:  # an empty --at (an unset shell variable) is refused, not 'now'
         return dt.datetime.now(dt.UTC)
     from ..services.export import parse_time
 
     return dt.datetime.fromtimestamp(parse_time(args.at, "at") / 1000, dt.UTC)
+
+
+def _out_file(text: str) -> Path:
+    """``--out`` as a file path; a trailing separator means a directory, which Path would silently drop."""
+    if not text.strip() or text.endswith(("/", os.sep)):
+        what = "is empty" if not text.strip() else "names a directory"
+        raise CliError(f"--out {text!r} {what}; name the file to write", EXIT_USAGE, "E_LEARN_INVALID_ARGUMENT")
+    return Path(text)
 
 
 # ------------------------------------------------------------------------------------------ status
@@ -200,7 +208,8 @@ def _cmd_policies_diff(args: argparse.Namespace) -> int:
     store = _store()
     policy_id, version = _split_ref(args.ref)
     if version is None:
-        raise CliError("name the version to compare: policies diff ID@VERSION [--against VERSION]", EXIT_USAGE)
+        raise CliError("name the version to compare: policies diff ID@VERSION [--against VERSION]", EXIT_USAGE,
+                       "E_LEARN_INVALID_ARGUMENT")
     right = _version_or_active(store, policy_id, version)
     left = _version_or_active(store, policy_id, args.against)
     text, changed = params_diff(left, right, f"{left['version']} ({left.get('status')})",
@@ -292,12 +301,13 @@ def _no_bar(args: argparse.Namespace) -> bool | None:
 def _cmd_score(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from ..domain import config as config_domain
+    from ..services import config as config_service
     from ..services import scoring
-    from ..store import paths
 
+    at = _schedule_time(args)  # bad input is refused before the environment is touched
     store = _store()
-    at = _schedule_time(args)
-    settings = scoring.ScoringSettings.from_doc(store.config(paths.SCORING_DOC))
+    settings = config_service.load(store, (config_domain.SCORING,)).scoring
     upper = dt.datetime.now(dt.UTC) - dt.timedelta(milliseconds=settings.safety_margin_ms)
     backlog = store.backlog_size(store.read_cursor(), upper)
     with tqdm(total=backlog, unit="obs", desc="scoring", disable=_no_bar(args), file=sys.stderr) as bar:
@@ -326,7 +336,8 @@ def _cmd_score(args: argparse.Namespace) -> int:
 def _cmd_tune(args: argparse.Namespace) -> int:
     from ..services import tuning
 
-    result = tuning.auto_tune(_store(), _schedule_time(args))
+    at = _schedule_time(args)
+    result = tuning.auto_tune(_store(), at)
     outcomes = [o.__dict__ for o in result.outcomes]
     if args.json:
         _print_json({"enabled": result.enabled, "outcomes": outcomes})
@@ -347,7 +358,7 @@ def _cmd_seed(args: argparse.Namespace) -> int:
 
     seed_dir = Path(args.dir)
     if not seed_dir.is_dir():
-        raise CliError(f"no seed directory at {seed_dir} (pass --dir)", EXIT_USAGE)
+        raise CliError(f"no seed directory at {seed_dir} (pass --dir)", EXIT_USAGE, "E_LEARN_INVALID_ARGUMENT")
     for action in load_seed(_store(), seed_dir, force=args.force):
         print(f"  {action.action:<11} {action.path}")
     return EXIT_OK
@@ -357,23 +368,26 @@ def _cmd_seed(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..services.export import export_dataset, parse_time
+    from ..services.export import check_out, export_dataset, parse_time
 
     since = parse_time(args.since, "since")
-    until = parse_time(args.until, "until") if args.until else int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+    until = (int(dt.datetime.now(dt.UTC).timestamp() * 1000) if args.until is None
+             else parse_time(args.until, "until"))
     components = None
     if args.components is not None:
         components = [c.strip() for c in args.components.split(",") if c.strip()]
         if not components:
             raise CliError("--components names no component (comma-separated, e.g. router:gpt-5,router:gemini)",
                            EXIT_USAGE, "E_LEARN_INVALID_ARGUMENT")
+    out = _out_file(args.out)
+    check_out(out)  # export_dataset checks again; this answers bad input before Firestore is reached
     store = _store()
     with tqdm(unit="rows", desc="exporting", disable=_no_bar(args), file=sys.stderr) as bar:
 
         def progress(n: int) -> None:
             bar.update(n)
 
-        result = export_dataset(store, Path(args.out), since, until, components, page_size=args.page_size,
+        result = export_dataset(store, out, since, until, components, page_size=args.page_size,
                                 progress=progress)
     m = result.manifest
     if args.json:
@@ -390,15 +404,20 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from ..services.report import gather
     from .report_html import render
 
-    if not 1 <= args.hours <= 24 * 90:
-        raise CliError(f"--hours must be in 1..2160, got {args.hours}", EXIT_USAGE)
     end = _schedule_time(args)
+    out = _out_file(args.out)
+    if out.is_dir():
+        raise CliError(f"--out {args.out!r} is a directory; name the HTML file to write", EXIT_USAGE,
+                       "E_LEARN_INVALID_ARGUMENT")
     data = gather(_store(), int(end.timestamp() * 1000), hours=args.hours)
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.partial")
-    tmp.write_text(render(data), encoding="utf-8")
-    os.replace(tmp, out)
+    try:
+        tmp.write_text(render(data), encoding="utf-8")
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     points = sum(len(s.points) for s in data.series)
     print(f"wrote {out.resolve()} ({len(data.series)} components, {points} points, "
           f"{len(data.rollouts)} rollouts, {len(data.audit)} audit entries)")
@@ -438,19 +457,33 @@ def _cmd_audit_log(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------------------- parser
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+MAX_HOURS = 24 * 90
+MAX_ROWS = 1_000_000  # --page-size, --limit: Firestore takes a query limit up to 2**31 - 1
+
+
+def _positive(maximum: int) -> Callable[[str], int]:
+    """An argparse type: a whole number in 1..maximum."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+        if not 1 <= value <= maximum:
+            raise argparse.ArgumentTypeError(f"must be in 1..{maximum}, got {value}")
+        return value
+
+    return parse
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line with a code, like every other error (still exit 2)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"error [E_LEARN_INVALID_ARGUMENT]: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="opsloop", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="opsloop", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--emulator", metavar="HOST:PORT",
                         help="use the Firestore emulator there (default: $FIRESTORE_EMULATOR_HOST, else production)")
     parser.add_argument("--project", help="project id (default: $GOOGLE_CLOUD_PROJECT or demo-opsloop)")
@@ -509,14 +542,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until", help="event time to (exclusive; default now)")
     p.add_argument("--components", help="comma-separated components (default all)")
     p.add_argument("--out", default="opsloop-export.parquet", help="Parquet file (manifest beside it)")
-    p.add_argument("--page-size", type=_positive, default=5000, help="rows per read and per row group")
+    p.add_argument("--page-size", type=_positive(MAX_ROWS), default=5000, help="rows per read and per row group")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--progress", action="store_true", help="a progress bar even when stderr is not a terminal")
     p.add_argument("--json", action="store_true")
 
     p = cmd("report", _cmd_report, "a self-contained HTML report with charts")
     p.add_argument("--out", default="opsloop-report.html")
-    p.add_argument("--hours", type=_positive, default=48, help="how far back the charts go (default 48)")
+    p.add_argument("--hours", type=_positive(MAX_HOURS), default=48,
+                   help=f"how far back the charts go (default 48, at most {MAX_HOURS})")
     p.add_argument("--at", help="end of the charts (ISO or ms; default now)")
 
     audit = sub.add_parser("audit", help="the audit trail: log, verify").add_subparsers(
@@ -525,7 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p = cmd("log", _cmd_audit_log, "newest entries first", audit)
     p.add_argument("--policy", help="only this policy id")
-    p.add_argument("--limit", type=_positive, default=50)
+    p.add_argument("--limit", type=_positive(MAX_ROWS), default=50)
     p.add_argument("--json", action="store_true")
     return parser
 

@@ -9,9 +9,13 @@ from typing import Any
 
 
 def when(ms: Any) -> str:
+    """A stored ms time as UTC date and minute; the raw number when no date can show it (NaN, year 10000)."""
     if not isinstance(ms, int | float) or isinstance(ms, bool):
         return "-"
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M")
+    try:
+        return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M")
+    except (OverflowError, ValueError, OSError):  # a document written around validation must not stop a listing
+        return f"{ms!r} ms"
 
 
 def num(value: Any, fmt: str) -> str:

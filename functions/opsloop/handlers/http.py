@@ -31,6 +31,11 @@ def _read_json(request: Request) -> Any:
     raw = request.stream.read(MAX_BODY_BYTES + 1)
     if len(raw) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"body exceeds the limit of {MAX_BODY_BYTES} bytes")
+    return parse_json(raw)
+
+
+def parse_json(raw: bytes) -> Any:
+    """A request body as JSON (the encodings JSON allows); InvalidArgument for anything else."""
     try:
         return json.loads(raw, parse_constant=_reject_constant)
     except RecursionError:

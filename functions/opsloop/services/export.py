@@ -15,6 +15,7 @@ import heapq
 import json
 import math
 import os
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -89,19 +90,38 @@ def _raw_row(obs_id: str, obs: dict[str, Any], reward: dict[str, Any] | None) ->
     }
 
 
+# Times the CLI takes (--since/--until/--at): from the epoch (no observation is older) to 9999-01-01, which
+# leaves a datetime room for every window and bucket added to it.
+EARLIEST_TIME_MS = 0
+LATEST_TIME_MS = 253_370_764_800_000  # 9999-01-01T00:00Z
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MS_TEXT = re.compile(r"[+-]?[0-9]+")  # ASCII only: str.isdigit() also passes '²', which int() refuses
+
+
 def parse_time(value: str, name: str) -> int:
-    """ms since epoch from an ISO date/time (UTC unless it says otherwise) or an integer of ms."""
+    """ms since epoch from an ISO date/time (UTC unless it says otherwise) or an integer of ms.
+
+    Anything else, or a time outside [1970-01-01, 9999-01-01), is InvalidArgument naming ``--name``.
+    """
     text = value.strip()
-    if text.isdigit():
-        return int(text)
-    try:
-        t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise InvalidArgument(f"--{name} must be an ISO date/time (2026-11-30 or 2026-11-30T12:00Z) or ms since "
-                              f"epoch, got {value!r}", {"field": name}) from None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.UTC)
-    return int(t.timestamp() * 1000)
+    if _MS_TEXT.fullmatch(text):
+        digits = text.lstrip("+-").lstrip("0")
+        # more digits than LATEST_TIME_MS has is out of range; int() of thousands of digits would even raise
+        ms = int(text) if len(digits) <= len(str(LATEST_TIME_MS)) else None
+    else:
+        try:
+            t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidArgument(f"--{name} must be an ISO date/time (2026-11-30 or 2026-11-30T12:00Z) or whole "
+                                  f"ms since epoch, got {value!r}", {"field": name}) from None
+        if t.tzinfo is None:
+            t = t.replace(tzinfo=dt.UTC)
+        ms = (t - _EPOCH) // dt.timedelta(milliseconds=1)  # exact, and floored: 1969's last µs is not 0
+    if ms is None or not EARLIEST_TIME_MS <= ms < LATEST_TIME_MS:
+        raise InvalidArgument(f"--{name} is out of range: {value.strip()[:40]!r} is not between 1970-01-01 and "
+                              f"9999-01-01 (UTC), i.e. {EARLIEST_TIME_MS}..{LATEST_TIME_MS - 1} ms",
+                              {"field": name})
+    return ms
 
 
 def _rows(store: FirestoreStore, since_ms: int, until_ms: int, components: list[str] | None,
@@ -133,6 +153,22 @@ def _rows(store: FirestoreStore, since_ms: int, until_ms: int, components: list[
         yield page
 
 
+def check_out(out: Path) -> None:
+    """Refuse, before anything is written, an ``--out`` that cannot become a file beside its manifest."""
+    paths = [out, _manifest_path(out)] if out.name else [out]  # a name-less path ('.', '/') is a directory
+    for path in paths:
+        if path.is_dir():
+            raise InvalidArgument(f"--out {str(out)!r}: {str(path)!r} is a directory; name the Parquet file to "
+                                  f"write (e.g. {str(out / 'ds.parquet')!r})", {"field": "out"})
+    if not out.parent.is_dir():
+        what = "is not a directory" if out.parent.exists() else "does not exist (create it first)"
+        raise InvalidArgument(f"--out {str(out)!r}: the directory {str(out.parent)!r} {what}", {"field": "out"})
+
+
+def _manifest_path(out: Path) -> Path:
+    return out.with_name(out.name + ".manifest.json")
+
+
 def export_dataset(
     store: FirestoreStore,
     out: Path,
@@ -153,8 +189,10 @@ def export_dataset(
     comps = sorted(set(components)) if components else None
     schema = pa.schema([(name, getattr(pa, "bool_" if kind == "bool" else kind)()) for name, kind in COLUMNS])
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
+    check_out(out)
+    manifest_path = _manifest_path(out)
     tmp = out.with_name(f".{out.name}.partial")
+    manifest_tmp = out.with_name(f".{manifest_path.name}.partial")
     content = hashlib.sha256()
     rows = unscored = invalid = row_groups = 0
     ts_min: int | None = None
@@ -187,31 +225,30 @@ def export_dataset(
         with open(tmp, "rb") as fh:
             for block in iter(lambda: fh.read(1 << 20), b""):
                 file_hash.update(block)
-    except BaseException:
+        manifest = {
+            "manifestVersion": MANIFEST_VERSION,
+            "file": out.name,
+            "format": "parquet",
+            "rows": rows,
+            "rowGroups": row_groups,
+            "requested": {"since": since_ms, "until": until_ms, "components": comps},
+            "timeRange": {"tsMin": ts_min, "tsMax": ts_max},
+            "components": dict(sorted(per_component.items())),
+            "rewardVersions": dict(sorted(versions.items())),
+            "unscored": unscored,
+            "invalid": invalid,
+            "order": ["ts", "id"],
+            "columns": [{"name": n, "type": t} for n, t in COLUMNS],
+            "contentSha256": content.hexdigest(),
+            "fileSha256": file_hash.hexdigest(),
+            "createdAt": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+        manifest_tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+        manifest_path.unlink(missing_ok=True)  # never an older export's manifest beside the new file
+        os.replace(tmp, out)
+        os.replace(manifest_tmp, manifest_path)
+    except BaseException:  # nothing half-written stays behind, whatever failed
         tmp.unlink(missing_ok=True)
+        manifest_tmp.unlink(missing_ok=True)
         raise
-    manifest = {
-        "manifestVersion": MANIFEST_VERSION,
-        "file": out.name,
-        "format": "parquet",
-        "rows": rows,
-        "rowGroups": row_groups,
-        "requested": {"since": since_ms, "until": until_ms, "components": comps},
-        "timeRange": {"tsMin": ts_min, "tsMax": ts_max},
-        "components": dict(sorted(per_component.items())),
-        "rewardVersions": dict(sorted(versions.items())),
-        "unscored": unscored,
-        "invalid": invalid,
-        "order": ["ts", "id"],
-        "columns": [{"name": n, "type": t} for n, t in COLUMNS],
-        "contentSha256": content.hexdigest(),
-        "fileSha256": file_hash.hexdigest(),
-        "createdAt": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-    }
-    manifest_path = out.with_name(out.name + ".manifest.json")
-    manifest_tmp = out.with_name(f".{manifest_path.name}.partial")
-    manifest_tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    manifest_path.unlink(missing_ok=True)  # never an older export's manifest beside the new file
-    os.replace(tmp, out)
-    os.replace(manifest_tmp, manifest_path)
     return ExportResult(out, manifest_path, manifest)

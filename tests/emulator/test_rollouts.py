@@ -277,8 +277,8 @@ def test_a_model_that_changed_is_judged_on_its_data_since_the_change(rollout_sto
 
     rollout_store.set_config("flags", {"learning": {"enabled": True, "autoActivatePolicies": True}})
     later = t + dt.timedelta(hours=3)
-    scoring.score_observations(rollout_store, later)
-    second = tuning.auto_tune(rollout_store, later).outcomes[0]
+    scoring.score_observations(rollout_store, later, now=later)  # three hours on: the clock moves too
+    second = tuning.auto_tune(rollout_store, later, now=later).outcomes[0]
     assert second.action == "drafted" and second.activated
     weights = (rollout_store.policy("router-core", second.version or "") or {})["params"]["modelWeights"]
     assert weights["gpt-5"] == 0.02  # the stale state no longer raises its floor; its new self keeps it low

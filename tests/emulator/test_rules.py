@@ -192,6 +192,7 @@ SEED: dict[str, dict[str, Any]] = {
     "ops_rollouts/r-1": {"id": "router-core", "version": "1.0.1", "status": "running"},
     "ops_rollouts/r-1/evaluations/1": {"ts": 1, "outcome": "continue"},
     "ops_drift/checkout": {"component": "checkout", "drifting": False},
+    "ops_components/checkout": {"component": "checkout", "lastTs": NOW_MS},
     "ops_audit_chains/policy:router-core": {"chain": "policy:router-core", "seq": 1, "hash": "0" * 64},
     "anything_else/thing-1": {"x": 1},
     "ops_observations/obs-1/notes/note-1": {"text": "subcollections fall under the catch-all"},
@@ -232,6 +233,7 @@ ACCESS: dict[str, dict[str, frozenset[str]]] = {
     "ops_rollouts/r-1/evaluations": {"get": ADMIN, "list": ADMIN, "create": NOBODY, "update": NOBODY,
                                      "delete": NOBODY},
     "ops_drift":                    dict.fromkeys(("get", "list", "create", "update", "delete"), NOBODY),
+    "ops_components":               dict.fromkeys(("get", "list", "create", "update", "delete"), NOBODY),
     "anything_else":                dict.fromkeys(("get", "list", "create", "update", "delete"), NOBODY),
     "ops_observations/obs-1/notes": dict.fromkeys(("get", "list", "create", "update", "delete"), NOBODY),
 }
@@ -373,6 +375,18 @@ OBSERVATION_CASES: dict[str, ObsCase] = {
     "arm_unknown": ObsCase({"arm": "treatment"}),
     "errorCode_too_long": ObsCase({"errorCode": "E" * 129}),
     "meta_not_a_map": ObsCase({"meta": "free text"}),
+    # the same bounds and id formats as recordObservation (issue 11: these once wedged the scorer)
+    "policyVersion_longest": ObsCase({"policyVersion": "a" * 63 + "@999999999.999999999.999999999",
+                                      "arm": "challenger"}, allowed=True),
+    "propensity_smallest": ObsCase({"propensity": 0.000001}, allowed=True),
+    "tokens_largest": ObsCase({"tokensIn": 100_000_000, "tokensOut": 100_000_000}, allowed=True),
+    "policyVersion_with_path": ObsCase({"policyVersion": "router-core@1.0.0/../x", "arm": "challenger"}),
+    "policyVersion_1600_chars": ObsCase({"policyVersion": "r" * 1594 + "@1.0.0"}),
+    "policyVersion_no_semver": ObsCase({"policyVersion": "router-core"}),
+    "policyVersion_uppercase": ObsCase({"policyVersion": "Router@1.0.0"}),
+    "propensity_tiny": ObsCase({"propensity": 1e-300}),
+    "tokensIn_over_bound": ObsCase({"tokensIn": 100_000_001}),
+    "id_with_space": ObsCase({"id": "obs new"}, doc_id="obs new"),
 }
 
 

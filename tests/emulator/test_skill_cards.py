@@ -96,28 +96,35 @@ def test_cards_refresh_once_per_hour_and_never_from_an_older_replay(seeded: Fire
     ingest(seeded, [{"component": "autoscaler", "outcome": "success", "durationMs": 5, "ts": SCHEDULE_MS - 60_000}])
     first = scoring.score_observations(seeded, SCHEDULE, settings=SMALL)
     assert first.cards_written == 2  # the component's card and the seeded router policy's
-    later = scoring.score_observations(seeded, SCHEDULE + dt.timedelta(minutes=5), settings=SMALL)
+    later = scoring.score_observations(seeded, SCHEDULE + dt.timedelta(minutes=5), settings=SMALL,
+                                       now=SCHEDULE + dt.timedelta(minutes=5))
     assert later.cards_written == 0  # same hour: not due
     replay = scoring.score_observations(seeded, SCHEDULE - dt.timedelta(hours=2), settings=SMALL)
     assert replay.cards_written == 0
     assert seeded.skill_card("autoscaler")["ts"] == SCHEDULE_MS
     forced = scoring.score_observations(seeded, SCHEDULE + dt.timedelta(minutes=10), settings=SMALL,
-                                        refresh_cards=True)
+                                        refresh_cards=True, now=SCHEDULE + dt.timedelta(minutes=10))
     assert forced.cards_written == 2
-    next_hour = scoring.score_observations(seeded, SCHEDULE + dt.timedelta(hours=1), settings=SMALL)
+    next_hour = scoring.score_observations(seeded, SCHEDULE + dt.timedelta(hours=1), settings=SMALL,
+                                           now=SCHEDULE + dt.timedelta(hours=1))
     assert next_hour.cards_written == 2
     assert skill_cards.due(SCHEDULE_MS, SCHEDULE_MS + 3_600_000) and not skill_cards.due(SCHEDULE_MS, SCHEDULE_MS)
 
 
-@pytest.mark.parametrize(("config", "text"), [({"lowSuccess": 0.99, "highSuccess": 0.5}, "lowSuccess <= highSuccess"),
-                                            ({"minSamples": None}, "TypeError")])
-def test_a_bad_card_config_is_reported_and_scoring_still_completes(seeded: FirestoreStore, config: dict[str, Any],
-                                                                   text: str) -> None:
-    seeded.set_config("skill_cards", config, merge=False)
+@pytest.mark.parametrize(("config", "field"), [({"lowSuccess": 0.99, "highSuccess": 0.5}, ""),
+                                             ({"minSamples": None}, "minSamples")])
+def test_a_bad_card_config_is_reported_and_the_last_good_one_is_used(seeded: FirestoreStore, config: dict[str, Any],
+                                                                     field: str) -> None:
+    seeded.set_config("skill_cards", {"minSamples": 1}, merge=False)
     ingest(seeded, [{"component": "autoscaler", "outcome": "success", "durationMs": 5, "ts": SCHEDULE_MS - 60_000}])
+    scoring.score_observations(seeded, SCHEDULE - dt.timedelta(hours=1), settings=SMALL)  # a good config, kept
+    seeded.set_config("skill_cards", config, merge=False)
     result = scoring.score_observations(seeded, SCHEDULE, settings=SMALL)
-    assert result.scored == 1 and result.stats_written == 3
-    assert result.cards_written == 0 and text in (result.cards_error or "")
-    assert seeded.skill_card("autoscaler") is None
+    assert result.scored == 0 and result.stats_written == 3  # scored by the first run
+    assert result.cards_written == 2 and result.cards_error is None
+    assert len(result.config_errors) == 1 and result.config_errors[0].startswith("config/skill_cards")
+    assert seeded.skill_card("autoscaler")["judged"]  # minSamples 1, the last good value, judged its 1 sample
+    [alert] = [a for a in seeded.alerts() if a.get("kind") == "config"]
+    assert (alert["path"], alert["field"]) == ("config/skill_cards", field)
     run = seeded.db.collection("ops_runs").document(result.run_id).get().to_dict()
-    assert run["status"] == "done" and text in run["cardsError"]
+    assert run["status"] == "done" and run["configErrors"] == result.config_errors

@@ -193,7 +193,12 @@ def test_compare_does_not_flag_unchanged_traffic(seed: int) -> None:
 
 
 def test_drift_config_from_doc() -> None:
-    assert DriftConfig.from_doc({}) == DriftConfig()
-    cfg = DriftConfig.from_doc({"latest": "6h", "baselineDays": 3, "alpha": 0.01, "minSamples": "50",
-                                "driftExplorationFloor": 0.3})
-    assert cfg == DriftConfig(latest="6h", baseline_days=3, alpha=0.01, min_samples=50, drift_exploration_floor=0.3)
+    from opsloop.domain.config import ConfigInvalid, parse
+
+    assert parse("drift", {}) == DriftConfig()
+    cfg = parse("drift", {"latest": "24h", "baselineDays": 3, "alpha": 0.01, "minSamples": 50.0,
+                          "driftExplorationFloor": 0.3})
+    assert cfg == DriftConfig(latest="24h", baseline_days=3, alpha=0.01, min_samples=50, drift_exploration_floor=0.3)
+    for bad in ({"latest": "6h"}, {"minSamples": "50"}, {"baselineDays": 2.5}, {"alpha": True}):
+        with pytest.raises(ConfigInvalid):
+            parse("drift", bad)

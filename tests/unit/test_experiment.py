@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
+from opsloop.domain.config import ConfigInvalid, parse
 from opsloop.domain.experiment import (
     ArmData,
     Evaluation,
@@ -341,16 +342,18 @@ def test_evaluation_doc() -> None:
 
 def test_rollout_config_doc_round_trip() -> None:
     custom = replace(CFG, min_samples=500, alpha=0.01, tau=0.1, safety_max_reward_drop=0.2)
-    assert RolloutConfig.from_doc(custom.to_doc()) == custom
-    assert RolloutConfig.from_doc(CFG.to_doc()) == CFG
-    assert RolloutConfig.from_doc({}) == CFG
-    assert RolloutConfig.from_doc({"minSamples": 42, "unknownKey": 1}) == replace(CFG, min_samples=42)
+    assert parse("rollout", custom.to_doc())[0] == custom
+    assert parse("rollout", CFG.to_doc())[0] == CFG
+    assert parse("rollout", {})[0] == CFG
+    assert parse("rollout", {"minSamples": 42})[0] == replace(CFG, min_samples=42)
+    with pytest.raises(ConfigInvalid, match="unknownKey"):  # a typo is an error, not silently ignored
+        parse("rollout", {"minSamples": 42, "unknownKey": 1})
     assert set(CFG.to_doc()) >= {"minSamples", "alpha", "tau", "srmAlpha", "safetyMaxRewardDrop"}
 
 
 def test_seed_rollout_config_is_the_default() -> None:
     doc = json.loads((ROOT / "seed" / "config" / "rollout.json").read_text())
-    cfg = RolloutConfig.from_doc(doc)
+    cfg = parse("rollout", doc)[0]
     assert cfg == CFG
     assert {k: doc[k] for k in cfg.to_doc()} == cfg.to_doc()
 
@@ -373,5 +376,5 @@ def test_seed_rollout_config_is_the_default() -> None:
     ],
 )
 def test_rollout_config_validation(doc: dict) -> None:
-    with pytest.raises(ValueError):
-        RolloutConfig.from_doc(doc)
+    with pytest.raises(ConfigInvalid):
+        parse("rollout", doc)

@@ -161,10 +161,15 @@ def test_meta_size_limit() -> None:
     assert "4096" in message
 
 
-def test_meta_size_is_measured_on_escaped_json() -> None:
-    # json.dumps escapes non-ASCII, so each "é" counts 6 bytes ("\\u00e9"), not 1 character
-    assert fields_of(obs(meta={"k": "é" * 700})) == ["meta"]  # 4200 + 8 bytes
-    assert parse_batch(obs(meta={"k": "é" * 600}), NOW)[0].meta == {"k": "é" * 600}  # 3600 + 8 bytes
+def test_meta_size_is_measured_as_utf8_json() -> None:
+    # UTF-8 bytes, not ASCII escapes: "é" is 2 bytes (it was counted as the 6 of "\\u00e9", so non-Latin
+    # text got a third of the limit)
+    assert parse_batch(obs(meta={"k": "é" * 2000}), NOW)[0].meta == {"k": "é" * 2000}  # 4000 + 8 bytes
+    assert fields_of(obs(meta={"k": "é" * 2045})) == ["meta"]  # 4090 + 8 bytes
+    assert parse_batch(obs(meta={"k": "日" * 1360}), NOW)  # 3 bytes each: 4080 + 8
+    assert fields_of(obs(meta={"k": "日" * 1363})) == ["meta"]
+    assert fields_of(obs(meta={"k": "a" * 4089})) == ["meta"]  # 4089 + 8 = 4097
+    assert parse_batch(obs(meta={"k": "a" * 4088}), NOW)
 
 
 def test_meta_depth_and_json() -> None:

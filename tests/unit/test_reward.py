@@ -10,10 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from opsloop.domain.config import ConfigInvalid
+from opsloop.domain.config import parse as parse_config
 from opsloop.domain.reward import OUTCOMES, SUCCESS, RewardConfig, score
 
 ROOT = Path(__file__).resolve().parents[2]
-SEEDED = RewardConfig.from_doc(json.loads((ROOT / "seed" / "config" / "reward_config.json").read_text()))
+SEEDED = parse_config("reward_config", json.loads((ROOT / "seed" / "config" / "reward_config.json").read_text()))
 NON_SUCCESS = tuple(o for o in OUTCOMES if o != SUCCESS)
 
 unit = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
@@ -183,18 +185,18 @@ def test_doc_round_trip(cfg: RewardConfig, version: str, min_acceptable: float, 
     doc = cfg.to_doc()
     doc["version"] = version
     doc["thresholds"] = {"minAcceptable": min_acceptable, "retrain": retrain}
-    back = RewardConfig.from_doc(doc)
+    back = parse_config("reward_config", doc)
     assert back.to_doc() == doc
-    assert RewardConfig.from_doc(cfg.to_doc()) == cfg
+    assert parse_config("reward_config", cfg.to_doc()) == cfg
 
 
 @pytest.mark.parametrize("doc", [None, {}])
 def test_from_empty_doc_gives_defaults(doc: dict | None) -> None:
-    assert RewardConfig.from_doc(doc) == RewardConfig()
+    assert parse_config("reward_config", doc) == RewardConfig()
 
 
 def test_from_partial_doc_keeps_other_defaults() -> None:
-    cfg = RewardConfig.from_doc({"weights": {"latency": 0.5}, "bounds": {"maxCostUsd": 1}})
+    cfg = parse_config("reward_config", {"weights": {"latency": 0.5}, "bounds": {"maxCostUsd": 1}})
     assert cfg.w_latency == 0.5
     assert cfg.max_cost_usd == 1.0
     assert (cfg.w_cost, cfg.w_success, cfg.max_latency_ms) == (0.2, 0.6, 4000.0)
@@ -214,7 +216,9 @@ def test_invalid_config_rejected(kwargs: dict) -> None:
 
 
 def test_invalid_weights_in_doc_rejected() -> None:
-    with pytest.raises(ValueError, match="w_success"):
-        RewardConfig.from_doc({"weights": {"success": 2}})
-    with pytest.raises(ValueError):
-        RewardConfig.from_doc({"bounds": {"maxLatencyMs": 0}})
+    with pytest.raises(ConfigInvalid, match="w_success"):
+        parse_config("reward_config", {"weights": {"success": 2}})
+    with pytest.raises(ConfigInvalid):
+        parse_config("reward_config", {"bounds": {"maxLatencyMs": 0}})
+    with pytest.raises(ConfigInvalid, match=r"weights\.success"):
+        parse_config("reward_config", {"weights": {"success": "0.6"}})

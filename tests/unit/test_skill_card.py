@@ -92,4 +92,6 @@ def test_the_seeded_config_is_the_default() -> None:
     from pathlib import Path
 
     seeded = json.loads((Path(__file__).resolve().parents[2] / "seed" / "config" / "skill_cards.json").read_text())
-    assert skill_card.CardSettings.from_doc(seeded) == skill_card.CardSettings()
+    from opsloop.domain.config import parse
+
+    assert parse("skill_cards", seeded) == skill_card.CardSettings()

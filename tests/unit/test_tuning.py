@@ -324,11 +324,11 @@ def test_the_method_is_validated() -> None:
 
 
 def test_method_and_alpha_are_read_from_config_tuning() -> None:
-    from opsloop.services.tuning import tuning_config
+    from opsloop.domain.config import parse
 
-    cfg = tuning_config({"method": "multiplicative", "alpha": 0.01, "explorationSamples": 0})
+    cfg = parse("tuning", {"method": "multiplicative", "alpha": 0.01, "explorationSamples": 0})
     assert (cfg.method, cfg.alpha, cfg.exploration_samples) == ("multiplicative", 0.01, 0)
-    default = tuning_config({})
+    default = parse("tuning", {})
     assert (default.method, default.alpha, default.exploration_samples) == ("thompson", 0.001, 150)
 
 

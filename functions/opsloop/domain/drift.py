@@ -9,7 +9,6 @@ compared with a chi-square test of the 2x2 table.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 from ddsketch.ddsketch import BaseDDSketch
@@ -29,17 +28,6 @@ class DriftConfig:
     alpha: float = 0.001
     min_samples: int = 100  # in each of latest and baseline
     drift_exploration_floor: float = 0.15
-
-    @classmethod
-    def from_doc(cls, doc: dict[str, Any]) -> DriftConfig:
-        d = cls()
-        return cls(
-            latest=str(doc.get("latest", d.latest)),
-            baseline_days=int(doc.get("baselineDays", d.baseline_days)),
-            alpha=float(doc.get("alpha", d.alpha)),
-            min_samples=int(doc.get("minSamples", d.min_samples)),
-            drift_exploration_floor=float(doc.get("driftExplorationFloor", d.drift_exploration_floor)),
-        )
 
 
 @dataclass(frozen=True)

@@ -68,18 +68,6 @@ class RolloutConfig:
             if not (math.isfinite(v) and v >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
 
-    @classmethod
-    def from_doc(cls, doc: dict[str, Any]) -> RolloutConfig:
-        defaults = asdict(cls())
-        known: dict[str, Any] = {}
-        for attr, key in _DOC_KEYS.items():
-            if key in doc:
-                try:
-                    known[attr] = type(defaults[attr])(doc[key])
-                except (TypeError, ValueError):
-                    raise ValueError(f"config/rollout.{key} must be a number, got {doc[key]!r}") from None
-        return cls(**known)
-
     def to_doc(self) -> dict[str, Any]:
         return {_DOC_KEYS[k]: v for k, v in asdict(self).items()}
 

@@ -13,12 +13,21 @@ MAX_BATCH = 500
 MAX_META_BYTES = 4096
 MAX_META_DEPTH = 4
 MAX_FUTURE_SKEW_MS = 5 * 60_000
+# Below this an inverse-propensity weight (1/p, squared in the variance sums) is meaningless and could
+# overflow a float sum; firestore.rules holds the same bound.
+MIN_PROPENSITY = 1e-6
 
 Outcome = Literal["success", "failure", "timeout", "rate_limit"]
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
-_COMPONENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
-_POLICY_REF = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}@(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})$")
+# Every string that becomes part of a document id (observation id; component and policyVersion in bucket,
+# stats, drift and card ids) has one format, shared word for word with firestore.rules (a test compares).
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+COMPONENT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"
+POLICY_REF_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}@(0|[1-9][0-9]{0,8})[.](0|[1-9][0-9]{0,8})[.](0|[1-9][0-9]{0,8})$"
+ARMS = ("champion", "challenger")
+_ID = re.compile(ID_PATTERN)
+_COMPONENT = re.compile(COMPONENT_PATTERN)
+_POLICY_REF = re.compile(POLICY_REF_PATTERN)
 
 
 _INT64 = (-(2**63), 2**63 - 1)
@@ -81,7 +90,8 @@ class ObservationIn(BaseModel):
     costUsd: float = Field(default=0.0, ge=0, le=1_000_000)  # noqa: N815
     policyVersion: str | None = None  # noqa: N815
     arm: Literal["champion", "challenger"] | None = None
-    propensity: float | None = Field(default=None, gt=0, le=1, description="probability the action was chosen")
+    propensity: float | None = Field(default=None, ge=MIN_PROPENSITY, le=1,
+                                     description="probability the action was chosen")
     weight: float | None = Field(default=None, ge=1, le=1_000_000,
                                  description="sampling weight: this observation stands for `weight` of its kind")
     errorCode: str | None = Field(default=None, max_length=128)  # noqa: N815
@@ -139,18 +149,47 @@ class ObservationIn(BaseModel):
     def _meta(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
         if v is None:
             return v
-        try:
-            encoded = json.dumps(v, allow_nan=False, separators=(",", ":"))
+        try:  # measured as UTF-8, not ASCII-escaped: "\u00e9" would count one character as six bytes
+            encoded = json.dumps(v, allow_nan=False, ensure_ascii=False, separators=(",", ":"))
         except (TypeError, ValueError) as exc:
             raise ValueError(f"must be JSON without NaN/Infinity ({exc})") from None
-        if len(encoded.encode()) > MAX_META_BYTES:
-            raise ValueError(f"must encode to at most {MAX_META_BYTES} bytes of JSON, got {len(encoded)}")
+        if not _utf8(encoded):
+            problem = _unstorable(v)
+            raise ValueError(f"must be storable in Firestore: {problem or 'strings must be valid Unicode'}")
+        size = len(encoded.encode())
+        if size > MAX_META_BYTES:
+            raise ValueError(f"must encode to at most {MAX_META_BYTES} bytes of UTF-8 JSON, got {size}")
         if _depth(v) > MAX_META_DEPTH:
             raise ValueError(f"must nest at most {MAX_META_DEPTH} levels deep")
         problem = _unstorable(v)
         if problem is not None:
             raise ValueError(f"must be storable in Firestore: {problem}")
         return v
+
+
+def stored_problem(d: dict[str, Any]) -> str | None:
+    """Why a stored observation cannot be scored (None when it can).
+
+    Observations written straight to Firestore pass the rules, not this model; the scorer checks again every
+    field that becomes part of a document id or a float sum, so no stored value can break a run.
+    """
+    ts, component, version, arm = d.get("ts"), d.get("component"), d.get("policyVersion"), d.get("arm")
+    if not isinstance(ts, int) or isinstance(ts, bool) or not 0 <= ts <= _INT64[1]:
+        return "observation lacks an integer 'ts' >= 0"
+    if not isinstance(component, str) or _COMPONENT.fullmatch(component) is None:
+        return "observation lacks a valid 'component'"
+    if version is not None and (not isinstance(version, str) or _POLICY_REF.fullmatch(version) is None):
+        return "'policyVersion' must look like 'router-core@1.0.0'"
+    if arm is not None and arm not in ARMS:
+        return f"'arm' must be one of {ARMS}"
+    for key, low, high in (("durationMs", 0.0, 86_400_000.0), ("costUsd", 0.0, 1_000_000.0),
+                           ("propensity", MIN_PROPENSITY, 1.0), ("weight", 1.0, 1_000_000.0)):
+        value = d.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+            return f"'{key}' must be a number in [{low:g}, {high:g}]"
+    return None
 
 
 class FieldError(BaseModel):

@@ -49,27 +49,6 @@ class RewardConfig:
             if not (math.isfinite(value) and 0.0 <= value <= 1.0):
                 raise ValueError(f"reward threshold {name} must be in [0, 1], got {value!r}")
 
-    @classmethod
-    def from_doc(cls, doc: dict[str, Any] | None) -> RewardConfig:
-        """Build from the Firestore document shape; missing parts keep their defaults."""
-        if not doc:
-            return cls()
-        w = doc.get("weights") or {}
-        b = doc.get("bounds") or {}
-        t = doc.get("thresholds") or {}
-        d = cls()
-        return cls(
-            version=str(doc.get("version", d.version)),
-            w_latency=float(w.get("latency", d.w_latency)),
-            w_cost=float(w.get("cost", d.w_cost)),
-            w_success=float(w.get("success", d.w_success)),
-            w_error=float(w.get("error", d.w_error)),
-            max_latency_ms=float(b.get("maxLatencyMs", d.max_latency_ms)),
-            max_cost_usd=float(b.get("maxCostUsd", d.max_cost_usd)),
-            min_acceptable=float(t.get("minAcceptable", d.min_acceptable)),
-            retrain=float(t.get("retrain", d.retrain)),
-        )
-
     def to_doc(self) -> dict[str, Any]:
         return {
             "version": self.version,

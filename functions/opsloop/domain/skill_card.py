@@ -34,28 +34,6 @@ class CardSettings:
     trend_alpha: float = 0.05
     top_failures: int = 3
 
-    @classmethod
-    def from_doc(cls, doc: dict[str, Any]) -> CardSettings:
-        d = cls()
-        s = cls(
-            min_samples=int(doc.get("minSamples", d.min_samples)),
-            high_success=float(doc.get("highSuccess", d.high_success)),
-            low_success=float(doc.get("lowSuccess", d.low_success)),
-            cheap_share=float(doc.get("cheapShare", d.cheap_share)),
-            over_latency_budget=float(doc.get("overLatencyBudget", d.over_latency_budget)),
-            outlier_ratio=float(doc.get("outlierRatio", d.outlier_ratio)),
-            min_daily_samples=int(doc.get("minDailySamples", d.min_daily_samples)),
-            trend_alpha=float(doc.get("trendAlpha", d.trend_alpha)),
-            top_failures=int(doc.get("topFailures", d.top_failures)),
-        )
-        if not 0.0 <= s.low_success <= s.high_success <= 1.0:
-            raise ValueError(f"config/skill_cards needs 0 <= lowSuccess <= highSuccess <= 1, got "
-                             f"{s.low_success!r}, {s.high_success!r}")
-        if s.min_samples < 1 or s.min_daily_samples < 1 or not 0.0 < s.trend_alpha < 1.0:
-            raise ValueError(f"config/skill_cards: minSamples/minDailySamples >= 1 and trendAlpha in (0, 1), got "
-                             f"{s.min_samples!r}, {s.min_daily_samples!r}, {s.trend_alpha!r}")
-        return s
-
 
 def share_above(summary: Summary, threshold: float) -> float | None:
     """Share of the latency distribution above ``threshold`` (from the sketch, within its accuracy)."""

@@ -208,6 +208,12 @@ class Summary:
             **off_policy,
         )
 
+    def finite(self) -> bool:
+        """Whether every sum is a finite number (an overflow to inf would poison every later sum)."""
+        return all(math.isfinite(v) for v in (
+            self.sum_reward, self.sum_reward2, self.sum_cost, self.sum_latency, self.sum_w, self.sum_w2,
+            self.sum_rw, self.sum_r2w2, self.sum_rw2, self.weight, self.w_successes, self.w_p))
+
     def __add__(self, other: Summary) -> Summary:
         if not isinstance(other, Summary):
             return NotImplemented

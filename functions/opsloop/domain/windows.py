@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .errors import InvalidArgument
+
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
 DAY_MS = 24 * HOUR_MS
@@ -76,3 +78,20 @@ def window_bounds(schedule_ms: int, window: str) -> tuple[int, int]:
         raise ValueError(f"window must be one of {sorted(WINDOWS)}, got {window!r}")
     end = window_end(schedule_ms)
     return end - WINDOWS[window], end
+
+
+# A scheduled run's schedule time may lead the clock by this much (clock skew between Cloud Scheduler and
+# the function); beyond it the time is refused, and a stored stats/cards time beyond it is ignored.
+MAX_SCHEDULE_SKEW_MS = 10 * MINUTE_MS
+EARLIEST_SCHEDULE_MS = 946_684_800_000  # 2000-01-01: anything earlier is a unit mistake (seconds for ms)
+
+
+def check_schedule_time(schedule_ms: int, now_ms: int) -> None:
+    """Refuse a schedule time from the future (beyond the skew) or from before 2000."""
+    if schedule_ms > now_ms + MAX_SCHEDULE_SKEW_MS:
+        ahead = (schedule_ms - now_ms) / MINUTE_MS
+        raise InvalidArgument(
+            f"schedule time {schedule_ms} is {ahead:,.0f} minutes ahead of the clock; at most "
+            f"{MAX_SCHEDULE_SKEW_MS // MINUTE_MS} minutes are allowed", {"field": "scheduleTime"})
+    if schedule_ms < EARLIEST_SCHEDULE_MS:
+        raise InvalidArgument(f"schedule time {schedule_ms} is before 2000-01-01", {"field": "scheduleTime"})

@@ -1,38 +1,81 @@
-"""``scoreObservations`` and ``autoTunePolicies``: scheduled runs."""
+"""``scoreObservations``, ``autoTunePolicies`` and ``evaluateRollouts``: scheduled runs.
+
+Cloud Scheduler's ``X-CloudScheduler-ScheduleTime`` is read by firebase_functions; a time without a
+timezone is taken as UTC (as Cloud Scheduler means it), and a time too far ahead of the clock is refused:
+logged with its code, nothing written, answered 2xx so the scheduler does not retry a bad clock's call.
+A systemic failure (Firestore unreachable) still raises, so the scheduler retries it.
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
+from typing import Any
+
 from firebase_functions import logger, scheduler_fn
 
-from ..services import drift, rollouts, scoring, tuning
+from ..domain.errors import InvalidArgument
+from ..services import alerts, drift, rollouts, scoring, tuning
 from . import deps
 
 
+def schedule_time(event: scheduler_fn.ScheduledEvent) -> dt.datetime:
+    """The event's schedule time, timezone-aware (naive times are UTC)."""
+    value = event.schedule_time
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
+
+
+def _refused(job: str, event: scheduler_fn.ScheduledEvent, work: Callable[[dt.datetime], Any]) -> Any:
+    """Run ``work`` at the event's schedule time; a refused schedule time is logged, not retried."""
+    at = schedule_time(event)
+    try:
+        return work(at)
+    except InvalidArgument as exc:
+        logger.error(f"{job} refused", job=event.job_name, scheduleTime=at.isoformat(), code=exc.code,
+                     error=exc.message)
+        return None
+
+
 def score(event: scheduler_fn.ScheduledEvent) -> None:
-    """Score the backlog; an exception makes the run answer 500 so Cloud Scheduler retries it."""
-    result = scoring.score_observations(deps.store(), event.schedule_time)
+    """Score the backlog; an unexpected exception answers 500 so Cloud Scheduler retries the run."""
+    result = _refused("scoreObservations", event, lambda at: scoring.score_observations(deps.store(), at))
+    if result is None:
+        return
     logger.info(
         "scoreObservations finished",
-        job=event.job_name, scheduleTime=event.schedule_time.isoformat(), leaseAcquired=result.lease_acquired,
+        job=event.job_name, scheduleTime=result.schedule_ms, leaseAcquired=result.lease_acquired,
         scored=result.scored, invalid=result.invalid, chunks=result.chunks, statsWritten=result.stats_written,
-        cardsWritten=result.cards_written, cardsError=result.cards_error,
+        cardsWritten=result.cards_written, cardsError=result.cards_error, budgetExhausted=result.budget_exhausted,
+        configErrors=result.config_errors,
     )
 
 
 def tune(event: scheduler_fn.ScheduledEvent) -> None:
-    result = tuning.auto_tune(deps.store(), event.schedule_time)
+    result = _refused("autoTunePolicies", event, lambda at: tuning.auto_tune(deps.store(), at))
+    if result is None:
+        return
     logger.info(
         "autoTunePolicies finished",
-        job=event.job_name, enabled=result.enabled,
+        job=event.job_name, enabled=result.enabled, configErrors=result.config_errors,
         outcomes=[o.__dict__ for o in result.outcomes],
     )
 
 
 def evaluate(event: scheduler_fn.ScheduledEvent) -> None:
-    """Drift checks for every component, then an evaluation of every running shadow and canary."""
+    """Every running canary (safety rollbacks first) and shadow, then drift checks, each on its own.
+
+    Drift raises exploration floors but never gates a rollback, so it runs after the rollouts, and a
+    failure in it is recorded (``ops_alerts``) without failing the run.
+    """
     store = deps.store()
-    drifts = drift.check_drift(store, event.schedule_time)
-    outcomes = rollouts.evaluate_rollouts(store, event.schedule_time)
+    outcomes = _refused("evaluateRollouts", event, lambda at: rollouts.evaluate_rollouts(store, at))
+    if outcomes is None:
+        return
+    try:
+        drifts = drift.check_drift(store, schedule_time(event))
+    except Exception as exc:
+        alerts.item_failed(store, "evaluateRollouts.drift", "all components", exc)
+        drifts = []
     logger.info(
         "evaluateRollouts finished",
         job=event.job_name, drift=[d.__dict__ for d in drifts], rollouts=[o.__dict__ for o in outcomes],

@@ -8,11 +8,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from ..domain import config as config_domain
+from ..domain.config import ScoringSettings
 from ..domain.errors import InvalidArgument
 from ..domain.observation import InvalidBatch, ObservationIn, parse_batch
 from ..domain.pii import scrub_value
-from ..store import paths
 from ..store.firestore_store import FirestoreStore
+from . import config as config_service
 
 
 @dataclass(frozen=True)
@@ -38,25 +40,24 @@ def _doc(obs: ObservationIn, now_ms: int) -> dict[str, Any]:
     return data
 
 
-DEFAULT_RETENTION_DAYS = 30
-
-
 def retention_days(store: FirestoreStore) -> int:
-    """``config/scoring.retentionDays``: how long observations and rewards live (Firestore TTL on expireAt)."""
-    days = store.config_cached(paths.SCORING_DOC).get("retentionDays", DEFAULT_RETENTION_DAYS)
-    if isinstance(days, bool) or not isinstance(days, int | float) or not 1 <= days <= 3650:
-        raise ValueError(f"config/scoring.retentionDays must be a number of days in 1..3650, got {days!r}")
-    return int(days)
+    """``config/scoring.retentionDays``: how long observations and rewards live (Firestore TTL on expireAt).
+
+    Read through the per-process config cache; a bad document gives the last good value or the default
+    (and an alert): a derived setting never refuses an observation.
+    """
+    settings: ScoringSettings = config_service.cached(store, config_domain.SCORING)
+    return settings.retention_days
 
 
 def record_batch(store: FirestoreStore, payload: Any, now_ms: int | None = None) -> RecordResult:
     """Validate ``payload`` (one observation or ``{"observations": [...]}``) and store it all or nothing."""
     now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
-    expire_at = dt.datetime.fromtimestamp(now_ms / 1000, dt.UTC) + dt.timedelta(days=retention_days(store))
     try:
         items = parse_batch(payload, now_ms)
     except InvalidBatch as exc:
         raise InvalidArgument(str(exc), {"errors": [e.model_dump() for e in exc.errors]}) from None
+    expire_at = dt.datetime.fromtimestamp(now_ms / 1000, dt.UTC) + dt.timedelta(days=retention_days(store))
     docs = []
     for obs in items:
         doc_id = obs.id or uuid.uuid4().hex

@@ -45,9 +45,8 @@ def gather(store: FirestoreStore, end_ms: int, hours: int = 48, audit_limit: int
     level = "5m" if hours <= 6 else ("1h" if hours <= 24 * 14 else "1d")  # ~24 to ~340 points a line
     end = windows.bucket_start(windows.window_end(end_ms) - 1, level) + windows.LEVELS[level]
     start = end - hours * windows.HOUR_MS
-    seen = store.read_cursor().components or {}
     series = []
-    for comp in sorted(c for c, last in seen.items() if last >= start):
+    for comp in sorted(store.active_components(start)):
         buckets = store.bucket_series(comp, level, start, end)
         series.append(ComponentSeries(comp, level, [point(s, b) for s, b in buckets if b.n]))
     by_id: dict[str, dict[str, Any]] = {}

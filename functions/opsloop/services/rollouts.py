@@ -12,46 +12,32 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import os
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from ..domain import config as config_domain
 from ..domain import ope, windows
 from ..domain import policy as policy_domain
+from ..domain.config import Settings, ShadowSettings
 from ..domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from ..domain.experiment import ArmData, Evaluation, RolloutConfig, evaluate
 from ..domain.routing import MAX_SPLIT, SPLIT_PRESETS
 from ..domain.stats import Summary, total
 from ..store import paths
 from ..store.firestore_store import FirestoreStore, ms
-from . import tuning
+from . import alerts, tuning
+from . import config as config_service
 
 CONTROLLER = "rollout-controller"
 E_DATA_MISSING = "E_LEARN_DATA_MISSING"
 E_ROLLOUT_DENIED = "E_LEARN_ROLLOUT_DENIED"
 
 
-@dataclass(frozen=True)
-class ShadowSettings:
-    window: str = "24h"
-    min_samples: int = 200
-    deny_if_worse: bool = True  # refuse a canary whose offline estimate is clearly below the champion
-
-    @classmethod
-    def from_doc(cls, doc: dict[str, Any]) -> ShadowSettings:
-        d = cls()
-        return cls(window=str(doc.get("shadowWindow", d.window)),
-                   min_samples=int(doc.get("minShadowSamples", d.min_samples)),
-                   deny_if_worse=bool(doc.get("denyCanaryIfShadowWorse", d.deny_if_worse)))
-
-
 def rollout_config(store: FirestoreStore) -> tuple[RolloutConfig, ShadowSettings]:
     """``config/rollout``; the minimum sample size per arm falls back to LEARN_MIN_SAMPLES, then 1000."""
-    doc = store.config(paths.ROLLOUT_DOC)
-    if "minSamples" not in doc and os.environ.get("LEARN_MIN_SAMPLES"):
-        doc = {**doc, "minSamples": os.environ["LEARN_MIN_SAMPLES"]}
-    return RolloutConfig.from_doc(doc), ShadowSettings.from_doc(doc)
+    loaded = config_service.load(store, (config_domain.ROLLOUT,))
+    return loaded.rollout, loaded.shadow
 
 
 def parse_split(value: Any) -> float:
@@ -83,7 +69,7 @@ def _now_ms() -> int:
 
 def _require_learning(store: FirestoreStore) -> None:
     """Fail early with the kill switch's own error; the transaction checks again before it writes."""
-    if not tuning.flags(store)["enabled"]:
+    if not tuning.flags(store).enabled:
         raise FailedPrecondition("learning is disabled (config/flags learning.enabled = false)",
                                  {"code": "E_LEARN_DISABLED"})
 
@@ -103,9 +89,10 @@ def _transition_result(t: policy_domain.Transition | None, audit: dict[str, Any]
 
 
 # ------------------------------------------------------------------------------------------ shadow
-def shadow_estimate(store: FirestoreStore, policy_id: str, version: str, at: dt.datetime) -> ope.OffPolicyEstimate:
+def shadow_estimate(store: FirestoreStore, policy_id: str, version: str, at: dt.datetime,
+                    shadow: ShadowSettings | None = None) -> ope.OffPolicyEstimate:
     """Off-policy estimate of ``version``'s reward from what the router logged in the shadow window."""
-    _, shadow = rollout_config(store)
+    shadow = shadow or rollout_config(store)[1]
     doc = _version_doc(store, policy_id, version)
     weights = (doc.get("params") or {}).get("modelWeights")
     if not isinstance(weights, dict) or not weights:
@@ -119,8 +106,8 @@ def shadow_estimate(store: FirestoreStore, policy_id: str, version: str, at: dt.
 
 
 def _store_estimate(store: FirestoreStore, policy_id: str, version: str, est: ope.OffPolicyEstimate,
-                    at: dt.datetime) -> dict[str, Any]:
-    doc = {**est.to_doc(), "ts": ms(at), "window": rollout_config(store)[1].window}
+                    at: dt.datetime, shadow: ShadowSettings | None = None) -> dict[str, Any]:
+    doc = {**est.to_doc(), "ts": ms(at), "window": (shadow or rollout_config(store)[1]).window}
     store.update_policy(policy_id, version, {"shadowEstimate": doc})
     return doc
 
@@ -237,30 +224,47 @@ def evaluate_canary(store: FirestoreStore, rollout: dict[str, Any], at: dt.datet
 
 
 def evaluate_rollouts(store: FirestoreStore, schedule_time: dt.datetime) -> list[RolloutOutcome]:
-    """Evaluate every running shadow and canary; carry out decisions the flags allow."""
-    cfg, _ = rollout_config(store)
-    flags = tuning.flags(store)
+    """Evaluate every running canary, then every shadow; carry out decisions the flags allow.
+
+    Canaries come first: their safety rollbacks must never wait on anything else. Each rollout is on its
+    own: one that fails (a deleted version, a malformed document) is recorded as outcome ``error`` with an
+    ``ops_alerts`` entry, and the others go on.
+    """
+    windows.check_schedule_time(ms(schedule_time), _now_ms())
+    loaded = config_service.load(store, (config_domain.FLAGS, config_domain.ROLLOUT))
+    running = store.running_rollouts()
+    order = sorted(running, key=lambda r: (r.get("stage") == "shadow", str(r.get("rolloutId"))))
     out = []
-    for rollout in sorted(store.running_rollouts(), key=lambda r: str(r.get("rolloutId"))):
-        rid, policy_id, version = str(rollout["rolloutId"]), str(rollout["id"]), str(rollout["version"])
-        if rollout.get("stage") == "shadow":
-            est = _store_estimate(store, policy_id, version,
-                                  shadow_estimate(store, policy_id, version, schedule_time), schedule_time)
-            out.append(RolloutOutcome(rid, policy_id, version, "shadow", "continue",
-                                      f"shadow estimate refreshed from {est['n']} logged decisions"))
-            continue
-        ev = evaluate_canary(store, rollout, schedule_time, cfg)
-        doc = {"ts": ms(schedule_time), **ev.to_doc()}
-        store.record_evaluation(rid, doc, {"lastEvaluation": doc, "msprtP": ev.msprt_p,
-                                           "evaluationCount": int(rollout.get("evaluationCount") or 0) + 1})
-        result = RolloutOutcome(rid, policy_id, version, "canary", ev.outcome, ev.reason)
-        safety = ev.outcome == "rollback" and any(ev.safety.values())
-        if flags["enabled"] and (flags["autoActivatePolicies"] or safety):
-            if ev.outcome == "promote":
-                promote(store, policy_id, version, CONTROLLER, evidence=doc)
-                result.carried_out = True
-            elif ev.outcome == "rollback":
-                rollback_canary(store, policy_id, version, CONTROLLER, evidence=doc)
-                result.carried_out = True
-        out.append(result)
+    for rollout in order:
+        try:
+            out.append(_evaluate_one(store, rollout, schedule_time, loaded))
+        except Exception as exc:
+            rid = str(rollout.get("rolloutId"))
+            error = alerts.item_failed(store, "evaluateRollouts", f"rollout {rid}", exc)
+            out.append(RolloutOutcome(rid, str(rollout.get("id")), str(rollout.get("version")),
+                                      str(rollout.get("stage")), "error", error))
     return out
+
+
+def _evaluate_one(store: FirestoreStore, rollout: dict[str, Any], schedule_time: dt.datetime,
+                  loaded: Settings) -> RolloutOutcome:
+    rid, policy_id, version = str(rollout["rolloutId"]), str(rollout["id"]), str(rollout["version"])
+    if rollout.get("stage") == "shadow":
+        estimate = shadow_estimate(store, policy_id, version, schedule_time, loaded.shadow)
+        est = _store_estimate(store, policy_id, version, estimate, schedule_time, loaded.shadow)
+        return RolloutOutcome(rid, policy_id, version, "shadow", "continue",
+                              f"shadow estimate refreshed from {est['n']} logged decisions")
+    ev = evaluate_canary(store, rollout, schedule_time, loaded.rollout)
+    doc = {"ts": ms(schedule_time), **ev.to_doc()}
+    store.record_evaluation(rid, doc, {"lastEvaluation": doc, "msprtP": ev.msprt_p,
+                                       "evaluationCount": int(rollout.get("evaluationCount") or 0) + 1})
+    result = RolloutOutcome(rid, policy_id, version, "canary", ev.outcome, ev.reason)
+    safety = ev.outcome == "rollback" and any(ev.safety.values())
+    if loaded.flags.enabled and (loaded.flags.auto_activate or safety):
+        if ev.outcome == "promote":
+            promote(store, policy_id, version, CONTROLLER, evidence=doc)
+            result.carried_out = True
+        elif ev.outcome == "rollback":
+            rollback_canary(store, policy_id, version, CONTROLLER, evidence=doc)
+            result.carried_out = True
+    return result

@@ -24,6 +24,8 @@ Exactly-once, by construction rather than by luck:
 from __future__ import annotations
 
 import datetime as dt
+import math
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
@@ -33,39 +35,21 @@ from typing import Any
 
 from ..domain import reward as reward_domain
 from ..domain import windows
+from ..domain.config import ScoringSettings
+from ..domain.observation import stored_problem
 from ..domain.stats import Summary, total, window_stats
 from ..store import paths
 from ..store.firestore_store import Cursor, FirestoreStore, StoredObservation, ms
+from . import config as config_service
 from . import skill_cards
-from .record import retention_days
+
+__all__ = ["ScoringSettings", "score_observations"]
 
 Checkpoint = Callable[[str], None]
 FOLD_EVERY = 25  # chunks between folds, so pending deltas stay few
 FOLD_MAX_WRITES = 480  # ... and sooner when their buckets plus deletes would make too big a transaction
 STATS_READERS = 8  # bucket queries in flight while stats are refreshed
-
-
-@dataclass(frozen=True)
-class ScoringSettings:
-    """``config/scoring``: how big a chunk is and how long to wait behind ingestion."""
-
-    chunk_size: int = 400
-    safety_margin_ms: int = 5000
-    lease_ttl_s: float = 540.0
-
-    @classmethod
-    def from_doc(cls, doc: dict[str, Any]) -> ScoringSettings:
-        d = cls()
-        settings = cls(
-            chunk_size=int(doc.get("chunkSize", d.chunk_size)),
-            safety_margin_ms=int(doc.get("safetyMarginMs", d.safety_margin_ms)),
-            lease_ttl_s=float(doc.get("leaseTtlS", d.lease_ttl_s)),
-        )
-        if not 1 <= settings.chunk_size <= 490:
-            raise ValueError(f"config/scoring.chunkSize must be in 1..490, got {settings.chunk_size!r}")
-        if settings.safety_margin_ms < 0:
-            raise ValueError(f"config/scoring.safetyMarginMs must be >= 0, got {settings.safety_margin_ms!r}")
-        return settings
+MAX_COMMIT_WRITES = 500  # Firestore's documented limit of writes in one commit
 
 
 @dataclass
@@ -81,6 +65,8 @@ class ScoreRunResult:
     stats_written: int = 0
     cards_written: int = 0
     cards_error: str | None = None
+    budget_exhausted: bool = False  # the run stopped taking chunks at config/scoring.runBudgetS
+    config_errors: list[str] = field(default_factory=list)
 
 
 def _reward_doc(
@@ -97,8 +83,9 @@ def _reward_doc(
         "scoredAt": ms(dt.datetime.now(dt.UTC)),
     }
     try:
-        if not isinstance(d.get("ts"), int) or not isinstance(d.get("component"), str):
-            raise ValueError("observation lacks an integer 'ts' or a string 'component'")
+        problem = stored_problem(d)
+        if problem is not None:
+            raise ValueError(problem)
         duration = float(d.get("durationMs", 0.0))
         cost = float(d.get("costUsd", 0.0))
         outcome = str(d.get("outcome"))
@@ -110,9 +97,12 @@ def _reward_doc(
                              duration_ms=duration, propensity=propensity, weight=weight,
                              failure=str(d.get("errorCode") or outcome),
                              version=version if isinstance(version, str) and version else None)
-    except (TypeError, ValueError) as exc:
-        # Observations written straight to Firestore bypass validation; record and skip them.
-        return {**base, "invalid": True, "error": str(exc)[:500], "score": None}, None
+        if not summary.finite():
+            raise ValueError("its statistics overflow (a number too large for a float sum)")
+    except (ArithmeticError, TypeError, ValueError) as exc:
+        # Observations written straight to Firestore bypass validation; record and skip them. Whatever an
+        # observation holds, it is recorded as invalid rather than stopping the run (and every later one).
+        return {**base, "invalid": True, "error": f"{type(exc).__name__}: {exc}"[:500], "score": None}, None
     doc = {**base, "score": r.score, "details": r.details(), "outcome": outcome}
     for key in ("policyVersion", "arm", "propensity", "weight"):
         if key in d:
@@ -183,7 +173,17 @@ class _Chunk:
 
         size = sum(sketch_bytes(s.latency._store.bins) + sketch_bytes(s.reward._store.bins) + 900
                    + labels_bytes(s.failures) + labels_bytes(s.versions) for _, s in self.deltas.values())
-        return size <= MAX_DELTA_BYTES
+        return size <= MAX_DELTA_BYTES and self.within_write_limits()
+
+    def within_write_limits(self) -> bool:
+        """Whether its commit, and a fold of its delta alone, each stay within Firestore's write limit.
+
+        The commit writes its rewards, the delta, the cursor and each component's newest time; a fold writes
+        each bucket the delta touches and deletes the delta. A chunk of many distinct components could break
+        either, so it is halved like an oversized payload.
+        """
+        commit = len(self.rewards) + 2 + len(self.cursor.components or {})
+        return commit <= MAX_COMMIT_WRITES and len(self.deltas) + 1 <= FOLD_MAX_WRITES
 
 
 @dataclass
@@ -245,40 +245,49 @@ def score_observations(
     """Score the backlog, then refresh ``ops_stats`` for windows ending at ``schedule_time``.
 
     Skill cards are refreshed from the same summaries once per hour of schedule time (or when
-    ``refresh_cards``), so their extra bucket reads stay off most runs.
+    ``refresh_cards``), so their extra bucket reads stay off most runs. A schedule time more than
+    ``windows.MAX_SCHEDULE_SKEW_MS`` ahead of the clock is refused (InvalidArgument) before anything is
+    written. Each config document is read once; a bad one is alerted and replaced (``services/config``).
     """
-    cfg = reward_domain.RewardConfig.from_doc(store.config(paths.REWARD_CONFIG_DOC))
-    settings = settings or ScoringSettings.from_doc(store.config(paths.SCORING_DOC))
+    started = time.monotonic()
     schedule_ms = ms(schedule_time)
+    windows.check_schedule_time(schedule_ms, ms(now or dt.datetime.now(dt.UTC)))
+    loaded = config_service.load(store)
+    cfg = loaded.reward
+    settings = settings or loaded.scoring
     run_id = run_id or f"score-{schedule_ms}-{uuid.uuid4().hex[:8]}"
     hit = checkpoint or (lambda _name: None)
 
     if not store.acquire_lease("score", run_id, settings.lease_ttl_s):
         return ScoreRunResult(run_id, schedule_ms, lease_acquired=False)
-    result = ScoreRunResult(run_id, schedule_ms, lease_acquired=True)
+    result = ScoreRunResult(run_id, schedule_ms, lease_acquired=True,
+                            config_errors=[message for _, message in loaded.problems])
     try:
         hit("after-lease")
         store.record_run(run_id, {"kind": "score", "scheduleTime": schedule_ms, "status": "running",
-                                  "startedAt": ms(dt.datetime.now(dt.UTC))})
+                                  "startedAt": ms(dt.datetime.now(dt.UTC)), "configErrors": result.config_errors})
         hit("after-run-start")
+        store.migrate_legacy_components()
         fold_all(store, hit)  # deltas a crashed run left behind
         clock = now or dt.datetime.now(dt.UTC)
         upper = clock - dt.timedelta(milliseconds=settings.safety_margin_ms)
-        _score_backlog(store, cfg, settings, upper, result, hit, progress)
+        deadline = started + settings.run_budget_s
+        _score_backlog(store, cfg, settings, upper, result, hit, progress, deadline)
         fold_all(store, hit)  # anything another run left pending meanwhile (one empty query when none)
         hit("before-stats")
         summaries = window_summaries(store, schedule_ms)
         result.stats = stats_docs(summaries, schedule_ms, cfg.version)
-        result.stats_written = store_stats(store, result.stats, schedule_ms, hit)
+        result.stats_written = store_stats(store, result.stats, schedule_ms, hit, ms(clock))
         hit("after-stats")
         try:
-            result.cards_written = skill_cards.refresh_if_due(store, schedule_ms, summaries, cfg,
+            result.cards_written = skill_cards.refresh_if_due(store, schedule_ms, summaries, cfg, loaded.cards,
                                                               force=refresh_cards)
-        except (ArithmeticError, KeyError, TypeError, ValueError) as exc:  # e.g. a bad config/skill_cards:
-            result.cards_error = f"{type(exc).__name__}: {exc}"[:500]  # cards are derived; scoring goes on
+        except (ArithmeticError, KeyError, TypeError, ValueError) as exc:  # cards are derived; scoring goes on
+            result.cards_error = f"{type(exc).__name__}: {exc}"[:500]
         store.record_run(run_id, {"status": "done", "scored": result.scored, "invalid": result.invalid,
                                   "chunks": result.chunks, "statsWritten": result.stats_written,
                                   "cardsWritten": result.cards_written, "cardsError": result.cards_error,
+                                  "budgetExhausted": result.budget_exhausted,
                                   "finishedAt": ms(dt.datetime.now(dt.UTC))})
         hit("after-run-done")
     finally:
@@ -294,13 +303,16 @@ def _score_backlog(
     result: ScoreRunResult,
     hit: Checkpoint,
     progress: Callable[[int], None] | None,
+    deadline: float = math.inf,
 ) -> None:
     """Commit chunk after chunk; the next chunk is read and built while the previous one commits.
 
     Commits stay strictly sequential (one at a time, each checking the cursor the previous one left), so
-    the overlap only hides the Python work of scoring behind Firestore's commit latency.
+    the overlap only hides the Python work of scoring behind Firestore's commit latency. No chunk is taken
+    after ``deadline`` (``time.monotonic()``): the rest waits for the next run, which keeps a large backlog
+    from running into the function's timeout before the stats are refreshed.
     """
-    days = retention_days(store)
+    days = settings.retention_days
     expected = store.read_cursor()
     buffer: list[StoredObservation] = []  # read, not yet handed to a commit; right after the last one
     in_flight: tuple[Future[bool], _Chunk, str] | None = None
@@ -334,6 +346,13 @@ def _score_backlog(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="opsloop-commit") as committer:
         try:
             while True:
+                if time.monotonic() >= deadline:
+                    result.budget_exhausted = True
+                    buffer = []
+                if result.budget_exhausted:
+                    settle()
+                    own.fold(store, hit)
+                    return
                 if len(buffer) < settings.chunk_size:
                     after = Cursor(buffer[-1].received_at, buffer[-1].doc_id) if buffer else expected
                     buffer += store.observations_after(after, upper, settings.chunk_size - len(buffer))
@@ -364,9 +383,7 @@ def window_summaries(store: FirestoreStore, schedule_ms: int) -> dict[str, dict[
     """Per component seen within the longest window, its summary for each window ending at ``schedule_ms``."""
     longest = max(windows.WINDOWS.values())
     end = windows.window_end(schedule_ms)
-    components = sorted(
-        c for c, last_ts in (store.read_cursor().components or {}).items() if last_ts >= end - longest
-    )
+    components = sorted(store.active_components(end - longest))
     jobs = [(comp, name) for comp in components for name in windows.WINDOWS]
 
     def load(job: tuple[str, str]) -> Summary:
@@ -405,11 +422,11 @@ STATS_GROUP = 240  # stats documents per transaction
 
 
 def store_stats(store: FirestoreStore, stats: dict[str, dict[str, Any]], schedule_ms: int,
-                checkpoint: Checkpoint | None = None) -> int:
+                checkpoint: Checkpoint | None = None, now_ms: int | None = None) -> int:
     written = 0
     items = list(stats.items())
     for i in range(0, len(items), STATS_GROUP):
-        written += store.write_stats(dict(items[i : i + STATS_GROUP]), schedule_ms)
+        written += store.write_stats(dict(items[i : i + STATS_GROUP]), schedule_ms, now_ms)
         if checkpoint is not None:
             checkpoint("after-stats-write")
     return written

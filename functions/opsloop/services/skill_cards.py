@@ -14,15 +14,10 @@ from typing import Any
 from ..domain import reward as reward_domain
 from ..domain import skill_card, windows
 from ..domain.stats import Summary
-from ..store import paths
 from ..store.firestore_store import FirestoreStore
 
 REFRESH_EVERY_MS = windows.HOUR_MS
 TREND_DAYS = 30
-
-
-def settings(store: FirestoreStore) -> skill_card.CardSettings:
-    return skill_card.CardSettings.from_doc(store.config(paths.SKILL_CARDS_DOC))
 
 
 def due(last_ms: int | None, schedule_ms: int) -> bool:
@@ -45,9 +40,9 @@ def build_cards(
     schedule_ms: int,
     summaries: dict[str, dict[str, Summary]],
     cfg: reward_domain.RewardConfig,
+    s: skill_card.CardSettings,
 ) -> dict[str, dict[str, Any]]:
     """Every card for windows ending at ``schedule_ms``, keyed by card id (component or policy id)."""
-    s = settings(store)
     end = windows.window_end(schedule_ms)
     day_end = windows.bucket_start(end - 1, "1d") + windows.DAY_MS  # the day in progress counts
     comps = sorted(summaries)
@@ -80,9 +75,10 @@ def refresh_if_due(
     schedule_ms: int,
     summaries: dict[str, dict[str, Summary]],
     cfg: reward_domain.RewardConfig,
+    settings: skill_card.CardSettings,
     force: bool = False,
 ) -> int:
     """Refresh every card when due (or ``force``); returns how many were written."""
     if not force and not due(store.cards_refreshed_for(), schedule_ms):
         return 0
-    return store.write_skill_cards(build_cards(store, schedule_ms, summaries, cfg), schedule_ms)
+    return store.write_skill_cards(build_cards(store, schedule_ms, summaries, cfg, settings), schedule_ms)

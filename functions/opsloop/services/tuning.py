@@ -6,15 +6,16 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..domain import config as config_domain
 from ..domain import reward as reward_domain
 from ..domain import semver, windows
+from ..domain.config import Flags, Settings
 from ..domain.drift import DriftConfig
-from ..domain.errors import OpsError
 from ..domain.stats import Summary, total, window_stats
 from ..domain.tuning import ArmStats, Proposal, TuningConfig, equivalent, propose_weights
-from ..store import paths
 from ..store.firestore_store import FirestoreStore, ms
-from . import policies
+from . import alerts, policies
+from . import config as config_service
 
 UPDATER = "policy-updater"
 
@@ -32,47 +33,41 @@ class TuneOutcome:
 class TuneRunResult:
     enabled: bool
     outcomes: list[TuneOutcome] = field(default_factory=list)
+    config_errors: list[str] = field(default_factory=list)
 
 
-def tuning_config(doc: dict[str, Any]) -> TuningConfig:
-    d = TuningConfig()
-    return TuningConfig(
-        min_samples=int(doc.get("minSamples", d.min_samples)),
-        exploration_floor=float(doc.get("explorationFloor", d.exploration_floor)),
-        learning_rate=float(doc.get("learningRate", d.learning_rate)),
-        z=float(doc.get("z", d.z)),
-        min_change=float(doc.get("minChange", d.min_change)),
-        window=str(doc.get("window", d.window)),
-        method=str(doc.get("method", d.method)),
-        alpha=float(doc.get("alpha", d.alpha)),
-        exploration_samples=int(doc.get("explorationSamples", d.exploration_samples)),
-    )
+def flags(store: FirestoreStore) -> Flags:
+    """The kill switch as it stands (learning off while config/flags does not parse)."""
+    flag: Flags = config_service.load(store, (config_domain.FLAGS,)).flags
+    return flag
 
 
-def flags(store: FirestoreStore) -> dict[str, bool]:
-    learning = (store.config(paths.FLAGS_DOC).get("learning") or {})
-    return {
-        "enabled": bool(learning.get("enabled", True)),
-        "autoActivatePolicies": bool(learning.get("autoActivatePolicies", False)),
-    }
+def auto_tune(store: FirestoreStore, schedule_time: dt.datetime | None = None,
+              now: dt.datetime | None = None) -> TuneRunResult:
+    """Draft a new version of every active, tunable policy whose stats call for one.
 
-
-def auto_tune(store: FirestoreStore, schedule_time: dt.datetime | None = None) -> TuneRunResult:
-    """Draft a new version of every active, tunable policy whose stats call for one."""
-    flag = flags(store)
-    if not flag["enabled"]:
-        return TuneRunResult(enabled=False)
-    cfg = tuning_config(store.config(paths.TUNING_DOC))
-    reward_cfg = reward_domain.RewardConfig.from_doc(store.config(paths.REWARD_CONFIG_DOC))
-    result = TuneRunResult(enabled=True)
+    One policy that fails is recorded (its outcome, and an ``ops_alerts`` entry) and the others go on. A
+    schedule time too far ahead of the clock (``now``) is refused before anything is read.
+    """
+    if schedule_time is not None:
+        windows.check_schedule_time(ms(schedule_time), ms(now or dt.datetime.now(dt.UTC)))
+    loaded = config_service.load(store)
+    if not loaded.flags.enabled:
+        return TuneRunResult(enabled=False, config_errors=_problems(loaded))
+    result = TuneRunResult(enabled=True, config_errors=_problems(loaded))
     for active in sorted(store.policies_with_status("active"), key=lambda d: str(d.get("id"))):
         try:
-            outcome = _tune_one(store, active, cfg, reward_cfg, flag["autoActivatePolicies"], schedule_time)
-        except (OpsError, ValueError, KeyError, TypeError) as exc:
-            # One broken policy document must not stop the others from being tuned.
-            outcome = TuneOutcome(str(active.get("id")), "error", f"{type(exc).__name__}: {exc}")
+            outcome = _tune_one(store, active, loaded.tuning, loaded.reward, loaded.drift,
+                                loaded.flags.auto_activate, schedule_time)
+        except Exception as exc:
+            outcome = TuneOutcome(str(active.get("id")), "error", f"{type(exc).__name__}: {exc}"[:500])
+            alerts.item_failed(store, "autoTunePolicies", f"policy {active.get('id')}", exc)
         result.outcomes.append(outcome)
     return result
+
+
+def _problems(loaded: Settings) -> list[str]:
+    return [message for _, message in loaded.problems]
 
 
 def _tune_one(
@@ -80,6 +75,7 @@ def _tune_one(
     active: dict[str, Any],
     cfg: TuningConfig,
     reward_cfg: reward_domain.RewardConfig,
+    drift_cfg: DriftConfig,
     auto_activate: bool,
     schedule_time: dt.datetime | None,
 ) -> TuneOutcome:
@@ -90,7 +86,6 @@ def _tune_one(
         return TuneOutcome(policy_id, "skipped", "not tunable: params.modelWeights is missing")
     components = {model: f"router:{model}" for model in weights}
     stats = store.stats_for(list(components.values()), cfg.window)
-    drift_cfg = DriftConfig.from_doc(store.config(paths.DRIFT_DOC))
     now_ms = ms(schedule_time or dt.datetime.now(dt.UTC))
     fresh_ms = 2 * windows.WINDOWS[drift_cfg.latest]  # a state check_drift no longer refreshes is stale
     drifting = store.drift_states(list(components.values()))

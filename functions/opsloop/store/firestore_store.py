@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-import time
 import uuid
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -17,7 +16,9 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from ..domain import audit as audit_domain
+from ..domain import config as config_domain
 from ..domain import policy as policy_domain
+from ..domain import windows
 from ..domain.errors import Conflict, FailedPrecondition
 from ..domain.stats import Summary, total
 from ..domain.windows import Segment
@@ -37,15 +38,12 @@ class Cursor:
 
     received_at: dt.datetime | None = None
     doc_id: str = ""
-    components: dict[str, int] | None = None  # component -> newest observation ts seen
+    # component -> newest observation ts in the chunk ending here (kept in ops_components, not on the cursor:
+    # a map of every component ever seen outgrew the document's 1 MiB)
+    components: dict[str, int] | None = None
 
     def to_doc(self) -> dict[str, Any]:
-        return {
-            "receivedAt": self.received_at,
-            "docId": self.doc_id,
-            "components": dict(self.components or {}),
-            "updatedAt": firestore.SERVER_TIMESTAMP,
-        }
+        return {"receivedAt": self.received_at, "docId": self.doc_id, "updatedAt": firestore.SERVER_TIMESTAMP}
 
     def same_position(self, other: Cursor) -> bool:
         return self.received_at == other.received_at and self.doc_id == other.doc_id
@@ -96,22 +94,48 @@ class FirestoreStore:
 
     def __init__(self, db: firestore.Client) -> None:
         self.db = db
-        self._config_cache: dict[str, tuple[float, dict[str, Any]]] = {}
 
     # ------------------------------------------------------------------ config
     def config(self, name: str) -> dict[str, Any]:
         snap = self.db.collection(paths.CONFIG).document(name).get()
         return snap.to_dict() or {} if snap.exists else {}
 
-    def config_cached(self, name: str, ttl_s: float = 300.0) -> dict[str, Any]:
-        """A config document read at most once per ``ttl_s`` per process (for hot paths like ingestion)."""
-        now = time.monotonic()
-        hit = self._config_cache.get(name)
-        if hit is not None and now - hit[0] < ttl_s:
-            return hit[1]
-        doc = self.config(name)
-        self._config_cache[name] = (now, doc)
-        return doc
+    def config_docs(self, names: Iterable[str]) -> dict[str, Any]:
+        """The raw ``config/<name>`` documents (absent ones left out) and the last good copy of each.
+
+        One batched read of every named document plus the last good copy of each (``ops_runs/config-good``),
+        returned as ``{"docs": {name: data}, "good": {name: data}}``.
+        """
+        refs = [self.db.collection(paths.CONFIG).document(n) for n in names]
+        good_ref = self.db.collection(paths.RUNS).document(paths.CONFIG_GOOD_DOC)
+        docs: dict[str, Any] = {}
+        good: dict[str, Any] = {}
+        for snap in self.db.get_all([*refs, good_ref]):
+            if not snap.exists:
+                continue
+            if snap.reference.path == good_ref.path:
+                good = dict((snap.to_dict() or {}).get("docs") or {})
+            else:
+                docs[snap.id] = snap.to_dict()
+        return {"docs": docs, "good": good}
+
+    def save_good_config(self, name: str, data: dict[str, Any]) -> None:
+        """Keep ``data`` as the last good ``config/<name>`` (used while a later edit does not parse)."""
+        self.db.collection(paths.RUNS).document(paths.CONFIG_GOOD_DOC).set(
+            {"docs": {name: data}, "updatedAt": _now_ms()}, merge=[f"docs.{name}", "updatedAt"])  # type: ignore[arg-type]
+
+    def raise_alert(self, alert_id: str, doc: dict[str, Any]) -> bool:
+        """Create the ``ops_alerts`` entry unless it exists (one alert per distinct problem); True if new."""
+        try:
+            self.db.collection(paths.ALERTS).document(alert_id).create(doc)
+        except gexc.AlreadyExists:
+            return False
+        return True
+
+    def note_alert(self, alert_id: str, doc: dict[str, Any]) -> None:
+        """Create or refresh a recurring ``ops_alerts`` entry: its fields updated, ``count`` incremented."""
+        self.db.collection(paths.ALERTS).document(alert_id).set({**doc, "count": firestore.Increment(1)},
+                                                                 merge=True)
 
     def set_config(self, name: str, data: dict[str, Any], merge: bool = True) -> None:
         self.db.collection(paths.CONFIG).document(name).set(data, merge=merge)
@@ -162,7 +186,33 @@ class FirestoreStore:
         if not snap.exists:
             return Cursor(components={})
         d = snap.to_dict() or {}
-        return Cursor(d.get("receivedAt"), str(d.get("docId") or ""), dict(d.get("components") or {}))
+        legacy = d.get("components")  # written by versions before ops_components; migrated by the next run
+        return Cursor(d.get("receivedAt"), str(d.get("docId") or ""), dict(legacy) if isinstance(legacy, dict) else {})
+
+    def active_components(self, since_ts: int) -> dict[str, int]:
+        """Components with an observation at or after ``since_ts`` (event time): component -> newest ts."""
+        q = self.db.collection(paths.COMPONENTS).where(filter=FieldFilter("lastTs", ">=", since_ts))
+        out = {str(d["component"]): int(d["lastTs"]) for s in q.stream()
+               if isinstance((d := s.to_dict() or {}).get("component"), str) and isinstance(d.get("lastTs"), int)}
+        for comp, ts in (self.read_cursor().components or {}).items():  # not yet migrated
+            if isinstance(ts, int) and ts >= since_ts:
+                out[comp] = max(ts, out.get(comp, ts))
+        return out
+
+    def migrate_legacy_components(self) -> int:
+        """Move a cursor's ``components`` map (older versions) into ``ops_components``; returns how many."""
+        legacy = {c: t for c, t in (self.read_cursor().components or {}).items() if isinstance(t, int)}
+        if not legacy:
+            return 0
+        col = self.db.collection(paths.COMPONENTS)
+        items = sorted(legacy.items())
+        for i in range(0, len(items), 400):
+            batch = self.db.batch()
+            for comp, ts in items[i : i + 400]:
+                batch.set(col.document(comp), {"component": comp, "lastTs": firestore.Maximum(ts)}, merge=True)
+            batch.commit()
+        self._cursor_ref().update({"components": firestore.DELETE_FIELD})
+        return len(items)
 
     def read_cursor(self) -> Cursor:
         return self._cursor_from(self._cursor_ref().get())
@@ -236,6 +286,7 @@ class FirestoreStore:
         reward_col = self.db.collection(paths.REWARDS)
         delta_ref = self.db.collection(paths.BUCKET_DELTAS).document(delta_id or uuid.uuid4().hex)
         cursor_ref = self._cursor_ref()
+        comp_col = self.db.collection(paths.COMPONENTS)
         delta_doc = {"createdAt": _now_ms(), "format": DELTA_FORMAT, "bucketCount": len(deltas),
                      "payload": encode_deltas(deltas)}  # ("buckets" would break folds of older versions)
 
@@ -247,10 +298,9 @@ class FirestoreStore:
                 txn.create(delta_ref, delta_doc)
             for obs_id, data in rewards:
                 txn.set(reward_col.document(obs_id), data)
-            merged = dict(current.components or {})
-            for comp, ts in (new_cursor.components or {}).items():
-                merged[comp] = max(ts, merged.get(comp, 0))
-            txn.set(cursor_ref, Cursor(new_cursor.received_at, new_cursor.doc_id, merged).to_doc())
+            for comp, ts in (new_cursor.components or {}).items():  # a transform: no read, newest ts wins
+                txn.set(comp_col.document(comp), {"component": comp, "lastTs": firestore.Maximum(ts)}, merge=True)
+            txn.set(cursor_ref, new_cursor.to_doc())
             return True
 
         return run_transaction(self.db, work)
@@ -285,6 +335,10 @@ class FirestoreStore:
             parts: dict[str, tuple[dict[str, Any], list[Summary]]] = {}
             for snap in pending:
                 entries = decode_deltas(snap.to_dict() or {})
+                if not taken and len(entries) + 1 > max_buckets:
+                    # Too many buckets to add in one commit (written before chunks were bounded by buckets):
+                    # replace it by smaller deltas, atomically, and fold those like any other.
+                    return self._split_delta(txn, snap, entries, max_buckets // 2), 0
                 new_keys = set(entries) - set(parts)
                 if taken and len(parts) + len(new_keys) + len(taken) + 1 > max_buckets:
                     break
@@ -299,6 +353,18 @@ class FirestoreStore:
             return len(taken), len(parts)
 
         return run_transaction(self.db, work)
+
+    def _split_delta(self, txn: firestore.Transaction, snap: Any,
+                     entries: dict[str, tuple[dict[str, Any], Summary]], size: int) -> int:
+        col = self.db.collection(paths.BUCKET_DELTAS)
+        created = (snap.to_dict() or {}).get("createdAt", 0)
+        items = list(entries.items())
+        for i in range(0, len(items), size):
+            txn.create(col.document(uuid.uuid4().hex), {"createdAt": created, "format": DELTA_FORMAT,
+                                                         "bucketCount": len(items[i : i + size]),
+                                                         "payload": encode_deltas(dict(items[i : i + size]))})
+        txn.delete(snap.reference)
+        return 1
 
     def fold_own(self, delta_ids: list[str], parts: dict[str, tuple[dict[str, Any], list[Summary]]]) -> bool:
         """Fold deltas this process wrote, whose parts per bucket it still holds, without reading them back.
@@ -354,17 +420,23 @@ class FirestoreStore:
         )
         return [(int((d := s.to_dict() or {})["start"]), Summary.from_doc(d)) for s in q.stream()]
 
-    def write_stats(self, docs: dict[str, dict[str, Any]], schedule_ms: int) -> int:
-        """Write each stats document unless a newer schedule already wrote it; return how many."""
+    def write_stats(self, docs: dict[str, dict[str, Any]], schedule_ms: int, now_ms: int | None = None) -> int:
+        """Write each stats document unless a newer schedule already wrote it; return how many.
+
+        A stored schedule time beyond ``now_ms`` (plus the allowed skew) came from a bad clock or a mistyped
+        ``--at``: it never blocks the present, it is overwritten.
+        """
         col = self.db.collection(paths.STATS)
         refs = {sid: col.document(sid) for sid in docs}
+        latest_valid = (_now_ms() if now_ms is None else now_ms) + windows.MAX_SCHEDULE_SKEW_MS
 
         def work(txn: firestore.Transaction) -> int:
             written = 0
             snaps = {s.id: s for s in self.db.get_all(list(refs.values()), transaction=txn)}
             for sid, data in docs.items():
                 snap = snaps.get(sid)
-                if snap is not None and snap.exists and int((snap.to_dict() or {}).get("ts", 0)) > schedule_ms:
+                stored = _int_or_none((snap.to_dict() or {}).get("ts")) if snap is not None and snap.exists else None
+                if stored is not None and schedule_ms < stored <= latest_valid:
                     continue
                 txn.set(refs[sid], data)
                 written += 1
@@ -389,8 +461,12 @@ class FirestoreStore:
 
     # ------------------------------------------------------------- skill cards
     def cards_refreshed_for(self) -> int | None:
+        """The schedule time the cards were last refreshed for; None if never, or if it lies in the future."""
         snap = self.db.collection(paths.RUNS).document(paths.SKILL_CARDS_RUN_DOC).get()
-        return int((snap.to_dict() or {}).get("scheduleMs", 0)) if snap.exists else None
+        marker = _int_or_none((snap.to_dict() or {}).get("scheduleMs")) if snap.exists else None
+        if marker is None or marker > _now_ms() + windows.MAX_SCHEDULE_SKEW_MS:
+            return None  # a marker from a bad clock must not hold the cards back until that time comes
+        return marker
 
     def write_skill_cards(self, cards: dict[str, dict[str, Any]], schedule_ms: int) -> int:
         """Write cards (in batches) and then the marker of the schedule time they were computed for."""
@@ -447,9 +523,14 @@ class FirestoreStore:
         return doc_id, sealed
 
     def _require_learning(self, txn: firestore.Transaction) -> None:
+        """Refuse unless config/flags says learning is enabled, read strictly (a bad document means off)."""
         snap = self.db.collection(paths.CONFIG).document(paths.FLAGS_DOC).get(transaction=txn)
-        learning = ((snap.to_dict() or {}) if snap.exists else {}).get("learning") or {}
-        if not learning.get("enabled", True):
+        try:
+            enabled = config_domain.parse(config_domain.FLAGS, snap.to_dict() if snap.exists else None).enabled
+        except config_domain.ConfigInvalid as exc:
+            raise FailedPrecondition(f"learning is off while config/flags does not parse ({exc.message})",
+                                     {"code": "E_LEARN_DISABLED"}) from None
+        if not enabled:
             raise FailedPrecondition("learning is disabled (config/flags learning.enabled = false)",
                                      {"code": "E_LEARN_DISABLED"})
 
@@ -486,9 +567,15 @@ class FirestoreStore:
         def work(txn: firestore.Transaction) -> tuple[dict[str, Any], dict[str, Any], bool]:
             snap = ref.get(transaction=txn)
             doc = (snap.to_dict() or {}) if snap.exists else {}
-            old = {"enabled": True, "autoActivatePolicies": False, **(doc.get("learning") or {})}
+            try:
+                current = config_domain.parse(config_domain.FLAGS, doc)
+            except config_domain.ConfigInvalid:  # unreadable: it counts as off, and this call repairs it
+                current, doc, repair = config_domain.FLAGS_OFF, {}, True
+            else:
+                repair = False
+            old = {"enabled": current.enabled, "autoActivatePolicies": current.auto_activate}
             new = {**old, **learning}
-            if new == old:
+            if new == old and not repair:
                 return old, new, False
             head = self._chain_head(txn, chain)
             txn.set(ref, {**doc, "learning": new})
@@ -701,3 +788,7 @@ TRANSITION_ATTEMPTS = 40
 
 def _now_ms() -> int:
     return ms(dt.datetime.now(dt.UTC))
+
+
+def _int_or_none(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) and value == value else None

@@ -15,6 +15,7 @@ BUCKET_DELTAS = "ops_bucket_deltas"  # per scored chunk: statistics not yet adde
 RUNS = "ops_runs"  # scoring cursor, leases, one document per scheduled run
 POLICY_HEADS = "ops_policy_heads"  # per policy id: active version, activation history, running rollout
 ROLLOUTS = "ops_rollouts"  # one per shadow/canary, with its evaluations as a subcollection
+COMPONENTS = "ops_components"  # per component: the newest event time scored (which components stats cover)
 DRIFT = "ops_drift"  # per component: the latest drift tests and open episodes
 
 REWARD_CONFIG_DOC = "reward_config"
@@ -24,6 +25,7 @@ TUNING_DOC = "tuning"
 ROLLOUT_DOC = "rollout"
 DRIFT_DOC = "drift"
 SCORE_CURSOR_DOC = "score-cursor"
+CONFIG_GOOD_DOC = "config-good"  # in RUNS: the last config/* documents that parsed, per name
 SKILL_CARDS_RUN_DOC = "skill-cards"  # in RUNS: the schedule time the cards were last refreshed for
 SKILL_CARDS_DOC = "skill_cards"  # in CONFIG: thresholds of the judgement
 

@@ -1,0 +1,317 @@
+"""Every ``config/*`` document, parsed strictly into frozen settings: the one home of configuration.
+
+Each document has a pydantic model of its stored shape: booleans are booleans (the string ``"false"`` is
+an error, not a truthy value), numbers are finite numbers in their bounds, windows are window names, and
+an unknown key is an error (a typo must not be silently ignored). A parsed document becomes the frozen
+settings the domain computes with (``RewardConfig``, ``TuningConfig``, ...), whose own checks apply too.
+Defaults live here and in those dataclasses, once; the seed files are tested equal to them.
+
+A document that does not parse raises ``ConfigInvalid`` naming its path and field. What a run does then
+is the loader's business (``services/config.py``): the last good value or the defaults, an alert, never
+the whole loop, and never a kill switch that fails open.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictStr, ValidationError
+
+from .drift import DriftConfig
+from .errors import OpsError
+from .experiment import RolloutConfig
+from .reward import RewardConfig
+from .skill_card import CardSettings
+from .tuning import TuningConfig
+
+REWARD = "reward_config"
+FLAGS = "flags"
+SCORING = "scoring"
+TUNING = "tuning"
+ROLLOUT = "rollout"
+DRIFT = "drift"
+SKILL_CARDS = "skill_cards"
+NAMES = (REWARD, FLAGS, SCORING, TUNING, ROLLOUT, DRIFT, SKILL_CARDS)
+
+
+class ConfigInvalid(OpsError):
+    """A ``config/*`` document that does not parse; ``details`` has its path, field and message."""
+
+    default_code = "E_LEARN_CONFIG_INVALID"
+
+
+def _number(v: Any) -> Any:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise ValueError(f"must be a number, got {type(v).__name__} {v!r}")
+    try:
+        number = float(v)
+    except OverflowError:
+        raise ValueError("must be a finite number") from None
+    if not math.isfinite(number):
+        raise ValueError(f"must be a finite number, got {v!r}")
+    return number
+
+
+def _integer(v: Any) -> Any:
+    number = _number(v)
+    if number != int(number):
+        raise ValueError(f"must be a whole number, got {v!r}")
+    return int(number)
+
+
+Num = Annotated[float, BeforeValidator(_number)]
+Int = Annotated[int, BeforeValidator(_integer)]  # 30.0 (as the Firebase console may store it) is 30
+WindowName = Literal["1h", "24h", "7d"]
+
+
+class _Doc(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+# ------------------------------------------------------------------------------------ the documents
+class _Learning(_Doc):
+    enabled: StrictBool = True
+    autoActivatePolicies: StrictBool = False  # noqa: N815 - stored name
+
+
+class FlagsDoc(_Doc):
+    learning: _Learning = _Learning()
+
+
+@dataclass(frozen=True)
+class Flags:
+    """The kill switch. ``OFF`` is what a run uses when config/flags cannot be read as booleans."""
+
+    enabled: bool = True
+    auto_activate: bool = False
+
+
+FLAGS_OFF = Flags(enabled=False, auto_activate=False)
+
+
+@dataclass(frozen=True)
+class ScoringSettings:
+    """``config/scoring``: chunking, the wait behind ingestion, the lease, retention and the run budget."""
+
+    chunk_size: int = 400
+    safety_margin_ms: int = 5000
+    lease_ttl_s: float = 540.0
+    retention_days: int = 30
+    run_budget_s: float = 420.0  # below scoreObservations' 540 s timeout: stop taking chunks, refresh stats
+
+
+class ScoringDoc(_Doc):
+    chunkSize: Int = Field(ScoringSettings.chunk_size, ge=1, le=490)  # noqa: N815
+    safetyMarginMs: Int = Field(ScoringSettings.safety_margin_ms, ge=0, le=600_000)  # noqa: N815
+    leaseTtlS: Num = Field(ScoringSettings.lease_ttl_s, ge=10, le=3600)  # noqa: N815
+    retentionDays: Int = Field(ScoringSettings.retention_days, ge=1, le=3650)  # noqa: N815
+    runBudgetS: Num = Field(ScoringSettings.run_budget_s, ge=10, le=3600)  # noqa: N815
+
+
+@dataclass(frozen=True)
+class ShadowSettings:
+    window: str = "24h"
+    min_samples: int = 200
+    deny_if_worse: bool = True  # refuse a canary whose offline estimate is clearly below the champion
+
+
+class _Weights(_Doc):
+    latency: Num = RewardConfig.w_latency
+    cost: Num = RewardConfig.w_cost
+    success: Num = RewardConfig.w_success
+    error: Num = RewardConfig.w_error
+
+
+class _Bounds(_Doc):
+    maxLatencyMs: Num = RewardConfig.max_latency_ms  # noqa: N815
+    maxCostUsd: Num = RewardConfig.max_cost_usd  # noqa: N815
+
+
+class _Thresholds(_Doc):
+    minAcceptable: Num = RewardConfig.min_acceptable  # noqa: N815
+    retrain: Num = RewardConfig.retrain
+
+
+class RewardDoc(_Doc):
+    version: StrictStr = Field(RewardConfig.version, min_length=1, max_length=64)
+    weights: _Weights = _Weights()
+    bounds: _Bounds = _Bounds()
+    thresholds: _Thresholds = _Thresholds()
+
+
+class TuningDoc(_Doc):
+    minSamples: Int = TuningConfig.min_samples  # noqa: N815
+    explorationFloor: Num = TuningConfig.exploration_floor  # noqa: N815
+    learningRate: Num = Field(TuningConfig.learning_rate, le=1000)  # noqa: N815
+    z: Num = Field(TuningConfig.z, ge=0, le=10)
+    minChange: Num = TuningConfig.min_change  # noqa: N815
+    window: WindowName = "24h"
+    method: Literal["thompson", "multiplicative"] = "thompson"  # tuning.METHODS (tested equal)
+    alpha: Num = TuningConfig.alpha
+    explorationSamples: Int = TuningConfig.exploration_samples  # noqa: N815
+
+
+class RolloutDoc(_Doc):
+    minSamples: Int = Field(RolloutConfig.min_samples, le=100_000_000)  # noqa: N815
+    alpha: Num = RolloutConfig.alpha
+    tau: Num = RolloutConfig.tau
+    srmAlpha: Num = RolloutConfig.srm_alpha  # noqa: N815
+    guardrailMinSamples: Int = Field(RolloutConfig.guardrail_min_samples, ge=1)  # noqa: N815
+    guardrailAlpha: Num = RolloutConfig.guardrail_alpha  # noqa: N815
+    maxP95IncreaseRatio: Num = RolloutConfig.max_p95_increase_ratio  # noqa: N815
+    maxCostIncreaseRatio: Num = RolloutConfig.max_cost_increase_ratio  # noqa: N815
+    maxSuccessRateDrop: Num = RolloutConfig.max_success_rate_drop  # noqa: N815
+    safetyMinSamples: Int = Field(RolloutConfig.safety_min_samples, ge=1)  # noqa: N815
+    safetyMaxRewardDrop: Num = RolloutConfig.safety_max_reward_drop  # noqa: N815
+    safetyMaxP95IncreaseRatio: Num = RolloutConfig.safety_max_p95_increase_ratio  # noqa: N815
+    safetyMaxErrorRateIncrease: Num = RolloutConfig.safety_max_error_rate_increase  # noqa: N815
+    shadowWindow: WindowName = "24h"  # noqa: N815
+    minShadowSamples: Int = Field(ShadowSettings.min_samples, ge=0)  # noqa: N815
+    denyCanaryIfShadowWorse: StrictBool = ShadowSettings.deny_if_worse  # noqa: N815
+
+
+class DriftDoc(_Doc):
+    latest: WindowName = "1h"
+    baselineDays: Int = Field(DriftConfig.baseline_days, ge=1, le=30)  # noqa: N815
+    alpha: Num = Field(DriftConfig.alpha, gt=0, lt=0.5)
+    minSamples: Int = Field(DriftConfig.min_samples, ge=2)  # noqa: N815
+    driftExplorationFloor: Num = Field(DriftConfig.drift_exploration_floor, ge=0, lt=0.5)  # noqa: N815
+
+
+class SkillCardsDoc(_Doc):
+    minSamples: Int = Field(CardSettings.min_samples, ge=1)  # noqa: N815
+    highSuccess: Num = Field(CardSettings.high_success, ge=0, le=1)  # noqa: N815
+    lowSuccess: Num = Field(CardSettings.low_success, ge=0, le=1)  # noqa: N815
+    cheapShare: Num = Field(CardSettings.cheap_share, ge=0)  # noqa: N815
+    overLatencyBudget: Num = Field(CardSettings.over_latency_budget, ge=0, le=1)  # noqa: N815
+    outlierRatio: Num = Field(CardSettings.outlier_ratio, ge=1)  # noqa: N815
+    minDailySamples: Int = Field(CardSettings.min_daily_samples, ge=1)  # noqa: N815
+    trendAlpha: Num = Field(CardSettings.trend_alpha, gt=0, lt=1)  # noqa: N815
+    topFailures: Int = Field(CardSettings.top_failures, ge=0, le=24)  # noqa: N815
+
+
+# --------------------------------------------------------------------------- documents -> settings
+def _reward(d: RewardDoc) -> RewardConfig:
+    return RewardConfig(version=d.version, w_latency=d.weights.latency, w_cost=d.weights.cost,
+                        w_success=d.weights.success, w_error=d.weights.error,
+                        max_latency_ms=d.bounds.maxLatencyMs, max_cost_usd=d.bounds.maxCostUsd,
+                        min_acceptable=d.thresholds.minAcceptable, retrain=d.thresholds.retrain)
+
+
+def _flags(d: FlagsDoc) -> Flags:
+    return Flags(enabled=d.learning.enabled, auto_activate=d.learning.autoActivatePolicies)
+
+
+def _scoring(d: ScoringDoc) -> ScoringSettings:
+    return ScoringSettings(chunk_size=d.chunkSize, safety_margin_ms=d.safetyMarginMs, lease_ttl_s=d.leaseTtlS,
+                           retention_days=d.retentionDays, run_budget_s=d.runBudgetS)
+
+
+def _tuning(d: TuningDoc) -> TuningConfig:
+    return TuningConfig(min_samples=d.minSamples, exploration_floor=d.explorationFloor,
+                        learning_rate=d.learningRate, z=d.z, min_change=d.minChange, window=d.window,
+                        method=d.method, alpha=d.alpha, exploration_samples=d.explorationSamples)
+
+
+def _rollout(d: RolloutDoc) -> tuple[RolloutConfig, ShadowSettings]:
+    cfg = RolloutConfig(
+        min_samples=d.minSamples, alpha=d.alpha, tau=d.tau, srm_alpha=d.srmAlpha,
+        guardrail_min_samples=d.guardrailMinSamples, guardrail_alpha=d.guardrailAlpha,
+        max_p95_increase_ratio=d.maxP95IncreaseRatio, max_cost_increase_ratio=d.maxCostIncreaseRatio,
+        max_success_rate_drop=d.maxSuccessRateDrop, safety_min_samples=d.safetyMinSamples,
+        safety_max_reward_drop=d.safetyMaxRewardDrop, safety_max_p95_increase_ratio=d.safetyMaxP95IncreaseRatio,
+        safety_max_error_rate_increase=d.safetyMaxErrorRateIncrease,
+    )
+    return cfg, ShadowSettings(window=d.shadowWindow, min_samples=d.minShadowSamples,
+                               deny_if_worse=d.denyCanaryIfShadowWorse)
+
+
+def _drift(d: DriftDoc) -> DriftConfig:
+    return DriftConfig(latest=d.latest, baseline_days=d.baselineDays, alpha=d.alpha, min_samples=d.minSamples,
+                       drift_exploration_floor=d.driftExplorationFloor)
+
+
+def _cards(d: SkillCardsDoc) -> CardSettings:
+    if d.lowSuccess > d.highSuccess:
+        raise ValueError(f"lowSuccess ({d.lowSuccess}) must not exceed highSuccess ({d.highSuccess})")
+    return CardSettings(min_samples=d.minSamples, high_success=d.highSuccess, low_success=d.lowSuccess,
+                        cheap_share=d.cheapShare, over_latency_budget=d.overLatencyBudget,
+                        outlier_ratio=d.outlierRatio, min_daily_samples=d.minDailySamples,
+                        trend_alpha=d.trendAlpha, top_failures=d.topFailures)
+
+
+_PARSERS: dict[str, tuple[type[_Doc], Any]] = {
+    REWARD: (RewardDoc, _reward),
+    FLAGS: (FlagsDoc, _flags),
+    SCORING: (ScoringDoc, _scoring),
+    TUNING: (TuningDoc, _tuning),
+    ROLLOUT: (RolloutDoc, _rollout),
+    DRIFT: (DriftDoc, _drift),
+    SKILL_CARDS: (SkillCardsDoc, _cards),
+}
+
+
+def parse(name: str, doc: Any) -> Any:
+    """The settings of ``config/<name>`` (a missing document is ``None`` or ``{}``: the defaults).
+
+    Raises ConfigInvalid with ``details`` = {path, field, message} for the first problem found.
+    """
+    if name not in _PARSERS:
+        raise ValueError(f"unknown config document {name!r}; known: {NAMES}")
+    model, build = _PARSERS[name]
+    path = f"config/{name}"
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        raise ConfigInvalid(f"{path} must be a map, got {type(doc).__name__}",
+                            {"path": path, "field": "", "message": "must be a map"})
+    try:
+        return build(model.model_validate(doc))
+    except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise ConfigInvalid(f"{path}.{field}: {first['msg']}" if field else f"{path}: {first['msg']}",
+                            {"path": path, "field": field, "message": first["msg"],
+                             "problems": len(exc.errors())}) from None
+    except ValueError as exc:  # the settings' own checks (e.g. a threshold out of its range)
+        raise ConfigInvalid(f"{path}: {exc}", {"path": path, "field": "", "message": str(exc)}) from None
+
+
+def defaults(name: str) -> Any:
+    """The settings a missing ``config/<name>`` gives."""
+    return parse(name, {})
+
+
+def default_doc(name: str) -> dict[str, Any]:
+    """The stored shape of the defaults (what ``seed/config/<name>.json`` holds)."""
+    return _PARSERS[name][0]().model_dump()
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every config document of one run, parsed once."""
+
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    flags: Flags = field(default_factory=Flags)
+    scoring: ScoringSettings = field(default_factory=ScoringSettings)
+    tuning: TuningConfig = field(default_factory=TuningConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    shadow: ShadowSettings = field(default_factory=ShadowSettings)
+    drift: DriftConfig = field(default_factory=DriftConfig)
+    cards: CardSettings = field(default_factory=CardSettings)
+    problems: tuple[tuple[str, str], ...] = ()  # (path, message) of every document that did not parse
+
+    def replace(self, name: str, value: Any) -> Settings:
+        """A copy with the parsed settings of ``config/<name>`` in place."""
+        attrs = {f.name: getattr(self, f.name) for f in fields(self)}
+        if name == ROLLOUT:
+            attrs["rollout"], attrs["shadow"] = value
+        else:
+            attrs[_ATTR[name]] = value
+        return Settings(**attrs)
+
+
+_ATTR = {REWARD: "reward", FLAGS: "flags", SCORING: "scoring", TUNING: "tuning", DRIFT: "drift",
+         SKILL_CARDS: "cards"}

@@ -1,0 +1,125 @@
+"""Config gets one home: strict parsing, defaults in one place, seeds equal to them, kill switch never open."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from opsloop.domain import config, observation, tuning, windows
+from opsloop.domain.config import ConfigInvalid, Flags
+from opsloop.domain.errors import InvalidArgument
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("name", config.NAMES)
+def test_each_seed_file_is_the_default(name: str) -> None:
+    seed = json.loads((ROOT / "seed" / "config" / f"{name}.json").read_text())
+    assert config.parse(name, seed) == config.defaults(name)
+    assert seed == config.default_doc(name)  # every key, with the default's value
+
+
+def test_closed_value_sets_match_the_domain() -> None:
+    assert set(config.TuningDoc.model_fields["method"].annotation.__args__) == set(tuning.METHODS)  # type: ignore[union-attr]
+    assert set(config.DriftDoc.model_fields["latest"].annotation.__args__) == set(windows.WINDOWS)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(("name", "doc", "field"), [
+    ("flags", {"learning": {"enabled": "false"}}, "learning.enabled"),
+    ("flags", {"learning": "off"}, "learning"),
+    ("flags", {"learning": {"autoActivatePolicies": 1}}, "learning.autoActivatePolicies"),
+    ("scoring", {"safetyMarginMs": 1e12}, "safetyMarginMs"),
+    ("scoring", {"retentionDays": 0}, "retentionDays"),
+    ("scoring", {"chunkSize": 10.5}, "chunkSize"),
+    ("scoring", {"chunkSize": True}, "chunkSize"),
+    ("drift", {"latest": "2h"}, "latest"),
+    ("rollout", {"shadowWindow": "48h"}, "shadowWindow"),
+    ("rollout", {"denyCanaryIfShadowWorse": "no"}, "denyCanaryIfShadowWorse"),
+    ("tuning", {"window": 24}, "window"),
+    ("tuning", {"explorationFloor": float("nan")}, "explorationFloor"),
+    ("reward_config", {"weights": {"success": "0.6"}}, "weights.success"),
+    ("reward_config", {"version": ""}, "version"),
+    ("skill_cards", {"topFailures": -1}, "topFailures"),
+    ("tuning", {"minSamlpes": 10}, "minSamlpes"),  # a typo is an error, not silently the default
+])
+def test_a_bad_document_names_its_path_and_field(name: str, doc: dict[str, Any], field: str) -> None:
+    with pytest.raises(ConfigInvalid) as info:
+        config.parse(name, doc)
+    assert info.value.code == "E_LEARN_CONFIG_INVALID"
+    assert info.value.details["path"] == f"config/{name}"
+    assert info.value.details["field"] == field
+
+
+def test_integral_floats_are_whole_numbers_and_missing_documents_are_defaults() -> None:
+    assert config.parse("scoring", {"chunkSize": 30.0}).chunk_size == 30
+    assert config.parse("scoring", None) == config.defaults("scoring")
+    assert config.parse("flags", {"learning": {"enabled": False}}) == Flags(enabled=False, auto_activate=False)
+    with pytest.raises(ConfigInvalid):
+        config.parse("flags", ["not", "a", "map"])
+
+
+json_leaf = st.one_of(st.none(), st.booleans(), st.integers(-(2**70), 2**70), st.floats(allow_nan=True),
+                      st.text(max_size=8), st.sampled_from(["false", "true", "off", "1h", "24h", "48h", ""]))
+json_value = st.recursive(json_leaf, lambda inner: st.lists(inner, max_size=3)
+                          | st.dictionaries(st.text(max_size=6), inner, max_size=3), max_leaves=8)
+
+
+def type_confused(name: str) -> st.SearchStrategy[Any]:
+    """Documents with the right keys holding anything, and anything at all."""
+    keys = sorted(config.default_doc(name))
+    right_keys = st.dictionaries(st.sampled_from(keys), json_value, max_size=len(keys))
+    nested = st.fixed_dictionaries({"learning": st.dictionaries(
+        st.sampled_from(["enabled", "autoActivatePolicies", "other"]), json_value, max_size=3)})
+    return st.one_of(right_keys, nested, json_value)
+
+
+@settings(max_examples=400, deadline=None)
+@given(data=st.data(), name=st.sampled_from(config.NAMES))
+def test_any_document_parses_or_is_refused_cleanly(data: st.DataObject, name: str) -> None:
+    doc = data.draw(type_confused(name))
+    try:
+        config.parse(name, doc)
+    except ConfigInvalid as exc:
+        assert exc.details["path"] == f"config/{name}"
+
+
+@settings(max_examples=300, deadline=None)
+@given(doc=type_confused("flags"))
+def test_the_kill_switch_is_on_only_for_real_booleans(doc: Any) -> None:
+    try:
+        flags = config.parse("flags", doc)
+    except ConfigInvalid:
+        return  # the loader then uses FLAGS_OFF
+    learning = doc.get("learning", {}) if isinstance(doc, dict) else {}
+    assert flags.enabled is learning.get("enabled", True)
+    assert isinstance(learning.get("enabled", True), bool)
+
+
+def test_schedule_times_are_bounded_against_the_clock() -> None:
+    now = 1_800_000_000_000
+    windows.check_schedule_time(now + windows.MAX_SCHEDULE_SKEW_MS, now)
+    with pytest.raises(InvalidArgument, match="ahead of the clock"):
+        windows.check_schedule_time(now + windows.MAX_SCHEDULE_SKEW_MS + 1, now)
+    with pytest.raises(InvalidArgument, match="before 2000"):
+        windows.check_schedule_time(1_800_000_000, now)  # seconds mistaken for milliseconds
+
+
+def test_the_rules_use_the_same_id_patterns_and_bounds_as_the_api() -> None:
+    rules = (ROOT / "firestore.rules").read_text()
+    for field, pattern in (("id", observation.ID_PATTERN), ("component", observation.COMPONENT_PATTERN),
+                           ("policyVersion", observation.POLICY_REF_PATTERN)):
+        assert re.search(rf"d\.{field}\.matches\('{re.escape(pattern)}'\)", rules), field
+    assert f"d.propensity >= {observation.MIN_PROPENSITY:f}".rstrip("0") in rules
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.dictionaries(st.sampled_from(["ts", "component", "policyVersion", "arm", "durationMs", "costUsd",
+                                        "propensity", "weight", "outcome"]), json_value))
+def test_stored_problem_never_raises(doc: dict[str, Any]) -> None:
+    assert observation.stored_problem(doc) is None or isinstance(observation.stored_problem(doc), str)

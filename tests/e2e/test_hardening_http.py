@@ -23,7 +23,7 @@ from opsloop.services.seed import load_seed
 from opsloop.store import paths
 from opsloop.store.client import get_db
 from opsloop.store.firestore_store import FirestoreStore
-from tests.e2e.test_functions_http import SERVICE, post_obs, trigger
+from tests.e2e.test_functions_http import post_obs, trigger
 from tests.emulator.test_rules import Rest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.emulator]
@@ -199,7 +199,14 @@ def test_a_schedule_time_days_ahead_is_refused_without_a_retry_storm(server: str
 
 
 def test_recording_goes_on_with_a_bad_retention_setting(server: str, seeded: FirestoreStore) -> None:
+    seeded.set_config("scoring", {"retentionDays": 7})
+    post_obs(server, {"observations": normal_batch(1)})  # a good value, kept as the last good one
     seeded.set_config("scoring", {"retentionDays": "thirty"})
-    r = post_obs(server, {"observations": normal_batch(2)})
+    before = dt.datetime.now(dt.UTC)
+    r = post_obs(server, {"observations": [{**o, "id": f"later-{i}"} for i, o in enumerate(normal_batch(2))]})
     assert r.status_code == 201, r.text
-    assert SERVICE
+    for i in range(2):
+        stored = seeded.db.collection(paths.OBSERVATIONS).document(f"later-{i}").get().to_dict() or {}
+        assert abs(stored["expireAt"] - before - dt.timedelta(days=7)) < dt.timedelta(minutes=1)
+    [alert] = [a for a in seeded.alerts() if a.get("kind") == "config"]
+    assert (alert["path"], alert["field"]) == ("config/scoring", "retentionDays")

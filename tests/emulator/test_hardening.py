@@ -14,7 +14,7 @@ from opsloop.services import drift, rollouts, scoring, tuning
 from opsloop.services.record import record_batch
 from opsloop.store import paths
 from opsloop.store.firestore_store import Cursor, FirestoreStore
-from tests.emulator.test_rollouts import WORLD, WORSE, add_draft, send_traffic, shadow_then_canary
+from tests.emulator.test_rollouts import WORLD, WORSE, send_traffic, shadow_then_canary
 
 pytestmark = pytest.mark.emulator
 
@@ -211,6 +211,7 @@ def test_a_schedule_time_far_ahead_is_refused_and_a_stored_future_marker_does_no
                                    {"learning": {"enabled": 1}}, {"learning": {"enbled": True}}])
 def test_an_unreadable_kill_switch_means_learning_is_off(seeded: FirestoreStore, flags: dict[str, Any]) -> None:
     router = shadow_then_canary_free_traffic(seeded)
+    seeded.set_config("tuning", {"minSamples": 20})  # as in the control below, which does draft
     seeded.set_config("flags", flags, merge=False)
     result = tuning.auto_tune(seeded, now())
     assert not result.enabled and result.outcomes == []
@@ -274,5 +275,61 @@ def test_a_run_stops_taking_chunks_at_its_budget_and_the_next_run_goes_on(seeded
     assert seeded.stats_for(["router:gemini"], "1h")["router:gemini"]["n"] == 140
 
 
-def test_add_draft_is_importable() -> None:  # keeps the shared helpers honest for this module
-    assert callable(add_draft)
+def test_the_budget_running_out_with_a_commit_in_flight_loses_and_repeats_nothing(seeded: FirestoreStore) -> None:
+    items = normal(300)
+    record_batch(seeded, {"observations": items})
+    commits = {"n": 0}
+
+    def count(name: str) -> None:
+        if name == "before-chunk-commit":
+            commits["n"] += 1
+
+    # the clock passes the budget once the third commit is submitted: that commit is still in flight
+    first = scoring.score_observations(seeded, now(), settings=scoring.ScoringSettings(chunk_size=40,
+                                       safety_margin_ms=0, run_budget_s=100.0), checkpoint=count,
+                                       monotonic=lambda: 1000.0 if commits["n"] >= 3 else 0.0)
+    assert first.budget_exhausted and first.scored == 120 and first.chunks == 3
+    assert seeded.pending_deltas() == 0
+    second = scoring.score_observations(seeded, now(), settings=SMALL)
+    assert second.scored == 180
+    assert seeded.count(paths.REWARDS) == 300
+    assert seeded.stats_for(["router:gemini"], "1h")["router:gemini"]["n"] == 300
+
+
+def test_a_safety_rollback_runs_while_the_kill_switch_is_unreadable(seeded: FirestoreStore) -> None:
+    seeded.set_config("rollout", {"minSamples": 300, "minShadowSamples": 200, "guardrailMinSamples": 150,
+                                  "safetyMinSamples": 100, "denyCanaryIfShadowWorse": False})
+    router = shadow_then_canary(seeded, WORSE)
+    send_traffic(seeded, router, 600, seed=6, world={**WORLD, "gpt-5": (0.35, 2600.0, 0.06)})
+    scoring.score_observations(seeded, now())
+    seeded.set_config("flags", {"learning": {"enabled": True, "autoActivatePolicies": "true"}}, merge=False)
+    [outcome] = rollouts.evaluate_rollouts(seeded, now())
+    assert outcome.outcome == "rollback" and outcome.carried_out and "safety" in outcome.reason
+    assert seeded.policy("router-core", "1.0.1")["status"] == "rolled_back"
+    run = [r.to_dict() for r in seeded.db.collection(paths.RUNS).stream() if r.id.startswith("evaluate-")]
+    assert len(run) == 1 and run[0]["configErrors"] and run[0]["failedCount"] == 0
+
+
+def test_an_explicit_kill_switch_still_freezes_every_decision(seeded: FirestoreStore) -> None:
+    seeded.set_config("rollout", {"minSamples": 300, "minShadowSamples": 200, "guardrailMinSamples": 150,
+                                  "safetyMinSamples": 100, "denyCanaryIfShadowWorse": False})
+    router = shadow_then_canary(seeded, WORSE)
+    send_traffic(seeded, router, 600, seed=6, world={**WORLD, "gpt-5": (0.35, 2600.0, 0.06)})
+    scoring.score_observations(seeded, now())
+    seeded.set_config("flags", {"learning": {"enabled": False}}, merge=False)
+    [outcome] = rollouts.evaluate_rollouts(seeded, now())
+    assert outcome.outcome == "rollback" and not outcome.carried_out
+
+
+@pytest.mark.parametrize("extreme", [{"tau": 10}, {"tau": 1e-9}, {"alpha": 0.49, "srmAlpha": 1e-300},
+                                     {"minSamples": 100_000_000, "safetyMinSamples": 100_000_000}])
+def test_the_most_extreme_accepted_rollout_config_still_evaluates(seeded: FirestoreStore,
+                                                                  extreme: dict[str, Any]) -> None:
+    seeded.set_config("rollout", {"minShadowSamples": 200, "denyCanaryIfShadowWorse": False})
+    router = shadow_then_canary(seeded, WORSE)
+    send_traffic(seeded, router, 300, seed=8)
+    scoring.score_observations(seeded, now())
+    seeded.set_config("rollout", extreme)
+    [outcome] = rollouts.evaluate_rollouts(seeded, now())
+    assert outcome.outcome in ("continue", "rollback", "inconclusive"), outcome.reason
+    assert not [a for a in seeded.alerts() if a.get("kind") in ("config", "item_failed")]

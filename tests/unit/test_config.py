@@ -118,8 +118,39 @@ def test_the_rules_use_the_same_id_patterns_and_bounds_as_the_api() -> None:
     assert f"d.propensity >= {observation.MIN_PROPENSITY:f}".rstrip("0") in rules
 
 
-@settings(max_examples=500, deadline=None)
-@given(st.dictionaries(st.sampled_from(["ts", "component", "policyVersion", "arm", "durationMs", "costUsd",
-                                        "propensity", "weight", "outcome"]), json_value))
-def test_stored_problem_never_raises(doc: dict[str, Any]) -> None:
-    assert observation.stored_problem(doc) is None or isinstance(observation.stored_problem(doc), str)
+def test_the_rules_hold_the_api_s_numeric_bounds() -> None:
+    rules = (ROOT / "firestore.rules").read_text()
+    for bound in ("d.durationMs <= 86400000", "d.costUsd <= 1000000", "d.tokensIn <= 100000000",
+                  "d.tokensOut <= 100000000", "d.weight >= 1 && d.weight <= 1000000", "d.propensity <= 1",
+                  "d.errorCode.size() <= 128", "d.ts <= request.time.toMillis() + 300000"):
+        assert bound in rules, bound
+    fields = observation.ObservationIn.model_fields
+    assert fields["durationMs"].metadata[-1].le == 86_400_000 and fields["costUsd"].metadata[-1].le == 1_000_000
+    assert fields["weight"].metadata[-1].le == 1_000_000 and fields["tokensIn"].metadata[-1].le == 100_000_000
+    assert observation.MAX_FUTURE_SKEW_MS == 300_000
+
+
+stored_fields = st.dictionaries(
+    st.sampled_from(["ts", "component", "policyVersion", "arm", "durationMs", "costUsd", "propensity", "weight",
+                     "outcome", "errorCode"]),
+    st.one_of(json_value, st.sampled_from([1e-300, 1e308, -1.0, 0.0, 1e6, 1e-6, "router-core@1.0.0", "champion",
+                                           "success", "router:gpt-5", 1_800_000_000_000])))
+
+
+@settings(max_examples=600, deadline=None)
+@given(stored_fields)
+def test_any_stored_observation_scores_or_is_recorded_invalid(doc: dict[str, Any]) -> None:
+    """What the scorer does with whatever a document holds: a finite summary, or an invalid reward."""
+    import datetime as dt
+
+    from opsloop.domain.reward import RewardConfig
+    from opsloop.services.scoring import _reward_doc
+    from opsloop.store.firestore_store import StoredObservation
+
+    obs = StoredObservation("x", doc, dt.datetime.now(dt.UTC))
+    reward, summary = _reward_doc(obs, RewardConfig(), dt.datetime.now(dt.UTC))
+    if summary is None:
+        assert reward["invalid"] and reward["error"]
+    else:
+        assert summary.finite() and 0.0 <= reward["score"] <= 1.0
+        assert observation.stored_problem(doc, 1_800_000_000_000 + 10**12) is None

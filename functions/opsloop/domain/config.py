@@ -64,6 +64,7 @@ def _integer(v: Any) -> Any:
 Num = Annotated[float, BeforeValidator(_number)]
 Int = Annotated[int, BeforeValidator(_integer)]  # 30.0 (as the Firebase console may store it) is 30
 WindowName = Literal["1h", "24h", "7d"]
+MAX_SAMPLES = 100_000_000  # sample-size settings: beyond this a threshold is never reached
 
 
 class _Doc(BaseModel):
@@ -82,13 +83,17 @@ class FlagsDoc(_Doc):
 
 @dataclass(frozen=True)
 class Flags:
-    """The kill switch. ``OFF`` is what a run uses when config/flags cannot be read as booleans."""
+    """The kill switch. ``FLAGS_OFF`` is what a run uses when config/flags cannot be read as booleans."""
 
     enabled: bool = True
     auto_activate: bool = False
+    readable: bool = True  # False: config/flags did not parse (learning is off; safety rollbacks still run)
 
 
-FLAGS_OFF = Flags(enabled=False, auto_activate=False)
+FLAGS_OFF = Flags(enabled=False, auto_activate=False, readable=False)
+
+
+MAX_RUN_BUDGET_S = 480.0
 
 
 @dataclass(frozen=True)
@@ -105,9 +110,10 @@ class ScoringSettings:
 class ScoringDoc(_Doc):
     chunkSize: Int = Field(ScoringSettings.chunk_size, ge=1, le=490)  # noqa: N815
     safetyMarginMs: Int = Field(ScoringSettings.safety_margin_ms, ge=0, le=600_000)  # noqa: N815
-    leaseTtlS: Num = Field(ScoringSettings.lease_ttl_s, ge=10, le=3600)  # noqa: N815
+    leaseTtlS: Num = Field(ScoringSettings.lease_ttl_s, ge=60, le=3600)  # noqa: N815
     retentionDays: Int = Field(ScoringSettings.retention_days, ge=1, le=3650)  # noqa: N815
-    runBudgetS: Num = Field(ScoringSettings.run_budget_s, ge=10, le=3600)  # noqa: N815
+    # scoreObservations times out at 540 s: the budget leaves at least a minute for folds, stats and cards
+    runBudgetS: Num = Field(ScoringSettings.run_budget_s, ge=10, le=MAX_RUN_BUDGET_S)  # noqa: N815
 
 
 @dataclass(frozen=True)
@@ -125,8 +131,8 @@ class _Weights(_Doc):
 
 
 class _Bounds(_Doc):
-    maxLatencyMs: Num = RewardConfig.max_latency_ms  # noqa: N815
-    maxCostUsd: Num = RewardConfig.max_cost_usd  # noqa: N815
+    maxLatencyMs: Num = Field(RewardConfig.max_latency_ms, gt=0, le=86_400_000)  # noqa: N815
+    maxCostUsd: Num = Field(RewardConfig.max_cost_usd, gt=0, le=1_000_000)  # noqa: N815
 
 
 class _Thresholds(_Doc):
@@ -142,33 +148,33 @@ class RewardDoc(_Doc):
 
 
 class TuningDoc(_Doc):
-    minSamples: Int = TuningConfig.min_samples  # noqa: N815
-    explorationFloor: Num = TuningConfig.exploration_floor  # noqa: N815
-    learningRate: Num = Field(TuningConfig.learning_rate, le=1000)  # noqa: N815
+    minSamples: Int = Field(TuningConfig.min_samples, ge=1, le=MAX_SAMPLES)  # noqa: N815
+    explorationFloor: Num = Field(TuningConfig.exploration_floor, ge=0, lt=0.5)  # noqa: N815
+    learningRate: Num = Field(TuningConfig.learning_rate, gt=0, le=1000)  # noqa: N815
     z: Num = Field(TuningConfig.z, ge=0, le=10)
-    minChange: Num = TuningConfig.min_change  # noqa: N815
+    minChange: Num = Field(TuningConfig.min_change, gt=0, le=2)  # noqa: N815
     window: WindowName = "24h"
     method: Literal["thompson", "multiplicative"] = "thompson"  # tuning.METHODS (tested equal)
-    alpha: Num = TuningConfig.alpha
-    explorationSamples: Int = TuningConfig.exploration_samples  # noqa: N815
+    alpha: Num = Field(TuningConfig.alpha, gt=0, lt=1)
+    explorationSamples: Int = Field(TuningConfig.exploration_samples, ge=0, le=MAX_SAMPLES)  # noqa: N815
 
 
 class RolloutDoc(_Doc):
-    minSamples: Int = Field(RolloutConfig.min_samples, le=100_000_000)  # noqa: N815
-    alpha: Num = RolloutConfig.alpha
-    tau: Num = RolloutConfig.tau
-    srmAlpha: Num = RolloutConfig.srm_alpha  # noqa: N815
-    guardrailMinSamples: Int = Field(RolloutConfig.guardrail_min_samples, ge=1)  # noqa: N815
-    guardrailAlpha: Num = RolloutConfig.guardrail_alpha  # noqa: N815
-    maxP95IncreaseRatio: Num = RolloutConfig.max_p95_increase_ratio  # noqa: N815
-    maxCostIncreaseRatio: Num = RolloutConfig.max_cost_increase_ratio  # noqa: N815
-    maxSuccessRateDrop: Num = RolloutConfig.max_success_rate_drop  # noqa: N815
-    safetyMinSamples: Int = Field(RolloutConfig.safety_min_samples, ge=1)  # noqa: N815
-    safetyMaxRewardDrop: Num = RolloutConfig.safety_max_reward_drop  # noqa: N815
-    safetyMaxP95IncreaseRatio: Num = RolloutConfig.safety_max_p95_increase_ratio  # noqa: N815
-    safetyMaxErrorRateIncrease: Num = RolloutConfig.safety_max_error_rate_increase  # noqa: N815
+    minSamples: Int = Field(RolloutConfig.min_samples, ge=2, le=MAX_SAMPLES)  # noqa: N815
+    alpha: Num = Field(RolloutConfig.alpha, gt=0, lt=0.5)
+    tau: Num = Field(RolloutConfig.tau, gt=0, le=10)  # rewards lie in [0, 1]: a larger scale means nothing
+    srmAlpha: Num = Field(RolloutConfig.srm_alpha, gt=0, lt=0.5)  # noqa: N815
+    guardrailMinSamples: Int = Field(RolloutConfig.guardrail_min_samples, ge=1, le=MAX_SAMPLES)  # noqa: N815
+    guardrailAlpha: Num = Field(RolloutConfig.guardrail_alpha, gt=0, lt=0.5)  # noqa: N815
+    maxP95IncreaseRatio: Num = Field(RolloutConfig.max_p95_increase_ratio, ge=0, le=100)  # noqa: N815
+    maxCostIncreaseRatio: Num = Field(RolloutConfig.max_cost_increase_ratio, ge=0, le=100)  # noqa: N815
+    maxSuccessRateDrop: Num = Field(RolloutConfig.max_success_rate_drop, ge=0, le=1)  # noqa: N815
+    safetyMinSamples: Int = Field(RolloutConfig.safety_min_samples, ge=1, le=MAX_SAMPLES)  # noqa: N815
+    safetyMaxRewardDrop: Num = Field(RolloutConfig.safety_max_reward_drop, ge=0, le=1)  # noqa: N815
+    safetyMaxP95IncreaseRatio: Num = Field(RolloutConfig.safety_max_p95_increase_ratio, ge=0, le=100)  # noqa: N815
+    safetyMaxErrorRateIncrease: Num = Field(RolloutConfig.safety_max_error_rate_increase, ge=0, le=1)  # noqa: N815
     shadowWindow: WindowName = "24h"  # noqa: N815
-    minShadowSamples: Int = Field(ShadowSettings.min_samples, ge=0)  # noqa: N815
+    minShadowSamples: Int = Field(ShadowSettings.min_samples, ge=0, le=MAX_SAMPLES)  # noqa: N815
     denyCanaryIfShadowWorse: StrictBool = ShadowSettings.deny_if_worse  # noqa: N815
 
 
@@ -176,18 +182,18 @@ class DriftDoc(_Doc):
     latest: WindowName = "1h"
     baselineDays: Int = Field(DriftConfig.baseline_days, ge=1, le=30)  # noqa: N815
     alpha: Num = Field(DriftConfig.alpha, gt=0, lt=0.5)
-    minSamples: Int = Field(DriftConfig.min_samples, ge=2)  # noqa: N815
+    minSamples: Int = Field(DriftConfig.min_samples, ge=2, le=MAX_SAMPLES)  # noqa: N815
     driftExplorationFloor: Num = Field(DriftConfig.drift_exploration_floor, ge=0, lt=0.5)  # noqa: N815
 
 
 class SkillCardsDoc(_Doc):
-    minSamples: Int = Field(CardSettings.min_samples, ge=1)  # noqa: N815
+    minSamples: Int = Field(CardSettings.min_samples, ge=1, le=MAX_SAMPLES)  # noqa: N815
     highSuccess: Num = Field(CardSettings.high_success, ge=0, le=1)  # noqa: N815
     lowSuccess: Num = Field(CardSettings.low_success, ge=0, le=1)  # noqa: N815
-    cheapShare: Num = Field(CardSettings.cheap_share, ge=0)  # noqa: N815
+    cheapShare: Num = Field(CardSettings.cheap_share, ge=0, le=100)  # noqa: N815
     overLatencyBudget: Num = Field(CardSettings.over_latency_budget, ge=0, le=1)  # noqa: N815
-    outlierRatio: Num = Field(CardSettings.outlier_ratio, ge=1)  # noqa: N815
-    minDailySamples: Int = Field(CardSettings.min_daily_samples, ge=1)  # noqa: N815
+    outlierRatio: Num = Field(CardSettings.outlier_ratio, ge=1, le=1e6)  # noqa: N815
+    minDailySamples: Int = Field(CardSettings.min_daily_samples, ge=1, le=MAX_SAMPLES)  # noqa: N815
     trendAlpha: Num = Field(CardSettings.trend_alpha, gt=0, lt=1)  # noqa: N815
     topFailures: Int = Field(CardSettings.top_failures, ge=0, le=24)  # noqa: N815
 

@@ -139,7 +139,7 @@ def mixture_p(diff: float, v: float, tau: float) -> float:
     """
     t2 = tau * tau
     log_lambda = 0.5 * math.log(v / (v + t2)) + (diff * diff * t2) / (2.0 * v * (v + t2))
-    return float(min(1.0, math.exp(-log_lambda)))
+    return float(min(1.0, math.exp(min(-log_lambda, 700.0))))  # (exp overflows past ~709; p is 1 there)
 
 
 def msprt_p(a: ArmData, b: ArmData, tau: float) -> float | None:

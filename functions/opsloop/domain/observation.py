@@ -167,15 +167,15 @@ class ObservationIn(BaseModel):
         return v
 
 
-def stored_problem(d: dict[str, Any]) -> str | None:
-    """Why a stored observation cannot be scored (None when it can).
+def stored_problem(d: dict[str, Any], now_ms: int) -> str | None:
+    """Why a stored observation cannot be scored at ``now_ms`` (None when it can).
 
     Observations written straight to Firestore pass the rules, not this model; the scorer checks again every
     field that becomes part of a document id or a float sum, so no stored value can break a run.
     """
     ts, component, version, arm = d.get("ts"), d.get("component"), d.get("policyVersion"), d.get("arm")
-    if not isinstance(ts, int) or isinstance(ts, bool) or not 0 <= ts <= _INT64[1]:
-        return "observation lacks an integer 'ts' >= 0"
+    if not isinstance(ts, int) or isinstance(ts, bool) or not 0 <= ts <= now_ms + MAX_FUTURE_SKEW_MS:
+        return "observation lacks an integer 'ts' >= 0 and at most 5 minutes ahead"
     if not isinstance(component, str) or _COMPONENT.fullmatch(component) is None:
         return "observation lacks a valid 'component'"
     if version is not None and (not isinstance(version, str) or _POLICY_REF.fullmatch(version) is None):

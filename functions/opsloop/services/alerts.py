@@ -5,6 +5,9 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import uuid
+from collections.abc import Iterable
+from typing import Any
 
 from ..domain.errors import OpsError
 from ..store.firestore_store import FirestoreStore, ms
@@ -17,11 +20,31 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}"[:1000]
 
 
+def record_run(store: FirestoreStore, kind: str, schedule_ms: int, items: list[dict[str, Any]],
+               config_problems: Iterable[tuple[str, str]] = ()) -> str:
+    """Write the ``ops_runs`` record of a scheduled batch: its items, those that failed, config problems.
+
+    Never fails the batch (the items are done by now): a store error here is only logged.
+    """
+    run_id = f"{kind}-{schedule_ms}-{uuid.uuid4().hex[:8]}"
+    failed = [i for i in items if i.get("outcome") == "error" or i.get("action") == "error" or i.get("error")]
+    try:
+        store.record_run(run_id, {"kind": kind, "scheduleTime": schedule_ms, "status": "done",
+                                  "items": items[:200], "itemCount": len(items), "failed": failed[:200],
+                                  "failedCount": len(failed),
+                                  "configErrors": [message for _, message in config_problems],
+                                  "finishedAt": ms(dt.datetime.now(dt.UTC))})
+    except Exception as exc:
+        log.error("could not record the %s run: %r", kind, exc)
+    return run_id
+
+
 def item_failed(store: FirestoreStore, job: str, item: str, exc: BaseException) -> str:
     """Record that ``job`` skipped ``item`` because of ``exc``; returns the text recorded.
 
-    The same failure of the same item on every run refreshes one alert (``count``, ``ts``) rather than
-    adding one per run. Raising the alert never fails the batch: a store error here is only logged.
+    The same kind of failure (exception type) of the same item on every run refreshes one alert (``count``,
+    ``ts``, the latest ``error``) rather than adding one per run. Raising the alert never fails the batch:
+    a store error here is only logged.
     """
     error = describe(exc)
     log.error("%s skipped %s: %s", job, item, error)

@@ -31,7 +31,8 @@ def load(store: FirestoreStore, names: tuple[str, ...] = config_domain.NAMES) ->
     settings = Settings()
     problems: list[tuple[str, str]] = []
     for name in names:
-        doc = raw["docs"].get(name)
+        stored = raw["docs"].get(name)
+        doc = stored
         if name == config_domain.ROLLOUT and os.environ.get("LEARN_MIN_SAMPLES"):
             doc = _min_samples_from_env(doc)
         try:
@@ -39,10 +40,10 @@ def load(store: FirestoreStore, names: tuple[str, ...] = config_domain.NAMES) ->
         except ConfigInvalid as exc:
             value = _fallback(name, raw["good"].get(name))
             problems.append((str(exc.details.get("path")), exc.message))
-            report(store, exc, doc)
+            report(store, exc, stored)
         else:
-            if doc is not None and raw["good"].get(name) != doc:
-                store.save_good_config(name, doc)
+            if stored is not None and raw["good"].get(name) != stored:
+                _quietly(lambda n=name, d=stored: store.save_good_config(n, d), f"keep config/{name}")
         settings = settings.replace(name, value)
     return Settings(**{**settings.__dict__, "problems": tuple(problems)})
 
@@ -56,6 +57,14 @@ def _min_samples_from_env(doc: Any) -> Any:
         text = os.environ["LEARN_MIN_SAMPLES"].strip()
         doc["minSamples"] = int(text) if text.isdigit() else text  # a non-number is reported as invalid
     return doc
+
+
+def _quietly(work: Any, what: str) -> None:
+    """A bookkeeping write (last good copy, alert) that must never fail the run or the request."""
+    try:
+        work()
+    except Exception as exc:
+        log.error("could not %s: %r", what, exc)
 
 
 def _fallback(name: str, good: Any) -> Any:
@@ -75,14 +84,14 @@ def report(store: FirestoreStore, exc: ConfigInvalid, doc: Any) -> None:
         digest = audit_domain.digest(doc if isinstance(doc, dict) else {"value": repr(doc)})
     except (TypeError, ValueError):  # content the hash cannot take (e.g. NaN): alert on its repr
         digest = audit_domain.digest({"value": repr(doc)})
-    store.raise_alert(f"config~{path.split('/')[-1]}~{digest[:16]}", {
-        "kind": "config", "code": exc.code, "path": path, "field": exc.details.get("field"),
-        "message": exc.message[:1000], "ts": ms(dt.datetime.now(dt.UTC)),
-    })
+    alert = {"kind": "config", "code": exc.code, "path": path, "field": exc.details.get("field"),
+             "message": exc.message[:1000], "ts": ms(dt.datetime.now(dt.UTC))}
+    _quietly(lambda: store.raise_alert(f"config~{path.split('/')[-1]}~{digest[:16]}", alert), "raise the alert")
 
 
-# Ingestion reads one setting (retention) on every request: a per-process copy, refreshed every 5 minutes.
-_CACHE_TTL_S = 300.0
+# Ingestion reads one setting (retention) on every request: a per-process copy, refreshed every 5 minutes
+# (OPSLOOP_CONFIG_CACHE_S overrides it; the tests serve the functions with 0).
+_CACHE_TTL_S = float(os.environ.get("OPSLOOP_CONFIG_CACHE_S", "300"))
 _cache: weakref.WeakKeyDictionary[FirestoreStore, dict[str, tuple[float, Any]]] = weakref.WeakKeyDictionary()
 _cache_lock = threading.Lock()
 

@@ -25,7 +25,8 @@ class DriftResult:
 
 def check_drift(store: FirestoreStore, schedule_time: dt.datetime) -> list[DriftResult]:
     """Test every component with data in the latest window; one that fails is recorded and skipped."""
-    cfg = config_service.load(store, (config_domain.DRIFT,)).drift
+    loaded = config_service.load(store, (config_domain.DRIFT,))
+    cfg = loaded.drift
     latest_start, end = windows.window_bounds(ms(schedule_time), cfg.latest)
     base_start = latest_start - cfg.baseline_days * windows.DAY_MS
     out = []
@@ -44,4 +45,5 @@ def check_drift(store: FirestoreStore, schedule_time: dt.datetime) -> list[Drift
             continue
         out.append(DriftResult(component, [t.metric for t in tests], [t.metric for t in tests if t.drifted],
                                alerted))
+    alerts.record_run(store, "drift", ms(schedule_time), [d.__dict__ for d in out], loaded.problems)
     return out

@@ -19,7 +19,7 @@ from typing import Any
 from ..domain import config as config_domain
 from ..domain import ope, windows
 from ..domain import policy as policy_domain
-from ..domain.config import Settings, ShadowSettings
+from ..domain.config import ShadowSettings
 from ..domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from ..domain.experiment import ArmData, Evaluation, RolloutConfig, evaluate
 from ..domain.routing import MAX_SPLIT, SPLIT_PRESETS
@@ -102,7 +102,14 @@ def shadow_estimate(store: FirestoreStore, policy_id: str, version: str, at: dt.
     per_model = {
         model: total(store.load_segments(f"router:{model}", windows.cover(start, end))) for model in weights
     }
-    return ope.estimate(per_model, {m: float(w) for m, w in weights.items()})
+    estimate = ope.estimate(per_model, {m: float(w) for m, w in weights.items()})
+    numbers = [estimate.ips, estimate.snips, estimate.ess, estimate.logged_mean,
+               *(estimate.ips_ci or ()), *(estimate.snips_ci or ())]
+    if not all(x is None or math.isfinite(x) for x in numbers):
+        # sums poisoned before propensities were bounded: no gate may pass on them (they age out of the window)
+        raise FailedPrecondition(f"the logged data of {policy_id}'s models holds non-finite off-policy sums; "
+                                 f"wait until they leave the {shadow.window} shadow window", {"code": E_DATA_MISSING})
+    return estimate
 
 
 def _store_estimate(store: FirestoreStore, policy_id: str, version: str, est: ope.OffPolicyEstimate,
@@ -224,47 +231,79 @@ def evaluate_canary(store: FirestoreStore, rollout: dict[str, Any], at: dt.datet
 
 
 def evaluate_rollouts(store: FirestoreStore, schedule_time: dt.datetime) -> list[RolloutOutcome]:
-    """Evaluate every running canary, then every shadow; carry out decisions the flags allow.
+    """Evaluate every running canary and shadow; carry out decisions the flags allow.
 
-    Canaries come first: their safety rollbacks must never wait on anything else. Each rollout is on its
-    own: one that fails (a deleted version, a malformed document) is recorded as outcome ``error`` with an
-    ``ops_alerts`` entry, and the others go on.
+    Every canary is evaluated first, then safety rollbacks are carried out before any other decision (so a
+    promotion or a failure elsewhere never delays one), then the rest, then shadows. Each rollout is on
+    its own: one that fails (a deleted version, a malformed document) is recorded as outcome ``error``
+    with an ``ops_alerts`` entry, and the others go on. Safety rollbacks also run while ``config/flags``
+    cannot be read (learning is off then, but returning to the champion is always safe); an explicit
+    ``learning.enabled = false`` freezes every decision.
     """
     windows.check_schedule_time(ms(schedule_time), _now_ms())
     loaded = config_service.load(store, (config_domain.FLAGS, config_domain.ROLLOUT))
-    running = store.running_rollouts()
-    order = sorted(running, key=lambda r: (r.get("stage") == "shadow", str(r.get("rolloutId"))))
-    out = []
-    for rollout in order:
+    running = sorted(store.running_rollouts(), key=lambda r: str(r.get("rolloutId")))
+    out: list[RolloutOutcome] = []
+    decided: list[tuple[RolloutOutcome, dict[str, Any], bool]] = []  # (outcome, evaluation doc, safety)
+    for rollout in running:
+        if rollout.get("stage") == "shadow":
+            continue
         try:
-            out.append(_evaluate_one(store, rollout, schedule_time, loaded))
+            decided.append(_evaluate_canary(store, rollout, schedule_time, loaded.rollout))
         except Exception as exc:
-            rid = str(rollout.get("rolloutId"))
-            error = alerts.item_failed(store, "evaluateRollouts", f"rollout {rid}", exc)
-            out.append(RolloutOutcome(rid, str(rollout.get("id")), str(rollout.get("version")),
-                                      str(rollout.get("stage")), "error", error))
+            out.append(_failed(store, rollout, exc))
+    flags = loaded.flags
+    for safety_pass in (True, False):
+        for result, doc, safety in decided:
+            if safety != safety_pass:
+                continue
+            allowed = (flags.enabled and (flags.auto_activate or safety)) or (safety and not flags.readable)
+            if allowed and result.outcome in ("promote", "rollback"):
+                try:
+                    if result.outcome == "promote":
+                        promote(store, result.policy_id, result.version, CONTROLLER, evidence=doc)
+                    else:
+                        rollback_canary(store, result.policy_id, result.version, CONTROLLER, evidence=doc)
+                    result.carried_out = True
+                except Exception as exc:  # the decision is recorded; the next look tries again
+                    error = alerts.item_failed(store, "evaluateRollouts", f"rollout {result.rollout_id}", exc)
+                    result.reason += f"; not carried out: {error}"
+            out.append(result)
+    for rollout in running:
+        if rollout.get("stage") != "shadow":
+            continue
+        try:
+            out.append(_refresh_shadow(store, rollout, schedule_time, loaded.shadow))
+        except Exception as exc:
+            out.append(_failed(store, rollout, exc))
+    alerts.record_run(store, "evaluate", ms(schedule_time), [o.__dict__ for o in out], loaded.problems)
     return out
 
 
-def _evaluate_one(store: FirestoreStore, rollout: dict[str, Any], schedule_time: dt.datetime,
-                  loaded: Settings) -> RolloutOutcome:
+def _failed(store: FirestoreStore, rollout: dict[str, Any], exc: BaseException) -> RolloutOutcome:
+    rid = str(rollout.get("rolloutId"))
+    error = alerts.item_failed(store, "evaluateRollouts", f"rollout {rid}", exc)
+    return RolloutOutcome(rid, str(rollout.get("id")), str(rollout.get("version")), str(rollout.get("stage")),
+                          "error", error)
+
+
+def _refresh_shadow(store: FirestoreStore, rollout: dict[str, Any], schedule_time: dt.datetime,
+                    shadow: ShadowSettings) -> RolloutOutcome:
     rid, policy_id, version = str(rollout["rolloutId"]), str(rollout["id"]), str(rollout["version"])
-    if rollout.get("stage") == "shadow":
-        estimate = shadow_estimate(store, policy_id, version, schedule_time, loaded.shadow)
-        est = _store_estimate(store, policy_id, version, estimate, schedule_time, loaded.shadow)
-        return RolloutOutcome(rid, policy_id, version, "shadow", "continue",
-                              f"shadow estimate refreshed from {est['n']} logged decisions")
-    ev = evaluate_canary(store, rollout, schedule_time, loaded.rollout)
+    estimate = shadow_estimate(store, policy_id, version, schedule_time, shadow)
+    est = _store_estimate(store, policy_id, version, estimate, schedule_time, shadow)
+    return RolloutOutcome(rid, policy_id, version, "shadow", "continue",
+                          f"shadow estimate refreshed from {est['n']} logged decisions")
+
+
+def _evaluate_canary(store: FirestoreStore, rollout: dict[str, Any], schedule_time: dt.datetime,
+                     cfg: RolloutConfig) -> tuple[RolloutOutcome, dict[str, Any], bool]:
+    """Evaluate and record one canary's look; returns its outcome, evaluation document and whether the
+    decision is a safety rollback."""
+    rid, policy_id, version = str(rollout["rolloutId"]), str(rollout["id"]), str(rollout["version"])
+    ev = evaluate_canary(store, rollout, schedule_time, cfg)
     doc = {"ts": ms(schedule_time), **ev.to_doc()}
     store.record_evaluation(rid, doc, {"lastEvaluation": doc, "msprtP": ev.msprt_p,
                                        "evaluationCount": int(rollout.get("evaluationCount") or 0) + 1})
-    result = RolloutOutcome(rid, policy_id, version, "canary", ev.outcome, ev.reason)
     safety = ev.outcome == "rollback" and any(ev.safety.values())
-    if loaded.flags.enabled and (loaded.flags.auto_activate or safety):
-        if ev.outcome == "promote":
-            promote(store, policy_id, version, CONTROLLER, evidence=doc)
-            result.carried_out = True
-        elif ev.outcome == "rollback":
-            rollback_canary(store, policy_id, version, CONTROLLER, evidence=doc)
-            result.carried_out = True
-    return result
+    return RolloutOutcome(rid, policy_id, version, "canary", ev.outcome, ev.reason), doc, safety

@@ -40,8 +40,8 @@ from ..domain.observation import stored_problem
 from ..domain.stats import Summary, total, window_stats
 from ..store import paths
 from ..store.firestore_store import Cursor, FirestoreStore, StoredObservation, ms
+from . import alerts, skill_cards
 from . import config as config_service
-from . import skill_cards
 
 __all__ = ["ScoringSettings", "score_observations"]
 
@@ -74,16 +74,17 @@ def _reward_doc(
 ) -> tuple[dict[str, Any], Summary | None]:
     """The ``ops_rewards`` document for one observation and its summary (None when it cannot be scored)."""
     d = obs.data
+    now_ms = ms(dt.datetime.now(dt.UTC))
     base: dict[str, Any] = {
         "expireAt": d.get("expireAt") or expire_at,  # a reward lives as long as its observation
         "obsId": obs.doc_id,
         "ts": d.get("ts"),
         "component": d.get("component"),
         "rewardVersion": cfg.version,
-        "scoredAt": ms(dt.datetime.now(dt.UTC)),
+        "scoredAt": now_ms,
     }
     try:
-        problem = stored_problem(d)
+        problem = stored_problem(d, now_ms)
         if problem is not None:
             raise ValueError(problem)
         duration = float(d.get("durationMs", 0.0))
@@ -241,6 +242,7 @@ def score_observations(
     checkpoint: Checkpoint | None = None,
     run_id: str | None = None,
     refresh_cards: bool = False,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> ScoreRunResult:
     """Score the backlog, then refresh ``ops_stats`` for windows ending at ``schedule_time``.
 
@@ -249,7 +251,7 @@ def score_observations(
     ``windows.MAX_SCHEDULE_SKEW_MS`` ahead of the clock is refused (InvalidArgument) before anything is
     written. Each config document is read once; a bad one is alerted and replaced (``services/config``).
     """
-    started = time.monotonic()
+    started = monotonic()
     schedule_ms = ms(schedule_time)
     windows.check_schedule_time(schedule_ms, ms(now or dt.datetime.now(dt.UTC)))
     loaded = config_service.load(store)
@@ -272,18 +274,19 @@ def score_observations(
         clock = now or dt.datetime.now(dt.UTC)
         upper = clock - dt.timedelta(milliseconds=settings.safety_margin_ms)
         deadline = started + settings.run_budget_s
-        _score_backlog(store, cfg, settings, upper, result, hit, progress, deadline)
+        _score_backlog(store, cfg, settings, upper, result, hit, progress, deadline, monotonic)
         fold_all(store, hit)  # anything another run left pending meanwhile (one empty query when none)
         hit("before-stats")
         summaries = window_summaries(store, schedule_ms)
         result.stats = stats_docs(summaries, schedule_ms, cfg.version)
         result.stats_written = store_stats(store, result.stats, schedule_ms, hit, ms(clock))
         hit("after-stats")
-        try:
-            result.cards_written = skill_cards.refresh_if_due(store, schedule_ms, summaries, cfg, loaded.cards,
-                                                              force=refresh_cards)
+        try:  # out of budget: the cards stay due, and the next run refreshes them
+            if refresh_cards or not result.budget_exhausted:
+                result.cards_written = skill_cards.refresh_if_due(store, schedule_ms, summaries, cfg, loaded.cards,
+                                                                  force=refresh_cards)
         except (ArithmeticError, KeyError, TypeError, ValueError) as exc:  # cards are derived; scoring goes on
-            result.cards_error = f"{type(exc).__name__}: {exc}"[:500]
+            result.cards_error = alerts.item_failed(store, "scoreObservations", "skill cards", exc)[:500]
         store.record_run(run_id, {"status": "done", "scored": result.scored, "invalid": result.invalid,
                                   "chunks": result.chunks, "statsWritten": result.stats_written,
                                   "cardsWritten": result.cards_written, "cardsError": result.cards_error,
@@ -304,6 +307,7 @@ def _score_backlog(
     hit: Checkpoint,
     progress: Callable[[int], None] | None,
     deadline: float = math.inf,
+    monotonic: Callable[[], float] = time.monotonic,
 ) -> None:
     """Commit chunk after chunk; the next chunk is read and built while the previous one commits.
 
@@ -346,7 +350,7 @@ def _score_backlog(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="opsloop-commit") as committer:
         try:
             while True:
-                if time.monotonic() >= deadline:
+                if monotonic() >= deadline:
                     result.budget_exhausted = True
                     buffer = []
                 if result.budget_exhausted:

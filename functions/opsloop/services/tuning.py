@@ -53,6 +53,7 @@ def auto_tune(store: FirestoreStore, schedule_time: dt.datetime | None = None,
         windows.check_schedule_time(ms(schedule_time), ms(now or dt.datetime.now(dt.UTC)))
     loaded = config_service.load(store)
     if not loaded.flags.enabled:
+        alerts.record_run(store, "tune", ms(schedule_time or dt.datetime.now(dt.UTC)), [], loaded.problems)
         return TuneRunResult(enabled=False, config_errors=_problems(loaded))
     result = TuneRunResult(enabled=True, config_errors=_problems(loaded))
     for active in sorted(store.policies_with_status("active"), key=lambda d: str(d.get("id"))):
@@ -63,6 +64,8 @@ def auto_tune(store: FirestoreStore, schedule_time: dt.datetime | None = None,
             outcome = TuneOutcome(str(active.get("id")), "error", f"{type(exc).__name__}: {exc}"[:500])
             alerts.item_failed(store, "autoTunePolicies", f"policy {active.get('id')}", exc)
         result.outcomes.append(outcome)
+    alerts.record_run(store, "tune", ms(schedule_time or dt.datetime.now(dt.UTC)),
+                      [o.__dict__ for o in result.outcomes], loaded.problems)
     return result
 
 
@@ -91,7 +94,7 @@ def _tune_one(
     drifting = store.drift_states(list(components.values()))
     raised = {
         m: drift_cfg.drift_exploration_floor for m, comp in components.items()
-        if (st := drifting.get(comp) or {}).get("drifting") and now_ms - int(st.get("updatedAt", 0)) <= fresh_ms
+        if (st := drifting.get(comp) or {}).get("drifting") and 0 <= now_ms - int(st.get("updatedAt", 0)) <= fresh_ms
     }
     # the traffic the exploration floor is sized by: the whole window's, also for models judged since a change
     traffic = sum(_samples(s) for s in stats.values())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
+import math
 import uuid
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -14,6 +15,7 @@ from typing import Any
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
+from google.cloud.firestore_v1.field_path import FieldPath
 
 from ..domain import audit as audit_domain
 from ..domain import config as config_domain
@@ -200,8 +202,13 @@ class FirestoreStore:
         return out
 
     def migrate_legacy_components(self) -> int:
-        """Move a cursor's ``components`` map (older versions) into ``ops_components``; returns how many."""
-        legacy = {c: t for c, t in (self.read_cursor().components or {}).items() if isinstance(t, int)}
+        """Move a cursor's ``components`` map (older versions) into ``ops_components``; returns how many.
+
+        Only the keys copied are then deleted from the map, so a component an older version adds meanwhile
+        (a rolling deploy) stays for the next run to move. Idempotent: ``maximum`` keeps the newest time.
+        """
+        legacy = {c: t for c, t in (self.read_cursor().components or {}).items()
+                  if isinstance(t, int) and not isinstance(t, bool)}
         if not legacy:
             return 0
         col = self.db.collection(paths.COMPONENTS)
@@ -211,7 +218,8 @@ class FirestoreStore:
             for comp, ts in items[i : i + 400]:
                 batch.set(col.document(comp), {"component": comp, "lastTs": firestore.Maximum(ts)}, merge=True)
             batch.commit()
-        self._cursor_ref().update({"components": firestore.DELETE_FIELD})
+            self._cursor_ref().update({FieldPath("components", comp).to_api_repr(): firestore.DELETE_FIELD
+                                       for comp, _ in items[i : i + 400]})
         return len(items)
 
     def read_cursor(self) -> Cursor:
@@ -791,4 +799,9 @@ def _now_ms() -> int:
 
 
 def _int_or_none(value: Any) -> int | None:
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) and value == value else None
+    """A stored time as an int; None for anything else (a string, a bool, NaN or infinity)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return int(value)

@@ -39,6 +39,7 @@ bench: $(STAMP) emulator-check
 	$(PY) bench/perf.py --sizes 10000 30000 100000
 	$(PY) bench/quantiles.py
 	$(PY) bench/rollout_sim.py
+	$(PY) bench/canary_sim.py
 	$(PY) bench/load_test.py
 	$(PY) bench/tuning_sim.py
 	$(PY) bench/tuning_sim.py --windows 24h --world improves --out bench/results/tuning_sim_improves.json

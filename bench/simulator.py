@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from opsloop.domain.experiment import ArmData, RolloutConfig, evaluate, welch
+from opsloop.domain.experiment import ArmData, RolloutConfig, Running, evaluate, welch
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,7 @@ class _Acc:
     s2: float = 0.0
     succ: int = 0
     cost: float = 0.0
+    cost2: float = 0.0
     hist: np.ndarray = field(default_factory=lambda: np.zeros(_BINS, dtype=np.int64))
 
     def add(self, rewards: np.ndarray, success: np.ndarray, latency: np.ndarray, cost: np.ndarray) -> None:
@@ -42,6 +43,7 @@ class _Acc:
         self.s2 += float((rewards**2).sum())
         self.succ += int(success.sum())
         self.cost += float(cost.sum())
+        self.cost2 += float((cost**2).sum())
         keys = np.clip(np.log(np.maximum(latency, 1.0)) / np.log(_GAMMA), 0, _BINS - 1).astype(np.int64)
         self.hist += np.bincount(keys, minlength=_BINS)
 
@@ -51,12 +53,20 @@ class _Acc:
         k = int(np.searchsorted(np.cumsum(self.hist), 0.95 * self.n))
         return float(_GAMMA ** (k + 0.5))
 
+    def share_above(self, x: float) -> float:
+        """Share of latencies above ``x`` (to the bin's 1 % resolution, like the sketch)."""
+        if self.n == 0:
+            return 0.0
+        k = int(np.clip(np.log(max(x, 1.0)) / np.log(_GAMMA), 0, _BINS - 1))
+        return float(self.hist[k + 1 :].sum()) / self.n
+
     def data(self) -> ArmData:
         p95 = self.p95()
         mean = self.s / self.n if self.n else 0.0
         var = (self.s2 - self.s * self.s / self.n) / (self.n - 1) if self.n > 1 else 0.0
+        cvar = (self.cost2 - self.cost * self.cost / self.n) / (self.n - 1) if self.n > 1 else 0.0
         return ArmData(self.n, mean, max(var, 0.0), self.succ / self.n if self.n else 0.0, p95,
-                       self.cost / self.n if self.n else 0.0)
+                       self.cost / self.n if self.n else 0.0, max(cvar, 0.0), self.share_above)
 
 
 def _draw(
@@ -91,7 +101,7 @@ def run_canary(
     """Evaluate every simulated hour until the decision is promote or rollback (or the week ends)."""
     rng = np.random.default_rng(seed)
     acc = {"cp": _Acc(), "ch": _Acc()}
-    seq_p: float | None = None
+    running = Running()
     ttest_hour: int | None = None
     share = split if actual_split is None else actual_split
     for hour in range(1, hours + 1):
@@ -103,8 +113,8 @@ def run_canary(
             w = welch(cp, ch)
             if w is not None and w[0] < cfg.alpha and ch.mean_reward > cp.mean_reward:
                 ttest_hour = hour
-        ev = evaluate(cp, ch, split, cfg, seq_p)
-        seq_p = ev.msprt_p
+        ev = evaluate(cp, ch, split, cfg, running)
+        running = ev.running
         if ev.outcome in ("promote", "rollback"):
             return RunResult(ev.outcome, hour, ch.n, ttest_hour is not None, ttest_hour)
     return RunResult("none", None, acc["ch"].n, ttest_hour is not None, ttest_hour)

@@ -215,6 +215,10 @@ def main() -> int:
                 f"{e['srmP']:.2f}", e["outcome"]]],
               ["n champion", "n challenger", "reward diff", "95% CI", "Welch p", "mSPRT p", "SRM p", "decision"])
         say(f"   {e.get('reason')}")
+        table([[name, "—" if c["statistic"] is None else f"{c['statistic']:+.3f}", f"{c['threshold']:g}",
+                "—" if c["p"] is None else f"{c['p']:.2g}", f"{c['alpha']:.2g}", "BREACHED" if c["breached"] else "ok"]
+               for name, c in sorted((e.get("checks") or {}).items())],
+              ["guardrail / safety", "challenger vs champion", "threshold", "always-valid p", "level", ""])
 
         step(10, "The admin promotes the challenger (promotePolicy); a service token may not")
         res = callable_("promotePolicy", ref)

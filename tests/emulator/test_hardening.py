@@ -161,7 +161,7 @@ def test_a_broken_rollout_and_bad_configs_do_not_block_a_safety_rollback(seeded:
     seeded.db.collection(paths.POLICIES).document("router-c@1.0.1").delete()
     seeded.set_config("drift", {"latest": "2h"})
     seeded.set_config("rollout", {"shadowWindow": "48h"})
-    outage = {**WORLD, "gpt-5": (0.35, 2600.0, 0.06)}
+    outage = {**WORLD, "gpt-5": (0.1, 2600.0, 0.06)}
     send_traffic(seeded, router, 600, seed=6, world=outage)
     scoring.score_observations(seeded, now())
 
@@ -300,7 +300,7 @@ def test_a_safety_rollback_runs_while_the_kill_switch_is_unreadable(seeded: Fire
     seeded.set_config("rollout", {"minSamples": 300, "minShadowSamples": 200, "guardrailMinSamples": 150,
                                   "safetyMinSamples": 100, "denyCanaryIfShadowWorse": False})
     router = shadow_then_canary(seeded, WORSE)
-    send_traffic(seeded, router, 600, seed=6, world={**WORLD, "gpt-5": (0.35, 2600.0, 0.06)})
+    send_traffic(seeded, router, 600, seed=6, world={**WORLD, "gpt-5": (0.1, 2600.0, 0.06)})
     scoring.score_observations(seeded, now())
     seeded.set_config("flags", {"learning": {"enabled": True, "autoActivatePolicies": "true"}}, merge=False)
     [outcome] = rollouts.evaluate_rollouts(seeded, now())
@@ -314,7 +314,7 @@ def test_an_explicit_kill_switch_still_freezes_every_decision(seeded: FirestoreS
     seeded.set_config("rollout", {"minSamples": 300, "minShadowSamples": 200, "guardrailMinSamples": 150,
                                   "safetyMinSamples": 100, "denyCanaryIfShadowWorse": False})
     router = shadow_then_canary(seeded, WORSE)
-    send_traffic(seeded, router, 600, seed=6, world={**WORLD, "gpt-5": (0.35, 2600.0, 0.06)})
+    send_traffic(seeded, router, 600, seed=6, world={**WORLD, "gpt-5": (0.1, 2600.0, 0.06)})
     scoring.score_observations(seeded, now())
     seeded.set_config("flags", {"learning": {"enabled": False}}, merge=False)
     [outcome] = rollouts.evaluate_rollouts(seeded, now())

@@ -141,7 +141,7 @@ def test_harmful_canary_is_rolled_back_at_once_even_without_auto_activation(roll
     # let a canary start against the offline evidence, to see the online safety net catch it
     rollout_store.set_config("rollout", {"denyCanaryIfShadowWorse": False})
     router = shadow_then_canary(rollout_store, WORSE)
-    outage = {**WORLD, "gpt-5": (0.35, 2600.0, 0.06)}  # gpt-5, which the challenger favours, is failing
+    outage = {**WORLD, "gpt-5": (0.1, 2600.0, 0.06)}  # gpt-5, which the challenger favours, is failing
     send_traffic(rollout_store, router, 600, seed=6, world=outage)
     scoring.score_observations(rollout_store, now())
     [outcome] = rollouts.evaluate_rollouts(rollout_store, now())

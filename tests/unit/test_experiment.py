@@ -17,6 +17,8 @@ from opsloop.domain.experiment import (
     ArmData,
     Evaluation,
     RolloutConfig,
+    Running,
+    cost_diff_p,
     evaluate,
     mixture_p,
     msprt_p,
@@ -33,9 +35,19 @@ def arm_of(rewards: np.ndarray, success_rate: float = 0.9, p95: float | None = 1
     return ArmData(len(rewards), float(rewards.mean()), float(rewards.var(ddof=1)), success_rate, p95, cost)
 
 
+SIGMA = 0.5  # the arms' latency: lognormal with this log-sd, scaled to the given p95
+
+
 def arm(n: int, mean: float = 0.675, var: float = 0.06, success_rate: float = 0.9, p95: float | None = 1500.0,
-        cost: float = 0.02) -> ArmData:
-    return ArmData(n, mean, var, success_rate, p95, cost)
+        cost: float = 0.02, cost_sd: float = 0.004) -> ArmData:
+    median = None if p95 is None else p95 / math.exp(1.6448536269514722 * SIGMA)
+
+    def share_above(x: float) -> float:
+        assert median is not None
+        return 0.5 * math.erfc((math.log(x / median) / SIGMA) / math.sqrt(2))
+
+    return ArmData(n, mean, var, success_rate, p95, cost, cost_sd * cost_sd,
+                   None if median is None else share_above)
 
 
 # --- Welch --------------------------------------------------------------------------------------------------
@@ -165,14 +177,13 @@ def test_msprt_p_uses_the_arm_variances() -> None:
 def test_srm_flags_45_55_against_a_50_50_split() -> None:
     p = srm_p(1100, 900, 0.5)
     assert p is not None and p < 0.001
-    assert p == pytest.approx(float(sps.chi2.sf(20.0, 1)), rel=1e-9)  # (100^2/1000) * 2
     assert srm_p(1000, 1000, 0.5) == pytest.approx(1.0)
-    assert srm_p(1010, 990, 0.5) > 0.5  # type: ignore[operator]
+    assert srm_p(1010, 990, 0.5) == pytest.approx(1.0)
 
 
 def test_srm_against_a_small_split() -> None:
     assert srm_p(9000, 1000, 0.1) == pytest.approx(1.0)
-    assert srm_p(9100, 900, 0.1) < 0.001  # type: ignore[operator]
+    assert srm_p(9150, 850, 0.1) < 0.001  # type: ignore[operator]
     # which arm is which matters: 9000 challengers of 10000 is a gross mismatch for a 0.1 split
     assert srm_p(1000, 9000, 0.1) < 1e-100  # type: ignore[operator]
 
@@ -182,7 +193,24 @@ def test_srm_undefined(cp: int, ch: int, split: float) -> None:
     assert srm_p(cp, ch, split) is None
 
 
-# --- success rate -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("split", [0.2, 0.5])
+def test_sequential_srm_stays_valid_under_a_look_every_100_requests(split: float) -> None:
+    """Correct splits, 400 runs of 300 looks: the running minimum falls below 1 % in at most ~1 % of runs
+    (a plain chi-square at every look flags far more)."""
+    rng = np.random.default_rng(5)
+    flagged = chi2_flagged = 0
+    for _ in range(400):
+        ch = np.cumsum(rng.binomial(100, split, 300))
+        total = 100 * np.arange(1, 301)
+        if min(srm_p(int(t - c), int(c), split) or 1.0 for t, c in zip(total, ch, strict=True)) < 0.01:
+            flagged += 1
+        chi2 = (ch - total * split) ** 2 / (total * split * (1 - split))  # the plain test, at every look
+        chi2_flagged += float(sps.chi2.sf(chi2.max(), 1)) < 0.01
+    assert flagged / 400 <= 0.0125
+    assert chi2_flagged > 3 * max(flagged, 1)
+
+
+# --- success rate, cost, shares ---------------------------------------------------------------------------
 
 
 def test_success_diff_p() -> None:
@@ -194,23 +222,30 @@ def test_success_diff_p() -> None:
     assert big is not None and big < 1e-6
 
 
+def test_cost_diff_p_uses_the_cost_variance_and_assumes_a_wide_one_when_unknown() -> None:
+    cp, ch = arm(3000, cost=0.02, cost_sd=0.002), arm(500, cost=0.0206, cost_sd=0.002)  # +3 %, tight costs
+    known = cost_diff_p(cp, ch, 0.004)
+    assert known is not None and known < 0.01
+    unknown = cost_diff_p(replace(cp, var_cost=None), replace(ch, var_cost=None), 0.004)
+    assert unknown is not None and unknown > 0.5
+    assert cost_diff_p(arm(1), arm(10), 0.004) is None
+
+
 # --- evaluate ---------------------------------------------------------------------------------------------
 
 
-def test_safety_reward_drop_rolls_back_once_the_challenger_has_safety_min_samples() -> None:
-    # a huge variance keeps the drop from being significant, so only the safety threshold can act
-    champion = arm(2000, mean=0.70, var=1.0)
-    ev = evaluate(champion, arm(CFG.safety_min_samples - 1, mean=0.58, var=1.0), 0.1, CFG)
-    assert ev.outcome == "continue"
-    assert ev.safety["rewardDrop"] is True
-    ev = evaluate(champion, arm(CFG.safety_min_samples, mean=0.58, var=1.0), 0.1, CFG)
-    assert ev.outcome == "rollback"
-    assert "rewardDrop" in ev.reason and "safety" in ev.reason
-    assert ev.msprt_p is not None and ev.msprt_p >= CFG.alpha  # not because of significance
-    assert ev.diff == pytest.approx(-0.12)
-    # a drop inside the threshold does not trip it
-    ev = evaluate(champion, arm(CFG.safety_min_samples, mean=0.61, var=1.0), 0.1, CFG)
-    assert ev.safety["rewardDrop"] is False and ev.outcome == "continue"
+def test_safety_reward_drop_needs_significance_and_safety_min_samples() -> None:
+    champion = arm(2000, mean=0.70, var=0.05)
+    early = evaluate(champion, arm(CFG.safety_min_samples - 1, mean=0.55, var=0.05), 0.1, CFG)
+    assert early.safety["rewardDrop"] is True and early.reason.startswith("challenger is worse")
+    ev = evaluate(champion, arm(CFG.safety_min_samples, mean=0.55, var=0.05), 0.1, CFG)
+    assert ev.outcome == "rollback" and "rewardDrop" in ev.reason and "safety" in ev.reason
+    check = ev.checks["safety.rewardDrop"]
+    assert check.statistic == pytest.approx(0.15) and check.p is not None and check.p < CFG.safety_alpha / 3
+    # a drop past the threshold that noise could explain is not a breach
+    noisy = evaluate(champion, arm(CFG.safety_min_samples, mean=0.58, var=1.0), 0.1, CFG)
+    assert noisy.safety["rewardDrop"] is False and noisy.checks["safety.rewardDrop"].statistic > 0.1
+    assert noisy.outcome == "continue"
 
 
 def test_safety_p95_and_error_rate() -> None:
@@ -222,17 +257,20 @@ def test_safety_p95_and_error_rate() -> None:
     assert ev.outcome == "rollback" and ev.safety["errorRate"] and "errorRate" in ev.reason
 
 
-def test_p95_guardrail_rolls_back_with_guardrail_min_samples() -> None:
+def test_p95_guardrail_rolls_back_with_guardrail_min_samples_when_significant() -> None:
     champion = arm(3000, p95=1000.0)
-    early = evaluate(champion, arm(CFG.guardrail_min_samples - 1, p95=1300.0), 0.1, CFG)  # +30 %
-    assert early.guardrails["p95Latency"] is True
-    assert early.safety["p95Latency"] is False
+    early = evaluate(champion, arm(CFG.guardrail_min_samples - 1, p95=1350.0), 0.1, CFG)  # +35 %
+    assert early.guardrails["p95Latency"] is True and early.safety["p95Latency"] is False
     assert early.outcome == "continue"
-    ev = evaluate(champion, arm(CFG.guardrail_min_samples, p95=1300.0), 0.1, CFG)
-    assert ev.outcome == "rollback"
-    assert ev.reason == "guardrail breached: p95Latency"
+    ev = evaluate(champion, arm(CFG.guardrail_min_samples, p95=1350.0), 0.1, CFG)
+    assert ev.outcome == "rollback" and ev.reason == "guardrail breached: p95Latency"
+    check = ev.checks["guardrail.p95Latency"]
+    assert check.statistic == pytest.approx(0.35) and check.threshold == 0.2 and check.p < check.alpha
     ok = evaluate(champion, arm(CFG.guardrail_min_samples, p95=1150.0), 0.1, CFG)  # +15 %: allowed
     assert ok.guardrails["p95Latency"] is False and ok.outcome == "continue"
+    # +22 % from 300 requests: past the threshold, but within what noise does
+    noise = evaluate(champion, arm(CFG.guardrail_min_samples, p95=1220.0), 0.1, CFG)
+    assert noise.checks["guardrail.p95Latency"].statistic > 0.2 and noise.guardrails["p95Latency"] is False
 
 
 def test_cost_and_success_guardrails() -> None:
@@ -251,18 +289,21 @@ def test_guardrail_blocks_a_promotion() -> None:
     assert ev.outcome == "rollback" and ev.guardrails["p95Latency"]
 
 
-def test_sample_ratio_mismatch_is_inconclusive() -> None:
-    # 45/55 against a configured 50/50, 2000 requests, no difference in reward
-    ev = evaluate(arm(1100), arm(900), 0.5, CFG)
-    assert ev.srm is True
-    assert ev.srm_p is not None and ev.srm_p < CFG.srm_alpha
-    assert ev.outcome == "inconclusive"
-    assert "sample ratio mismatch" in ev.reason
-    # even a challenger that looks better is not promoted from broken assignment
+def test_sample_ratio_mismatch_neither_promotes_nor_rolls_back_but_a_safety_breach_does() -> None:
+    ev = evaluate(arm(1100), arm(900), 0.5, CFG)  # 45/55 against a configured 50/50
+    assert ev.srm is True and ev.srm_p is not None and ev.srm_p < CFG.srm_alpha
+    assert ev.outcome == "inconclusive" and "sample ratio mismatch" in ev.reason
     better = evaluate(arm(5500, mean=0.65), arm(4500, mean=0.70), 0.5, CFG)
     assert better.srm and better.outcome == "inconclusive"
-    # a matching split is fine
+    worse = evaluate(arm(5500, mean=0.70), arm(4500, mean=0.66), 0.5, CFG)  # significant, not a safety breach
+    assert worse.outcome == "inconclusive"
+    guard = evaluate(arm(5500), arm(4500, p95=1500 * 1.35), 0.5, CFG)
+    assert guard.guardrails["p95Latency"] and guard.outcome == "inconclusive"
+    harm = evaluate(arm(5500, success_rate=0.95), arm(4500, success_rate=0.70), 0.5, CFG)
+    assert harm.outcome == "rollback" and harm.safety["errorRate"]
     assert evaluate(arm(1000), arm(1000), 0.5, CFG).srm is False
+    # a mismatch once seen stays flagged: the running minimum is carried
+    assert evaluate(arm(1000), arm(1000), 0.5, CFG, Running(srm_p=1e-5)).srm is True
 
 
 def test_below_min_samples_continues() -> None:
@@ -278,7 +319,7 @@ def test_significantly_better_with_enough_samples_promotes() -> None:
     assert ev.outcome == "promote"
     assert ev.diff == pytest.approx(0.03)
     assert ev.welch_p is not None and ev.welch_p < CFG.alpha
-    assert ev.msprt_p is not None and ev.msprt_p < CFG.alpha
+    assert ev.look_p is not None and ev.look_p < CFG.alpha
     assert ev.ci_low is not None and ev.ci_high is not None and 0 < ev.ci_low < 0.03 < ev.ci_high
     assert not any(ev.guardrails.values()) and not any(ev.safety.values()) and not ev.srm
 
@@ -296,25 +337,24 @@ def test_no_difference_continues() -> None:
     assert ev.reason == "no significant difference yet"
 
 
-def test_msprt_p_is_a_running_minimum() -> None:
+def test_msprt_p_is_a_running_minimum_for_the_record() -> None:
     champion, challenger = arm(5000, mean=0.675), arm(5000, mean=0.676)
     look = evaluate(champion, challenger, 0.5, CFG).msprt_p
     assert look == msprt_p(champion, challenger, CFG.tau) == 1.0
-    assert evaluate(champion, challenger, 0.5, CFG, previous_msprt_p=0.2).msprt_p == 0.2
-    strong = evaluate(arm(5000, mean=0.65), arm(5000, mean=0.68), 0.5, CFG, previous_msprt_p=0.2).msprt_p
+    assert evaluate(champion, challenger, 0.5, CFG, Running(msprt_p=0.2)).msprt_p == 0.2
+    assert evaluate(champion, challenger, 0.5, CFG, 0.2).msprt_p == 0.2  # an older rollout's bare float
+    strong = evaluate(arm(5000, mean=0.65), arm(5000, mean=0.68), 0.5, CFG, Running(msprt_p=0.2)).msprt_p
     assert strong is not None and strong < 0.2
     # no look possible (an arm has < 2 samples): the previous minimum stands
-    assert evaluate(arm(10), arm(1), 0.5, CFG, previous_msprt_p=0.3).msprt_p == 0.3
+    assert evaluate(arm(10), arm(1), 0.5, CFG, Running(msprt_p=0.3)).msprt_p == 0.3
     assert evaluate(arm(10), arm(1), 0.5, CFG).msprt_p is None
 
 
-def test_sequential_significance_alone_does_not_promote() -> None:
-    # an earlier look was significant; now Welch's test is not: wait
+def test_a_crossing_remembered_from_an_earlier_look_does_not_promote() -> None:
     champion, challenger = arm(5000, mean=0.675), arm(5000, mean=0.677)
-    ev = evaluate(champion, challenger, 0.5, CFG, previous_msprt_p=0.001)
-    assert ev.welch_p is not None and ev.welch_p > CFG.alpha
+    ev = evaluate(champion, challenger, 0.5, CFG, Running(msprt_p=0.001))
+    assert ev.msprt_p == 0.001 and ev.look_p is not None and ev.look_p > CFG.alpha
     assert ev.outcome == "continue"
-    assert ev.reason == "sequential test significant, Welch's test not yet"
 
 
 def test_empty_challenger() -> None:
@@ -324,17 +364,24 @@ def test_empty_challenger() -> None:
     assert not ev.safety["rewardDrop"] and not ev.guardrails["successRate"]
 
 
-def test_evaluation_doc() -> None:
+def test_evaluation_doc_carries_every_check_s_evidence() -> None:
     ev = evaluate(arm(5000, mean=0.65), arm(5000, mean=0.68), 0.5, CFG)
     doc = ev.to_doc()
     assert doc["outcome"] == "promote"
     assert (doc["nChampion"], doc["nChallenger"]) == (5000, 5000)
-    assert (doc["ciLow"], doc["ciHigh"], doc["welchP"], doc["msprtP"], doc["srmP"]) == (
-        ev.ci_low, ev.ci_high, ev.welch_p, ev.msprt_p, ev.srm_p)
+    assert (doc["ciLow"], doc["ciHigh"], doc["welchP"], doc["msprtP"], doc["srmP"], doc["lookP"]) == (
+        ev.ci_low, ev.ci_high, ev.welch_p, ev.msprt_p, ev.srm_p, ev.look_p)
     assert set(doc) == {"outcome", "reason", "nChampion", "nChallenger", "diff", "ciLow", "ciHigh", "welchP",
-                        "msprtP", "srmP", "srm", "guardrails", "safety"}
+                        "msprtP", "lookP", "srmP", "srm", "guardrails", "safety", "checks"}
+    assert set(doc["checks"]) == {"guardrail.p95Latency", "guardrail.cost", "guardrail.successRate",
+                                  "safety.rewardDrop", "safety.p95Latency", "safety.errorRate"}
+    assert set(doc["checks"]["guardrail.cost"]) == {"statistic", "threshold", "p", "alpha", "breached"}
     json.dumps(doc)  # storable
     assert isinstance(ev, Evaluation)
+
+
+def test_the_error_budget_adds_up_to_five_percent() -> None:
+    assert CFG.alpha + CFG.guardrail_alpha + CFG.safety_alpha == pytest.approx(0.05)
 
 
 # --- config -----------------------------------------------------------------------------------------------

@@ -128,7 +128,7 @@ def test_doc_round_trip(rows: list) -> None:
     doc = s.to_doc()
     assert set(doc) == {"n", "successes", "sumReward", "sumReward2", "sumCost", "sumLatency", "latencySketch",
                         "rewardSketch", "nP", "sumW", "sumW2", "sumRW", "sumR2W2", "sumRW2", "weight", "wSuccesses",
-                        "wP", "failures", "versions"}
+                        "wP", "sumCost2", "nCost2", "failures", "versions"}
     assert isinstance(doc["latencySketch"], bytes) and isinstance(doc["rewardSketch"], bytes)
     back = Summary.from_doc(doc)
     assert back == s
@@ -301,3 +301,14 @@ def test_labels_beyond_the_limit_pool_under_other_and_keep_their_total() -> None
     # keys that are not valid Firestore field names survive the round trip (stored as a list of maps)
     odd = Summary.of(reward=0.0, success=False, cost_usd=0, duration_ms=1, failure="__weird__.code`x`")
     assert Summary.from_doc(odd.to_doc()).failures == (("__weird__.code`x`", 1.0),)
+
+
+def test_cost_variance_is_the_sample_variance_and_unknown_for_older_buckets() -> None:
+    costs = [0.01, 0.03, 0.02, 0.05, 0.04]
+    s = total([Summary.of(reward=0.5, success=True, cost_usd=c, duration_ms=10.0) for c in costs])
+    assert s.cost_variance == pytest.approx(float(np.var(costs, ddof=1)))
+    old = s.to_doc()
+    del old["sumCost2"], old["nCost2"]  # a bucket written before the cost's variance was kept
+    assert Summary.from_doc(old).cost_variance is None
+    assert (Summary.from_doc(old) + s).cost_variance is None  # a window mixing both: unknown
+    assert Summary.from_doc(s.to_doc()).cost_variance == pytest.approx(s.cost_variance)

@@ -169,6 +169,12 @@ def _rollouts_html(data: ReportData) -> str:
                 for e in r.get("evaluations") or []]
         parts.append(_table(["time", "outcome", "n champion", "n challenger", "diff", "CI low", "CI high",
                              "Welch p", "mSPRT p", "SRM p", "reason"], rows))
+        checks = last.get("checks") or {}
+        if checks:  # the guardrails' evidence, like the reward test's: statistic, always-valid p, threshold
+            parts.append(_table(["check (latest)", "statistic", "threshold", "always-valid p", "level", "breached"],
+                                [[name, c.get("statistic"), c.get("threshold"), c.get("p"), c.get("alpha"),
+                                  c.get("breached")] for name, c in sorted(checks.items())],
+                                ["diff" if c.get("breached") else "" for _, c in sorted(checks.items())]))
         chart = evaluation_chart(r)
         if chart is not None:
             parts.append(f"<figure>{_img(chart[0], 'rollout evaluations', chart[1])}"

@@ -170,6 +170,7 @@ class RolloutDoc(_Doc):
     maxCostIncreaseRatio: Num = Field(RolloutConfig.max_cost_increase_ratio, ge=0, le=100)  # noqa: N815
     maxSuccessRateDrop: Num = Field(RolloutConfig.max_success_rate_drop, ge=0, le=1)  # noqa: N815
     safetyMinSamples: Int = Field(RolloutConfig.safety_min_samples, ge=1, le=MAX_SAMPLES)  # noqa: N815
+    safetyAlpha: Num = Field(RolloutConfig.safety_alpha, gt=0, lt=0.5)  # noqa: N815
     safetyMaxRewardDrop: Num = Field(RolloutConfig.safety_max_reward_drop, ge=0, le=1)  # noqa: N815
     safetyMaxP95IncreaseRatio: Num = Field(RolloutConfig.safety_max_p95_increase_ratio, ge=0, le=100)  # noqa: N815
     safetyMaxErrorRateIncrease: Num = Field(RolloutConfig.safety_max_error_rate_increase, ge=0, le=1)  # noqa: N815
@@ -227,7 +228,8 @@ def _rollout(d: RolloutDoc) -> tuple[RolloutConfig, ShadowSettings]:
         guardrail_min_samples=d.guardrailMinSamples, guardrail_alpha=d.guardrailAlpha,
         max_p95_increase_ratio=d.maxP95IncreaseRatio, max_cost_increase_ratio=d.maxCostIncreaseRatio,
         max_success_rate_drop=d.maxSuccessRateDrop, safety_min_samples=d.safetyMinSamples,
-        safety_max_reward_drop=d.safetyMaxRewardDrop, safety_max_p95_increase_ratio=d.safetyMaxP95IncreaseRatio,
+        safety_alpha=d.safetyAlpha, safety_max_reward_drop=d.safetyMaxRewardDrop,
+        safety_max_p95_increase_ratio=d.safetyMaxP95IncreaseRatio,
         safety_max_error_rate_increase=d.safetyMaxErrorRateIncrease,
     )
     return cfg, ShadowSettings(window=d.shadowWindow, min_samples=d.minShadowSamples,

@@ -1,20 +1,35 @@
-"""Deciding a canary: champion vs challenger, with statistics that survive repeated looks.
+"""Deciding a canary: champion vs challenger, with error control under continuous peeking.
 
-* Reward: Welch's t-test (scipy) for the record, and a mixture sequential probability ratio test
-  (mSPRT, Johari et al. 2017, normal mixture with scale ``tau`` on the mean difference) whose running
-  minimum p-value is *always valid*: looking every hour does not inflate false promotions.
-* Sample-ratio mismatch: chi-square of observed arm counts against the configured split.
-* Guardrails (p95 latency, cost, success rate) block a promotion and, once enough challenger data is in,
-  roll back; safety thresholds (reward drop, p95 increase, error-rate increase) roll back at once.
+Every decision rests on a test that stays valid however often the canary is looked at (every 10 minutes
+for weeks): a normal-mixture sequential probability ratio test (mSPRT, Johari, Pekelis & Walsh, "Always
+valid inference", 2017), whose p-value may be read at any look without inflating the error.
+
+* Reward: the mSPRT on the mean difference; promotion and "challenger worse" both need *this look's*
+  always-valid p below ``alpha`` (and Welch's test agreeing), not a crossing remembered from before.
+* Guardrails (p95 latency, mean cost, success rate) and safety thresholds (reward drop, p95 increase,
+  error-rate increase): each is breached only when the point estimate passes its threshold *and* an
+  always-valid test says the challenger is worse on that metric at level ``guardrailAlpha / 3`` (safety:
+  ``safetyAlpha / 3``). p95 latency is tested as the share of requests above (1 + ratio) x the champion's
+  p95, challenger against champion; cost as the difference of means.
+* Sample-ratio mismatch: a sequential Bayes-factor test of the arm counts against the configured split
+  (beta-binomial mixture, Lindon & Malek 2022), valid under repeated looks; a mismatched run neither
+  promotes nor rolls back on its reward or guardrail evidence (its data is not trusted), but a safety
+  breach still rolls back.
+
+The error budget of an A/A canary, over its whole life: at most ``alpha`` for the reward decisions (both
+directions together), ``guardrailAlpha`` for the guardrails, ``safetyAlpha`` for the safety thresholds;
+with the defaults 0.03 + 0.01 + 0.01 = 5 %. The mixture tests are conservative, so measured rates are lower
+(``bench/rollout_sim.py``).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
-from scipy import stats as sps
+from scipy import special
 
 Outcome = Literal["promote", "rollback", "continue", "inconclusive"]
 
@@ -29,6 +44,8 @@ class ArmData:
     success_rate: float
     p95_latency: float | None
     mean_cost: float
+    var_cost: float | None = None  # None: unknown (buckets scored before it was kept); a CV of 1 is assumed
+    share_above: Callable[[float], float] | None = field(default=None, compare=False)  # latency > x
 
 
 @dataclass(frozen=True)
@@ -36,17 +53,18 @@ class RolloutConfig:
     """``config/rollout``; every threshold is named after what it bounds."""
 
     min_samples: int = 1000  # per arm before a promotion (LEARN_MIN_SAMPLES)
-    alpha: float = 0.05
+    alpha: float = 0.03  # reward decisions, both directions, over the canary's life
     tau: float = 0.05  # mSPRT mixture scale: the size of reward difference we care to detect
-    srm_alpha: float = 0.001
+    srm_alpha: float = 0.005  # a flagged run makes no decision, so this costs no false decision
     # guardrails: a promotion needs all of them; breaching one with >= guardrail_min_samples rolls back
     guardrail_min_samples: int = 300
-    guardrail_alpha: float = 0.05  # a success-rate drop must also be significant (sequential test)
+    guardrail_alpha: float = 0.01  # shared by the three guardrails (each tested at a third)
     max_p95_increase_ratio: float = 0.20
     max_cost_increase_ratio: float = 0.20
     max_success_rate_drop: float = 0.02
-    # safety thresholds: roll back at once, without waiting for significance
+    # safety thresholds: roll back as soon as the breach is significant, whatever else is going on
     safety_min_samples: int = 200
+    safety_alpha: float = 0.01  # shared by the three safety thresholds
     safety_max_reward_drop: float = 0.10
     safety_max_p95_increase_ratio: float = 0.50
     safety_max_error_rate_increase: float = 0.10
@@ -54,14 +72,12 @@ class RolloutConfig:
     def __post_init__(self) -> None:
         if self.min_samples < 2:
             raise ValueError(f"min_samples must be >= 2, got {self.min_samples!r}")
-        for name in ("alpha", "srm_alpha"):
+        for name in ("alpha", "srm_alpha", "guardrail_alpha", "safety_alpha"):
             v = getattr(self, name)
             if not 0.0 < v < 0.5:
                 raise ValueError(f"{name} must be in (0, 0.5), got {v!r}")
         if not (math.isfinite(self.tau) and self.tau > 0):
             raise ValueError(f"tau must be > 0, got {self.tau!r}")
-        if not 0.0 < self.guardrail_alpha < 0.5:
-            raise ValueError(f"guardrail_alpha must be in (0, 0.5), got {self.guardrail_alpha!r}")
         for name in ("max_p95_increase_ratio", "max_cost_increase_ratio", "max_success_rate_drop",
                      "safety_max_reward_drop", "safety_max_p95_increase_ratio", "safety_max_error_rate_increase"):
             v = getattr(self, name)
@@ -83,10 +99,34 @@ _DOC_KEYS = {
     "max_cost_increase_ratio": "maxCostIncreaseRatio",
     "max_success_rate_drop": "maxSuccessRateDrop",
     "safety_min_samples": "safetyMinSamples",
+    "safety_alpha": "safetyAlpha",
     "safety_max_reward_drop": "safetyMaxRewardDrop",
     "safety_max_p95_increase_ratio": "safetyMaxP95IncreaseRatio",
     "safety_max_error_rate_increase": "safetyMaxErrorRateIncrease",
 }
+
+
+@dataclass(frozen=True)
+class Check:
+    """One guardrail or safety threshold at this look: the evidence its verdict rests on."""
+
+    statistic: float | None  # challenger vs champion: a ratio increase or a drop, as the threshold is stated
+    threshold: float
+    p: float | None  # always-valid p-value of "the challenger is worse on this metric"
+    alpha: float  # the level the test is held to
+    breached: bool
+
+    def to_doc(self) -> dict[str, Any]:
+        return {"statistic": self.statistic, "threshold": self.threshold, "p": self.p, "alpha": self.alpha,
+                "breached": self.breached}
+
+
+@dataclass(frozen=True)
+class Running:
+    """What a canary carries from look to look: the running minima of its always-valid p-values."""
+
+    msprt_p: float | None = None
+    srm_p: float | None = None
 
 
 @dataclass(frozen=True)
@@ -99,36 +139,48 @@ class Evaluation:
     ci_low: float | None  # 95 % Welch interval of the difference
     ci_high: float | None
     welch_p: float | None
-    msprt_p: float | None  # always-valid p-value after this look (running minimum)
-    srm_p: float | None
+    msprt_p: float | None  # running minimum of the always-valid p (the record; decisions use this look's)
+    srm_p: float | None  # running minimum of the sequential SRM test's always-valid p
     srm: bool
     guardrails: dict[str, bool]  # name -> breached
     safety: dict[str, bool]
+    look_p: float | None = None  # this look's always-valid p of the reward test
+    checks: dict[str, Check] = field(default_factory=dict)  # "guardrail.p95Latency", "safety.errorRate", ...
+
+    @property
+    def running(self) -> Running:
+        return Running(self.msprt_p, self.srm_p)
 
     def to_doc(self) -> dict[str, Any]:
         return {
             "outcome": self.outcome, "reason": self.reason, "nChampion": self.n_champion,
             "nChallenger": self.n_challenger, "diff": self.diff, "ciLow": self.ci_low, "ciHigh": self.ci_high,
-            "welchP": self.welch_p, "msprtP": self.msprt_p, "srmP": self.srm_p, "srm": self.srm,
-            "guardrails": self.guardrails, "safety": self.safety,
+            "welchP": self.welch_p, "msprtP": self.msprt_p, "lookP": self.look_p, "srmP": self.srm_p,
+            "srm": self.srm, "guardrails": self.guardrails, "safety": self.safety,
+            "checks": {name: c.to_doc() for name, c in self.checks.items()},
         }
 
 
 def welch(a: ArmData, b: ArmData) -> tuple[float, float, float] | None:
-    """(p-value, ci_low, ci_high) of mean(b) - mean(a) by Welch's t-test; None when undefined."""
+    """(p-value, ci_low, ci_high) of mean(b) - mean(a) by Welch's t-test; None when undefined.
+
+    From scipy.special's t distribution (the same numbers as ``scipy.stats.ttest_ind_from_stats``, tested):
+    it runs at every look of every canary and of the simulations, where scipy.stats' overhead dominated.
+    """
     if a.n < 2 or b.n < 2:
         return None
-    se2 = a.var_reward / a.n + b.var_reward / b.n
+    va, vb = a.var_reward / a.n, b.var_reward / b.n
+    se2 = va + vb
     if se2 <= 0:
         return None
-    res = sps.ttest_ind_from_stats(b.mean_reward, math.sqrt(b.var_reward), b.n,
-                                   a.mean_reward, math.sqrt(a.var_reward), a.n, equal_var=False)
     num = se2 * se2
-    den = (a.var_reward / a.n) ** 2 / (a.n - 1) + (b.var_reward / b.n) ** 2 / (b.n - 1)
+    den = va * va / (a.n - 1) + vb * vb / (b.n - 1)
     dof = num / den if den > 0 else float(a.n + b.n - 2)
-    half = float(sps.t.ppf(0.975, dof)) * math.sqrt(se2)
     diff = b.mean_reward - a.mean_reward
-    return float(res.pvalue), diff - half, diff + half
+    t = diff / math.sqrt(se2)
+    p = float(2.0 * special.stdtr(dof, -abs(t)))
+    half = float(special.stdtrit(dof, 0.975)) * math.sqrt(se2)
+    return p, diff - half, diff + half
 
 
 def mixture_p(diff: float, v: float, tau: float) -> float:
@@ -152,31 +204,113 @@ def msprt_p(a: ArmData, b: ArmData, tau: float) -> float | None:
     return mixture_p(b.mean_reward - a.mean_reward, v, tau)
 
 
+# The beta prior on the challenger's share, centred on the split, weighs this many "counts": its spread
+# (~0.5/sqrt(300) ≈ 3 points at 50/50) is the size of mismatch it is most sensitive to (47/53 within a day).
+SRM_PRIOR_STRENGTH = 300.0
+
+
 def srm_p(n_champion: int, n_challenger: int, split: float) -> float | None:
-    """Chi-square goodness of fit of the arm counts to the configured challenger share."""
+    """This look's always-valid p-value of a sample-ratio mismatch (H0: the challenger's share is ``split``).
+
+    The inverse of a Bayes factor: a beta(k·split, k·(1-split)) mixture over the share against the
+    configured split (Lindon & Malek, "Anytime-valid inference for multinomial count data", 2022). Its
+    running minimum may be read at every look: the chance it ever falls below alpha under a correct split
+    is at most alpha (Ville's inequality).
+    """
     total = n_champion + n_challenger
     if total == 0 or not 0.0 < split < 1.0:
         return None
-    res = sps.chisquare([n_champion, n_challenger], f_exp=[total * (1 - split), total * split])
-    return float(res.pvalue)
+    a, b = SRM_PRIOR_STRENGTH * split, SRM_PRIOR_STRENGTH * (1.0 - split)
+    log_marginal = special.betaln(a + n_challenger, b + n_champion) - special.betaln(a, b)
+    log_null = n_challenger * math.log(split) + n_champion * math.log(1.0 - split)
+    return float(min(1.0, math.exp(min(log_null - log_marginal, 0.0))))
 
 
 def success_diff_p(champion: ArmData, challenger: ArmData, tau: float) -> float | None:
-    """Always-valid p-value (acted on at once, so no running minimum is needed) of a success-rate gap."""
-    n1, n2 = champion.n, challenger.n
-    if n1 == 0 or n2 == 0:
+    """Always-valid p-value of a success-rate gap (pooled variance, normal mixture of scale ``tau``)."""
+    return share_diff_p(champion.success_rate, champion.n, challenger.success_rate, challenger.n, tau)
+
+
+def share_diff_p(share_a: float, n_a: int, share_b: float, n_b: int, tau: float) -> float | None:
+    """Always-valid p-value of H0: two shares (proportions) are equal."""
+    if n_a == 0 or n_b == 0:
         return None
-    pooled = (champion.success_rate * n1 + challenger.success_rate * n2) / (n1 + n2)
-    v = pooled * (1 - pooled) * (1 / n1 + 1 / n2)
+    pooled = (share_a * n_a + share_b * n_b) / (n_a + n_b)
+    v = pooled * (1 - pooled) * (1 / n_a + 1 / n_b)
     if v <= 0:
-        return None if champion.success_rate == challenger.success_rate else 0.0
-    return mixture_p(challenger.success_rate - champion.success_rate, v, tau)
+        return None if share_a == share_b else 0.0
+    return mixture_p(share_b - share_a, v, tau)
 
 
-def _ratio_increase(new: float | None, old: float | None) -> float:
+def _cost_var(arm: ArmData) -> float:
+    if arm.var_cost is not None:
+        return arm.var_cost
+    return arm.mean_cost * arm.mean_cost  # unknown: a coefficient of variation of 1, a wide guess
+
+
+def cost_diff_p(champion: ArmData, challenger: ArmData, tau: float) -> float | None:
+    """Always-valid p-value of H0: equal mean cost."""
+    if champion.n < 2 or challenger.n < 2:
+        return None
+    v = _cost_var(champion) / champion.n + _cost_var(challenger) / challenger.n
+    if v <= 0:
+        return None if champion.mean_cost == challenger.mean_cost else 0.0
+    return mixture_p(challenger.mean_cost - champion.mean_cost, v, tau)
+
+
+def _ratio_increase(new: float | None, old: float | None) -> float | None:
     if new is None or old is None or old <= 0:
-        return 0.0
+        return None
     return new / old - 1.0
+
+
+def _p95_check(champion: ArmData, challenger: ArmData, ratio: float, alpha: float) -> Check:
+    """Is the challenger's p95 more than (1 + ratio) x the champion's, significantly?
+
+    Tested as shares above t = (1 + ratio) x the champion's p95: under no difference both arms put the same
+    share of requests above t; a challenger whose p95 passes t puts more than 5 % there.
+    """
+    increase = _ratio_increase(challenger.p95_latency, champion.p95_latency)
+    if increase is None or champion.p95_latency is None or champion.share_above is None \
+            or challenger.share_above is None:
+        return Check(increase, ratio, None, alpha, False)
+    t = (1.0 + ratio) * champion.p95_latency
+    above_cp, above_ch = champion.share_above(t), challenger.share_above(t)
+    p = share_diff_p(above_cp, champion.n, above_ch, challenger.n, tau=0.05)
+    breached = increase > ratio and above_ch > above_cp and p is not None and p < alpha
+    return Check(increase, ratio, p, alpha, breached)
+
+
+def checks(champion: ArmData, challenger: ArmData, cfg: RolloutConfig, look_p: float | None) -> dict[str, Check]:
+    """Every guardrail and safety threshold at this look, each with its always-valid test."""
+    g_alpha, s_alpha = cfg.guardrail_alpha / 3, cfg.safety_alpha / 3
+    have = champion.n > 0 and challenger.n > 0
+    drop = champion.success_rate - challenger.success_rate if have else None
+    # each test's mixture scale is the size of change its threshold names: a small scale has little power
+    # against a large change (a 20-point drop tested at the guardrail's 2-point scale is slow to show)
+    drop_p = success_diff_p(champion, challenger, max(cfg.max_success_rate_drop, 0.01))
+    big_drop_p = success_diff_p(champion, challenger, max(cfg.safety_max_error_rate_increase, 0.01))
+    cost_up = _ratio_increase(challenger.mean_cost, champion.mean_cost) if have else None
+    cost_p = cost_diff_p(champion, challenger, max(cfg.max_cost_increase_ratio, 0.05) * champion.mean_cost) \
+        if have and champion.mean_cost > 0 else None
+    diff = challenger.mean_reward - champion.mean_reward if have else None
+
+    def worse(statistic: float | None, threshold: float, p: float | None, alpha: float) -> Check:
+        breached = statistic is not None and statistic > threshold and p is not None and p < alpha
+        return Check(statistic, threshold, p, alpha, breached)
+
+    return {
+        "guardrail.p95Latency": _p95_check(champion, challenger, cfg.max_p95_increase_ratio, g_alpha),
+        "guardrail.cost": worse(cost_up, cfg.max_cost_increase_ratio, cost_p, g_alpha),
+        "guardrail.successRate": worse(drop, cfg.max_success_rate_drop, drop_p, g_alpha),
+        "safety.rewardDrop": worse(None if diff is None else -diff, cfg.safety_max_reward_drop, look_p, s_alpha),
+        "safety.p95Latency": _p95_check(champion, challenger, cfg.safety_max_p95_increase_ratio, s_alpha),
+        "safety.errorRate": worse(drop, cfg.safety_max_error_rate_increase, big_drop_p, s_alpha),
+    }
+
+
+def _min(a: float | None, b: float | None) -> float | None:
+    return b if a is None else (a if b is None else min(a, b))
 
 
 def evaluate(
@@ -184,57 +318,42 @@ def evaluate(
     challenger: ArmData,
     split: float,
     cfg: RolloutConfig,
-    previous_msprt_p: float | None = None,
+    previous: Running | float | None = None,
 ) -> Evaluation:
-    """One look at a running canary."""
+    """One look at a running canary (``previous``: what the earlier looks left; a float is an older
+    rollout's running mSPRT minimum)."""
+    before = Running(msprt_p=previous) if isinstance(previous, float | int) else (previous or Running())
     w = welch(champion, challenger)
     look_p = msprt_p(champion, challenger, cfg.tau)
-    seq_p = look_p if previous_msprt_p is None else (
-        previous_msprt_p if look_p is None else min(previous_msprt_p, look_p)
-    )
-    s_p = srm_p(champion.n, challenger.n, split)
+    s_p = _min(before.srm_p, srm_p(champion.n, challenger.n, split))
     srm = s_p is not None and s_p < cfg.srm_alpha
     diff = challenger.mean_reward - champion.mean_reward if champion.n and challenger.n else None
-
-    p95_up = _ratio_increase(challenger.p95_latency, champion.p95_latency)
-    cost_up = _ratio_increase(challenger.mean_cost, champion.mean_cost)
-    success_drop = champion.success_rate - challenger.success_rate
-    drop_p = success_diff_p(champion, challenger, max(cfg.max_success_rate_drop, 1e-3))
-    guardrails = {
-        "p95Latency": p95_up > cfg.max_p95_increase_ratio,
-        "cost": cost_up > cfg.max_cost_increase_ratio,
-        "successRate": success_drop > cfg.max_success_rate_drop and drop_p is not None
-        and drop_p < cfg.guardrail_alpha,
-    }
-    safety = {
-        "rewardDrop": diff is not None and -diff > cfg.safety_max_reward_drop,
-        "p95Latency": p95_up > cfg.safety_max_p95_increase_ratio,
-        "errorRate": challenger.n > 0 and success_drop > cfg.safety_max_error_rate_increase,
-    }
+    found = checks(champion, challenger, cfg, look_p)
+    guardrails = {k.split(".", 1)[1]: c.breached for k, c in found.items() if k.startswith("guardrail.")}
+    safety = {k.split(".", 1)[1]: c.breached for k, c in found.items() if k.startswith("safety.")}
 
     def result(outcome: Outcome, reason: str) -> Evaluation:
         return Evaluation(
             outcome, reason, champion.n, challenger.n, diff,
             None if w is None else w[1], None if w is None else w[2], None if w is None else w[0],
-            seq_p, s_p, srm, guardrails, safety,
+            _min(before.msprt_p, look_p), s_p, srm, guardrails, safety, look_p, found,
         )
 
-    significant = seq_p is not None and seq_p < cfg.alpha
+    def names(kind: dict[str, bool]) -> str:
+        return ", ".join(k for k, v in kind.items() if v)
+
     if challenger.n >= cfg.safety_min_samples and any(safety.values()):
-        breached = ", ".join(k for k, v in safety.items() if v)
-        return result("rollback", f"safety threshold breached: {breached}")
-    # the running minimum may date from an earlier look: the current look must agree on the direction
-    if significant and diff is not None and diff < 0 and w is not None and w[0] < cfg.alpha:
-        return result("rollback", f"challenger is worse (always-valid p={seq_p:.4g})")
-    if challenger.n >= cfg.guardrail_min_samples and any(guardrails.values()):
-        breached = ", ".join(k for k, v in guardrails.items() if v)
-        return result("rollback", f"guardrail breached: {breached}")
+        return result("rollback", f"safety threshold breached: {names(safety)}")
     if srm:
-        return result("inconclusive", f"sample ratio mismatch (p={s_p:.3g}): assignment is broken, data untrusted")
+        return result("inconclusive", f"sample ratio mismatch (always-valid p={s_p:.3g}): assignment is broken, "
+                                       "data untrusted; no decision but a safety rollback")
+    significant = look_p is not None and look_p < cfg.alpha and w is not None and w[0] < cfg.alpha
+    if significant and diff is not None and diff < 0:
+        return result("rollback", f"challenger is worse (always-valid p={look_p:.4g})")
+    if challenger.n >= cfg.guardrail_min_samples and any(guardrails.values()):
+        return result("rollback", f"guardrail breached: {names(guardrails)}")
     if min(champion.n, challenger.n) < cfg.min_samples:
         return result("continue", f"collecting: {min(champion.n, challenger.n)} of {cfg.min_samples} per arm")
     if significant and diff is not None and diff > 0:
-        if w is not None and w[0] < cfg.alpha:
-            return result("promote", f"challenger better by {diff:.4f} (always-valid p={seq_p:.4g})")
-        return result("continue", "sequential test significant, Welch's test not yet")
+        return result("promote", f"challenger better by {diff:.4f} (always-valid p={look_p:.4g})")
     return result("continue", "no significant difference yet")

@@ -112,8 +112,12 @@ _FIELDS: dict[str, str] = {
     "weight": "weight",
     "w_successes": "wSuccesses",
     "w_p": "wP",
+    # Weighted sum of squared costs, over the n_c2 observations scored since it was kept (a canary's cost
+    # guardrail needs the cost's variance; buckets from before lack it, and the variance is then unknown).
+    "sum_cost2": "sumCost2",
+    "n_c2": "nCost2",
 }
-_INT_FIELDS = frozenset({"n", "successes", "n_p"})
+_INT_FIELDS = frozenset({"n", "successes", "n_p", "n_c2"})
 # Labelled counts (failure modes, policy versions) keep their heaviest keys; the rest add up under OTHER.
 MAX_LABELS = 24
 OTHER = "(other)"
@@ -165,6 +169,8 @@ class Summary:
     weight: float = 0.0
     w_successes: float = 0.0
     w_p: float = 0.0
+    sum_cost2: float = 0.0
+    n_c2: int = 0
     # weighted counts of non-successes by errorCode (else by outcome), and of observations by policyVersion
     failures: Labels = ()
     versions: Labels = ()
@@ -198,6 +204,8 @@ class Summary:
             sum_reward=k * reward,
             sum_reward2=k * reward * reward,
             sum_cost=k * cost_usd,
+            sum_cost2=k * cost_usd * cost_usd,
+            n_c2=1,
             sum_latency=k * float(duration_ms),
             latency=latency,
             reward=reward_sketch,
@@ -212,7 +220,7 @@ class Summary:
         """Whether every sum is a finite number (an overflow to inf would poison every later sum)."""
         return all(math.isfinite(v) for v in (
             self.sum_reward, self.sum_reward2, self.sum_cost, self.sum_latency, self.sum_w, self.sum_w2,
-            self.sum_rw, self.sum_r2w2, self.sum_rw2, self.weight, self.w_successes, self.w_p))
+            self.sum_rw, self.sum_r2w2, self.sum_rw2, self.weight, self.w_successes, self.w_p, self.sum_cost2))
 
     def __add__(self, other: Summary) -> Summary:
         if not isinstance(other, Summary):
@@ -246,6 +254,15 @@ class Summary:
     @property
     def mean_cost(self) -> float | None:
         return self.sum_cost / self.estimated_count if self.n else None
+
+    @property
+    def cost_variance(self) -> float | None:
+        """Variance of the cost (as ``reward_variance``); None below two, or when some buckets lack Σcost²."""
+        if self.n < 2 or self.n_c2 != self.n:
+            return None
+        w = self.estimated_count
+        var = (self.sum_cost2 - self.sum_cost * self.sum_cost / w) / w * self.n / (self.n - 1)
+        return max(var, 0.0)
 
     def latency_quantile(self, q: float) -> float | None:
         return _quantile(self.latency, q, self.n)

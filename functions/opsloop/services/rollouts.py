@@ -21,8 +21,9 @@ from ..domain import ope, windows
 from ..domain import policy as policy_domain
 from ..domain.config import ShadowSettings
 from ..domain.errors import FailedPrecondition, InvalidArgument, NotFound
-from ..domain.experiment import ArmData, Evaluation, RolloutConfig, evaluate
+from ..domain.experiment import ArmData, Evaluation, RolloutConfig, Running, evaluate
 from ..domain.routing import MAX_SPLIT, SPLIT_PRESETS
+from ..domain.skill_card import share_above
 from ..domain.stats import Summary, total
 from ..store import paths
 from ..store.firestore_store import FirestoreStore, ms
@@ -203,6 +204,8 @@ def arm_data(summary: Summary) -> ArmData:
         success_rate=summary.success_rate or 0.0,
         p95_latency=summary.latency_quantile(0.95),
         mean_cost=summary.mean_cost or 0.0,
+        var_cost=summary.cost_variance,
+        share_above=lambda x: share_above(summary, x) or 0.0,
     )
 
 
@@ -227,7 +230,12 @@ def evaluate_canary(store: FirestoreStore, rollout: dict[str, Any], at: dt.datet
     segments = windows.cover(start, end) if end > start else []
     cp = total(store.load_segments(paths.arm_key(f"{policy_id}@{champion}", "champion"), segments))
     ch = total(store.load_segments(paths.arm_key(f"{policy_id}@{challenger}", "challenger"), segments))
-    return evaluate(arm_data(cp), arm_data(ch), float(rollout["split"]), cfg, rollout.get("msprtP"))
+    running = Running(_number(rollout.get("msprtP")), _number(rollout.get("srmP")))
+    return evaluate(arm_data(cp), arm_data(ch), float(rollout["split"]), cfg, running)
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def evaluate_rollouts(store: FirestoreStore, schedule_time: dt.datetime) -> list[RolloutOutcome]:
@@ -303,7 +311,7 @@ def _evaluate_canary(store: FirestoreStore, rollout: dict[str, Any], schedule_ti
     rid, policy_id, version = str(rollout["rolloutId"]), str(rollout["id"]), str(rollout["version"])
     ev = evaluate_canary(store, rollout, schedule_time, cfg)
     doc = {"ts": ms(schedule_time), **ev.to_doc()}
-    store.record_evaluation(rid, doc, {"lastEvaluation": doc, "msprtP": ev.msprt_p,
+    store.record_evaluation(rid, doc, {"lastEvaluation": doc, "msprtP": ev.msprt_p, "srmP": ev.srm_p,
                                        "evaluationCount": int(rollout.get("evaluationCount") or 0) + 1})
     safety = ev.outcome == "rollback" and any(ev.safety.values())
     return RolloutOutcome(rid, policy_id, version, "canary", ev.outcome, ev.reason), doc, safety

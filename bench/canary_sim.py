@@ -8,8 +8,10 @@ x0.5 at night to x1.5 at the peak), and so does latency (+-25 %). Latency worlds
 2 ("realistic") and 6 ("skewed"), and a lognormal whose slowest 3 % come from a Pareto tail ("heavy tail").
 Splits of 20 % and 50 %. Cases: A/A; a challenger better by +0.02 and +0.05 reward; worse by -0.03 reward,
 -3 points of success rate, +30 % latency (p95 +30 %), +30 % cost; and a broken 47/53 assignment against a
-configured 50/50. Each seed draws one stream of requests; both rules look at the same stream (``old``:
-``bench/legacy_rule.py``, today's rule with its config; ``new``: ``opsloop.domain.experiment``).
+configured 50/50; trade-offs (+0.05 reward with +30 % latency or cost: must not be promoted) and changes
+within tolerance (+15 % latency or cost, a third of the seeds). Each seed draws one stream of requests;
+both rules look at the same stream (``old``: ``bench/legacy_rule.py``, today's rule with its config;
+``new``: ``opsloop.domain.experiment``).
 """
 
 from __future__ import annotations
@@ -66,6 +68,7 @@ class Case:
     latency: float = 1.0  # latency multiplier
     cost: float = 1.0
     actual_split: float | None = None
+    seeds: float = 1.0  # share of --seeds (the costly cases that run for all 14 days get fewer)
 
 
 CASES = (
@@ -77,6 +80,11 @@ CASES = (
     Case("worse +30% latency", "worse", latency=1.3),
     Case("worse +30% cost", "worse", cost=1.3),
     Case("SRM 47/53 vs 50/50", "srm", actual_split=0.47),
+    # trade-offs: better reward, worse on a guardrail (must not be promoted); and within tolerance
+    Case("+0.05 reward, +30% latency", "worse", reward=0.05, latency=1.3),
+    Case("+0.05 reward, +30% cost", "worse", reward=0.05, cost=1.3),
+    Case("within: +15% latency", "within", latency=1.15, seeds=1 / 3),
+    Case("within: +15% cost", "within", cost=1.15, seeds=1 / 3),
 )
 
 
@@ -157,7 +165,8 @@ def jobs(args: argparse.Namespace) -> Iterator[tuple[tuple[int, int, float], lis
             for c, case in enumerate(CASES):
                 if case.kind == "srm" and split != 0.5:
                     continue
-                yield (w, c, split), [(w, c, s, split, args.days * LOOKS_PER_DAY) for s in range(args.seeds)]
+                seeds = max(1, round(args.seeds * case.seeds))
+                yield (w, c, split), [(w, c, s, split, args.days * LOOKS_PER_DAY) for s in range(seeds)]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -211,9 +211,9 @@ def main() -> int:
         rollout = store.rollout(res["rollout"]["rolloutId"]) or {}
         e = rollout.get("lastEvaluation") or {}
         table([[e.get("nChampion"), e.get("nChallenger"), f"{e['diff']:+.4f}",
-                f"[{e['ciLow']:+.4f}, {e['ciHigh']:+.4f}]", f"{e['welchP']:.2g}", f"{e['msprtP']:.2g}",
+                f"[{e['ciLow']:+.4f}, {e['ciHigh']:+.4f}]", f"{e['welchP']:.2g}", f"{e.get('lookP') or 1:.2g}",
                 f"{e['srmP']:.2f}", e["outcome"]]],
-              ["n champion", "n challenger", "reward diff", "95% CI", "Welch p", "mSPRT p", "SRM p", "decision"])
+              ["n champion", "n challenger", "reward diff", "95% CI", "Welch p", "always-valid p", "SRM p", "decision"])
         say(f"   {e.get('reason')}")
         table([[name, "—" if c["statistic"] is None else f"{c['statistic']:+.3f}", f"{c['threshold']:g}",
                 "—" if c["p"] is None else f"{c['p']:.2g}", f"{c['alpha']:.2g}", "BREACHED" if c["breached"] else "ok"]

@@ -283,3 +283,26 @@ def test_a_model_that_changed_is_judged_on_its_data_since_the_change(rollout_sto
     weights = (rollout_store.policy("router-core", second.version or "") or {})["params"]["modelWeights"]
     assert weights["gpt-5"] == 0.02  # the stale state no longer raises its floor; its new self keeps it low
     assert weights["gemini"] > 0.5
+
+
+def test_a_sample_ratio_mismatch_freezes_the_canary_and_raises_an_alert(rollout_store: FirestoreStore) -> None:
+    router = shadow_then_canary(rollout_store, BETTER)
+    # a component that drops a third of the challenger's requests before reporting them: 50/50 looks like 40/60
+    rng = random.Random(9)
+    items = []
+    for i in range(3000):
+        call = router.route(f"srm-{i}", "router-core")
+        if call.arm == "challenger" and rng.random() < 1 / 3:
+            continue
+        items.append({"id": f"srm-{i}", "ts": just_now_ms(), "component": f"router:{call.model}",
+                      "outcome": "success", "durationMs": 500.0, "costUsd": 0.01,
+                      "policyVersion": call.policy_version, "arm": call.arm})
+    for i in range(0, len(items), 500):
+        record_batch(rollout_store, {"observations": items[i : i + 500]})
+    scoring.score_observations(rollout_store, now())
+    [outcome] = rollouts.evaluate_rollouts(rollout_store, now())
+    assert outcome.outcome == "inconclusive" and "sample ratio mismatch" in outcome.reason
+    [alert] = [a for a in rollout_store.alerts() if a.get("kind") == "srm"]
+    assert alert["rolloutId"] == outcome.rollout_id and alert["srmP"] < 0.005
+    running = rollout_store.rollout(outcome.rollout_id) or {}
+    assert running["srmP"] == alert["srmP"] and running["status"] == "running"

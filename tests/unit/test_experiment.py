@@ -306,6 +306,16 @@ def test_sample_ratio_mismatch_neither_promotes_nor_rolls_back_but_a_safety_brea
     assert evaluate(arm(1000), arm(1000), 0.5, CFG, Running(srm_p=1e-5)).srm is True
 
 
+def test_a_better_challenger_past_half_a_guardrail_waits_instead_of_being_promoted() -> None:
+    slower = evaluate(arm(5000, mean=0.65), arm(5000, mean=0.68, p95=1500 * 1.15), 0.5, CFG)  # p95 +15 %
+    assert slower.look_p is not None and slower.look_p < CFG.alpha and not any(slower.guardrails.values())
+    assert slower.outcome == "continue" and "p95Latency" in slower.reason and "waiting" in slower.reason
+    costlier = evaluate(arm(5000, mean=0.65), arm(5000, mean=0.68, cost=0.0225), 0.5, CFG)  # cost +12.5 %
+    assert costlier.outcome == "continue" and "cost" in costlier.reason
+    fine = evaluate(arm(5000, mean=0.65), arm(5000, mean=0.68, p95=1500 * 1.05), 0.5, CFG)  # +5 %: promoted
+    assert fine.outcome == "promote"
+
+
 def test_below_min_samples_continues() -> None:
     champion, better = arm(CFG.min_samples - 1, mean=0.60), arm(CFG.min_samples - 1, mean=0.70, var=0.01)
     ev = evaluate(champion, better, 0.5, CFG)

@@ -165,10 +165,11 @@ def _rollouts_html(data: ReportData) -> str:
         parts.append(f"<h3>{_e(r.get('id'))}@{_e(r.get('version'))} — {_e(r.get('stage'))}, {_e(r.get('status'))}"
                      f", split {_e(r.get('split'))}, champion {_e(r.get('champion'))}</h3>")
         rows = [[when(e.get("ts")), e.get("outcome"), e.get("nChampion"), e.get("nChallenger"), e.get("diff"),
-                 e.get("ciLow"), e.get("ciHigh"), e.get("welchP"), e.get("msprtP"), e.get("srmP"), e.get("reason")]
+                 e.get("ciLow"), e.get("ciHigh"), e.get("welchP"), e.get("lookP"), e.get("msprtP"), e.get("srmP"),
+                 e.get("reason")]
                 for e in r.get("evaluations") or []]
         parts.append(_table(["time", "outcome", "n champion", "n challenger", "diff", "CI low", "CI high",
-                             "Welch p", "mSPRT p", "SRM p", "reason"], rows))
+                             "Welch p", "always-valid p (this look)", "running min", "SRM p", "reason"], rows))
         checks = last.get("checks") or {}
         if checks:  # the guardrails' evidence, like the reward test's: statistic, always-valid p, threshold
             parts.append(_table(["check (latest)", "statistic", "threshold", "always-valid p", "level", "breached"],

@@ -112,7 +112,7 @@ class Check:
 
     statistic: float | None  # challenger vs champion: a ratio increase or a drop, as the threshold is stated
     threshold: float
-    p: float | None  # always-valid p-value of "the challenger is worse on this metric"
+    p: float | None  # always-valid p-value of "no difference on this metric" (the statistic gives the direction)
     alpha: float  # the level the test is held to
     breached: bool
 
@@ -309,6 +309,13 @@ def checks(champion: ArmData, challenger: ArmData, cfg: RolloutConfig, look_p: f
     }
 
 
+# A promotion waits while a guardrail's point estimate is past this share of its threshold (p95 +10 %, cost
+# +10 %, success -1 point): it only delays a promotion, so it spends no error budget, and it keeps a
+# better-on-reward but slower or costlier challenger from slipping through before its guardrail test has
+# the data to be significant.
+PROMOTION_GUARD_SHARE = 0.5
+
+
 def _min(a: float | None, b: float | None) -> float | None:
     return b if a is None else (a if b is None else min(a, b))
 
@@ -355,5 +362,12 @@ def evaluate(
     if min(champion.n, challenger.n) < cfg.min_samples:
         return result("continue", f"collecting: {min(champion.n, challenger.n)} of {cfg.min_samples} per arm")
     if significant and diff is not None and diff > 0:
+        # a guardrail more than half-way to its threshold, without significance yet, is no reason to roll
+        # back, but no promotion either: the challenger stays in canary until the evidence settles it
+        over = [k.split(".", 1)[1] for k, c in found.items() if k.startswith("guardrail.")
+                and c.statistic is not None and c.statistic > PROMOTION_GUARD_SHARE * c.threshold]
+        if over:
+            return result("continue", f"challenger better by {diff:.4f}, but past a guardrail's threshold "
+                                      f"({', '.join(over)}): waiting")
         return result("promote", f"challenger better by {diff:.4f} (always-valid p={look_p:.4g})")
     return result("continue", "no significant difference yet")

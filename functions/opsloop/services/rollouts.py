@@ -314,4 +314,7 @@ def _evaluate_canary(store: FirestoreStore, rollout: dict[str, Any], schedule_ti
     store.record_evaluation(rid, doc, {"lastEvaluation": doc, "msprtP": ev.msprt_p, "srmP": ev.srm_p,
                                        "evaluationCount": int(rollout.get("evaluationCount") or 0) + 1})
     safety = ev.outcome == "rollback" and any(ev.safety.values())
+    if ev.srm:  # the run is frozen on untrusted data: an operator has to look (one alert, counted per look)
+        store.note_alert(f"srm~{rid}", {"kind": "srm", "rolloutId": rid, "id": policy_id, "version": version,
+                                        "srmP": ev.srm_p, "ts": ms(schedule_time), "reason": ev.reason})
     return RolloutOutcome(rid, policy_id, version, "canary", ev.outcome, ev.reason), doc, safety

@@ -163,7 +163,7 @@ class _Chunk:
         """Whether the delta payload stays under MAX_DELTA_BYTES.
 
         An upper bound of its JSON before compression: base64 sketches (4/3 of their bytes), labels, and
-        ~900 bytes for an entry's id, identity and numbers written in full.
+        ~1,100 bytes for an entry's id, identity and 19 numbers written in full.
         """
 
         def sketch_bytes(bins: list[float]) -> int:
@@ -172,7 +172,7 @@ class _Chunk:
         def labels_bytes(labels: tuple[tuple[str, float], ...]) -> int:
             return sum(6 * len(k.encode()) + 40 for k, _ in labels)  # JSON may escape a byte as \u00XX
 
-        size = sum(sketch_bytes(s.latency._store.bins) + sketch_bytes(s.reward._store.bins) + 900
+        size = sum(sketch_bytes(s.latency._store.bins) + sketch_bytes(s.reward._store.bins) + 1100
                    + labels_bytes(s.failures) + labels_bytes(s.versions) for _, s in self.deltas.values())
         return size <= MAX_DELTA_BYTES and self.within_write_limits()
 

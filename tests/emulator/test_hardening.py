@@ -296,12 +296,17 @@ def test_the_budget_running_out_with_a_commit_in_flight_loses_and_repeats_nothin
     assert seeded.stats_for(["router:gemini"], "1h")["router:gemini"]["n"] == 300
 
 
+def harmful_canary(store: FirestoreStore) -> None:
+    """A 50 % canary of a version that favours gpt-5 while gpt-5 fails 90 % of its calls, scored."""
+    store.set_config("rollout", {"minSamples": 300, "minShadowSamples": 200, "guardrailMinSamples": 150,
+                                 "safetyMinSamples": 100, "denyCanaryIfShadowWorse": False})
+    router = shadow_then_canary(store, WORSE)
+    send_traffic(store, router, 600, seed=6, world={**WORLD, "gpt-5": (0.1, 2600.0, 0.06)})
+    scoring.score_observations(store, now())
+
+
 def test_a_safety_rollback_runs_while_the_kill_switch_is_unreadable(seeded: FirestoreStore) -> None:
-    seeded.set_config("rollout", {"minSamples": 300, "minShadowSamples": 200, "guardrailMinSamples": 150,
-                                  "safetyMinSamples": 100, "denyCanaryIfShadowWorse": False})
-    router = shadow_then_canary(seeded, WORSE)
-    send_traffic(seeded, router, 600, seed=6, world={**WORLD, "gpt-5": (0.1, 2600.0, 0.06)})
-    scoring.score_observations(seeded, now())
+    harmful_canary(seeded)
     seeded.set_config("flags", {"learning": {"enabled": True, "autoActivatePolicies": "true"}}, merge=False)
     [outcome] = rollouts.evaluate_rollouts(seeded, now())
     assert outcome.outcome == "rollback" and outcome.carried_out and "safety" in outcome.reason
@@ -311,11 +316,7 @@ def test_a_safety_rollback_runs_while_the_kill_switch_is_unreadable(seeded: Fire
 
 
 def test_an_explicit_kill_switch_still_freezes_every_decision(seeded: FirestoreStore) -> None:
-    seeded.set_config("rollout", {"minSamples": 300, "minShadowSamples": 200, "guardrailMinSamples": 150,
-                                  "safetyMinSamples": 100, "denyCanaryIfShadowWorse": False})
-    router = shadow_then_canary(seeded, WORSE)
-    send_traffic(seeded, router, 600, seed=6, world={**WORLD, "gpt-5": (0.1, 2600.0, 0.06)})
-    scoring.score_observations(seeded, now())
+    harmful_canary(seeded)
     seeded.set_config("flags", {"learning": {"enabled": False}}, merge=False)
     [outcome] = rollouts.evaluate_rollouts(seeded, now())
     assert outcome.outcome == "rollback" and not outcome.carried_out

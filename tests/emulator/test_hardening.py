@@ -171,6 +171,8 @@ def test_a_broken_rollout_and_bad_configs_do_not_block_a_safety_rollback(seeded:
     assert "modelWeights" in outcomes["router-b"].reason and "does not exist" in outcomes["router-c"].reason
     assert seeded.policy("router-core", "1.0.1")["status"] == "rolled_back"
     drift.check_drift(seeded, now())  # a bad config/drift falls back; it does not raise
+    [drift_run] = [r.to_dict() or {} for r in seeded.db.collection(paths.RUNS).stream() if r.id.startswith("drift-")]
+    assert drift_run["configErrors"] and drift_run["configErrors"][0].startswith("config/drift.latest")
     alerts = seeded.alerts()
     failed = {a["item"] for a in alerts if a.get("kind") == "item_failed"}
     assert failed == {f"rollout {r['rolloutId']}" for r in seeded.running_rollouts()}
@@ -257,6 +259,8 @@ def test_with_good_flags_the_same_traffic_is_drafted(seeded: FirestoreStore) -> 
     seeded.set_config("tuning", {"minSamples": 20})
     [outcome] = tuning.auto_tune(seeded, now()).outcomes
     assert outcome.action == "drafted"
+    [run] = [r.to_dict() or {} for r in seeded.db.collection(paths.RUNS).stream() if r.id.startswith("tune-")]
+    assert (run["itemCount"], run["failedCount"], run["items"][0]["action"]) == (1, 0, "drafted")
 
 
 # ------------------------------------------------------------------------ 11. a run's time budget

@@ -6,7 +6,7 @@ import datetime as dt
 import hashlib
 import logging
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..domain.errors import OpsError
@@ -20,6 +20,14 @@ def describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}"[:1000]
 
 
+def quietly(work: Callable[[], object], what: str) -> None:
+    """A bookkeeping write (run record, alert, last good config) that must never fail the batch or request."""
+    try:
+        work()
+    except Exception as exc:
+        log.error("could not %s: %r", what, exc)
+
+
 def record_run(store: FirestoreStore, kind: str, schedule_ms: int, items: list[dict[str, Any]],
                config_problems: Iterable[tuple[str, str]] = ()) -> str:
     """Write the ``ops_runs`` record of a scheduled batch: its items, those that failed, config problems.
@@ -28,14 +36,10 @@ def record_run(store: FirestoreStore, kind: str, schedule_ms: int, items: list[d
     """
     run_id = f"{kind}-{schedule_ms}-{uuid.uuid4().hex[:8]}"
     failed = [i for i in items if i.get("outcome") == "error" or i.get("action") == "error" or i.get("error")]
-    try:
-        store.record_run(run_id, {"kind": kind, "scheduleTime": schedule_ms, "status": "done",
-                                  "items": items[:200], "itemCount": len(items), "failed": failed[:200],
-                                  "failedCount": len(failed),
-                                  "configErrors": [message for _, message in config_problems],
-                                  "finishedAt": ms(dt.datetime.now(dt.UTC))})
-    except Exception as exc:
-        log.error("could not record the %s run: %r", kind, exc)
+    doc = {"kind": kind, "scheduleTime": schedule_ms, "status": "done", "items": items[:200],
+           "itemCount": len(items), "failed": failed[:200], "failedCount": len(failed),
+           "configErrors": [message for _, message in config_problems], "finishedAt": ms(dt.datetime.now(dt.UTC))}
+    quietly(lambda: store.record_run(run_id, doc), f"record the {kind} run")
     return run_id
 
 
@@ -49,11 +53,7 @@ def item_failed(store: FirestoreStore, job: str, item: str, exc: BaseException) 
     error = describe(exc)
     log.error("%s skipped %s: %s", job, item, error)
     key = hashlib.sha256(f"{job}\n{item}\n{type(exc).__name__}".encode()).hexdigest()[:20]
-    try:
-        store.note_alert(f"failure~{key}", {
-            "kind": "item_failed", "job": job, "item": item[:500], "error": error,
-            "code": exc.code if isinstance(exc, OpsError) else None, "ts": ms(dt.datetime.now(dt.UTC)),
-        })
-    except Exception as alert_exc:
-        log.error("could not record the alert for %s: %r", item, alert_exc)
+    alert = {"kind": "item_failed", "job": job, "item": item[:500], "error": error,
+             "code": exc.code if isinstance(exc, OpsError) else None, "ts": ms(dt.datetime.now(dt.UTC))}
+    quietly(lambda: store.note_alert(f"failure~{key}", alert), f"record the alert for {item}")
     return error

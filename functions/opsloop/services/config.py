@@ -10,6 +10,7 @@ kill switch means learning is off, whatever it said before.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import os
 import threading
@@ -21,6 +22,7 @@ from ..domain import audit as audit_domain
 from ..domain import config as config_domain
 from ..domain.config import ConfigInvalid, Settings
 from ..store.firestore_store import FirestoreStore, ms
+from . import alerts
 
 log = logging.getLogger("opsloop.config")
 
@@ -43,7 +45,7 @@ def load(store: FirestoreStore, names: tuple[str, ...] = config_domain.NAMES) ->
             report(store, exc, stored)
         else:
             if stored is not None and raw["good"].get(name) != stored:
-                _quietly(lambda n=name, d=stored: store.save_good_config(n, d), f"keep config/{name}")
+                alerts.quietly(functools.partial(store.save_good_config, name, stored), f"keep config/{name}")
         settings = settings.replace(name, value)
     return Settings(**{**settings.__dict__, "problems": tuple(problems)})
 
@@ -57,14 +59,6 @@ def _min_samples_from_env(doc: Any) -> Any:
         text = os.environ["LEARN_MIN_SAMPLES"].strip()
         doc["minSamples"] = int(text) if text.isdigit() else text  # a non-number is reported as invalid
     return doc
-
-
-def _quietly(work: Any, what: str) -> None:
-    """A bookkeeping write (last good copy, alert) that must never fail the run or the request."""
-    try:
-        work()
-    except Exception as exc:
-        log.error("could not %s: %r", what, exc)
 
 
 def _fallback(name: str, good: Any) -> Any:
@@ -86,7 +80,7 @@ def report(store: FirestoreStore, exc: ConfigInvalid, doc: Any) -> None:
         digest = audit_domain.digest({"value": repr(doc)})
     alert = {"kind": "config", "code": exc.code, "path": path, "field": exc.details.get("field"),
              "message": exc.message[:1000], "ts": ms(dt.datetime.now(dt.UTC))}
-    _quietly(lambda: store.raise_alert(f"config~{path.split('/')[-1]}~{digest[:16]}", alert), "raise the alert")
+    alerts.quietly(lambda: store.raise_alert(f"config~{path.split('/')[-1]}~{digest[:16]}", alert), "raise the alert")
 
 
 # Ingestion reads one setting (retention) on every request: a per-process copy, refreshed every 5 minutes

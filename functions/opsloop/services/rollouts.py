@@ -19,7 +19,7 @@ from typing import Any
 from ..domain import config as config_domain
 from ..domain import ope, windows
 from ..domain import policy as policy_domain
-from ..domain.config import ShadowSettings
+from ..domain.config import Settings, ShadowSettings
 from ..domain.errors import FailedPrecondition, InvalidArgument, NotFound
 from ..domain.experiment import ArmData, Evaluation, RolloutConfig, Running, evaluate
 from ..domain.routing import MAX_SPLIT, SPLIT_PRESETS
@@ -27,18 +27,12 @@ from ..domain.skill_card import share_above
 from ..domain.stats import Summary, total
 from ..store import paths
 from ..store.firestore_store import FirestoreStore, ms
-from . import alerts, tuning
+from . import alerts
 from . import config as config_service
 
 CONTROLLER = "rollout-controller"
 E_DATA_MISSING = "E_LEARN_DATA_MISSING"
 E_ROLLOUT_DENIED = "E_LEARN_ROLLOUT_DENIED"
-
-
-def rollout_config(store: FirestoreStore) -> tuple[RolloutConfig, ShadowSettings]:
-    """``config/rollout``; the minimum sample size per arm falls back to LEARN_MIN_SAMPLES, then 1000."""
-    loaded = config_service.load(store, (config_domain.ROLLOUT,))
-    return loaded.rollout, loaded.shadow
 
 
 def parse_split(value: Any) -> float:
@@ -68,11 +62,14 @@ def _now_ms() -> int:
     return ms(dt.datetime.now(dt.UTC))
 
 
-def _require_learning(store: FirestoreStore) -> None:
-    """Fail early with the kill switch's own error; the transaction checks again before it writes."""
-    if not tuning.flags(store).enabled:
+def _require_learning(store: FirestoreStore) -> Settings:
+    """config/flags and config/rollout in one read; fails early with the kill switch's own error (the
+    transaction checks again before it writes)."""
+    loaded = config_service.load(store, (config_domain.FLAGS, config_domain.ROLLOUT))
+    if not loaded.flags.enabled:
         raise FailedPrecondition("learning is disabled (config/flags learning.enabled = false)",
                                  {"code": "E_LEARN_DISABLED"})
+    return loaded
 
 
 def _version_doc(store: FirestoreStore, policy_id: str, version: str) -> dict[str, Any]:
@@ -91,9 +88,8 @@ def _transition_result(t: policy_domain.Transition | None, audit: dict[str, Any]
 
 # ------------------------------------------------------------------------------------------ shadow
 def shadow_estimate(store: FirestoreStore, policy_id: str, version: str, at: dt.datetime,
-                    shadow: ShadowSettings | None = None) -> ope.OffPolicyEstimate:
+                    shadow: ShadowSettings) -> ope.OffPolicyEstimate:
     """Off-policy estimate of ``version``'s reward from what the router logged in the shadow window."""
-    shadow = shadow or rollout_config(store)[1]
     doc = _version_doc(store, policy_id, version)
     weights = (doc.get("params") or {}).get("modelWeights")
     if not isinstance(weights, dict) or not weights:
@@ -114,31 +110,30 @@ def shadow_estimate(store: FirestoreStore, policy_id: str, version: str, at: dt.
 
 
 def _store_estimate(store: FirestoreStore, policy_id: str, version: str, est: ope.OffPolicyEstimate,
-                    at: dt.datetime, shadow: ShadowSettings | None = None) -> dict[str, Any]:
-    doc = {**est.to_doc(), "ts": ms(at), "window": (shadow or rollout_config(store)[1]).window}
+                    at: dt.datetime, shadow: ShadowSettings) -> dict[str, Any]:
+    doc = {**est.to_doc(), "ts": ms(at), "window": shadow.window}
     store.update_policy(policy_id, version, {"shadowEstimate": doc})
     return doc
 
 
 def start_shadow(store: FirestoreStore, policy_id: str, version: str, actor: str) -> dict[str, Any]:
-    _require_learning(store)
+    shadow = _require_learning(store).shadow
     now = dt.datetime.now(dt.UTC)
     rollout_id = f"{policy_id}@{version}~{uuid.uuid4().hex[:8]}"
-    estimate = shadow_estimate(store, policy_id, version, now)  # fails before anything is written
+    estimate = shadow_estimate(store, policy_id, version, now, shadow)  # fails before anything is written
     t, audit = store.apply_transition(
         policy_id,
         lambda head, status_of: policy_domain.plan_start_shadow(head, version, status_of, rollout_id, ms(now)),
         actor, extra_audit={"evidence": {"shadowEstimate": estimate.to_doc()}}, require_learning=True,
     )
-    est = _store_estimate(store, policy_id, version, estimate, now)
+    est = _store_estimate(store, policy_id, version, estimate, now, shadow)
     return {**_transition_result(t, audit), "shadowEstimate": est}
 
 
 def start_canary(store: FirestoreStore, policy_id: str, version: str, split: Any, actor: str) -> dict[str, Any]:
     """Start a canary; refused without a shadow estimate, or when the estimate is clearly worse."""
     split = parse_split(split)
-    _require_learning(store)
-    _, shadow = rollout_config(store)
+    shadow = _require_learning(store).shadow
     est = _version_doc(store, policy_id, version).get("shadowEstimate")
     if not est or int(est.get("n") or 0) < shadow.min_samples:
         have = 0 if not est else int(est.get("n") or 0)

@@ -6,10 +6,9 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..domain import config as config_domain
 from ..domain import reward as reward_domain
 from ..domain import semver, windows
-from ..domain.config import Flags, Settings
+from ..domain.config import Settings
 from ..domain.drift import DriftConfig
 from ..domain.stats import Summary, total, window_stats
 from ..domain.tuning import ArmStats, Proposal, TuningConfig, equivalent, propose_weights
@@ -34,12 +33,6 @@ class TuneRunResult:
     enabled: bool
     outcomes: list[TuneOutcome] = field(default_factory=list)
     config_errors: list[str] = field(default_factory=list)
-
-
-def flags(store: FirestoreStore) -> Flags:
-    """The kill switch as it stands (learning off while config/flags does not parse)."""
-    flag: Flags = config_service.load(store, (config_domain.FLAGS,)).flags
-    return flag
 
 
 def auto_tune(store: FirestoreStore, schedule_time: dt.datetime | None = None,

@@ -17,6 +17,7 @@ both rules look at the same stream (``old``: ``bench/legacy_rule.py``, today's r
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 import sys
@@ -41,7 +42,7 @@ SUCCESS = 0.9
 REWARD_OF_SUCCESS = 0.75
 MEDIAN_MS = 800.0
 NEW_CFG = RolloutConfig()
-OLD_CFG = RolloutConfig(alpha=0.05, guardrail_alpha=0.05, srm_alpha=0.001)  # today's seeded config/rollout
+OLD_CFG = RolloutConfig(alpha=0.05, tau=0.05, guardrail_alpha=0.05, srm_alpha=0.001)  # today's seeded config/rollout
 
 
 @dataclass(frozen=True)
@@ -124,14 +125,14 @@ def run(job: tuple[int, int, int, float, int]) -> dict[str, Any]:
             if ev.srm and out["newSrmLook"] is None:
                 out["newSrmLook"] = look
             if out["new"] is None and ev.outcome in ("promote", "rollback"):
-                out["new"] = (ev.outcome, look, ch.n, ev.reason.split(":")[0].split(" (")[0])
+                out["new"] = (ev.outcome, look, ch.n, ev.reason.split(" (")[0])
         if out["old"] is None or out["oldSrmLook"] is None:
             old = legacy_rule.evaluate(cp, ch, split, OLD_CFG, old_p)
             old_p = old.msprt_p
             if old.srm and out["oldSrmLook"] is None:
                 out["oldSrmLook"] = look
             if out["old"] is None and old.outcome in ("promote", "rollback"):
-                out["old"] = (old.outcome, look, ch.n, old.reason.split(":")[0].split(" (")[0])
+                out["old"] = (old.outcome, look, ch.n, old.reason.split(" (")[0])
         decided = out["new"] is not None and out["old"] is not None
         if decided and (case.kind != "srm" or (out["newSrmLook"] and out["oldSrmLook"])) and case.kind != "aa":
             break
@@ -165,8 +166,39 @@ def jobs(args: argparse.Namespace) -> Iterator[tuple[tuple[int, int, float], lis
             for c, case in enumerate(CASES):
                 if case.kind == "srm" and split != 0.5:
                     continue
+                if not (any(k in WORLDS[w].name for k in args.worlds) and any(k in case.name for k in args.cases)):
+                    continue
                 seeds = max(1, round(args.seeds * case.seeds))
                 yield (w, c, split), [(w, c, s, split, args.days * LOOKS_PER_DAY) for s in range(seeds)]
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f} %"
+
+
+def _n(x: float | None) -> str:
+    return "–" if x is None else f"{x:,.0f}"
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """The docs/BENCHMARKS.md table of a results file: every row, old -> new."""
+    lines = ["| world | split | case (seeds) | promoted old → new | rolled back old → new | "
+             "median challenger n at decision old → new | new rule's rollbacks by reason |",
+             "|---|---|---|---|---|---|---|"]
+    for row in report["cases"]:
+        o, nw, kind = row["old"], row["new"], row["kind"]
+        case = f"{row['case']} ({row['seeds']})"
+        if kind == "aa":
+            case += f"; SRM flagged at some look {_pct(o['srmFlagged'])} → {_pct(nw['srmFlagged'])}"
+        if kind == "srm":
+            case += f": flagged within 24 h {_pct(o['srmFlaggedWithin24h'])} → **{_pct(nw['srmFlaggedWithin24h'])}**"
+        key = "medianChallengerNAtPromotion" if kind == "better" else "medianChallengerNAtRollback"
+        median = "–" if kind in ("aa", "srm") else f"{_n(o[key])} → {_n(nw[key])}"
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(nw["rollbackReasons"].items(), key=lambda kv: -kv[1]))
+        lines.append(f"| {row['world']} | {int(row['split'] * 100)} % | {case} | {_pct(o['promoted'])} → "
+                     f"**{_pct(nw['promoted'])}** | {_pct(o['rolledBack'])} → **{_pct(nw['rolledBack'])}** | "
+                     f"{median} | {reasons or '–'} |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,8 +207,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=14)
     parser.add_argument("--splits", type=float, nargs="+", default=[0.2, 0.5])
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--worlds", nargs="+", default=[""], help="only worlds whose name contains one of these")
+    parser.add_argument("--cases", nargs="+", default=[""], help="only cases whose name contains one of these")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "canary_sim.json")
+    parser.add_argument("--markdown", type=Path, help="print the table of an earlier results file and exit")
     args = parser.parse_args(argv)
+    if args.markdown:
+        print(markdown(json.loads(args.markdown.read_text())))
+        return 0
     print(f"canary simulation: a look every 10 minutes for {args.days} days, {args.seeds} seeds per case; "
           "old = today's rule, new = sequential guardrails and SRM", flush=True)
     results = []

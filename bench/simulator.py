@@ -35,6 +35,8 @@ class _Acc:
     succ: int = 0
     cost: float = 0.0
     cost2: float = 0.0
+    log_lat: float = 0.0
+    log_lat2: float = 0.0
     hist: np.ndarray = field(default_factory=lambda: np.zeros(_BINS, dtype=np.int64))
 
     def add(self, rewards: np.ndarray, success: np.ndarray, latency: np.ndarray, cost: np.ndarray) -> None:
@@ -44,6 +46,9 @@ class _Acc:
         self.succ += int(success.sum())
         self.cost += float(cost.sum())
         self.cost2 += float((cost**2).sum())
+        logs = np.log(np.maximum(latency, 1.0))
+        self.log_lat += float(logs.sum())
+        self.log_lat2 += float((logs**2).sum())
         keys = np.clip(np.log(np.maximum(latency, 1.0)) / np.log(_GAMMA), 0, _BINS - 1).astype(np.int64)
         self.hist += np.bincount(keys, minlength=_BINS)
 
@@ -65,8 +70,11 @@ class _Acc:
         mean = self.s / self.n if self.n else 0.0
         var = (self.s2 - self.s * self.s / self.n) / (self.n - 1) if self.n > 1 else 0.0
         cvar = (self.cost2 - self.cost * self.cost / self.n) / (self.n - 1) if self.n > 1 else 0.0
+        log_mean = self.log_lat / self.n if self.n else 0.0
+        log_var = (self.log_lat2 - self.log_lat * log_mean) / (self.n - 1) if self.n > 1 else 0.0
         return ArmData(self.n, mean, max(var, 0.0), self.succ / self.n if self.n else 0.0, p95,
-                       self.cost / self.n if self.n else 0.0, max(cvar, 0.0), self.share_above)
+                       self.cost / self.n if self.n else 0.0, max(cvar, 0.0), self.share_above,
+                       (log_mean, max(log_var, 0.0)) if self.n > 1 else None)
 
 
 def _draw(
@@ -111,7 +119,7 @@ def run_canary(
         cp, ch = acc["cp"].data(), acc["ch"].data()
         if ttest_hour is None and min(cp.n, ch.n) >= cfg.min_samples:
             w = welch(cp, ch)
-            if w is not None and w[0] < cfg.alpha and ch.mean_reward > cp.mean_reward:
+            if w is not None and w[0] / 2 < cfg.alpha and ch.mean_reward > cp.mean_reward:  # one-sided
                 ttest_hour = hour
         ev = evaluate(cp, ch, split, cfg, running)
         running = ev.running

@@ -39,15 +39,19 @@ SIGMA = 0.5  # the arms' latency: lognormal with this log-sd, scaled to the give
 
 
 def arm(n: int, mean: float = 0.675, var: float = 0.06, success_rate: float = 0.9, p95: float | None = 1500.0,
-        cost: float = 0.02, cost_sd: float = 0.004) -> ArmData:
-    median = None if p95 is None else p95 / math.exp(1.6448536269514722 * SIGMA)
+        cost: float = 0.02, cost_sd: float = 0.004, latency_of: float | None = None) -> ArmData:
+    """An arm whose latency is lognormal with log-sd SIGMA and p95 ``latency_of`` (default: ``p95``), its p95
+    reported as ``p95`` (a different value stands for a noisy estimate)."""
+    true_p95 = p95 if latency_of is None else latency_of
+    median = None if true_p95 is None else true_p95 / math.exp(1.6448536269514722 * SIGMA)
 
     def share_above(x: float) -> float:
         assert median is not None
         return 0.5 * math.erfc((math.log(x / median) / SIGMA) / math.sqrt(2))
 
     return ArmData(n, mean, var, success_rate, p95, cost, cost_sd * cost_sd,
-                   None if median is None else share_above)
+                   None if median is None else share_above,
+                   None if median is None else (math.log(median), SIGMA * SIGMA))
 
 
 # --- Welch --------------------------------------------------------------------------------------------------
@@ -163,6 +167,31 @@ def test_repeated_looks_keep_the_always_valid_error_below_alpha() -> None:
     assert naive_rejects > 3 * max(seq_rejects, 10)  # ~ 35 % of runs with 100 peeks
 
 
+@pytest.mark.parametrize("true_diff", [0.0, -0.02])
+def test_one_sided_mixture_stays_valid_under_repeated_looks_for_every_null_value(true_diff: float) -> None:
+    """H0 "no better" (diff <= 0): 100 looks; the folded mixture crosses 0.05 in <= ~5 % of runs."""
+    rng = np.random.default_rng(7)
+    runs, looks, batch, sigma = 600, 100, 50, 0.35
+    d = rng.normal(true_diff, sigma, (runs, looks * batch)).reshape(runs, looks, batch).sum(axis=2).cumsum(axis=1)
+    n = batch * np.arange(1, looks + 1)
+    means, v = d / n, sigma**2 / n
+    rejects = sum(min(mixture_p(float(means[r, k]), float(v[k]), 0.03, side=1) for k in range(looks)) < 0.05
+                  for r in range(runs))
+    assert rejects <= 0.05 * runs + 3 * math.sqrt(0.05 * 0.95 * runs)
+    if true_diff < 0:
+        assert rejects <= 0.01 * runs  # a worse challenger is (almost) never "better"
+
+
+def test_one_sided_mixture_spends_its_whole_budget_on_its_direction() -> None:
+    v, tau = 1e-4, 0.03
+    for d in (0.005, 0.02, 0.05):
+        one, two = mixture_p(d, v, tau, side=1), mixture_p(d, v, tau)
+        assert one <= two and (two == 1.0 or one >= two / 2 - 1e-15)  # at most twice the evidence
+        assert mixture_p(-d, v, tau, side=-1) == pytest.approx(one, rel=1e-12)  # the mirror
+        assert mixture_p(-d, v, tau, side=1) > 0.5  # the other direction is no evidence
+    assert mixture_p(0.05, v, tau, side=1) == pytest.approx(mixture_p(0.05, v, tau) / 2, rel=1e-5)
+
+
 def test_msprt_p_uses_the_arm_variances() -> None:
     a, b = arm(1000, mean=0.60, var=0.05), arm(400, mean=0.63, var=0.08)
     assert msprt_p(a, b, 0.05) == pytest.approx(mixture_p(0.03, 0.05 / 1000 + 0.08 / 400, 0.05), rel=1e-12)
@@ -268,9 +297,28 @@ def test_p95_guardrail_rolls_back_with_guardrail_min_samples_when_significant() 
     assert check.statistic == pytest.approx(0.35) and check.threshold == 0.2 and check.p < check.alpha
     ok = evaluate(champion, arm(CFG.guardrail_min_samples, p95=1150.0), 0.1, CFG)  # +15 %: allowed
     assert ok.guardrails["p95Latency"] is False and ok.outcome == "continue"
-    # +22 % from 300 requests: past the threshold, but within what noise does
-    noise = evaluate(champion, arm(CFG.guardrail_min_samples, p95=1220.0), 0.1, CFG)
+    # the p95 estimate reads +22 % on 300 requests, but neither the tail nor the whole distribution is slower
+    noise = evaluate(champion, arm(CFG.guardrail_min_samples, p95=1220.0, latency_of=1000.0), 0.1, CFG)
     assert noise.checks["guardrail.p95Latency"].statistic > 0.2 and noise.guardrails["p95Latency"] is False
+    assert noise.checks["guardrail.p95Latency"].p == 1.0
+
+
+def test_latency_evidence_sees_a_slower_tail_and_a_slower_whole() -> None:
+    champion = arm(3000, p95=1000.0)
+    # only the tail moved: the median is the champion's, 10 % of requests (not 5 %) above its p95
+    tail = replace(arm(1000, p95=1300.0, latency_of=1000.0), share_above=lambda x: 0.10 if x <= 1000.0 else 0.04)
+    ev = evaluate(champion, tail, 0.25, CFG)
+    assert ev.outcome == "rollback" and ev.guardrails["p95Latency"]
+    # the whole distribution 25 % slower: the tail share alone would not tell yet, the log mean does
+    whole = arm(150, p95=1250.0)
+    no_logs = evaluate(replace(champion, log_latency=None), replace(whole, log_latency=None), 0.1, CFG)
+    both = evaluate(champion, whole, 0.1, CFG)
+    p_without, p_with = no_logs.checks["guardrail.p95Latency"].p, both.checks["guardrail.p95Latency"].p
+    assert p_without is not None and p_with is not None and p_with < CFG.guardrail_alpha / 3 < p_without
+    assert both.guardrails["p95Latency"] and not no_logs.guardrails["p95Latency"]
+    # a faster challenger is never "slower", however noisy its p95
+    faster = evaluate(champion, arm(3000, p95=1250.0, latency_of=800.0), 0.1, CFG)
+    assert faster.checks["guardrail.p95Latency"].p == 1.0 and not faster.guardrails["p95Latency"]
 
 
 def test_cost_and_success_guardrails() -> None:
@@ -382,7 +430,8 @@ def test_evaluation_doc_carries_every_check_s_evidence() -> None:
     assert (doc["ciLow"], doc["ciHigh"], doc["welchP"], doc["msprtP"], doc["srmP"], doc["lookP"]) == (
         ev.ci_low, ev.ci_high, ev.welch_p, ev.msprt_p, ev.srm_p, ev.look_p)
     assert set(doc) == {"outcome", "reason", "nChampion", "nChallenger", "diff", "ciLow", "ciHigh", "welchP",
-                        "msprtP", "lookP", "srmP", "srm", "guardrails", "safety", "checks"}
+                        "msprtP", "lookP", "srmP", "srm", "guardrails", "safety", "checks", "meanChampion",
+                        "meanChallenger"}
     assert set(doc["checks"]) == {"guardrail.p95Latency", "guardrail.cost", "guardrail.successRate",
                                   "safety.rewardDrop", "safety.p95Latency", "safety.errorRate"}
     assert set(doc["checks"]["guardrail.cost"]) == {"statistic", "threshold", "p", "alpha", "breached"}
@@ -391,7 +440,7 @@ def test_evaluation_doc_carries_every_check_s_evidence() -> None:
 
 
 def test_the_error_budget_adds_up_to_five_percent() -> None:
-    assert CFG.alpha + CFG.guardrail_alpha + CFG.safety_alpha == pytest.approx(0.05)
+    assert CFG.alpha + CFG.rollback_alpha + CFG.guardrail_alpha + CFG.safety_alpha == pytest.approx(0.05)
 
 
 # --- config -----------------------------------------------------------------------------------------------

@@ -49,7 +49,7 @@ def test_aa_repeated_t_test_promotes_more_often_than_the_sequential_test(aa_runs
     ttest = sum(r.ttest_promoted for r in aa_runs)
     promoted = sum(r.outcome == "promote" for r in aa_runs)
     assert ttest > promoted
-    assert ttest >= 5  # peeking every hour inflates the 5 % (one-sided 2.5 %) error well past nominal
+    assert ttest >= 5  # peeking every hour inflates the one-sided 2 % error well past nominal
     for r in aa_runs:
         assert (r.ttest_hour is not None) == r.ttest_promoted
 

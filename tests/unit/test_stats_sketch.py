@@ -312,3 +312,18 @@ def test_cost_variance_is_the_sample_variance_and_unknown_for_older_buckets() ->
     assert Summary.from_doc(old).cost_variance is None
     assert (Summary.from_doc(old) + s).cost_variance is None  # a window mixing both: unknown
     assert Summary.from_doc(s.to_doc()).cost_variance == pytest.approx(s.cost_variance)
+
+
+def test_log_latency_moments_from_the_sketch_match_the_exact_ones() -> None:
+    rng = np.random.default_rng(11)
+    latencies = np.exp(rng.normal(math.log(800.0), 0.9, 20_000))
+    latencies[:50] = 0.0  # zero and sub-millisecond latencies count as 1 ms
+    latencies[50:100] = 0.4
+    moments = bucket(latencies).log_latency_moments()
+    assert moments is not None
+    logs = np.log(np.maximum(latencies, 1.0))
+    assert moments[0] == pytest.approx(float(logs.mean()), abs=0.01)  # each bin within ~0.005 in log
+    assert moments[1] == pytest.approx(float(logs.var(ddof=1)), rel=0.01)
+    assert summarize([(0.5, True, 0.0, 10.0)]).log_latency_moments() is None  # one value: no variance
+    merged = (bucket(latencies[:10_000]) + bucket(latencies[10_000:])).log_latency_moments()
+    assert merged == pytest.approx(moments)

@@ -162,6 +162,7 @@ class TuningDoc(_Doc):
 class RolloutDoc(_Doc):
     minSamples: Int = Field(RolloutConfig.min_samples, ge=2, le=MAX_SAMPLES)  # noqa: N815
     alpha: Num = Field(RolloutConfig.alpha, gt=0, lt=0.5)
+    rollbackAlpha: Num = Field(RolloutConfig.rollback_alpha, gt=0, lt=0.5)  # noqa: N815
     tau: Num = Field(RolloutConfig.tau, gt=0, le=10)  # rewards lie in [0, 1]: a larger scale means nothing
     srmAlpha: Num = Field(RolloutConfig.srm_alpha, gt=0, lt=0.5)  # noqa: N815
     guardrailMinSamples: Int = Field(RolloutConfig.guardrail_min_samples, ge=1, le=MAX_SAMPLES)  # noqa: N815
@@ -224,7 +225,7 @@ def _tuning(d: TuningDoc) -> TuningConfig:
 
 def _rollout(d: RolloutDoc) -> tuple[RolloutConfig, ShadowSettings]:
     cfg = RolloutConfig(
-        min_samples=d.minSamples, alpha=d.alpha, tau=d.tau, srm_alpha=d.srmAlpha,
+        min_samples=d.minSamples, alpha=d.alpha, rollback_alpha=d.rollbackAlpha, tau=d.tau, srm_alpha=d.srmAlpha,
         guardrail_min_samples=d.guardrailMinSamples, guardrail_alpha=d.guardrailAlpha,
         max_p95_increase_ratio=d.maxP95IncreaseRatio, max_cost_increase_ratio=d.maxCostIncreaseRatio,
         max_success_rate_drop=d.maxSuccessRateDrop, safety_min_samples=d.safetyMinSamples,

@@ -2,24 +2,29 @@
 
 Every decision rests on a test that stays valid however often the canary is looked at (every 10 minutes
 for weeks): a normal-mixture sequential probability ratio test (mSPRT, Johari, Pekelis & Walsh, "Always
-valid inference", 2017), whose p-value may be read at any look without inflating the error.
+valid inference", 2017), whose p-value may be read at any look without inflating the error. Each decision
+is one-sided (a half-normal mixture over the direction it acts on), so its whole budget goes to the
+direction that matters.
 
-* Reward: the mSPRT on the mean difference; promotion and "challenger worse" both need *this look's*
-  always-valid p below ``alpha`` (and Welch's test agreeing), not a crossing remembered from before.
+* Reward: promotion needs *this look's* always-valid p of "challenger better" below ``alpha``; rollback,
+  this look's p of "challenger worse" below ``rollbackAlpha``. A crossing remembered from an earlier look
+  decides nothing.
 * Guardrails (p95 latency, mean cost, success rate) and safety thresholds (reward drop, p95 increase,
   error-rate increase): each is breached only when the point estimate passes its threshold *and* an
   always-valid test says the challenger is worse on that metric at level ``guardrailAlpha / 3`` (safety:
-  ``safetyAlpha / 3``). p95 latency is tested as the share of requests above (1 + ratio) x the champion's
-  p95, challenger against champion; cost as the difference of means.
+  ``safetyAlpha / 3``). Latency is tested two ways at once, their likelihood ratios averaged (still a valid
+  test): the mean of log latency (a slowdown of the whole distribution) and the share of requests above
+  the champion's p95 (a slower tail). Cost is tested as the difference of means, success as a difference
+  of proportions.
 * Sample-ratio mismatch: a sequential Bayes-factor test of the arm counts against the configured split
   (beta-binomial mixture, Lindon & Malek 2022), valid under repeated looks; a mismatched run neither
   promotes nor rolls back on its reward or guardrail evidence (its data is not trusted), but a safety
   breach still rolls back.
 
-The error budget of an A/A canary, over its whole life: at most ``alpha`` for the reward decisions (both
-directions together), ``guardrailAlpha`` for the guardrails, ``safetyAlpha`` for the safety thresholds;
-with the defaults 0.03 + 0.01 + 0.01 = 5 %. The mixture tests are conservative, so measured rates are lower
-(``bench/rollout_sim.py``).
+The error budget of an A/A canary, over its whole life: at most ``alpha`` for promotion, ``rollbackAlpha``
+for a reward rollback, ``guardrailAlpha`` for the guardrails, ``safetyAlpha`` for the safety thresholds;
+with the defaults 0.02 + 0.02 + 0.005 + 0.005 = 5 %. The mixture tests are conservative, so measured rates
+are lower (``bench/canary_sim.py``).
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ class ArmData:
     mean_cost: float
     var_cost: float | None = None  # None: unknown (buckets scored before it was kept); a CV of 1 is assumed
     share_above: Callable[[float], float] | None = field(default=None, compare=False)  # latency > x
+    log_latency: tuple[float, float] | None = None  # mean and variance of ln(latency ms); None: unknown
 
 
 @dataclass(frozen=True)
@@ -53,18 +59,19 @@ class RolloutConfig:
     """``config/rollout``; every threshold is named after what it bounds."""
 
     min_samples: int = 1000  # per arm before a promotion (LEARN_MIN_SAMPLES)
-    alpha: float = 0.03  # reward decisions, both directions, over the canary's life
-    tau: float = 0.05  # mSPRT mixture scale: the size of reward difference we care to detect
+    alpha: float = 0.02  # false promotion, over the canary's life (one-sided)
+    rollback_alpha: float = 0.02  # rollback on reward ("challenger worse", one-sided)
+    tau: float = 0.03  # mSPRT mixture scale: the size of reward difference we care to detect
     srm_alpha: float = 0.005  # a flagged run makes no decision, so this costs no false decision
     # guardrails: a promotion needs all of them; breaching one with >= guardrail_min_samples rolls back
     guardrail_min_samples: int = 300
-    guardrail_alpha: float = 0.01  # shared by the three guardrails (each tested at a third)
+    guardrail_alpha: float = 0.005  # shared by the three guardrails (each tested at a third)
     max_p95_increase_ratio: float = 0.20
     max_cost_increase_ratio: float = 0.20
     max_success_rate_drop: float = 0.02
     # safety thresholds: roll back as soon as the breach is significant, whatever else is going on
     safety_min_samples: int = 200
-    safety_alpha: float = 0.01  # shared by the three safety thresholds
+    safety_alpha: float = 0.005  # shared by the three safety thresholds
     safety_max_reward_drop: float = 0.10
     safety_max_p95_increase_ratio: float = 0.50
     safety_max_error_rate_increase: float = 0.10
@@ -72,7 +79,7 @@ class RolloutConfig:
     def __post_init__(self) -> None:
         if self.min_samples < 2:
             raise ValueError(f"min_samples must be >= 2, got {self.min_samples!r}")
-        for name in ("alpha", "srm_alpha", "guardrail_alpha", "safety_alpha"):
+        for name in ("alpha", "rollback_alpha", "srm_alpha", "guardrail_alpha", "safety_alpha"):
             v = getattr(self, name)
             if not 0.0 < v < 0.5:
                 raise ValueError(f"{name} must be in (0, 0.5), got {v!r}")
@@ -91,6 +98,7 @@ class RolloutConfig:
 _DOC_KEYS = {
     "min_samples": "minSamples",
     "alpha": "alpha",
+    "rollback_alpha": "rollbackAlpha",
     "tau": "tau",
     "srm_alpha": "srmAlpha",
     "guardrail_min_samples": "guardrailMinSamples",
@@ -144,8 +152,10 @@ class Evaluation:
     srm: bool
     guardrails: dict[str, bool]  # name -> breached
     safety: dict[str, bool]
-    look_p: float | None = None  # this look's always-valid p of the reward test
+    look_p: float | None = None  # this look's always-valid one-sided p, in the direction of the estimate
     checks: dict[str, Check] = field(default_factory=dict)  # "guardrail.p95Latency", "safety.errorRate", ...
+    mean_champion: float | None = None  # each arm's mean reward (what an experiment teaches the optimiser)
+    mean_challenger: float | None = None
 
     @property
     def running(self) -> Running:
@@ -158,6 +168,7 @@ class Evaluation:
             "welchP": self.welch_p, "msprtP": self.msprt_p, "lookP": self.look_p, "srmP": self.srm_p,
             "srm": self.srm, "guardrails": self.guardrails, "safety": self.safety,
             "checks": {name: c.to_doc() for name, c in self.checks.items()},
+            "meanChampion": self.mean_champion, "meanChallenger": self.mean_challenger,
         }
 
 
@@ -183,25 +194,42 @@ def welch(a: ArmData, b: ArmData) -> tuple[float, float, float] | None:
     return p, diff - half, diff + half
 
 
-def mixture_p(diff: float, v: float, tau: float) -> float:
-    """1/Lambda of a normal-mixture SPRT for H0: difference 0, given its estimate and variance.
+def log_mixture_lr(diff: float, v: float, tau: float, side: int = 0) -> float:
+    """log Lambda of a normal-mixture SPRT, given a difference's estimate and variance.
+
+    ``side`` 0: H0 difference 0, a N(0, tau^2) mixture over the alternative. ``side`` +1: H0 difference
+    <= 0 against > 0, the mixture folded onto the positive half (its likelihood ratio is a supermartingale
+    under every null value, so the test stays valid); -1 is the mirror.
+    """
+    t2 = tau * tau
+    log_lambda = 0.5 * math.log(v / (v + t2)) + (diff * diff * t2) / (2.0 * v * (v + t2))
+    if side:
+        # the posterior's mass on the alternative's side, doubled (the folded prior has twice the density)
+        log_lambda += math.log(2.0) + float(special.log_ndtr(side * diff * tau / math.sqrt(v * (v + t2))))
+    return log_lambda
+
+
+def _p_of(log_lambda: float) -> float:
+    return float(min(1.0, math.exp(min(-log_lambda, 700.0))))  # (exp overflows past ~709; p is 1 there)
+
+
+def mixture_p(diff: float, v: float, tau: float, side: int = 0) -> float:
+    """1/Lambda of a normal-mixture SPRT (see ``log_mixture_lr``).
 
     Stopping the first time this falls below alpha keeps the type-I error below alpha however often one
     looks (Johari, Pekelis & Walsh, "Always valid inference", 2017).
     """
-    t2 = tau * tau
-    log_lambda = 0.5 * math.log(v / (v + t2)) + (diff * diff * t2) / (2.0 * v * (v + t2))
-    return float(min(1.0, math.exp(min(-log_lambda, 700.0))))  # (exp overflows past ~709; p is 1 there)
+    return _p_of(log_mixture_lr(diff, v, tau, side))
 
 
-def msprt_p(a: ArmData, b: ArmData, tau: float) -> float | None:
-    """This look's always-valid p-value for H0: equal mean rewards."""
+def msprt_p(a: ArmData, b: ArmData, tau: float, side: int = 0) -> float | None:
+    """This look's always-valid p-value for H0: equal mean rewards (``side`` +1: b no better; -1: no worse)."""
     if a.n < 2 or b.n < 2:
         return None
     v = a.var_reward / a.n + b.var_reward / b.n
     if v <= 0:
         return None
-    return mixture_p(b.mean_reward - a.mean_reward, v, tau)
+    return mixture_p(b.mean_reward - a.mean_reward, v, tau, side)
 
 
 # The beta prior on the challenger's share, centred on the split, weighs this many "counts": its spread
@@ -226,20 +254,25 @@ def srm_p(n_champion: int, n_challenger: int, split: float) -> float | None:
     return float(min(1.0, math.exp(min(log_null - log_marginal, 0.0))))
 
 
-def success_diff_p(champion: ArmData, challenger: ArmData, tau: float) -> float | None:
+def success_diff_p(champion: ArmData, challenger: ArmData, tau: float, side: int = 0) -> float | None:
     """Always-valid p-value of a success-rate gap (pooled variance, normal mixture of scale ``tau``)."""
-    return share_diff_p(champion.success_rate, champion.n, challenger.success_rate, challenger.n, tau)
+    return share_diff_p(champion.success_rate, champion.n, challenger.success_rate, challenger.n, tau, side)
 
 
-def share_diff_p(share_a: float, n_a: int, share_b: float, n_b: int, tau: float) -> float | None:
-    """Always-valid p-value of H0: two shares (proportions) are equal."""
+def share_diff_p(share_a: float, n_a: int, share_b: float, n_b: int, tau: float, side: int = 0) -> float | None:
+    """Always-valid p-value of H0: two shares (proportions) are equal (``side`` +1: b's is no larger)."""
+    log_lambda = _share_log_lr(share_a, n_a, share_b, n_b, tau, side)
+    return None if log_lambda is None else _p_of(log_lambda)
+
+
+def _share_log_lr(share_a: float, n_a: int, share_b: float, n_b: int, tau: float, side: int) -> float | None:
     if n_a == 0 or n_b == 0:
         return None
     pooled = (share_a * n_a + share_b * n_b) / (n_a + n_b)
     v = pooled * (1 - pooled) * (1 / n_a + 1 / n_b)
     if v <= 0:
-        return None if share_a == share_b else 0.0
-    return mixture_p(share_b - share_a, v, tau)
+        return None if share_a == share_b or side * (share_b - share_a) <= 0 else math.inf
+    return log_mixture_lr(share_b - share_a, v, tau, side)
 
 
 def _cost_var(arm: ArmData) -> float:
@@ -248,14 +281,15 @@ def _cost_var(arm: ArmData) -> float:
     return arm.mean_cost * arm.mean_cost  # unknown: a coefficient of variation of 1, a wide guess
 
 
-def cost_diff_p(champion: ArmData, challenger: ArmData, tau: float) -> float | None:
-    """Always-valid p-value of H0: equal mean cost."""
+def cost_diff_p(champion: ArmData, challenger: ArmData, tau: float, side: int = 0) -> float | None:
+    """Always-valid p-value of H0: equal mean cost (``side`` +1: the challenger's is no higher)."""
     if champion.n < 2 or challenger.n < 2:
         return None
     v = _cost_var(champion) / champion.n + _cost_var(challenger) / challenger.n
+    diff = challenger.mean_cost - champion.mean_cost
     if v <= 0:
-        return None if champion.mean_cost == challenger.mean_cost else 0.0
-    return mixture_p(challenger.mean_cost - champion.mean_cost, v, tau)
+        return None if diff == 0 else (0.0 if side * diff >= 0 else 1.0)
+    return mixture_p(diff, v, tau, side)
 
 
 def _ratio_increase(new: float | None, old: float | None) -> float | None:
@@ -264,47 +298,71 @@ def _ratio_increase(new: float | None, old: float | None) -> float | None:
     return new / old - 1.0
 
 
-def _p95_check(champion: ArmData, challenger: ArmData, ratio: float, alpha: float) -> Check:
-    """Is the challenger's p95 more than (1 + ratio) x the champion's, significantly?
+# The tail test's mixture scale: a challenger whose p95 is 20 % above the champion's puts 7-11 % of its
+# requests above the champion's p95 (lognormal latencies with p95/p50 from 6 to 2) instead of 5 %.
+TAIL_SHARE_TAU = 0.03
 
-    Tested as shares above t = (1 + ratio) x the champion's p95: under no difference both arms put the same
-    share of requests above t; a challenger whose p95 passes t puts more than 5 % there.
+
+def _latency_check(champion: ArmData, challenger: ArmData, ratio: float, alpha: float) -> Check:
+    """Is the challenger's p95 more than (1 + ratio) x the champion's, and is it significantly slower?
+
+    The statistic is the p95 ratio's point estimate. The evidence averages two one-sided likelihood ratios
+    (an average of e-values is an e-value, so the test stays valid): the mean of log latency, which
+    sees a slowdown of the whole distribution at a fraction of the data a quantile needs, and the share of
+    requests above the champion's p95, which sees a slower tail whose median did not move.
     """
     increase = _ratio_increase(challenger.p95_latency, champion.p95_latency)
-    if increase is None or champion.p95_latency is None or champion.share_above is None \
-            or challenger.share_above is None:
+    if increase is None or champion.p95_latency is None:
         return Check(increase, ratio, None, alpha, False)
-    t = (1.0 + ratio) * champion.p95_latency
-    above_cp, above_ch = champion.share_above(t), challenger.share_above(t)
-    p = share_diff_p(above_cp, champion.n, above_ch, challenger.n, tau=0.05)
-    breached = increase > ratio and above_ch > above_cp and p is not None and p < alpha
-    return Check(increase, ratio, p, alpha, breached)
+    ratios: list[float] = []
+    if champion.log_latency is not None and challenger.log_latency is not None \
+            and champion.n >= 2 and challenger.n >= 2:
+        v = champion.log_latency[1] / champion.n + challenger.log_latency[1] / challenger.n
+        if v > 0:
+            shift = challenger.log_latency[0] - champion.log_latency[0]
+            ratios.append(log_mixture_lr(shift, v, math.log1p(max(ratio, 0.05)), side=1))
+    if champion.share_above is not None and challenger.share_above is not None:
+        t = champion.p95_latency
+        tail = _share_log_lr(champion.share_above(t), champion.n, challenger.share_above(t), challenger.n,
+                             TAIL_SHARE_TAU, side=1)
+        if tail is not None:
+            ratios.append(tail)
+    if not ratios:
+        return Check(increase, ratio, None, alpha, False)
+    p = _p_of(float(special.logsumexp(ratios)) - math.log(len(ratios)))
+    return Check(increase, ratio, p, alpha, increase > ratio and p < alpha)
 
 
-def checks(champion: ArmData, challenger: ArmData, cfg: RolloutConfig, look_p: float | None) -> dict[str, Check]:
-    """Every guardrail and safety threshold at this look, each with its always-valid test."""
+def reward_p(champion: ArmData, challenger: ArmData, tau: float) -> tuple[float | None, float | None]:
+    """This look's always-valid p of "challenger better" and of "challenger worse" on mean reward."""
+    return msprt_p(champion, challenger, tau, side=1), msprt_p(champion, challenger, tau, side=-1)
+
+
+def checks(champion: ArmData, challenger: ArmData, cfg: RolloutConfig) -> dict[str, Check]:
+    """Every guardrail and safety threshold at this look, each with its always-valid one-sided test."""
     g_alpha, s_alpha = cfg.guardrail_alpha / 3, cfg.safety_alpha / 3
     have = champion.n > 0 and challenger.n > 0
     drop = champion.success_rate - challenger.success_rate if have else None
     # each test's mixture scale is the size of change its threshold names: a small scale has little power
     # against a large change (a 20-point drop tested at the guardrail's 2-point scale is slow to show)
-    drop_p = success_diff_p(champion, challenger, max(cfg.max_success_rate_drop, 0.01))
-    big_drop_p = success_diff_p(champion, challenger, max(cfg.safety_max_error_rate_increase, 0.01))
+    drop_p = success_diff_p(champion, challenger, max(cfg.max_success_rate_drop, 0.01), side=-1)
+    big_drop_p = success_diff_p(champion, challenger, max(cfg.safety_max_error_rate_increase, 0.01), side=-1)
     cost_up = _ratio_increase(challenger.mean_cost, champion.mean_cost) if have else None
-    cost_p = cost_diff_p(champion, challenger, max(cfg.max_cost_increase_ratio, 0.05) * champion.mean_cost) \
-        if have and champion.mean_cost > 0 else None
+    cost_p = cost_diff_p(champion, challenger, max(cfg.max_cost_increase_ratio, 0.05) * champion.mean_cost,
+                         side=1) if have and champion.mean_cost > 0 else None
     diff = challenger.mean_reward - champion.mean_reward if have else None
+    reward_drop_p = msprt_p(champion, challenger, max(cfg.safety_max_reward_drop, 0.01), side=-1)
 
     def worse(statistic: float | None, threshold: float, p: float | None, alpha: float) -> Check:
         breached = statistic is not None and statistic > threshold and p is not None and p < alpha
         return Check(statistic, threshold, p, alpha, breached)
 
     return {
-        "guardrail.p95Latency": _p95_check(champion, challenger, cfg.max_p95_increase_ratio, g_alpha),
+        "guardrail.p95Latency": _latency_check(champion, challenger, cfg.max_p95_increase_ratio, g_alpha),
         "guardrail.cost": worse(cost_up, cfg.max_cost_increase_ratio, cost_p, g_alpha),
         "guardrail.successRate": worse(drop, cfg.max_success_rate_drop, drop_p, g_alpha),
-        "safety.rewardDrop": worse(None if diff is None else -diff, cfg.safety_max_reward_drop, look_p, s_alpha),
-        "safety.p95Latency": _p95_check(champion, challenger, cfg.safety_max_p95_increase_ratio, s_alpha),
+        "safety.rewardDrop": worse(None if diff is None else -diff, cfg.safety_max_reward_drop, reward_drop_p, s_alpha),
+        "safety.p95Latency": _latency_check(champion, challenger, cfg.safety_max_p95_increase_ratio, s_alpha),
         "safety.errorRate": worse(drop, cfg.safety_max_error_rate_increase, big_drop_p, s_alpha),
     }
 
@@ -331,11 +389,12 @@ def evaluate(
     rollout's running mSPRT minimum)."""
     before = Running(msprt_p=previous) if isinstance(previous, float | int) else (previous or Running())
     w = welch(champion, challenger)
-    look_p = msprt_p(champion, challenger, cfg.tau)
+    better_p, worse_p = reward_p(champion, challenger, cfg.tau)
+    look_p = _min(better_p, worse_p)  # the estimate's direction has the smaller p
     s_p = _min(before.srm_p, srm_p(champion.n, challenger.n, split))
     srm = s_p is not None and s_p < cfg.srm_alpha
     diff = challenger.mean_reward - champion.mean_reward if champion.n and challenger.n else None
-    found = checks(champion, challenger, cfg, look_p)
+    found = checks(champion, challenger, cfg)
     guardrails = {k.split(".", 1)[1]: c.breached for k, c in found.items() if k.startswith("guardrail.")}
     safety = {k.split(".", 1)[1]: c.breached for k, c in found.items() if k.startswith("safety.")}
 
@@ -344,6 +403,7 @@ def evaluate(
             outcome, reason, champion.n, challenger.n, diff,
             None if w is None else w[1], None if w is None else w[2], None if w is None else w[0],
             _min(before.msprt_p, look_p), s_p, srm, guardrails, safety, look_p, found,
+            champion.mean_reward if champion.n else None, challenger.mean_reward if challenger.n else None,
         )
 
     def names(kind: dict[str, bool]) -> str:
@@ -354,14 +414,13 @@ def evaluate(
     if srm:
         return result("inconclusive", f"sample ratio mismatch (always-valid p={s_p:.3g}): assignment is broken, "
                                        "data untrusted; no decision but a safety rollback")
-    significant = look_p is not None and look_p < cfg.alpha and w is not None and w[0] < cfg.alpha
-    if significant and diff is not None and diff < 0:
-        return result("rollback", f"challenger is worse (always-valid p={look_p:.4g})")
+    if worse_p is not None and worse_p < cfg.rollback_alpha:
+        return result("rollback", f"challenger is worse (always-valid p={worse_p:.4g})")
     if challenger.n >= cfg.guardrail_min_samples and any(guardrails.values()):
         return result("rollback", f"guardrail breached: {names(guardrails)}")
     if min(champion.n, challenger.n) < cfg.min_samples:
         return result("continue", f"collecting: {min(champion.n, challenger.n)} of {cfg.min_samples} per arm")
-    if significant and diff is not None and diff > 0:
+    if better_p is not None and better_p < cfg.alpha and diff is not None:
         # a guardrail more than half-way to its threshold, without significance yet, is no reason to roll
         # back, but no promotion either: the challenger stays in canary until the evidence settles it
         over = [k.split(".", 1)[1] for k, c in found.items() if k.startswith("guardrail.")
@@ -369,5 +428,5 @@ def evaluate(
         if over:
             return result("continue", f"challenger better by {diff:.4f}, but past a guardrail's threshold "
                                       f"({', '.join(over)}): waiting")
-        return result("promote", f"challenger better by {diff:.4f} (always-valid p={look_p:.4g})")
+        return result("promote", f"challenger better by {diff:.4f} (always-valid p={better_p:.4g})")
     return result("continue", "no significant difference yet")

@@ -270,6 +270,11 @@ class Summary:
     def reward_quantile(self, q: float) -> float | None:
         return _quantile(self.reward, q, self.n)
 
+    def log_latency_moments(self) -> tuple[float, float] | None:
+        """Mean and variance of ln(latency in ms), latencies under 1 ms counted as 1 ms (from the sketch:
+        each bin's value is within its relative accuracy, so each log within ~0.005)."""
+        return log_moments(self.latency)
+
     def to_doc(self) -> dict[str, Any]:
         doc: dict[str, Any] = {key: getattr(self, attr) for attr, key in _FIELDS.items()}
         doc["latencySketch"] = sketch_to_bytes(self.latency)
@@ -302,6 +307,21 @@ def _quantile(sketch: BaseDDSketch, q: float, n: int) -> float | None:
         return None
     value = sketch.get_quantile_value(q)
     return None if value is None else float(value)
+
+
+def log_moments(sketch: BaseDDSketch) -> tuple[float, float] | None:
+    """Mean and variance of ln(max(x, 1)) over a sketch's values (zero and negative values count as 1)."""
+    store, mapping = sketch._store, sketch._mapping
+    n = s1 = s2 = 0.0
+    for i, count in enumerate(store.bins):
+        if count:
+            x = math.log(max(float(mapping.value(store.offset + i)), 1.0))
+            n, s1, s2 = n + count, s1 + count * x, s2 + count * x * x
+    n += sketch._zero_count + sketch._negative_store.count
+    if n < 2:
+        return None
+    mean = s1 / n
+    return mean, max((s2 - s1 * mean) / (n - 1), 0.0)
 
 
 def total(summaries: list[Summary]) -> Summary:

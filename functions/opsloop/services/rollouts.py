@@ -201,6 +201,7 @@ def arm_data(summary: Summary) -> ArmData:
         mean_cost=summary.mean_cost or 0.0,
         var_cost=summary.cost_variance,
         share_above=lambda x: share_above(summary, x) or 0.0,
+        log_latency=summary.log_latency_moments(),
     )
 
 

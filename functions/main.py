@@ -23,6 +23,11 @@ def recordObservation(req: Request) -> Response:
     return http.record_observation(req)
 
 
+@https_fn.on_request()
+def assignPolicy(req: Request) -> Response:
+    return http.assign_policy(req)
+
+
 @scheduler_fn.on_schedule(schedule="every 5 minutes", timeout_sec=540, memory=options.MemoryOption.GB_1)
 def scoreObservations(event: scheduler_fn.ScheduledEvent) -> None:
     schedules.score(event)

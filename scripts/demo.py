@@ -85,6 +85,34 @@ def simulate(router: Any, rng: random.Random, start_ms: int, n: int, step_ms: in
     return out
 
 
+AUTOSCALER = {  # a second component: an autoscaler whose params the loop tunes by experiment
+    "id": "autoscaler-core", "version": "1.0.0", "kind": "params", "status": "active", "createdBy": "demo",
+    "notes": "Initial autoscaler settings",
+    "params": {"targetCpu": 0.8, "minInstances": 2, "cooldownS": 60},
+    "search": {"targetCpu": {"min": 0.3, "max": 0.9}, "minInstances": {"min": 1, "max": 10, "int": True},
+               "cooldownS": {"choices": [30, 60, 120]}},
+}
+
+
+def autoscaled(params: dict[str, Any], rng: random.Random) -> tuple[str, float, float]:
+    """The hidden truth of the service behind the autoscaler: (outcome, latency ms, cost per request).
+    Hot targets overload it, too few instances queue requests, a short cooldown flaps, instances cost."""
+    t, m, c = params["targetCpu"], params["minInstances"], params["cooldownS"]
+    fail = 0.02 + 1.2 * max(0.0, t - 0.75) + 0.03 * max(0, 3 - m) + (0.02 if c == 30 else 0.0)
+    latency = 400 * (1 + 6 * max(0.0, t - 0.6)) * (1 + 0.25 * max(0, 3 - m)) * rng.lognormvariate(0, 0.3)
+    cost = 0.01 * (1 + 0.3 * (0.8 - t)) * (1 + 0.02 * (m - 2)) * (1.1 if c == 120 else 1.0)
+    return ("success" if rng.random() >= fail else "timeout"), round(latency, 1), round(cost, 5)
+
+
+def expected_reward(params: dict[str, Any]) -> float:
+    """The reward config's expectation for ``params`` (Monte Carlo), to show how far each step got."""
+    from opsloop.domain.reward import RewardConfig, score
+
+    rng, cfg = random.Random(0), RewardConfig()
+    draws = [autoscaled(params, rng) for _ in range(4000)]
+    return sum(score(o, lat, cost, cfg).score for o, lat, cost in draws) / len(draws)
+
+
 def main() -> int:
     t0 = time.monotonic()
     procs: list[Any] = []
@@ -110,7 +138,8 @@ def main() -> int:
         port = emu_mod.free_port()
         log = open(ROOT / ".emulator-logs" / f"functions-{port}.log", "wb")  # noqa: SIM115
         server = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "serve.py"), "--port", str(port)],
-                                  env={**os.environ, "PYTHONPATH": str(ROOT / "functions")},
+                                  env={**os.environ, "PYTHONPATH": str(ROOT / "functions"),
+                                       "OPSLOOP_ASSIGN_CACHE_S": "0"},  # no head cache lag in a compressed demo
                                   stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         procs.append(server)
         base = f"http://127.0.0.1:{port}"
@@ -146,13 +175,14 @@ def main() -> int:
         say(f"   a malformed one: HTTP {r.status_code} {r.json()['error']['details']['errors']}")
         time.sleep(0.6)
 
-        def schedule(name: str) -> None:
-            when = dt.datetime.now(dt.UTC)
+        def schedule(name: str, when: dt.datetime | None = None, quiet: bool = False) -> None:
+            when = when or dt.datetime.now(dt.UTC)
             r = requests.post(f"{base}/{name}", timeout=300, headers={
                 "X-CloudScheduler-JobName": f"firebase-schedule-{name}-us-central1",
                 "X-CloudScheduler-ScheduleTime": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
             })
-            say(f"   Cloud Scheduler -> {name} @ {when:%H:%M:%S}Z: HTTP {r.status_code}")
+            if not quiet:
+                say(f"   Cloud Scheduler -> {name} @ {when:%H:%M:%S}Z: HTTP {r.status_code}")
             r.raise_for_status()
 
         def callable_(name: str, data: dict[str, Any], headers: dict[str, str] = admin) -> dict[str, Any]:
@@ -230,7 +260,71 @@ def main() -> int:
         say(f"   rollbackPolicy -> {callable_('rollbackPolicy', {'id': 'router-core'})['result']}")
         say(f"   activatePolicy -> {callable_('activatePolicy', ref)['result']}")
 
-        step(12, "Audit trail (newest first)")
+        step(12, "A second component learns: an autoscaler's params policy, tuned by experiment")
+        store.create_policy_version(AUTOSCALER, {"actor": "demo", "action": "seed", "id": "autoscaler-core",
+                                                 "from": None, "to": "1.0.0"})
+        say("   autoscaler-core@1.0.0 (kind params): targetCpu 0.8, minInstances 2, cooldownS 60; search space "
+            "targetCpu 0.3..0.9, minInstances 1..10, cooldownS {30, 60, 120}")
+        flags = callable_("setLearningFlags", {"autoActivatePolicies": True})["result"]
+        say(f"   setLearningFlags -> autoActivatePolicies {flags['learning']['autoActivatePolicies']}: each "
+            "autoTunePolicies drafts the optimiser's next candidate and starts its canary itself")
+        # Simulated time: experiment k runs in hour k of the last seven (its canary starts at the tuner's
+        # schedule time); one look an hour later decides it, or ends it inconclusive (maxDurationHours 0.9).
+        # Cost is part of this component's reward, so the cost guardrail is widened from +20 % to +50 %.
+        store.set_config("rollout", {"minSamples": 300, "maxDurationHours": 0.9, "experimentSplit": 0.2,
+                                     "maxCostIncreaseRatio": 0.5})
+        say("   each simulated hour: Cloud Scheduler -> autoTunePolicies (draft + canary), 3,000 requests assigned "
+            "by assignPolicy and reported, -> scoreObservations, -> evaluateRollouts an hour later")
+        hour0 = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0) - dt.timedelta(hours=7)
+        rows, reasons = [], []
+        for k in range(1, 7):
+            start = hour0 + dt.timedelta(hours=k - 1)
+            schedule("autoTunePolicies", start, quiet=True)
+            head = store.head("autoscaler-core")
+            if head.rollout is None:
+                say("   no experiment started")
+                break
+            ids = [f"as{k}-{i:04d}" for i in range(3000)]
+            assigned = []
+            for i in range(0, len(ids), 500):  # the component asks assignPolicy, as one in any language would
+                r = requests.post(f"{base}/assignPolicy", headers=service, timeout=60, json={
+                    "requests": [{"policyId": "autoscaler-core", "requestId": rid} for rid in ids[i : i + 500]]})
+                r.raise_for_status()
+                assigned += r.json()["assignments"]
+            start_ms = int(start.timestamp() * 1000)
+            items = []
+            for i, (rid, a) in enumerate(zip(ids, assigned, strict=True)):
+                outcome, latency, cost = autoscaled(a["params"], rng)
+                items.append({"id": rid, "ts": start_ms + 60_000 + i * 1000, "component": "autoscaler:core",
+                              "outcome": outcome, "durationMs": latency, "costUsd": cost, "arm": a["arm"],
+                              "policyVersion": f"autoscaler-core@{a['version']}"})
+            for i in range(0, len(items), 500):
+                requests.post(f"{base}/recordObservation", json={"observations": items[i : i + 500]},
+                              headers=service, timeout=60).raise_for_status()
+            time.sleep(0.6)
+            schedule("scoreObservations", quiet=True)
+            schedule("evaluateRollouts", start + dt.timedelta(hours=1), quiet=True)
+            exp = store.rollout(head.rollout.rollout_id) or {}
+            ev = exp.get("lastEvaluation") or {}
+            cand = (store.policy("autoscaler-core", head.rollout.version) or {})["params"]
+            reasons.append(f"{head.rollout.version}: {ev.get('reason')}")
+            rows.append([f"{head.rollout.champion} -> {head.rollout.version}", round(cand["targetCpu"], 3),
+                         cand["minInstances"], cand["cooldownS"], ev.get("nChampion"), ev.get("nChallenger"),
+                         f"{ev['diff']:+.3f}" if ev.get("diff") is not None else None, exp.get("status"),
+                         f"{expected_reward(cand):.3f}"])
+        table(rows, ["experiment", "targetCpu", "minInstances", "cooldownS", "n champion", "n challenger",
+                     "reward diff", "ended", "true reward"])
+        for reason in reasons:
+            say(f"   {reason}")
+        active = store.head("autoscaler-core").active
+        params = (store.policy("autoscaler-core", str(active)) or {})["params"]
+        say(f"   active now: autoscaler-core@{active} {params}; true reward {expected_reward(params):.3f} "
+            f"(started at {expected_reward(AUTOSCALER['params']):.3f})")
+        subprocess.run([sys.executable, "-m", "opsloop.cli", "--emulator", emu.address, "--project", PROJECT,
+                        "experiments", "list", "--id", "autoscaler-core"], check=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT / "functions")})
+
+        step(13, "Audit trail (newest first)")
         audit = store.audit_log(policy_id="router-core")
         table([[dt.datetime.fromtimestamp(a["ts"] / 1000, dt.UTC).strftime("%H:%M:%S"), a["actor"], a["action"],
                 a.get("from"), a["to"]] for a in audit], ["time", "actor", "action", "from", "to"])
@@ -240,7 +334,7 @@ def main() -> int:
         chains = ", ".join(f"{c}: {n} entries" for c, n in sorted(report.chains.items()))
         say(f"   hash chain verified ({chains}): {'intact' if report.ok else 'BROKEN ' + str(report.breaks)}")
 
-        step(13, "The operator's view: the CLI's skill card for gpt-5, then the HTML report")
+        step(14, "The operator's view: the CLI's skill card for gpt-5, then the HTML report")
         opsloop = [sys.executable, "-m", "opsloop.cli", "--emulator", emu.address, "--project", PROJECT]
         cli_env = {**os.environ, "PYTHONPATH": str(ROOT / "functions")}
         subprocess.run([*opsloop, "score", "--cards", "--quiet"], check=True, env=cli_env, stdout=subprocess.DEVNULL)

@@ -112,6 +112,17 @@ def test_report_is_self_contained_has_data_and_renders_in_chromium(
         colors = img.convert("RGB").getcolors(maxcolors=1 << 20)
     assert colors is not None and len(colors) > 200  # drawn charts and text, not a blank page
 
+    # the canary ends: the experiments section lists it with what it changed
+    assert "no experiments yet" in text
+    rollouts.reject(report_store, "router-core", "1.0.1", "enough", actor="alice")
+    assert cli.main(["report", "--out", str(out), "--hours", "12"]) == 0
+    after = Page()
+    after.feed(out.read_text())
+    assert "Experiments" in after.headings
+    row = re.search(r"<tr[^>]*><td>router-core</td><td>1\.0\.0 → 1\.0\.1</td><td>rejected</td>.*?</tr>",
+                    out.read_text())
+    assert row and "modelWeights.gemini" in row.group(0) and "alice" in row.group(0)
+
 
 def test_report_of_an_empty_project_still_renders_and_says_so(
         store: FirestoreStore, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -122,6 +133,7 @@ def test_report_of_an_empty_project_still_renders_and_says_so(
     page.feed(out.read_text())
     assert len(page.charts) == 4 and all(c["data-points"] == "0" for c in page.charts)
     assert "no rollouts yet" in out.read_text() and "no skill cards yet" in out.read_text()
+    assert "no experiments yet" in out.read_text()
     with pytest.raises(SystemExit) as bad_hours:  # argparse refuses it before anything runs
         cli.main(["report", "--out", str(out), "--hours", "0"])
     assert bad_hours.value.code == cli.EXIT_USAGE

@@ -195,6 +195,45 @@ def _cmd_policies_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_experiments_list(args: argparse.Namespace) -> int:
+    from ..services import experiments
+    from .render import table, when
+
+    docs = experiments.experiments(_store(), args.id, limit=args.limit)
+    if args.json:
+        _print_json(docs)
+        return EXIT_OK
+    if not docs:
+        print("no experiments yet (a canary records one when it ends)")
+        return EXIT_OK
+
+    def num(x: Any, fmt: str) -> str:
+        return "–" if x is None else format(x, fmt)
+
+    changed = [", ".join(f"{k}={v}" for k, v in sorted((d.get("params") or {}).items())
+                         if (d.get("championParams") or {}).get(k) != v) for d in docs]
+    print(table([[d.get("id"), f"{d.get('champion')} → {d.get('version')}", d.get("outcome"), when(d.get("endedAt")),
+                  f"{d.get('nChampion', 0)}/{d.get('nChallenger', 0)}", num(d.get("diff"), "+.4f"),
+                  f"[{num(d.get('ciLow'), '+.4f')}, {num(d.get('ciHigh'), '+.4f')}]", c or "–"]
+                 for d, c in zip(docs, changed, strict=True)],
+                ["policy", "versions", "outcome", "ended", "n champion/challenger", "diff", "95% CI",
+                 "changed params"]))
+    return EXIT_OK
+
+
+def _cmd_experiments_show(args: argparse.Namespace) -> int:
+    from ..services import experiments
+
+    store = _store()
+    experiments.sync(store)
+    doc = experiments.experiment(store, args.experiment_id)
+    if doc is None:
+        raise CliError(f"unknown experiment {args.experiment_id!r} (see `opsloop experiments list`)", EXIT_USAGE,
+                       "E_LEARN_NOT_FOUND")
+    _print_json(doc)
+    return EXIT_OK
+
+
 def _cmd_policies_show(args: argparse.Namespace) -> int:
     policy_id, version = _split_ref(args.ref)
     doc = _version_or_active(_store(), policy_id, version)
@@ -348,7 +387,7 @@ def _cmd_tune(args: argparse.Namespace) -> int:
     for o in outcomes:
         print("  " + ", ".join(f"{k}={v}" for k, v in o.items() if v not in (None, {}, [])))
     if not outcomes:
-        print("no active policy with modelWeights to tune")
+        print("no active policy to tune")
     return EXIT_OK
 
 
@@ -368,8 +407,23 @@ def _cmd_seed(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..services.export import check_out, export_dataset, parse_time
+    from ..services.export import check_out, export_dataset, export_experiments, parse_time
 
+    if args.experiments:
+        if args.components is not None:
+            raise CliError("--components does not apply to --experiments", EXIT_USAGE, "E_LEARN_INVALID_ARGUMENT")
+        out = _out_file(args.out)
+        got = export_experiments(_store(), out, None if args.since is None else parse_time(args.since, "since"),
+                                 None if args.until is None else parse_time(args.until, "until"))
+        if args.json:
+            _print_json({"file": str(got.path), "manifest": str(got.manifest_path), **got.manifest})
+        else:
+            print(f"wrote {got.manifest['rows']} experiments to {got.path} (manifest {got.manifest_path}); "
+                  f"outcomes {got.manifest['outcomes'] or 'none'}")
+        return EXIT_OK
+    if args.since is None:
+        raise CliError("--since is required (the observations' event time to start from)", EXIT_USAGE,
+                       "E_LEARN_INVALID_ARGUMENT")
     since = parse_time(args.since, "since")
     until = (int(dt.datetime.now(dt.UTC).timestamp() * 1000) if args.until is None
              else parse_time(args.until, "until"))
@@ -513,6 +567,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--against", metavar="VERSION", help="compare with this version instead of the active one")
     p.add_argument("--json", action="store_true")
 
+    exps = sub.add_parser("experiments", help="ended canaries: what each tried and how it ended").add_subparsers(
+        dest="experiments_command", required=True, metavar="SUBCOMMAND")
+    p = cmd("list", _cmd_experiments_list, "newest first (of one policy with --id)", exps)
+    p.add_argument("--id", help="only this policy")
+    p.add_argument("--limit", type=_positive(MAX_ROWS), default=50)
+    p.add_argument("--json", action="store_true")
+    p = cmd("show", _cmd_experiments_show, "one experiment as JSON", exps)
+    p.add_argument("experiment_id", metavar="EXPERIMENT_ID")
+
     for name, func, help_ in (("activate", _cmd_activate, "make a version the active one"),
                               ("rollback", _cmd_rollback, "re-activate a version, or the previous active one")):
         p = cmd(name, func, help_ + " (direct with admin credentials, or through the callable with --url)")
@@ -538,9 +601,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite config documents that exist")
 
     p = cmd("export", _cmd_export, "observations joined with rewards to Parquet, with a manifest")
-    p.add_argument("--since", required=True, help="event time from (ISO date/time or ms), inclusive")
+    p.add_argument("--since", help="event time from (ISO date/time or ms), inclusive; required for observations")
     p.add_argument("--until", help="event time to (exclusive; default now)")
     p.add_argument("--components", help="comma-separated components (default all)")
+    p.add_argument("--experiments", action="store_true",
+                   help="the experiment registry instead (ended in [--since, --until) when given)")
     p.add_argument("--out", default="opsloop-export.parquet", help="Parquet file (manifest beside it)")
     p.add_argument("--page-size", type=_positive(MAX_ROWS), default=5000, help="rows per read and per row group")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

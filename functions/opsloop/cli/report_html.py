@@ -183,6 +183,22 @@ def _rollouts_html(data: ReportData) -> str:
     return "".join(parts) or '<p class="empty">no rollouts yet</p>'
 
 
+def _experiments_html(data: ReportData) -> str:
+    """Every canary that ended: what the challenger changed, each arm's reward, the outcome."""
+    rows = []
+    for e in data.experiments:
+        champion, params = flatten(e.get("championParams") or {}), flatten(e.get("params") or {})
+        changed = ", ".join(f"{k} {champion.get(k)!r} → {v!r}" for k, v in sorted(params.items())
+                            if champion.get(k) != v)
+        rows.append([e.get("id"), f"{e.get('champion')} → {e.get('version')}", e.get("outcome"), when(e.get("endedAt")),
+                     e.get("nChampion"), e.get("nChallenger"), e.get("meanChampion"), e.get("meanChallenger"),
+                     e.get("diff"), e.get("ciLow"), e.get("ciHigh"), changed or "–", e.get("decidedBy")])
+    if not rows:
+        return '<p class="empty">no experiments yet (a canary records one when it ends)</p>'
+    return _table(["policy", "versions", "outcome", "ended", "n champion", "n challenger", "reward champion",
+                   "reward challenger", "diff", "CI low", "CI high", "changed", "decided by"], rows)
+
+
 def _cards_html(data: ReportData) -> str:
     parts = []
     for c in sorted(data.cards, key=lambda c: (str(c.get("kind")), str(c.get("component")))):
@@ -226,6 +242,7 @@ def render(data: ReportData, title: str = "opsloop report") -> str:
 <h2>Skill cards</h2>{_cards_html(data)}
 <h2>Policies: active vs draft / shadow / canary</h2>{_policies_html(data)}
 <h2>Rollout evaluations</h2>{_rollouts_html(data)}
+<h2>Experiments</h2>{_experiments_html(data)}
 <h2>Drift alerts</h2>{_table(["time", "component", "metric", "statistic", "p"], alert_rows)}
 <h2>Audit trail</h2>{_table(["time", "actor", "action", "policy", "from", "to", "chain", "seq"], audit_rows)}
 <script>{SCRIPT}</script>

@@ -175,6 +175,8 @@ class RolloutDoc(_Doc):
     safetyMaxRewardDrop: Num = Field(RolloutConfig.safety_max_reward_drop, ge=0, le=1)  # noqa: N815
     safetyMaxP95IncreaseRatio: Num = Field(RolloutConfig.safety_max_p95_increase_ratio, ge=0, le=100)  # noqa: N815
     safetyMaxErrorRateIncrease: Num = Field(RolloutConfig.safety_max_error_rate_increase, ge=0, le=1)  # noqa: N815
+    experimentSplit: Num = Field(RolloutConfig.experiment_split, gt=0, le=0.5)  # noqa: N815
+    maxDurationHours: Num = Field(RolloutConfig.max_duration_hours, gt=0, le=24 * 90)  # noqa: N815
     shadowWindow: WindowName = "24h"  # noqa: N815
     minShadowSamples: Int = Field(ShadowSettings.min_samples, ge=0, le=MAX_SAMPLES)  # noqa: N815
     denyCanaryIfShadowWorse: StrictBool = ShadowSettings.deny_if_worse  # noqa: N815
@@ -232,6 +234,7 @@ def _rollout(d: RolloutDoc) -> tuple[RolloutConfig, ShadowSettings]:
         safety_alpha=d.safetyAlpha, safety_max_reward_drop=d.safetyMaxRewardDrop,
         safety_max_p95_increase_ratio=d.safetyMaxP95IncreaseRatio,
         safety_max_error_rate_increase=d.safetyMaxErrorRateIncrease,
+        experiment_split=d.experimentSplit, max_duration_hours=d.maxDurationHours,
     )
     return cfg, ShadowSettings(window=d.shadowWindow, min_samples=d.minShadowSamples,
                                deny_if_worse=d.denyCanaryIfShadowWorse)

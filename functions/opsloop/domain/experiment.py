@@ -75,6 +75,10 @@ class RolloutConfig:
     safety_max_reward_drop: float = 0.10
     safety_max_p95_increase_ratio: float = 0.50
     safety_max_error_rate_increase: float = 0.10
+    # tuning by experiment (kinds that learn from canaries): the canary's split, and how long one may stay
+    # inconclusive before it is ended as such (it still counts as a trial)
+    experiment_split: float = 0.2
+    max_duration_hours: float = 24.0
 
     def __post_init__(self) -> None:
         if self.min_samples < 2:
@@ -90,6 +94,10 @@ class RolloutConfig:
             v = getattr(self, name)
             if not (math.isfinite(v) and v >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+        if not 0.0 < self.experiment_split <= 0.5:
+            raise ValueError(f"experiment_split must be in (0, 0.5], got {self.experiment_split!r}")
+        if not (math.isfinite(self.max_duration_hours) and self.max_duration_hours > 0):
+            raise ValueError(f"max_duration_hours must be > 0, got {self.max_duration_hours!r}")
 
     def to_doc(self) -> dict[str, Any]:
         return {_DOC_KEYS[k]: v for k, v in asdict(self).items()}
@@ -111,6 +119,8 @@ _DOC_KEYS = {
     "safety_max_reward_drop": "safetyMaxRewardDrop",
     "safety_max_p95_increase_ratio": "safetyMaxP95IncreaseRatio",
     "safety_max_error_rate_increase": "safetyMaxErrorRateIncrease",
+    "experiment_split": "experimentSplit",
+    "max_duration_hours": "maxDurationHours",
 }
 
 

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from .errors import FailedPrecondition, InvalidArgument, NotFound
 
-Action = Literal["activate", "rollback", "shadow", "canary", "promote", "reject", "canary_rollback"]
+Action = Literal["activate", "rollback", "shadow", "canary", "promote", "reject", "canary_rollback", "conclude"]
 Stage = Literal["shadow", "canary"]
 STATUSES = ("draft", "shadow", "canary", "active", "archived", "rejected", "rolled_back")
 HISTORY_LIMIT = 50
@@ -88,7 +88,7 @@ class Transition:
     head: Head
     statuses: dict[str, str] = field(default_factory=dict)  # version -> its new status
     rollout: Rollout | None = None  # the rollout this transition starts, changes or ends
-    rollout_status: str | None = None  # running | promoted | rejected | rolled_back
+    rollout_status: str | None = None  # running | promoted | rejected | rolled_back | inconclusive
 
 
 def _require(status_of: StatusOf, policy_id: str, version: str) -> str:
@@ -167,12 +167,17 @@ def plan_start_shadow(head: Head, version: str, status_of: StatusOf, rollout_id:
                       "running")
 
 
-def plan_start_canary(head: Head, version: str, status_of: StatusOf, split: float, now_ms: int) -> Transition:
-    """Send a ``split`` share of live traffic to a version that has been in shadow."""
+def _split(split: float) -> float:
     if isinstance(split, bool) or not isinstance(split, int | float) or not math.isfinite(split) or not (
         0.0 < split <= 0.5
     ):
         raise InvalidArgument(f"'split' must be a number in (0, 0.5], got {split!r}", {"field": "split"})
+    return float(split)
+
+
+def plan_start_canary(head: Head, version: str, status_of: StatusOf, split: float, now_ms: int) -> Transition:
+    """Send a ``split`` share of live traffic to a version that has been in shadow."""
+    split = _split(split)
     status = _require(status_of, head.policy_id, version)
     rollout = head.rollout
     if rollout is None or rollout.version != version:
@@ -187,6 +192,39 @@ def plan_start_canary(head: Head, version: str, status_of: StatusOf, split: floa
     new_head = replace(head, seq=head.seq + 1, rollout=canary)
     return Transition("canary", head.policy_id, head.active, version, new_head, {version: "canary"}, canary,
                       "running")
+
+
+def plan_start_experiment(head: Head, version: str, status_of: StatusOf, split: float, rollout_id: str,
+                          now_ms: int) -> Transition:
+    """Send a ``split`` share of live traffic to a draft straight away: a kind without an off-policy gate
+    (``params``) has no shadow stage; its canary's safety thresholds are the gate."""
+    split = _split(split)
+    status = _require(status_of, head.policy_id, version)
+    if head.rollout is not None:
+        raise FailedPrecondition(
+            f"a {head.rollout.stage} of {head.policy_id}@{head.rollout.version} is already running",
+            {"id": head.policy_id, "rollout": head.rollout.to_doc()}, code="E_LEARN_ROLLOUT_RUNNING",
+        )
+    if status != "draft":
+        raise FailedPrecondition(f"only a draft can start an experiment; {head.policy_id}@{version} is {status}",
+                                 {"id": head.policy_id, "version": version, "status": status})
+    if head.active is None:
+        raise FailedPrecondition(f"policy {head.policy_id} has no active version to compare against",
+                                 {"id": head.policy_id})
+    rollout = Rollout(rollout_id, version, head.active, "canary", split, now_ms, canary_started_at=now_ms)
+    new_head = replace(head, seq=head.seq + 1, rollout=rollout)
+    return Transition("canary", head.policy_id, head.active, version, new_head, {version: "canary"}, rollout,
+                      "running")
+
+
+def plan_conclude(head: Head, version: str, status_of: StatusOf) -> Transition:
+    """End a canary that stayed inconclusive past its time: the challenger is set aside (``rejected``), all
+    traffic returns to the champion, and the rollout ends ``inconclusive``."""
+    _require(status_of, head.policy_id, version)
+    rollout = _running(head, version, "canary")
+    new_head = replace(head, seq=head.seq + 1, rollout=None)
+    return Transition("conclude", head.policy_id, version, rollout.champion, new_head, {version: "rejected"},
+                      rollout, "inconclusive")
 
 
 def _running(head: Head, version: str, stage: Stage | None) -> Rollout:

@@ -1,4 +1,4 @@
-"""``recordObservation``: POST JSON observations over HTTP."""
+"""HTTP functions: ``recordObservation`` (POST observations) and ``assignPolicy`` (a request's assignment)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from firebase_functions import logger
 from flask import Request, Response
 
 from ..domain.errors import InvalidArgument, OpsError
+from ..services import assign
 from ..services.record import record_batch
 from . import auth, deps
 from .errors import json_response, to_http_response
@@ -44,16 +45,37 @@ def parse_json(raw: bytes) -> Any:
         raise InvalidArgument(f"body is not valid JSON: {exc}") from None
 
 
-def record_observation(request: Request) -> Response:
-    """Authenticate, validate the whole batch, store it all or nothing, answer 201 with the ids."""
+def _post_json(request: Request) -> Response | None:
+    """A refusal for anything but an authenticated service/admin POST of JSON; None when it may go on."""
     if request.method != "POST":
         return json_response(405, {"error": {"code": "METHOD_NOT_ALLOWED", "message": "use POST"}})
+    auth.require_role(auth.verify_bearer(request.headers.get("Authorization")), auth.SERVICE_ROLES)
+    if (request.mimetype or "").lower() != "application/json":
+        return json_response(415, {"error": {"code": "UNSUPPORTED_MEDIA_TYPE",
+                                             "message": "Content-Type must be application/json"}})
+    return None
+
+
+def assign_policy(request: Request) -> Response:
+    """Authenticate, validate every request of the body, answer 200 with the assignment(s)."""
     try:
-        auth.require_role(auth.verify_bearer(request.headers.get("Authorization")), auth.SERVICE_ROLES)
-        mimetype = (request.mimetype or "").lower()
-        if mimetype != "application/json":
-            return json_response(415, {"error": {"code": "UNSUPPORTED_MEDIA_TYPE",
-                                                 "message": "Content-Type must be application/json"}})
+        refused = _post_json(request)
+        if refused is not None:
+            return refused
+        result = assign.assign(deps.policy_client(), _read_json(request))
+    except PayloadTooLarge as exc:
+        return json_response(413, {"error": {"code": "PAYLOAD_TOO_LARGE", "message": exc.message}})
+    except Exception as exc:
+        return to_http_response(exc)
+    return json_response(200, result)
+
+
+def record_observation(request: Request) -> Response:
+    """Authenticate, validate the whole batch, store it all or nothing, answer 201 with the ids."""
+    try:
+        refused = _post_json(request)
+        if refused is not None:
+            return refused
         result = record_batch(deps.store(), _read_json(request))
     except PayloadTooLarge as exc:
         return json_response(413, {"error": {"code": "PAYLOAD_TOO_LARGE", "message": exc.message}})

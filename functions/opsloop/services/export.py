@@ -221,10 +221,6 @@ def export_dataset(
                     progress(len(page))
             if rows == 0:
                 writer.write_table(pa.Table.from_pylist([], schema=schema))
-        file_hash = hashlib.sha256()
-        with open(tmp, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                file_hash.update(block)
         manifest = {
             "manifestVersion": MANIFEST_VERSION,
             "file": out.name,
@@ -240,14 +236,73 @@ def export_dataset(
             "order": ["ts", "id"],
             "columns": [{"name": n, "type": t} for n, t in COLUMNS],
             "contentSha256": content.hexdigest(),
-            "fileSha256": file_hash.hexdigest(),
-            "createdAt": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         }
-        manifest_tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-        manifest_path.unlink(missing_ok=True)  # never an older export's manifest beside the new file
-        os.replace(tmp, out)
-        os.replace(manifest_tmp, manifest_path)
+        _publish(tmp, out, manifest, manifest_tmp, manifest_path)
     except BaseException:  # nothing half-written stays behind, whatever failed
+        tmp.unlink(missing_ok=True)
+        manifest_tmp.unlink(missing_ok=True)
+        raise
+    return ExportResult(out, manifest_path, manifest)
+
+
+def _publish(tmp: Path, out: Path, manifest: dict[str, Any], manifest_tmp: Path, manifest_path: Path) -> None:
+    """Seal the finished file's hash into its manifest, then put both under their final names."""
+    file_hash = hashlib.sha256()
+    with open(tmp, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            file_hash.update(block)
+    manifest.update(fileSha256=file_hash.hexdigest(), createdAt=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+    manifest_tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    manifest_path.unlink(missing_ok=True)  # never an older export's manifest beside the new file
+    os.replace(tmp, out)
+    os.replace(manifest_tmp, manifest_path)
+
+
+# The experiment registry's columns; params as canonical JSON (their keys differ from policy to policy).
+EXPERIMENT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("experimentId", "string"), ("id", "string"), ("kind", "string"), ("version", "string"),
+    ("champion", "string"), ("outcome", "string"), ("decidedBy", "string"), ("split", "float64"),
+    ("startedAt", "int64"), ("endedAt", "int64"), ("nChampion", "int64"), ("nChallenger", "int64"),
+    ("meanChampion", "float64"), ("meanChallenger", "float64"), ("diff", "float64"), ("ciLow", "float64"),
+    ("ciHigh", "float64"), ("params", "string"), ("championParams", "string"), ("reason", "string"),
+)
+
+
+def experiment_row(doc: dict[str, Any]) -> dict[str, Any]:
+    raw = {**doc, "params": json.dumps(doc.get("params") or {}, sort_keys=True),
+           "championParams": json.dumps(doc.get("championParams") or {}, sort_keys=True)}
+    return {name: _coerce(raw.get(name), kind) for name, kind in EXPERIMENT_COLUMNS}
+
+
+def export_experiments(store: FirestoreStore, out: Path, since_ms: int | None = None,
+                       until_ms: int | None = None) -> ExportResult:
+    """``ops_experiments`` (ended in [since, until) when given) to Parquet, oldest first, with a manifest."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from . import experiments
+
+    out = Path(out)
+    check_out(out)
+    docs = [d for d in experiments.experiments(store, limit=1_000_000)
+            if (since_ms is None or int(d.get("endedAt") or 0) >= since_ms)
+            and (until_ms is None or int(d.get("endedAt") or 0) < until_ms)]
+    rows = [experiment_row(d) for d in sorted(docs, key=lambda d: (d.get("endedAt") or 0, str(d.get("experimentId"))))]
+    schema = pa.schema([(name, getattr(pa, kind)()) for name, kind in EXPERIMENT_COLUMNS])
+    manifest_path = _manifest_path(out)
+    tmp, manifest_tmp = out.with_name(f".{out.name}.partial"), out.with_name(f".{manifest_path.name}.partial")
+    content = hashlib.sha256("".join(json.dumps(r, sort_keys=True, separators=(",", ":")) + "\n"
+                                     for r in rows).encode())
+    manifest: dict[str, Any] = {
+        "manifestVersion": MANIFEST_VERSION, "file": out.name, "format": "parquet", "dataset": "experiments",
+        "rows": len(rows), "requested": {"since": since_ms, "until": until_ms}, "order": ["endedAt", "experimentId"],
+        "outcomes": {o: sum(r["outcome"] == o for r in rows) for o in sorted({str(r["outcome"]) for r in rows})},
+        "columns": [{"name": n, "type": t} for n, t in EXPERIMENT_COLUMNS], "contentSha256": content.hexdigest(),
+    }
+    try:
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp, compression="zstd")
+        _publish(tmp, out, manifest, manifest_tmp, manifest_path)
+    except BaseException:
         tmp.unlink(missing_ok=True)
         manifest_tmp.unlink(missing_ok=True)
         raise

@@ -10,6 +10,8 @@ from ..domain import semver
 from ..domain.errors import InvalidArgument
 from ..store.firestore_store import FirestoreStore
 
+UPDATER = "policy-updater"  # the actor of every automatic draft (autoTunePolicies)
+
 
 @dataclass(frozen=True)
 class ChangeResult:

@@ -8,6 +8,7 @@ from typing import Any
 from ..domain import windows
 from ..domain.stats import Summary
 from ..store.firestore_store import FirestoreStore
+from . import experiments
 
 SHOWN_STATUSES = ("draft", "shadow", "canary")  # versions shown beside the active one
 
@@ -30,6 +31,7 @@ class ReportData:
     audit: list[dict[str, Any]]
     cards: list[dict[str, Any]]
     alerts: list[dict[str, Any]]
+    experiments: list[dict[str, Any]] = field(default_factory=list)  # ended canaries, newest first
 
 
 def point(start: int, s: Summary) -> dict[str, Any]:
@@ -64,6 +66,7 @@ def gather(store: FirestoreStore, end_ms: int, hours: int = 48, audit_limit: int
         stats=sorted(store.stats(), key=lambda d: (str(d.get("component")), str(d.get("window")))),
         policies=[by_id[k] for k in sorted(by_id)], rollouts=rollouts,
         audit=store.audit_log(limit=audit_limit), cards=store.skill_cards(), alerts=store.alerts(limit=50),
+        experiments=experiments.experiments(store, limit=50),
     )
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..domain import config as config_domain
-from ..domain import ope, windows
+from ..domain import kinds, ope, windows
 from ..domain import policy as policy_domain
 from ..domain.config import Settings, ShadowSettings
 from ..domain.errors import FailedPrecondition, InvalidArgument, NotFound
@@ -27,7 +27,7 @@ from ..domain.skill_card import share_above
 from ..domain.stats import Summary, total
 from ..store import paths
 from ..store.firestore_store import FirestoreStore, ms
-from . import alerts
+from . import alerts, experiments
 from . import config as config_service
 
 CONTROLLER = "rollout-controller"
@@ -86,11 +86,26 @@ def _transition_result(t: policy_domain.Transition | None, audit: dict[str, Any]
             "rollout": None if t.rollout is None else {**t.rollout.to_doc(), "status": t.rollout_status}}
 
 
+def _ended(store: FirestoreStore, t: policy_domain.Transition | None,
+           audit: dict[str, Any] | None) -> dict[str, Any]:
+    """The transition's result; a canary it ended is recorded in ``ops_experiments`` first (a failure to
+    record is only logged: the next tuning run's ``experiments.sync`` writes what is missing)."""
+    if t is not None and t.rollout is not None and t.rollout.stage == "canary" and t.rollout_status != "running":
+        rollout_id = t.rollout.rollout_id
+        alerts.quietly(lambda: experiments.record_ended(store, rollout_id), f"record experiment {rollout_id}")
+    return _transition_result(t, audit)
+
+
 # ------------------------------------------------------------------------------------------ shadow
 def shadow_estimate(store: FirestoreStore, policy_id: str, version: str, at: dt.datetime,
                     shadow: ShadowSettings) -> ope.OffPolicyEstimate:
     """Off-policy estimate of ``version``'s reward from what the router logged in the shadow window."""
     doc = _version_doc(store, policy_id, version)
+    kind = kinds.kind_of(doc)
+    if kind.gate != "off_policy":
+        raise FailedPrecondition(f"{policy_id}@{version} is a {kind.name} policy: it has no off-policy estimate "
+                                 "and no shadow stage; start its canary directly (startCanary)",
+                                 {"code": E_DATA_MISSING, "kind": kind.name})
     weights = (doc.get("params") or {}).get("modelWeights")
     if not isinstance(weights, dict) or not weights:
         raise FailedPrecondition(f"{policy_id}@{version} has no params.modelWeights to estimate",
@@ -134,7 +149,10 @@ def start_canary(store: FirestoreStore, policy_id: str, version: str, split: Any
     """Start a canary; refused without a shadow estimate, or when the estimate is clearly worse."""
     split = parse_split(split)
     shadow = _require_learning(store).shadow
-    est = _version_doc(store, policy_id, version).get("shadowEstimate")
+    doc = _version_doc(store, policy_id, version)
+    if kinds.kind_of(doc).gate == "none":  # no pre-traffic gate: from draft straight to canary
+        return _transition_result(*experiments.start_experiment(store, policy_id, version, split, actor))
+    est = doc.get("shadowEstimate")
     if not est or int(est.get("n") or 0) < shadow.min_samples:
         have = 0 if not est else int(est.get("n") or 0)
         raise FailedPrecondition(
@@ -168,7 +186,7 @@ def promote(store: FirestoreStore, policy_id: str, version: str, actor: str,
         policy_id, lambda head, status_of: policy_domain.plan_promote(head, version, status_of), actor,
         extra_audit={"evidence": evidence}, require_learning=True,
     )
-    return _transition_result(t, audit)
+    return _ended(store, t, audit)
 
 
 def reject(store: FirestoreStore, policy_id: str, version: str, reason: str, actor: str) -> dict[str, Any]:
@@ -178,7 +196,17 @@ def reject(store: FirestoreStore, policy_id: str, version: str, reason: str, act
         policy_id, lambda head, status_of: policy_domain.plan_reject(head, version, status_of), actor,
         extra_audit={"reason": reason},
     )
-    return _transition_result(t, audit)
+    return _ended(store, t, audit)
+
+
+def conclude(store: FirestoreStore, policy_id: str, version: str, actor: str,
+             evidence: dict[str, Any] | None) -> dict[str, Any]:
+    """End a canary that stayed inconclusive past ``maxDurationHours`` (kinds tuned by experiment)."""
+    t, audit = store.apply_transition(
+        policy_id, lambda head, status_of: policy_domain.plan_conclude(head, version, status_of), actor,
+        extra_audit={"evidence": evidence}, require_learning=True,
+    )
+    return _ended(store, t, audit)
 
 
 def rollback_canary(store: FirestoreStore, policy_id: str, version: str, actor: str,
@@ -187,7 +215,7 @@ def rollback_canary(store: FirestoreStore, policy_id: str, version: str, actor: 
         policy_id, lambda head, status_of: policy_domain.plan_canary_rollback(head, version, status_of), actor,
         extra_audit={"evidence": evidence},
     )
-    return _transition_result(t, audit)
+    return _ended(store, t, audit)
 
 
 # -------------------------------------------------------------------------------------- evaluation
@@ -214,6 +242,7 @@ class RolloutOutcome:
     outcome: str
     reason: str
     carried_out: bool = False
+    expired: bool = False  # an experiment past maxDurationHours without a decision: ended as inconclusive
 
 
 def evaluate_canary(store: FirestoreStore, rollout: dict[str, Any], at: dt.datetime,
@@ -262,12 +291,14 @@ def evaluate_rollouts(store: FirestoreStore, schedule_time: dt.datetime) -> list
             if safety != safety_pass:
                 continue
             allowed = (flags.enabled and (flags.auto_activate or safety)) or (safety and not flags.readable)
-            if allowed and result.outcome in ("promote", "rollback"):
+            if allowed and (result.outcome in ("promote", "rollback") or result.expired):
                 try:
                     if result.outcome == "promote":
                         promote(store, result.policy_id, result.version, CONTROLLER, evidence=doc)
-                    else:
+                    elif result.outcome == "rollback":
                         rollback_canary(store, result.policy_id, result.version, CONTROLLER, evidence=doc)
+                    else:
+                        conclude(store, result.policy_id, result.version, CONTROLLER, evidence=doc)
                     result.carried_out = True
                 except Exception as exc:  # the decision is recorded; the next look tries again
                     error = alerts.item_failed(store, "evaluateRollouts", f"rollout {result.rollout_id}", exc)
@@ -310,7 +341,15 @@ def _evaluate_canary(store: FirestoreStore, rollout: dict[str, Any], schedule_ti
     store.record_evaluation(rid, doc, {"lastEvaluation": doc, "msprtP": ev.msprt_p, "srmP": ev.srm_p,
                                        "evaluationCount": int(rollout.get("evaluationCount") or 0) + 1})
     safety = ev.outcome == "rollback" and any(ev.safety.values())
+    result = RolloutOutcome(rid, policy_id, version, "canary", ev.outcome, ev.reason)
+    started = int(rollout.get("canaryStartedAt") or rollout["startedAt"])
+    hours = (ms(schedule_time) - started) / 3_600_000
+    if ev.outcome in ("continue", "inconclusive") and hours > cfg.max_duration_hours \
+            and kinds.kind_of(_version_doc(store, policy_id, version)).tuning == "experiment":
+        result.outcome, result.expired = "inconclusive", True
+        result.reason = f"no decision after {hours:.1f} h (maxDurationHours {cfg.max_duration_hours:g}): " \
+                        f"ended as inconclusive; {ev.reason}"
     if ev.srm:  # the run is frozen on untrusted data: an operator has to look (one alert, counted per look)
         store.note_alert(f"srm~{rid}", {"kind": "srm", "rolloutId": rid, "id": policy_id, "version": version,
                                         "srmP": ev.srm_p, "ts": ms(schedule_time), "reason": ev.reason})
-    return RolloutOutcome(rid, policy_id, version, "canary", ev.outcome, ev.reason), doc, safety
+    return result, doc, safety

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..domain import semver
+from ..domain import kinds, semver
 from ..domain.errors import InvalidArgument
 from ..store import paths
 from ..store.firestore_store import FirestoreStore
@@ -38,6 +38,10 @@ def read_seed(seed_dir: Path) -> list[tuple[str, str, dict[str, Any]]]:
             expected = semver.doc_id(str(data.get("id")), str(data.get("version")))
             if expected != doc_id:
                 raise InvalidArgument(f"{file}: file name must be {expected}.json")
+            try:
+                kinds.validate(data)
+            except InvalidArgument as exc:  # every file is checked before anything is written
+                raise InvalidArgument(f"{file}: {exc.message}", {**exc.details, "file": str(file)}) from None
         out.append((collection, doc_id, data))
     return out
 

@@ -6,17 +6,17 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..domain import kinds, semver, windows
 from ..domain import reward as reward_domain
-from ..domain import semver, windows
 from ..domain.config import Settings
 from ..domain.drift import DriftConfig
 from ..domain.stats import Summary, total, window_stats
 from ..domain.tuning import ArmStats, Proposal, TuningConfig, equivalent, propose_weights
 from ..store.firestore_store import FirestoreStore, ms
-from . import alerts, policies
+from . import alerts, experiments, policies
 from . import config as config_service
 
-UPDATER = "policy-updater"
+UPDATER = policies.UPDATER
 
 
 @dataclass
@@ -26,6 +26,7 @@ class TuneOutcome:
     reason: str
     version: str | None = None
     activated: bool = False
+    experiment_started: bool = False  # kinds tuned by experiment: the draft's canary was started
 
 
 @dataclass
@@ -51,8 +52,7 @@ def auto_tune(store: FirestoreStore, schedule_time: dt.datetime | None = None,
     result = TuneRunResult(enabled=True, config_errors=_problems(loaded))
     for active in sorted(store.policies_with_status("active"), key=lambda d: str(d.get("id"))):
         try:
-            outcome = _tune_one(store, active, loaded.tuning, loaded.reward, loaded.drift,
-                                loaded.flags.auto_activate, schedule_time)
+            outcome = _tune_one(store, active, loaded, schedule_time)
         except Exception as exc:
             outcome = TuneOutcome(str(active.get("id")), "error", f"{type(exc).__name__}: {exc}"[:500])
             alerts.item_failed(store, "autoTunePolicies", f"policy {active.get('id')}", exc)
@@ -66,7 +66,19 @@ def _problems(loaded: Settings) -> list[str]:
     return [message for _, message in loaded.problems]
 
 
-def _tune_one(
+def _tune_one(store: FirestoreStore, active: dict[str, Any], loaded: Settings,
+              schedule_time: dt.datetime | None) -> TuneOutcome:
+    """Dispatch on the policy's kind: weights from the stats, or the next experiment."""
+    policy_id = str(active["id"])
+    kind = kinds.validate(active)  # a version that does not fit its kind is reported, never tuned
+    if kind.tuning == "experiment":
+        d = experiments.tune(store, active, loaded.rollout, loaded.flags.auto_activate, schedule_time)
+        return TuneOutcome(policy_id, d.action, d.reason, version=d.version, experiment_started=d.started)
+    return _tune_weights(store, active, loaded.tuning, loaded.reward, loaded.drift, loaded.flags.auto_activate,
+                         schedule_time)
+
+
+def _tune_weights(
     store: FirestoreStore,
     active: dict[str, Any],
     cfg: TuningConfig,
@@ -124,6 +136,7 @@ def _tune_one(
         "evidence": {**_evidence(proposal, cfg, stats, schedule_time), "raisedFloors": raised,
                      "judgedSinceChange": {comp: start for comp, (start, _) in sorted(since.items())}},
     }
+    kinds.validate(doc)
     audit = {"actor": UPDATER, "action": "draft", "id": policy_id, "from": active["version"], "to": version,
              "reason": proposal.reason}
     if not store.create_policy_version(doc, audit, require_learning=True):

@@ -25,6 +25,7 @@ from ..domain.errors import Conflict, FailedPrecondition
 from ..domain.stats import Summary, total
 from ..domain.windows import Segment
 from . import paths
+from .policy_reader import read_head, read_version
 from .tx import TransactionExhausted, release_claim, run_transaction, try_claim, turnstile
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -498,8 +499,7 @@ class FirestoreStore:
 
     # ---------------------------------------------------------------- policies
     def policy(self, policy_id: str, version: str) -> dict[str, Any] | None:
-        snap = self.db.collection(paths.POLICIES).document(f"{policy_id}@{version}").get()
-        return snap.to_dict() if snap.exists else None
+        return read_version(self.db, policy_id, version)
 
     def policy_versions(self, policy_id: str) -> list[dict[str, Any]]:
         q = self.db.collection(paths.POLICIES).where(filter=FieldFilter("id", "==", policy_id))
@@ -615,16 +615,7 @@ class FirestoreStore:
 
     def head(self, policy_id: str) -> policy_domain.Head:
         """The policy's head (active version, history, running rollout), outside any transaction."""
-        snap = self._head_ref(policy_id).get()
-        if snap.exists:
-            return policy_domain.Head.from_doc(policy_id, snap.to_dict())
-        q = (
-            self.db.collection(paths.POLICIES)
-            .where(filter=FieldFilter("id", "==", policy_id))
-            .where(filter=FieldFilter("status", "==", "active"))
-        )
-        actives = sorted(str((s.to_dict() or {}).get("version")) for s in q.stream())
-        return policy_domain.Head(policy_id, actives[-1] if actives else None)
+        return read_head(self.db, policy_id)
 
     def apply_transition(
         self,

@@ -9,6 +9,7 @@ AUDIT_CHAINS = "ops_audit_chains"  # per chain: last seq and hash of the tamper-
 ALERTS = "ops_alerts"
 SKILL_CARDS = "ops_skill_cards"  # per component (and per router policy): strengths, failure modes, trends
 CONFIG = "config"
+EXPERIMENTS = "ops_experiments"  # one per canary that ended: both arms' params and rewards
 # Internal to the loop (no client access in firestore.rules):
 BUCKETS = "ops_buckets"  # per component x level x bucket sufficient statistics
 BUCKET_DELTAS = "ops_bucket_deltas"  # per scored chunk: statistics not yet added to the buckets

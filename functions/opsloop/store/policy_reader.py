@@ -1,0 +1,46 @@
+"""Reading policy heads and versions: all a component needs from Firestore to get its assignment.
+
+Kept apart from ``FirestoreStore`` so the client (``opsloop.client``) imports nothing but
+google-cloud-firestore and the pure policy model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+
+from ..domain import policy as policy_domain
+from . import paths
+
+
+def read_head(db: firestore.Client, policy_id: str) -> policy_domain.Head:
+    """The policy's head (active version, history, running rollout), outside any transaction; a policy
+    seeded without a head document reads as its newest ``active`` version."""
+    snap = db.collection(paths.POLICY_HEADS).document(policy_id).get()
+    if snap.exists:
+        return policy_domain.Head.from_doc(policy_id, snap.to_dict())
+    q = (
+        db.collection(paths.POLICIES)
+        .where(filter=FieldFilter("id", "==", policy_id))
+        .where(filter=FieldFilter("status", "==", "active"))
+    )
+    actives = sorted(str((s.to_dict() or {}).get("version")) for s in q.stream())
+    return policy_domain.Head(policy_id, actives[-1] if actives else None)
+
+
+def read_version(db: firestore.Client, policy_id: str, version: str) -> dict[str, Any] | None:
+    snap = db.collection(paths.POLICIES).document(f"{policy_id}@{version}").get()
+    return snap.to_dict() if snap.exists else None
+
+
+class FirestorePolicyReader:
+    def __init__(self, db: firestore.Client) -> None:
+        self.db = db
+
+    def head(self, policy_id: str) -> policy_domain.Head:
+        return read_head(self.db, policy_id)
+
+    def policy(self, policy_id: str, version: str) -> dict[str, Any] | None:
+        return read_version(self.db, policy_id, version)

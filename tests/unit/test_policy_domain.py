@@ -17,10 +17,12 @@ from opsloop.domain.policy import (
     Rollout,
     plan_activate,
     plan_canary_rollback,
+    plan_conclude,
     plan_promote,
     plan_reject,
     plan_rollback,
     plan_start_canary,
+    plan_start_experiment,
     plan_start_shadow,
 )
 
@@ -448,3 +450,38 @@ def test_rollout_doc_round_trip() -> None:
 @pytest.mark.parametrize("doc", [None, {}])
 def test_head_from_missing_doc(doc: dict | None) -> None:
     assert Head.from_doc(PID, doc) == Head(PID, active=None, history=(), seq=0, rollout=None)
+
+
+# --- experiments (kinds without an off-policy gate) ------------------------------------------------------
+def test_an_experiment_takes_a_draft_straight_to_canary() -> None:
+    head = Head(PID, active="1.0.0", history=("0.9.0",), seq=3)
+    t = plan_start_experiment(head, "2.0.0", statuses(v1_0_0="active", v2_0_0="draft"), 0.2, "r9", T0)
+    assert t.action == "canary" and t.statuses == {"2.0.0": "canary"} and t.rollout_status == "running"
+    assert t.rollout == Rollout("r9", "2.0.0", "1.0.0", "canary", 0.2, T0, T0)
+    assert t.head == Head(PID, active="1.0.0", history=("0.9.0",), seq=4, rollout=t.rollout)
+
+
+@pytest.mark.parametrize(("head", "status", "error", "split"), [
+    (Head(PID, active="1.0.0", seq=3, rollout=CANARY), "draft", FailedPrecondition, 0.2),  # one at a time
+    (Head(PID, active="1.0.0", seq=3), "rejected", FailedPrecondition, 0.2),  # only a draft
+    (Head(PID, seq=0), "draft", FailedPrecondition, 0.2),  # nothing to compare against
+    (Head(PID, active="1.0.0", seq=3), "draft", InvalidArgument, 0.7),
+    (Head(PID, active="1.0.0", seq=3), "draft", InvalidArgument, math.nan),
+])
+def test_an_experiment_is_refused(head: Head, status: str, error: type[OpsError], split: float) -> None:
+    with pytest.raises(error):
+        plan_start_experiment(head, "3.0.0", lambda v: status, split, "r9", T0)
+
+
+def test_conclude_ends_an_undecided_canary_as_inconclusive() -> None:
+    head, status_of = in_canary()
+    t = plan_conclude(head, "2.0.0", status_of)
+    assert t.action == "conclude" and t.statuses == {"2.0.0": "rejected"}
+    assert t.rollout == CANARY and t.rollout_status == "inconclusive"
+    assert t.head == Head(PID, active="1.0.0", history=("0.9.0",), seq=head.seq + 1, rollout=None)
+    assert t.from_version == "2.0.0" and t.to_version == "1.0.0"
+    with pytest.raises(FailedPrecondition):
+        plan_conclude(head, "3.0.0", status_of)  # not the running canary
+    shadow_head, shadow_status = in_shadow()
+    with pytest.raises(FailedPrecondition):
+        plan_conclude(shadow_head, "2.0.0", shadow_status)  # a shadow is not an experiment

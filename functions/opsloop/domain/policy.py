@@ -147,8 +147,9 @@ def plan_rollback(head: Head, version: str | None, status_of: StatusOf) -> Trans
     return Transition("rollback", head.policy_id, head.active, previous, new_head, statuses)
 
 
-def plan_start_shadow(head: Head, version: str, status_of: StatusOf, rollout_id: str, now_ms: int) -> Transition:
-    """Put a draft in shadow: evaluated on logged data only, live traffic keeps the champion."""
+def _startable_draft(head: Head, version: str, status_of: StatusOf, what: str) -> str:
+    """The active version a draft's first rollout compares against; refused while another rollout runs,
+    for anything but a draft, and without an active version."""
     status = _require(status_of, head.policy_id, version)
     if head.rollout is not None:
         raise FailedPrecondition(
@@ -156,12 +157,18 @@ def plan_start_shadow(head: Head, version: str, status_of: StatusOf, rollout_id:
             {"id": head.policy_id, "rollout": head.rollout.to_doc()}, code="E_LEARN_ROLLOUT_RUNNING",
         )
     if status != "draft":
-        raise FailedPrecondition(f"only a draft can enter shadow; {head.policy_id}@{version} is {status}",
+        raise FailedPrecondition(f"only a draft can {what}; {head.policy_id}@{version} is {status}",
                                  {"id": head.policy_id, "version": version, "status": status})
     if head.active is None:
         raise FailedPrecondition(f"policy {head.policy_id} has no active version to compare against",
                                  {"id": head.policy_id})
-    rollout = Rollout(rollout_id, version, head.active, "shadow", 0.0, now_ms)
+    return head.active
+
+
+def plan_start_shadow(head: Head, version: str, status_of: StatusOf, rollout_id: str, now_ms: int) -> Transition:
+    """Put a draft in shadow: evaluated on logged data only, live traffic keeps the champion."""
+    champion = _startable_draft(head, version, status_of, "enter shadow")
+    rollout = Rollout(rollout_id, version, champion, "shadow", 0.0, now_ms)
     new_head = replace(head, seq=head.seq + 1, rollout=rollout)
     return Transition("shadow", head.policy_id, head.active, version, new_head, {version: "shadow"}, rollout,
                       "running")
@@ -199,19 +206,8 @@ def plan_start_experiment(head: Head, version: str, status_of: StatusOf, split: 
     """Send a ``split`` share of live traffic to a draft straight away: a kind without an off-policy gate
     (``params``) has no shadow stage; its canary's safety thresholds are the gate."""
     split = _split(split)
-    status = _require(status_of, head.policy_id, version)
-    if head.rollout is not None:
-        raise FailedPrecondition(
-            f"a {head.rollout.stage} of {head.policy_id}@{head.rollout.version} is already running",
-            {"id": head.policy_id, "rollout": head.rollout.to_doc()}, code="E_LEARN_ROLLOUT_RUNNING",
-        )
-    if status != "draft":
-        raise FailedPrecondition(f"only a draft can start an experiment; {head.policy_id}@{version} is {status}",
-                                 {"id": head.policy_id, "version": version, "status": status})
-    if head.active is None:
-        raise FailedPrecondition(f"policy {head.policy_id} has no active version to compare against",
-                                 {"id": head.policy_id})
-    rollout = Rollout(rollout_id, version, head.active, "canary", split, now_ms, canary_started_at=now_ms)
+    champion = _startable_draft(head, version, status_of, "start an experiment")
+    rollout = Rollout(rollout_id, version, champion, "canary", split, now_ms, canary_started_at=now_ms)
     new_head = replace(head, seq=head.seq + 1, rollout=rollout)
     return Transition("canary", head.policy_id, head.active, version, new_head, {version: "canary"}, rollout,
                       "running")

@@ -50,6 +50,8 @@ def test_each_experiment_gives_two_trials_and_params_outside_the_space_are_left_
     b = experiment(2, {**DOC["params"], "targetCpu": 0.7}, {**DOC["params"], "cooldownS": 90})  # 90: not a choice
     got = trials.trials_of([b, a], SPACE.search)
     assert [t.params["targetCpu"] for t in got] == [0.6, 0.7, 0.7]  # in the order they ended
+    broken = {**experiment(3, DOC["params"], {**DOC["params"], "targetCpu": 0.5}), "srm": True}
+    assert trials.trials_of([a, broken], SPACE.search) == trials.trials_of([a], SPACE.search)  # untrusted data
     assert all(set(t.params) == {"targetCpu", "minInstances", "cooldownS"} for t in got)
 
 

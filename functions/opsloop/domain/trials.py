@@ -52,7 +52,7 @@ def record(rollout: Mapping[str, Any], challenger: Mapping[str, Any], champion: 
         "nChampion": ev.get("nChampion", 0), "nChallenger": ev.get("nChallenger", 0),
         "meanChampion": ev.get("meanChampion"), "meanChallenger": ev.get("meanChallenger"),
         "diff": ev.get("diff"), "ciLow": ev.get("ciLow"), "ciHigh": ev.get("ciHigh"),
-        "reason": ev.get("reason"), "evaluatedAt": ev.get("ts"),
+        "reason": ev.get("reason"), "evaluatedAt": ev.get("ts"), "srm": bool(ev.get("srm")),
     }
 
 
@@ -62,9 +62,12 @@ def _finite(x: Any) -> TypeGuard[float]:
 
 def trials_of(experiments: Sequence[Mapping[str, Any]], space: Mapping[str, Dimension]) -> list[Trial]:
     """Both arms of every experiment that measured them, in the order they ended (params outside today's
-    search space are left out: the optimiser only knows today's distributions)."""
+    search space are left out: the optimiser only knows today's distributions; so is an experiment whose
+    split was broken, its data untrusted)."""
     out: list[Trial] = []
     for e in sorted(experiments, key=lambda e: (e.get("endedAt") or 0, str(e.get("experimentId")))):
+        if e.get("srm"):
+            continue
         for params, mean, n in ((e.get("championParams"), e.get("meanChampion"), e.get("nChampion")),
                                 (e.get("params"), e.get("meanChallenger"), e.get("nChallenger"))):
             if not isinstance(params, dict) or not _finite(mean) or not isinstance(n, int) or n <= 0:

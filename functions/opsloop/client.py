@@ -77,6 +77,12 @@ class PolicyClient:
         self.reads = 0
 
     def _head(self, policy_id: str) -> Head:
+        head = self._cached_head(policy_id)
+        if head.active is None:
+            raise NotFound(f"policy {policy_id} has no active version", {"id": policy_id})
+        return head
+
+    def _cached_head(self, policy_id: str) -> Head:
         now = self._clock()
         with self._lock:
             cached = self._heads.get(policy_id)
@@ -84,9 +90,7 @@ class PolicyClient:
                 return cached[1]
         head = self._store.head(policy_id)
         self.reads += 1
-        if head.active is None:
-            raise NotFound(f"policy {policy_id} has no active version", {"id": policy_id})
-        with self._lock:
+        with self._lock:  # an unknown policy is remembered too: asking again costs no read within ttl_s
             self._heads[policy_id] = (now, head)
         return head
 

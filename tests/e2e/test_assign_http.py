@@ -87,6 +87,10 @@ def test_bad_requests_are_400_with_the_field(server: str, autoscaler: FirestoreS
 def test_unknown_policy_is_404_and_auth_is_required(server: str, autoscaler: FirestoreStore) -> None:
     r = assign(server, {"policyId": "nope", "requestId": "r-1"})
     assert r.status_code == 404 and r.json()["error"]["details"]["code"] == "E_LEARN_NOT_FOUND"
+    assert r.json()["error"]["details"]["field"] == "policyId"
+    r = assign(server, {"requests": [{"policyId": "autoscaler-core", "requestId": "r-1"},
+                                     {"policyId": "nope", "requestId": "r-2"}]})
+    assert r.status_code == 404 and r.json()["error"]["details"]["field"] == "requests.1.policyId"
     assert assign(server, {"policyId": "autoscaler-core", "requestId": "r-1"}, token=None).status_code == 401
     assert assign(server, {"policyId": "autoscaler-core", "requestId": "r-1"}, token=NO_ROLE).status_code == 403
     assert assign(server, {"policyId": "autoscaler-core", "requestId": "r-1"}, token=ADMIN).status_code == 200

@@ -127,6 +127,16 @@ def test_a_params_draft_skips_the_shadow_and_goes_straight_to_canary(loop: Fires
     record = experiments.experiment(loop, started["rollout"]["rolloutId"])
     assert record is not None and record["outcome"] == "rejected" and record["decidedBy"] == "alice"
 
+    # turned down before traffic too: the next draft tries something else, not the same params again
+    drafted = tune_autoscaler(loop)
+    assert drafted.action == "drafted" and drafted.version == "1.0.2"
+    rollouts.reject(loop, POLICY, "1.0.2", "no", actor="alice")
+    third = tune_autoscaler(loop)
+    assert third.version == "1.0.3"
+    params = [(loop.policy(POLICY, v) or {})["params"] for v in ("1.0.1", "1.0.2", "1.0.3")]
+    assert len({json.dumps(p, sort_keys=True) for p in params}) == 3
+    assert (loop.policy(POLICY, "1.0.3") or {})["evidence"]["seed"] == trials.seed_for(POLICY, 2)
+
 
 def test_seed_refuses_a_bad_params_policy_and_writes_nothing(store: FirestoreStore, tmp_path: Path) -> None:
     (tmp_path / "config").mkdir()

@@ -14,6 +14,7 @@ from scipy import stats as sps
 
 from opsloop.domain.config import ConfigInvalid, parse
 from opsloop.domain.experiment import (
+    MIN_TEST_SAMPLES,
     ArmData,
     Evaluation,
     RolloutConfig,
@@ -380,6 +381,14 @@ def test_significantly_better_with_enough_samples_promotes() -> None:
     assert ev.look_p is not None and ev.look_p < CFG.alpha
     assert ev.ci_low is not None and ev.ci_high is not None and 0 < ev.ci_low < 0.03 < ev.ci_high
     assert not any(ev.guardrails.values()) and not any(ev.safety.values()) and not ev.srm
+
+
+def test_the_reward_tests_wait_for_enough_requests_to_estimate_a_variance() -> None:
+    n = MIN_TEST_SAMPLES - 1
+    ev = evaluate(arm(n * 4, mean=0.90, var=0.01), arm(n, mean=0.10, var=0.01), 0.2, CFG)
+    assert ev.look_p is None and ev.outcome == "continue"
+    ev = evaluate(arm(n * 4 + 4, mean=0.90, var=0.01), arm(n + 1, mean=0.10, var=0.01), 0.2, CFG)
+    assert ev.outcome == "rollback" and ev.reason.startswith("challenger is worse")
 
 
 def test_significantly_worse_rolls_back_before_min_samples() -> None:

@@ -72,19 +72,49 @@ def test_a_proposal_is_reproducible_inside_the_space_and_keeps_fixed_params() ->
 def test_nothing_to_propose_without_a_search_space_or_once_every_point_was_tried() -> None:
     assert trials.propose("p", params_kind.parse({**DOC, "search": {}}), []) is None
     tiny = params_kind.parse({"params": {"mode": "a"}, "search": {"mode": {"choices": ["a", "b"]}}})
-    tried = [trials.Trial({"mode": "b"}, 0.5, 100, "e1")]
-    assert trials.propose("p", tiny, tried) is None
+    assert trials.propose("p", tiny, [trials.Trial({"mode": "b"}, 0.5, 100, "e1")]) is None
+    assert trials.propose("p", tiny, [], [{"mode": "b"}]) is None
     assert trials.propose("p", tiny, [])  == trials.Proposal({"mode": "b"}, trials.seed_for("p", 0), [])
 
 
-def test_an_experiment_that_measured_nothing_is_not_proposed_again() -> None:
+def test_a_candidate_tried_before_is_not_proposed_again_measured_or_not() -> None:
     first = trials.propose("autoscaler-core", SPACE, [])
     assert first is not None
-    empty = trials.record({"rolloutId": "e1", "id": "autoscaler-core", "version": "1.0.1", "champion": "1.0.0",
-                           "status": "inconclusive"}, {"params": first.params}, {"params": DOC["params"]}, "params")
-    again = trials.propose("autoscaler-core", SPACE, [], [empty])
+    # its experiment measured nothing, or an admin turned the draft down before it reached traffic
+    again = trials.propose("autoscaler-core", SPACE, [], [first.params], attempt=1)
     assert again is not None and again.params != first.params
     assert again.seed == trials.seed_for("autoscaler-core", 1) != first.seed
+
+
+def test_a_small_discrete_space_is_tried_point_by_point_until_exhausted() -> None:
+    """TPE returns to the best region of a small discrete space; an untried point is taken instead."""
+    space = params_kind.parse({"params": {"mode": 0}, "search": {"mode": {"choices": [0, 1, 2, 3, 4, 5]}}})
+    tried: list[dict[str, Any]] = []
+    learned: list[trials.Trial] = []
+    for i in range(5):
+        proposal = trials.propose("p", space, learned, tried, attempt=i)
+        assert proposal is not None, f"gave up after {i} of 5 untried choices"
+        tried.append(proposal.params)
+        learned.append(trials.Trial({"mode": proposal.params["mode"]}, 1.0 - 0.1 * i, 500, f"e{i}"))
+    assert sorted(p["mode"] for p in tried) == [1, 2, 3, 4, 5]
+    assert trials.propose("p", space, learned, tried, attempt=5) is None
+
+
+def test_an_int_given_as_a_whole_float_is_the_same_point() -> None:
+    space = params_kind.parse({"params": {"n": 2.0}, "search": {"n": {"min": 1, "max": 3, "int": True}}})
+    assert space.params == {"n": 2} and isinstance(space.params["n"], int)
+    seen = set()
+    for i in range(2):
+        proposal = trials.propose("p", space, [], [{"n": v} for v in seen], attempt=i)
+        assert proposal is not None and proposal.params["n"] != 2  # never the champion against itself
+        seen.add(proposal.params["n"])
+    assert seen == {1, 3} and trials.propose("p", space, [], [{"n": 1.0}, {"n": 3}], attempt=2) is None
+
+
+def test_an_arm_measured_on_few_requests_teaches_nothing() -> None:
+    rec = experiment(1, DOC["params"], {**DOC["params"], "targetCpu": 0.7})
+    few = {**rec, "nChallenger": trials.MIN_TRIAL_SAMPLES - 1}
+    assert [t.params["targetCpu"] for t in trials.trials_of([few], SPACE.search)] == [0.6]
 
 
 def test_tpe_finds_95_percent_of_the_optimum_within_15_experiments() -> None:
@@ -92,7 +122,8 @@ def test_tpe_finds_95_percent_of_the_optimum_within_15_experiments() -> None:
     champion: dict[str, Any] = dict(DOC["params"])
     records: list[dict[str, Any]] = []
     for i in range(1, 16):
-        proposal = trials.propose("autoscaler-core", SPACE, trials.trials_of(records, SPACE.search), records)
+        proposal = trials.propose("autoscaler-core", SPACE, trials.trials_of(records, SPACE.search),
+                                  [r["params"] for r in records], attempt=len(records))
         assert proposal is not None
         records.append(experiment(i, champion, proposal.params))
         if reward(proposal.params) > reward(champion):

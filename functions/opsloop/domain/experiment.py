@@ -343,8 +343,17 @@ def _latency_check(champion: ArmData, challenger: ArmData, ratio: float, alpha: 
     return Check(increase, ratio, p, alpha, increase > ratio and p < alpha)
 
 
+# The tests plug in each arm's sample variance; below this many requests an arm's variance is too rough for
+# the error control to hold (an A/A simulation looking at every request from n = 2 falsely rolled back 4 %
+# against a 2 % budget; from 30, under 1 %).
+MIN_TEST_SAMPLES = 30
+
+
 def reward_p(champion: ArmData, challenger: ArmData, tau: float) -> tuple[float | None, float | None]:
-    """This look's always-valid p of "challenger better" and of "challenger worse" on mean reward."""
+    """This look's always-valid p of "challenger better" and of "challenger worse" on mean reward (None
+    until each arm has ``MIN_TEST_SAMPLES``)."""
+    if min(champion.n, challenger.n) < MIN_TEST_SAMPLES:
+        return None, None
     return msprt_p(champion, challenger, tau, side=1), msprt_p(champion, challenger, tau, side=-1)
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
+import random
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeGuard
@@ -22,6 +23,7 @@ import optuna
 from .kinds.params import Choices, Dimension, ParamsPolicy, Range
 
 STARTUP_TRIALS = 4  # random proposals before the model takes over (of the first two experiments' four trials)
+MIN_TRIAL_SAMPLES = 100  # an arm measured on fewer requests teaches nothing (its mean is mostly noise)
 SAMPLER = "TPESampler(multivariate=True)"
 OUTCOMES = {"promoted": "promoted", "rolled_back": "rolled_back", "rejected": "rejected",
             "inconclusive": "inconclusive"}
@@ -70,11 +72,11 @@ def trials_of(experiments: Sequence[Mapping[str, Any]], space: Mapping[str, Dime
             continue
         for params, mean, n in ((e.get("championParams"), e.get("meanChampion"), e.get("nChampion")),
                                 (e.get("params"), e.get("meanChallenger"), e.get("nChallenger"))):
-            if not isinstance(params, dict) or not _finite(mean) or not isinstance(n, int) or n <= 0:
+            if not isinstance(params, dict) or not _finite(mean) or not isinstance(n, int) or n < MIN_TRIAL_SAMPLES:
                 continue
             point = {k: params.get(k) for k in space}
             if all(not dim.problem(point[k]) for k, dim in space.items()):
-                out.append(Trial(point, float(mean), n, str(e.get("experimentId"))))
+                out.append(Trial(_point(point, space), float(mean), n, str(e.get("experimentId"))))
     return out
 
 
@@ -101,32 +103,57 @@ class Proposal:
 
 
 def propose(policy_id: str, policy: ParamsPolicy, trials: Sequence[Trial],
-            experiments: Sequence[Mapping[str, Any]] = (), max_asks: int = 20) -> Proposal | None:
-    """The next candidate: Optuna's TPE told every trial, asked once (again while it repeats the params in
-    force or the candidate of an earlier experiment, measured or not). None when the search space is empty
-    or every point of a discrete one was tried."""
+            tried: Sequence[Mapping[str, Any]] = (), attempt: int = 0, max_asks: int = 20) -> Proposal | None:
+    """The next candidate: Optuna's TPE told every trial, asked again while it repeats the params in force
+    or a point already ``tried`` (every earlier candidate, measured or not, turned down or not); then an
+    untried point drawn at random. ``attempt`` (how many candidates the policy has had) seeds the sampler,
+    so the same history gives the same proposal and every new one moves the sampler on. None when the
+    search space is empty or every point of a discrete one was tried."""
     if not policy.search:
         return None
     # in name order: the sampler draws the dimensions in this order, and a stored map's key order is not kept
-    dists = {name: distribution(policy.search[name]) for name in sorted(policy.search)}
-    seed = seed_for(policy_id, len(experiments))
+    names = sorted(policy.search)
+    dists = {name: distribution(policy.search[name]) for name in names}
+    seed = seed_for(policy_id, attempt)
     sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, n_startup_trials=STARTUP_TRIALS)
     study = optuna.create_study(direction="maximize", sampler=sampler)
     for t in trials:
         study.add_trial(optuna.trial.create_trial(params=t.params, distributions=dists, value=t.value))
-    tried = {_key(t.params) for t in trials} | {_key({k: policy.params[k] for k in dists})} \
-        | {_key({k: (e.get("params") or {}).get(k) for k in dists}) for e in experiments}
-    point: dict[str, Any] = {}
+    seen = {_key(t.params) for t in trials} | {_key(_point(policy.params, policy.search))} \
+        | {_key(_point(p, policy.search)) for p in tried}
     for _ in range(max_asks):
         asked = study.ask(dists)
-        point = {k: _native(asked.params[k], policy.search[k]) for k in dists}
-        if _key(point) not in tried:
-            break
+        point = {k: _native(asked.params[k], policy.search[k]) for k in names}
+        if _key(point) not in seen:
+            return Proposal({**policy.params, **point}, seed, list(trials))
         study.tell(asked, state=optuna.trial.TrialState.FAIL)  # a repeat teaches nothing: ask again
-    else:
-        if _key(point) in tried:
-            return None  # the whole (discrete) space has been tried
-    return Proposal({**policy.params, **point}, seed, list(trials))
+    # TPE keeps returning to the best region of a small discrete space: take an untried point at random
+    rng = random.Random(seed)
+    for _ in range(10_000):
+        point = {k: _draw(policy.search[k], rng) for k in names}
+        if _key(point) not in seen:
+            return Proposal({**policy.params, **point}, seed, list(trials))
+    return None  # (nearly) every point of a discrete space has been tried
+
+
+def _draw(dim: Dimension, rng: random.Random) -> Any:
+    if isinstance(dim, Choices):
+        return rng.choice(dim.choices)
+    if dim.int:
+        return rng.randint(int(dim.min), int(dim.max))
+    if dim.log:
+        return math.exp(rng.uniform(math.log(dim.min), math.log(dim.max)))
+    return rng.uniform(float(dim.min), float(dim.max))
+
+
+def _point(params: Mapping[str, Any], space: Mapping[str, Dimension]) -> dict[str, Any]:
+    """``params`` restricted to the search space, each value as the optimiser holds it (2.0 of an int is 2)."""
+    out = {}
+    for k, dim in space.items():
+        v = params.get(k)
+        out[k] = _native(v, dim) if isinstance(dim, Range) and isinstance(v, int | float) \
+            and not isinstance(v, bool) else v
+    return out
 
 
 def _native(value: Any, dim: Dimension) -> Any:

@@ -15,7 +15,7 @@ from typing import Any
 
 from ..client import PolicyClient, pick_model
 from ..domain import semver
-from ..domain.errors import InvalidArgument
+from ..domain.errors import InvalidArgument, NotFound
 
 MAX_REQUESTS = 500
 MAX_REQUEST_ID = 256
@@ -70,5 +70,11 @@ def answer(client: PolicyClient, policy_id: str, request_id: str) -> dict[str, A
 
 def assign(client: PolicyClient, body: Any) -> dict[str, Any]:
     pairs, batch = parse(body)
-    answers = [answer(client, policy_id, request_id) for policy_id, request_id in pairs]
+    answers = []
+    for i, (policy_id, request_id) in enumerate(pairs):
+        try:
+            answers.append(answer(client, policy_id, request_id))
+        except NotFound as exc:  # which item of a batch: the field names it
+            where = f"requests.{i}.policyId" if batch else "policyId"
+            raise NotFound(exc.message, {**exc.details, "field": where}) from None
     return {"assignments": answers} if batch else answers[0]

@@ -95,7 +95,9 @@ def tune(store: FirestoreStore, active: dict[str, Any], rollout_cfg: RolloutConf
     sync(store, policy_id)
     done = ExperimentStore(store.db).list(policy_id, limit=1_000_000)
     learned = trials.trials_of(done, space.search)
-    proposal = trials.propose(policy_id, space, learned, done)
+    # every earlier candidate counts as tried, also a draft an admin turned down before it reached traffic
+    drafted = [v for v in versions if v.get("createdBy") == UPDATER]
+    proposal = trials.propose(policy_id, space, learned, [v.get("params") or {} for v in drafted], len(drafted))
     if proposal is None:
         return Drafted("skipped", None, "nothing left to try: the search space is empty or exhausted")
     newest = max(semver.Version.parse(str(v["version"])) for v in versions)
@@ -106,7 +108,8 @@ def tune(store: FirestoreStore, active: dict[str, Any], rollout_cfg: RolloutConf
         "notes": f"Experiment {len(done) + 1}: candidate from {len(learned)} trials",
         "params": proposal.params, "search": active.get("search") or {},
         "evidence": {"sampler": trials.SAMPLER, "seed": proposal.seed, "startupTrials": trials.STARTUP_TRIALS,
-                     "experiments": len(done), "scheduleTime": ms(schedule_time) if schedule_time else None,
+                     "experiments": len(done), "attempt": len(drafted),
+                     "scheduleTime": ms(schedule_time) if schedule_time else None,
                      "trials": [_trial_doc(t) for t in proposal.trials]},
     }
     kinds.validate(doc)  # the optimiser stays inside the space; a broken space never reaches the store

@@ -39,8 +39,11 @@ from .base import PolicyKind, field_error
 NAME_PATTERN = r"^[a-zA-Z][a-zA-Z0-9_]{0,63}$"
 MAX_PARAMS = 64
 MAX_CHOICES = 64
-Value = StrictBool | StrictInt | StrictFloat | Annotated[StrictStr, Field(max_length=200)]
-Number = Annotated[StrictInt | StrictFloat, Field(allow_inf_nan=False)]
+# Firestore stores 64-bit integers and finite doubles: anything else would fail the write after validation
+Int64 = Annotated[StrictInt, Field(ge=-(2**63), le=2**63 - 1)]
+Float = Annotated[StrictFloat, Field(allow_inf_nan=False)]
+Value = StrictBool | Int64 | Float | Annotated[StrictStr, Field(max_length=200)]
+Number = Int64 | Float
 
 
 class _Strict(BaseModel):
@@ -82,9 +85,9 @@ class Choices(_Strict):
 
     @model_validator(mode="after")
     def _check(self) -> Choices:
-        keys = [(type(c).__name__, c) for c in self.choices]
-        if len(set(keys)) != len(keys):
-            raise ValueError("choices must be distinct")
+        # 1, 1.0 and True are one choice to an optimiser that matches by equality (and so to Python's set)
+        if len(set(self.choices)) != len(self.choices):
+            raise ValueError("choices must be distinct (1, 1.0 and true count as the same)")
         return self
 
     def problem(self, value: Any) -> str | None:
@@ -122,6 +125,12 @@ def _dimension(name: str, spec: Any) -> Dimension:
     if not isinstance(spec, dict):
         raise InvalidArgument(f"'{path}' must be an object like {{\"min\": 0, \"max\": 1}} or {{\"choices\": [...]}}",
                               {"field": path})
+    stored = [(key, spec.get(key)) for key in ("min", "max")]
+    stored += [("choices", v) for v in spec.get("choices") or [] if isinstance(spec.get("choices"), list)]
+    for key, v in stored:  # as stored: pydantic would read a huge int as a float that fits
+        if isinstance(v, int) and not isinstance(v, bool) and not -(2**63) <= v < 2**63:
+            raise InvalidArgument(f"'{path}.{key}' must fit in 64 bits (Firestore's integers)",
+                                  {"field": f"{path}.{key}"})
     model: type[Range] | type[Choices] = Choices if "choices" in spec else Range
     try:
         return model.model_validate(spec)
@@ -140,6 +149,9 @@ def parse(doc: Mapping[str, Any]) -> ParamsPolicy:
                                   {"field": f"params.{name}"}) from None
         if isinstance(value, float) and not math.isfinite(value):
             raise InvalidArgument(f"'params.{name}' must be finite, got {value!r}", {"field": f"params.{name}"})
+        if isinstance(value, int) and not isinstance(value, bool) and not -(2**63) <= value < 2**63:
+            raise InvalidArgument(f"'params.{name}' must fit in 64 bits (Firestore's integers)",
+                                  {"field": f"params.{name}"})
     search = {name: _dimension(name, spec) for name, spec in _names(doc.get("search", {}), "search").items()}
     for name, dim in search.items():
         if name not in params:
@@ -148,7 +160,9 @@ def parse(doc: Mapping[str, Any]) -> ParamsPolicy:
         problem = dim.problem(params[name])
         if problem:
             raise InvalidArgument(f"'params.{name}' {problem}", {"field": f"params.{name}"})
-    return ParamsPolicy(dict(params), search)
+    # a whole number given as 2.0 for an int dimension is the point 2 (the optimiser's, and a repeat's)
+    return ParamsPolicy({k: int(v) if isinstance(search.get(k), Range) and search[k].int else v  # type: ignore[union-attr]
+                         for k, v in params.items()}, search)
 
 
 def validate(doc: Mapping[str, Any]) -> None:

@@ -485,3 +485,21 @@ def test_conclude_ends_an_undecided_canary_as_inconclusive() -> None:
     shadow_head, shadow_status = in_shadow()
     with pytest.raises(FailedPrecondition):
         plan_conclude(shadow_head, "2.0.0", shadow_status)  # a shadow is not an experiment
+
+
+def test_what_a_transition_writes() -> None:
+    head, status_of = in_canary()
+    t = plan_promote(head, "2.0.0", status_of)
+    assert t.version_updates(T0, "ctl") == {
+        "1.0.0": {"status": "archived", "statusChangedAt": T0, "statusChangedBy": "ctl"},
+        "2.0.0": {"status": "active", "statusChangedAt": T0, "statusChangedBy": "ctl", "activatedAt": T0,
+                  "activatedBy": "ctl"},
+    }
+    assert t.rollout_doc(T0, "ctl") == {**CANARY.to_doc(), "id": PID, "status": "promoted", "updatedAt": T0,
+                                         "endedAt": T0, "endedBy": "ctl"}
+    started = plan_start_experiment(Head(PID, active="1.0.0", seq=1), "2.0.0", statuses(v2_0_0="draft"), 0.2,
+                                    "r9", T0)
+    doc = started.rollout_doc(T0, "ctl")
+    assert doc is not None and doc["status"] == "running" and "endedAt" not in doc
+    assert plan_rollback(Head(PID, active="1.0.0", history=("0.9.0",), seq=2), None,
+                         statuses(v0_9_0="archived", v1_0_0="active")).rollout_doc(T0, "ctl") is None

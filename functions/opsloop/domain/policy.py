@@ -90,6 +90,26 @@ class Transition:
     rollout: Rollout | None = None  # the rollout this transition starts, changes or ends
     rollout_status: str | None = None  # running | promoted | rejected | rolled_back | inconclusive
 
+    def version_updates(self, now_ms: int, actor: str) -> dict[str, dict[str, Any]]:
+        """What each version it touches gets: its new status, when and by whom (and when it became active)."""
+        out: dict[str, dict[str, Any]] = {}
+        for version, status in self.statuses.items():
+            fields: dict[str, Any] = {"status": status, "statusChangedAt": now_ms, "statusChangedBy": actor}
+            if status == "active":
+                fields.update(activatedAt=now_ms, activatedBy=actor)
+            out[version] = fields
+        return out
+
+    def rollout_doc(self, now_ms: int, actor: str) -> dict[str, Any] | None:
+        """The rollout document it writes (merged into the stored one); None when no rollout changes."""
+        if self.rollout is None or self.rollout_status is None:
+            return None
+        doc: dict[str, Any] = {**self.rollout.to_doc(), "id": self.policy_id, "status": self.rollout_status,
+                               "updatedAt": now_ms}
+        if self.rollout_status != "running":
+            doc.update(endedAt=now_ms, endedBy=actor)
+        return doc
+
 
 def _require(status_of: StatusOf, policy_id: str, version: str) -> str:
     status = status_of(version)

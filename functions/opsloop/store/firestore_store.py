@@ -652,19 +652,13 @@ class FirestoreStore:
             if transition is None:
                 return None, None
             now = _now_ms()
-            for version, status in transition.statuses.items():
-                fields: dict[str, Any] = {"status": status, "statusChangedAt": now, "statusChangedBy": actor}
-                if status == "active":
-                    fields.update(activatedAt=now, activatedBy=actor)
+            for version, fields in transition.version_updates(now, actor).items():
                 txn.update(col.document(f"{policy_id}@{version}"), fields)
             txn.set(head_ref, {**transition.head.to_doc(), "updatedAt": now})
-            if transition.rollout is not None and transition.rollout_status is not None:
+            rollout_doc = transition.rollout_doc(now, actor)
+            if transition.rollout is not None and rollout_doc is not None:
                 ref = self.db.collection(paths.ROLLOUTS).document(transition.rollout.rollout_id)
-                doc: dict[str, Any] = {**transition.rollout.to_doc(), "id": policy_id,
-                                       "status": transition.rollout_status, "updatedAt": now}
-                if transition.rollout_status != "running":
-                    doc.update(endedAt=now, endedBy=actor)
-                txn.set(ref, doc, merge=True)
+                txn.set(ref, rollout_doc, merge=True)
             audit = {
                 "ts": now, "actor": actor, "action": transition.action, "id": policy_id,
                 "from": transition.from_version, "to": transition.to_version, **(extra_audit or {}),

@@ -154,3 +154,16 @@ def test_any_stored_observation_scores_or_is_recorded_invalid(doc: dict[str, Any
     else:
         assert summary.finite() and 0.0 <= reward["score"] <= 1.0
         assert observation.stored_problem(doc, 1_800_000_000_000 + 10**12) is None
+
+
+def test_change_flags_merges_and_repairs_an_unreadable_document() -> None:
+    from opsloop.domain.config import change_flags
+
+    same = change_flags({"learning": {"enabled": True, "autoActivatePolicies": False}}, {"enabled": True})
+    assert same.doc is None and same.old == same.new == {"enabled": True, "autoActivatePolicies": False}
+    on = change_flags({"learning": {"enabled": True}}, {"autoActivatePolicies": True})
+    assert on.doc == {"learning": {"enabled": True, "autoActivatePolicies": True}}
+    assert on.old == {"enabled": True, "autoActivatePolicies": False}
+    broken = change_flags({"learning": "yes", "note": "x"}, {})  # unreadable: off, and rewritten whole
+    assert broken.old == broken.new == {"enabled": False, "autoActivatePolicies": False}
+    assert broken.doc == {"learning": {"enabled": False, "autoActivatePolicies": False}}

@@ -327,3 +327,24 @@ class Settings:
 
 _ATTR = {REWARD: "reward", FLAGS: "flags", SCORING: "scoring", TUNING: "tuning", DRIFT: "drift",
          SKILL_CARDS: "cards"}
+
+
+@dataclass(frozen=True)
+class FlagsChange:
+    old: dict[str, bool]
+    new: dict[str, bool]
+    doc: dict[str, Any] | None  # config/flags as it is to be written; None: nothing changes
+
+
+def change_flags(stored: dict[str, Any], learning: dict[str, bool]) -> FlagsChange:
+    """Merge ``learning`` into the stored config/flags. An unreadable document counts as learning off, and
+    the change rewrites it whole (a readable one has no other keys: the model refuses them)."""
+    try:
+        current, doc, repair = parse(FLAGS, stored), stored, False
+    except ConfigInvalid:
+        current, doc, repair = FLAGS_OFF, {}, True
+    old = {"enabled": current.enabled, "autoActivatePolicies": current.auto_activate}
+    new = {**old, **learning}
+    if new == old and not repair:
+        return FlagsChange(old, new, None)
+    return FlagsChange(old, new, {**doc, "learning": new})

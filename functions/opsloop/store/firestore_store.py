@@ -574,22 +574,14 @@ class FirestoreStore:
 
         def work(txn: firestore.Transaction) -> tuple[dict[str, Any], dict[str, Any], bool]:
             snap = ref.get(transaction=txn)
-            doc = (snap.to_dict() or {}) if snap.exists else {}
-            try:
-                current = config_domain.parse(config_domain.FLAGS, doc)
-            except config_domain.ConfigInvalid:  # unreadable: it counts as off, and this call repairs it
-                current, doc, repair = config_domain.FLAGS_OFF, {}, True
-            else:
-                repair = False
-            old = {"enabled": current.enabled, "autoActivatePolicies": current.auto_activate}
-            new = {**old, **learning}
-            if new == old and not repair:
-                return old, new, False
+            change = config_domain.change_flags((snap.to_dict() or {}) if snap.exists else {}, learning)
+            if change.doc is None:
+                return change.old, change.new, False
             head = self._chain_head(txn, chain)
-            txn.set(ref, {**doc, "learning": new})
+            txn.set(ref, change.doc)
             self._append_audit(txn, chain, head, {"ts": _now_ms(), "actor": actor, "action": "set_flags",
-                                                  "id": "config/flags", "from": old, "to": new})
-            return old, new, True
+                                                  "id": "config/flags", "from": change.old, "to": change.new})
+            return change.old, change.new, True
 
         return run_transaction(self.db, work)
 

@@ -43,6 +43,7 @@ bench: $(STAMP) emulator-check
 	$(PY) bench/load_test.py
 	$(PY) bench/tuning_sim.py
 	$(PY) bench/tuning_sim.py --windows 24h --world improves --out bench/results/tuning_sim_improves.json
+	$(PY) bench/autoscaler_sim.py
 	$(PY) bench/export_mem.py
 
 unit: $(STAMP)

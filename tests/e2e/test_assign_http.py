@@ -69,6 +69,7 @@ def test_a_router_policy_s_assignment_names_the_model(server: str, seeded: Fires
     ({"policyId": "autoscaler-core", "requestId": "r" * 257}, "requestId"),
     ({"policyId": "autoscaler-core", "requestId": 7}, "requestId"),
     ({"policyId": "Bad Id", "requestId": "r-1"}, "policyId"),
+    ({"policyId": 123, "requestId": "r-1"}, "policyId"),
     ({"policyId": "autoscaler-core", "requestId": "r-1", "arm": "challenger"}, "arm"),
     ({"requests": []}, "requests"),
     ({"requests": [{"policyId": "autoscaler-core", "requestId": "r-1"}] * 501}, "requests"),

@@ -29,15 +29,17 @@ def _one(item: Any, where: str) -> tuple[str, str]:
     unknown = sorted(set(item) - {"policyId", "requestId"})
     if unknown:
         raise InvalidArgument(f"unexpected field '{prefix}{unknown[0]}'", {"field": f"{prefix}{unknown[0]}"})
-    policy_id, request_id = item.get("policyId"), item.get("requestId")
+    raw_id, request_id = item.get("policyId"), item.get("requestId")
     try:
-        semver.validate_policy_id(policy_id)  # type: ignore[arg-type]
+        if not isinstance(raw_id, str):
+            raise ValueError(f"policy id must be a string, got {_short(raw_id)}")
+        policy_id = semver.validate_policy_id(raw_id)
     except ValueError as exc:
         raise InvalidArgument(f"'{prefix}policyId': {exc}", {"field": f"{prefix}policyId"}) from None
     if not isinstance(request_id, str) or not request_id or len(request_id) > MAX_REQUEST_ID:
         raise InvalidArgument(f"'{prefix}requestId' must be a non-empty string of at most {MAX_REQUEST_ID} "
                               f"characters, got {_short(request_id)}", {"field": f"{prefix}requestId"})
-    return policy_id, request_id  # type: ignore[return-value]
+    return policy_id, request_id
 
 
 def _short(value: Any) -> str:

@@ -161,8 +161,8 @@ def parse(doc: Mapping[str, Any]) -> ParamsPolicy:
         if problem:
             raise InvalidArgument(f"'params.{name}' {problem}", {"field": f"params.{name}"})
     # a whole number given as 2.0 for an int dimension is the point 2 (the optimiser's, and a repeat's)
-    return ParamsPolicy({k: int(v) if isinstance(search.get(k), Range) and search[k].int else v  # type: ignore[union-attr]
-                         for k, v in params.items()}, search)
+    ints = {k for k, dim in search.items() if isinstance(dim, Range) and dim.int}
+    return ParamsPolicy({k: int(v) if k in ints else v for k, v in params.items()}, search)
 
 
 def validate(doc: Mapping[str, Any]) -> None:

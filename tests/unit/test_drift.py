@@ -202,3 +202,23 @@ def test_drift_config_from_doc() -> None:
     for bad in ({"latest": "6h"}, {"minSamples": "50"}, {"baselineDays": 2.5}, {"alpha": True}):
         with pytest.raises(ConfigInvalid):
             parse("drift", bad)
+
+
+def test_drift_episodes_open_once_close_and_keep_the_change_point() -> None:
+    from opsloop.domain.drift import advance_episodes
+
+    def test(drifted: bool) -> dict[str, object]:
+        return {"drifted": drifted, "statistic": 0.3 if drifted else 0.01, "p": 1e-6 if drifted else 0.5}
+
+    first = advance_episodes("router:gpt-5", {}, {"latency": test(True), "reward": test(False)}, 1000)
+    assert first.raised == ["latency"] and list(first.alerts) == ["router:gpt-5~latency~1000"]
+    assert first.state["drifting"] and first.state["changedAt"] == 1000
+    assert first.state["metrics"]["latency"]["since"] == 1000 and first.state["metrics"]["reward"]["since"] is None
+    again = advance_episodes("router:gpt-5", first.state, {"latency": test(True)}, 2000)
+    assert again.alerts == {} and again.state["metrics"]["latency"]["since"] == 1000  # the same episode
+    assert again.state["metrics"]["reward"] == first.state["metrics"]["reward"]  # untested metrics are kept
+    closed = advance_episodes("router:gpt-5", again.state, {"latency": test(False)}, 3000)
+    assert not closed.state["drifting"] and closed.state["metrics"]["latency"]["since"] is None
+    assert closed.state["changedAt"] == 1000  # the change point outlives the episode
+    reopened = advance_episodes("router:gpt-5", closed.state, {"latency": test(True)}, 4000)
+    assert reopened.raised == ["latency"] and reopened.state["changedAt"] == 4000

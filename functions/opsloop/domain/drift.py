@@ -8,7 +8,8 @@ compared with a chi-square test of the 2x2 table.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from ddsketch.ddsketch import BaseDDSketch
@@ -91,3 +92,41 @@ def compare(latest: Summary, baseline: Summary, cfg: DriftConfig) -> list[Metric
                             round((baseline.success_rate or 0.0) * baseline.n), baseline.n)
     out.append(MetricTest("successRate", round(chi2, 6), p, p < cfg.alpha))
     return out
+
+
+@dataclass(frozen=True)
+class EpisodeUpdate:
+    """What one drift run writes for a component: its new state and an alert per newly drifting metric."""
+
+    state: dict[str, Any]
+    alerts: dict[str, dict[str, Any]] = field(default_factory=dict)  # alert id -> document
+
+    @property
+    def raised(self) -> list[str]:
+        return [a["metric"] for a in self.alerts.values()]
+
+
+def advance_episodes(component: str, state: dict[str, Any], tests: dict[str, dict[str, Any]],
+                     schedule_ms: int) -> EpisodeUpdate:
+    """Store this run's tests in the component's state; a metric that starts drifting opens an episode (and
+    one alert); one that keeps drifting raises nothing new; one back to normal closes its episode.
+    ``changedAt`` is the last time an episode opened: a change point, kept after the episode closes."""
+    metrics = dict(state.get("metrics") or {})
+    alerts: dict[str, dict[str, Any]] = {}
+    for metric, test in tests.items():
+        was = bool((metrics.get(metric) or {}).get("drifting"))
+        since = (metrics.get(metric) or {}).get("since")
+        if test["drifted"] and not was:
+            since = schedule_ms
+            alerts[f"{component}~{metric}~{schedule_ms}"] = {
+                "component": component, "metric": metric, "statistic": test["statistic"], "p": test["p"],
+                "ts": schedule_ms, "kind": "drift",
+            }
+        metrics[metric] = {**test, "drifting": bool(test["drifted"]), "since": since if test["drifted"] else None,
+                           "checkedAt": schedule_ms}
+    doc: dict[str, Any] = {"component": component, "metrics": metrics,
+                           "drifting": any(m.get("drifting") for m in metrics.values()), "updatedAt": schedule_ms}
+    changed_at = schedule_ms if alerts else state.get("changedAt")
+    if changed_at is not None:
+        doc["changedAt"] = changed_at
+    return EpisodeUpdate(doc, alerts)

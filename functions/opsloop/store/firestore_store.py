@@ -19,6 +19,7 @@ from google.cloud.firestore_v1.field_path import FieldPath
 
 from ..domain import audit as audit_domain
 from ..domain import config as config_domain
+from ..domain import drift as drift_domain
 from ..domain import policy as policy_domain
 from ..domain import windows
 from ..domain.errors import Conflict, FailedPrecondition
@@ -720,29 +721,12 @@ class FirestoreStore:
 
         def work(txn: firestore.Transaction) -> list[str]:
             snap = ref.get(transaction=txn)
-            state = (snap.to_dict() or {}) if snap.exists else {}
-            metrics = dict(state.get("metrics") or {})
-            raised = []
-            for metric, test in tests.items():
-                was = bool((metrics.get(metric) or {}).get("drifting"))
-                since = (metrics.get(metric) or {}).get("since")
-                if test["drifted"] and not was:
-                    since = schedule_ms
-                    raised.append(metric)
-                    txn.create(alerts.document(f"{component}~{metric}~{schedule_ms}"), {
-                        "component": component, "metric": metric, "statistic": test["statistic"],
-                        "p": test["p"], "ts": schedule_ms, "kind": "drift",
-                    })
-                metrics[metric] = {**test, "drifting": bool(test["drifted"]),
-                                   "since": since if test["drifted"] else None, "checkedAt": schedule_ms}
-            drifting = any(m.get("drifting") for m in metrics.values())
-            doc = {"component": component, "metrics": metrics, "drifting": drifting, "updatedAt": schedule_ms}
-            # the last time an episode opened: a change point, kept after the episode closes or goes stale
-            changed_at = schedule_ms if raised else state.get("changedAt")
-            if changed_at is not None:
-                doc["changedAt"] = changed_at
-            txn.set(ref, doc)
-            return raised
+            update = drift_domain.advance_episodes(component, (snap.to_dict() or {}) if snap.exists else {}, tests,
+                                                   schedule_ms)
+            for alert_id, alert in update.alerts.items():
+                txn.create(alerts.document(alert_id), alert)
+            txn.set(ref, update.state)
+            return update.raised
 
         return run_transaction(self.db, work)
 

@@ -1,7 +1,7 @@
 """The experiment registry (``ops_experiments``) and tuning by experiment for kinds that learn that way.
 
 Every canary that ends is recorded once, whatever its kind and however it ended (promoted, rolled back,
-rejected, ended inconclusive), from its rollout document and both versions. ``sync`` writes the records
+rejected, ended inconclusive), from its rollout document and both versions. ``record_ended`` writes it
 right after the transition that ends a canary (promote, reject, rollback, conclude), and ``sync`` writes
 any that are missing before every tuning run, so a record that a crash (or a hand activation of the
 challenger) kept from being written is written then. The record's id is its rollout's: written once.

@@ -298,27 +298,27 @@ class SeedRun:
 
 
 def _ended_status(store: Any, rollout_id: str) -> str:
-    return str((store.rollout(rollout_id) or {}).get("status"))
+    return str((store.rollouts.get(rollout_id) or {}).get("status"))
 
 
 def _draft(store: Any, pid: str, params: Params, actor: str, note: str) -> str:
     from opsloop.domain import semver
-    from opsloop.store.firestore_store import ms
+    from opsloop.domain.windows import ms
 
-    head = store.head(pid)
-    versions = store.policy_versions(pid)
+    head = store.policies.head(pid)
+    versions = store.policies.versions(pid)
     version = str(max(semver.Version.parse(str(v["version"])) for v in versions).bump_patch())
     doc = {"id": pid, "version": version, "kind": "params", "status": "draft", "createdBy": actor,
            "createdAt": ms(dt.datetime.now(dt.UTC)), "basedOn": head.active, "notes": note,
            "params": dict(params), "search": SEARCH}
     audit = {"actor": actor, "action": "draft", "id": pid, "from": head.active, "to": version}
-    store.create_policy_version(doc, audit)
+    store.policies.create_version(doc, audit)
     return version
 
 
 def _check_safety(store: Any, rollout_id: str, safety_min: int) -> tuple[int, int]:
     """(evaluations that found a safety threshold breached, those not followed by the canary's end there)."""
-    evaluations = store.evaluations(rollout_id)
+    evaluations = store.rollouts.evaluations(rollout_id)
     status = _ended_status(store, rollout_id)
     breaches = violations = 0
     for i, ev in enumerate(evaluations):
@@ -349,13 +349,13 @@ def run_seed(emu: emu_mod.Emulator, strategy: str, s: int, experiments: int, req
     emu.clear()
     store = FirestoreStore(get_db())
     seed.load_seed(store, ROOT / "seed")
-    store.set_flags({"enabled": True, "autoActivatePolicies": True}, actor="bench")
-    store.set_config("scoring", {"safetyMarginMs": 0})
-    store.set_config("rollout", ROLLOUT)
+    store.configs.set_flags({"enabled": True, "autoActivatePolicies": True}, actor="bench")
+    store.configs.set("scoring", {"safetyMarginMs": 0})
+    store.configs.set("rollout", ROLLOUT)
     split = float(ROLLOUT["experimentSplit"])
     safety_min = RolloutConfig().safety_min_samples
     pid = policy_id(s)
-    store.create_policy_version(policy_doc(s), {"actor": "bench", "action": "seed", "id": pid, "from": None,
+    store.policies.create_version(policy_doc(s), {"actor": "bench", "action": "seed", "id": pid, "from": None,
                                                 "to": "1.0.0"})
     run = SeedRun(strategy, s, pid)
     plan = random_candidates(s, experiments) if strategy == "random" else grid_candidates(experiments)
@@ -377,12 +377,12 @@ def run_seed(emu: emu_mod.Emulator, strategy: str, s: int, experiments: int, req
                 note = f"{strategy} candidate {version}"
             except Exception as exc:  # reported in the results, never hidden
                 note = f"not started: {type(exc).__name__}: {exc}"[:300]
-        ro = store.head(pid).rollout
+        ro = store.policies.head(pid).rollout
         e = Experiment(k + 1, hour, round(float(load(hour + 0.5)), 3), ro is not None, note)
         if ro is not None:
             e.rollout_id, e.champion, e.challenger = ro.rollout_id, ro.champion, ro.version
-            e.champion_params = dict((store.policy(pid, ro.champion) or {})["params"])
-            e.challenger_params = dict((store.policy(pid, ro.version) or {})["params"])
+            e.champion_params = dict((store.policies.policy(pid, ro.champion) or {})["params"])
+            e.challenger_params = dict((store.policies.policy(pid, ro.version) or {})["params"])
             e.true_champion_hour = expected_reward(e.champion_params, hour, cfg)
             e.true_challenger_hour = expected_reward(e.challenger_params, hour, cfg)
             e.true_champion, e.true_challenger = true_reward(e.champion_params, cfg), true_reward(
@@ -397,8 +397,8 @@ def run_seed(emu: emu_mod.Emulator, strategy: str, s: int, experiments: int, req
             lo, hi = requests * j // looks, requests * (j + 1) // looks
             look_at = dt.datetime.fromtimestamp((hour_start + HOUR_MS * (j + 1) // looks) / 1000, dt.UTC)
             t = time.monotonic()
-            batch = _requests(PolicyClient(store, ttl_s=HOUR_MS / 1000), s, k, lo, hi, requests, hour_start, hour,
-                              e, cfg)
+            client = PolicyClient(store.policies, ttl_s=HOUR_MS / 1000)
+            batch = _requests(client, s, k, lo, hi, requests, hour_start, hour, e, cfg)
             timing["assign"] += time.monotonic() - t
             t = time.monotonic()
             for i in range(0, len(batch), 500):
@@ -413,11 +413,11 @@ def run_seed(emu: emu_mod.Emulator, strategy: str, s: int, experiments: int, req
             timing["evaluate"] += time.monotonic() - t
         # 3. how the experiment ended, and what is active now
         t = time.monotonic()
-        head = store.head(pid)
+        head = store.policies.head(pid)
         if head.rollout is not None:
             e.note += f"; still running after the hour: {head.rollout.rollout_id}"
         if e.rollout_id is not None:
-            doc = store.rollout(e.rollout_id) or {}
+            doc = store.rollouts.get(e.rollout_id) or {}
             ev = doc.get("lastEvaluation") or {}
             e.outcome, e.reason, e.looks = str(doc.get("status")), ev.get("reason"), int(doc.get("evaluationCount")
                                                                                         or 0)
@@ -425,7 +425,7 @@ def run_seed(emu: emu_mod.Emulator, strategy: str, s: int, experiments: int, req
                 ev.get("diff")
             e.safety_breaches, e.safety_violations = _check_safety(store, e.rollout_id, safety_min)
         e.active_after = head.active
-        e.active_params_after = dict((store.policy(pid, str(head.active)) or {})["params"])
+        e.active_params_after = dict((store.policies.policy(pid, str(head.active)) or {})["params"])
         e.true_active_after = true_reward(e.active_params_after, cfg)
         run.experiments.append(e)
         timing["collect"] += time.monotonic() - t

@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
             raw_read(db)
             emu.clear()
             load_seed(store, ROOT / "seed")
-            store.set_config("scoring", {"safetyMarginMs": 0})
+            store.configs.set("scoring", {"safetyMarginMs": 0})
             yield env, db, store
         finally:
             emu.stop()
@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         for window in windows.WINDOWS:
             start, end = windows.window_bounds(now_ms, window)
             before = counter.snapshot()
-            total(store.load_segments(COMPONENTS[0], windows.cover(start, end)))
+            total(store.buckets.load_segments(COMPONENTS[0], windows.cover(start, end)))
             after = counter.snapshot()
             refresh[window] = {"reads": after[0] - before[0], "bucketsInCover": len(
                 [1 for s in windows.cover(start, end) for _ in range(s.count)])}

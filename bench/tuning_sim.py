@@ -12,7 +12,7 @@ best: does a loop that explores little still notice?
 **Our loop** runs for real, in simulated time, against a fresh Firestore emulator this script starts:
 the seed is loaded (its router policy given the four models), ``learning.autoActivatePolicies`` is on
 so drafts go live, ``config/scoring.safetyMarginMs`` is 0. For each hour h = 0..H-1 (the last one ends
-at the current hour): ``Router(store, ttl_s=0).route`` picks the model of each of R requests from the
+at the current hour): ``Router(store.policies, ttl_s=0).route`` picks the model of each of R requests from the
 active version's weights; the outcome is drawn from the hidden world and recorded with ``record_batch``
 (event times inside that hour); then, at the end of the hour, what the schedules would run:
 ``score_observations``, ``check_drift`` (part of ``evaluateRollouts``; it raises a drifting model's
@@ -311,10 +311,10 @@ def run_loop(emu: emu_mod.Emulator, draws: Draws, seed_dir: Path, window: str, s
     emu.clear()
     store = FirestoreStore(get_db())
     seed.load_seed(store, seed_dir)
-    store.set_config("flags", {"learning": {"enabled": True, "autoActivatePolicies": True}})
-    store.set_config("scoring", {"safetyMarginMs": 0})
-    store.set_config("tuning", {**tuning_extra, "window": window})
-    router = Router(store, ttl_s=0)
+    store.configs.set("flags", {"learning": {"enabled": True, "autoActivatePolicies": True}})
+    store.configs.set("scoring", {"safetyMarginMs": 0})
+    store.configs.set("tuning", {**tuning_extra, "window": window})
+    router = Router(store.policies, ttl_s=0)
     index = {m: j for j, m in enumerate(MODELS)}
     hours, requests, _ = draws.reward.shape
     per_hour, picks, timeline = [], [], []
@@ -358,8 +358,8 @@ def run_loop(emu: emu_mod.Emulator, draws: Draws, seed_dir: Path, window: str, s
         timing["tune"] += time.monotonic() - t
         assert scored.scored == requests, scored
         outcome = tuned.outcomes[0] if tuned.outcomes else None
-        active = store.head(POLICY).active
-        weights = (store.policy(POLICY, str(active)) or {}).get("params", {}).get("modelWeights", {})
+        active = store.policies.head(POLICY).active
+        weights = (store.policies.policy(POLICY, str(active)) or {}).get("params", {}).get("modelWeights", {})
         per_hour.append(earned)
         picks.append(counts)
         timeline.append({"hour": h, "routedWith": version, "reward": round(earned / requests, 4),

@@ -132,7 +132,7 @@ def main() -> int:
 
         store = FirestoreStore(get_db())
         # The scorer waits this long behind ingestion; 5 s in production, shortened for a quick demo.
-        store.set_config("scoring", {"safetyMarginMs": 500})
+        store.configs.set("scoring", {"safetyMarginMs": 500})
 
         step(3, "Serve the functions locally with functions-framework")
         port = emu_mod.free_port()
@@ -149,7 +149,7 @@ def main() -> int:
         step(4, "A router component sends 1,800 calls over HTTP (batches of 100); gpt-5 degrades halfway")
         from opsloop.services.routing import Router
 
-        router = Router(store, ttl_s=0)  # components cache policies for 5 minutes; the demo wants no lag
+        router = Router(store.policies, ttl_s=0)  # components cache policies for 5 minutes; the demo wants no lag
         weights = router.params("router-core", "1.0.0")["modelWeights"]
         service = bearer(emulator_token("router-service", project=PROJECT, role="service"))
         admin = bearer(emulator_token("alice", project=PROJECT, role="admin"))
@@ -193,7 +193,7 @@ def main() -> int:
         schedule("scoreObservations")
         say(f"   {store.count('ops_rewards')} rewards written")
         rows = []
-        for st in sorted(store.stats(), key=lambda s: (s["component"], s["window"])):
+        for st in sorted(store.stats.all(), key=lambda s: (s["component"], s["window"])):
             if st["window"] != "1h":
                 continue
             rows.append([st["component"], st["window"], st["n"], f"{st['successRate']:.3f}", st["p50Latency"],
@@ -202,7 +202,7 @@ def main() -> int:
 
         step(6, "Cloud Scheduler triggers autoTunePolicies")
         schedule("autoTunePolicies")
-        drafts = sorted((p for p in store.policy_versions("router-core") if p["status"] == "draft"),
+        drafts = sorted((p for p in store.policies.versions("router-core") if p["status"] == "draft"),
                         key=lambda p: p["createdAt"])
         if not drafts:
             say("   no draft was proposed")
@@ -225,7 +225,7 @@ def main() -> int:
 
         step(8, "The admin starts a canary at 20% (startCanary); the router splits traffic by request id")
         # A real canary waits for 1,000 observations per arm; the demo settles for 300.
-        store.set_config("rollout", {"minSamples": 300})
+        store.configs.set("rollout", {"minSamples": 300})
         res = callable_("startCanary", {**ref, "split": "canary20"})["result"]
         say(f"   {res['action']}: {res['from']} -> {res['to']} at split {res['rollout']['split']}")
         canary = simulate(router, rng, int(dt.datetime.now(dt.UTC).timestamp() * 1000) - 2000, 2000, 0,
@@ -238,7 +238,7 @@ def main() -> int:
         step(9, "Cloud Scheduler triggers scoreObservations and evaluateRollouts")
         schedule("scoreObservations")
         schedule("evaluateRollouts")
-        rollout = store.rollout(res["rollout"]["rolloutId"]) or {}
+        rollout = store.rollouts.get(res["rollout"]["rolloutId"]) or {}
         e = rollout.get("lastEvaluation") or {}
         table([[e.get("nChampion"), e.get("nChallenger"), f"{e['diff']:+.4f}",
                 f"[{e['ciLow']:+.4f}, {e['ciHigh']:+.4f}]", f"{e['welchP']:.2g}", f"{e.get('lookP') or 1:.2g}",
@@ -261,7 +261,7 @@ def main() -> int:
         say(f"   activatePolicy -> {callable_('activatePolicy', ref)['result']}")
 
         step(12, "A second component learns: an autoscaler's params policy, tuned by experiment")
-        store.create_policy_version(AUTOSCALER, {"actor": "demo", "action": "seed", "id": "autoscaler-core",
+        store.policies.create_version(AUTOSCALER, {"actor": "demo", "action": "seed", "id": "autoscaler-core",
                                                  "from": None, "to": "1.0.0"})
         say("   autoscaler-core@1.0.0 (kind params): targetCpu 0.8, minInstances 2, cooldownS 60; search space "
             "targetCpu 0.3..0.9, minInstances 1..10, cooldownS {30, 60, 120}")
@@ -271,7 +271,7 @@ def main() -> int:
         # Simulated time: experiment k runs in hour k of the last seven (its canary starts at the tuner's
         # schedule time); one look an hour later decides it, or ends it inconclusive (maxDurationHours 0.9).
         # Cost is part of this component's reward, so the cost guardrail is widened from +20 % to +50 %.
-        store.set_config("rollout", {"minSamples": 300, "maxDurationHours": 0.9, "experimentSplit": 0.2,
+        store.configs.set("rollout", {"minSamples": 300, "maxDurationHours": 0.9, "experimentSplit": 0.2,
                                      "maxCostIncreaseRatio": 0.5})
         say("   each simulated hour: Cloud Scheduler -> autoTunePolicies (draft + canary), 3,000 requests assigned "
             "by assignPolicy and reported, -> scoreObservations, -> evaluateRollouts an hour later")
@@ -280,7 +280,7 @@ def main() -> int:
         for k in range(1, 7):
             start = hour0 + dt.timedelta(hours=k - 1)
             schedule("autoTunePolicies", start, quiet=True)
-            head = store.head("autoscaler-core")
+            head = store.policies.head("autoscaler-core")
             if head.rollout is None:
                 say("   no experiment started")
                 break
@@ -304,9 +304,9 @@ def main() -> int:
             time.sleep(0.6)
             schedule("scoreObservations", quiet=True)
             schedule("evaluateRollouts", start + dt.timedelta(hours=1), quiet=True)
-            exp = store.rollout(head.rollout.rollout_id) or {}
+            exp = store.rollouts.get(head.rollout.rollout_id) or {}
             ev = exp.get("lastEvaluation") or {}
-            cand = (store.policy("autoscaler-core", head.rollout.version) or {})["params"]
+            cand = (store.policies.policy("autoscaler-core", head.rollout.version) or {})["params"]
             reasons.append(f"{head.rollout.version}: {ev.get('reason')}")
             rows.append([f"{head.rollout.champion} -> {head.rollout.version}", round(cand["targetCpu"], 3),
                          cand["minInstances"], cand["cooldownS"], ev.get("nChampion"), ev.get("nChallenger"),
@@ -316,8 +316,8 @@ def main() -> int:
                      "reward diff", "ended", "true reward"])
         for reason in reasons:
             say(f"   {reason}")
-        active = store.head("autoscaler-core").active
-        params = (store.policy("autoscaler-core", str(active)) or {})["params"]
+        active = store.policies.head("autoscaler-core").active
+        params = (store.policies.policy("autoscaler-core", str(active)) or {})["params"]
         say(f"   active now: autoscaler-core@{active} {params}; true reward {expected_reward(params):.3f} "
             f"(started at {expected_reward(AUTOSCALER['params']):.3f})")
         subprocess.run([sys.executable, "-m", "opsloop.cli", "--emulator", emu.address, "--project", PROJECT,
@@ -325,7 +325,7 @@ def main() -> int:
                        env={**os.environ, "PYTHONPATH": str(ROOT / "functions")})
 
         step(13, "Audit trail (newest first)")
-        audit = store.audit_log(policy_id="router-core")
+        audit = store.audit.log(policy_id="router-core")
         table([[dt.datetime.fromtimestamp(a["ts"] / 1000, dt.UTC).strftime("%H:%M:%S"), a["actor"], a["action"],
                 a.get("from"), a["to"]] for a in audit], ["time", "actor", "action", "from", "to"])
         from opsloop.services.audit import verify_audit_chain

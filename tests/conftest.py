@@ -56,7 +56,7 @@ def seeded(store):  # type: ignore[no-untyped-def]
     from opsloop.services.seed import load_seed
 
     load_seed(store, ROOT / "seed")
-    store.set_config("scoring", {"safetyMarginMs": 0})
+    store.configs.set("scoring", {"safetyMarginMs": 0})
     return store
 
 

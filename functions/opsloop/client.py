@@ -33,7 +33,7 @@ __all__ = ["Assignment", "HttpSink", "PolicyClient", "PolicyReader", "Reporter",
 
 
 class PolicyReader(Protocol):
-    """Where heads and versions come from (Firestore by default; ``FirestoreStore`` also fits)."""
+    """Where heads and versions come from (Firestore by default; a store's ``policies`` repository also fits)."""
 
     def head(self, policy_id: str) -> Head: ...
 

@@ -28,7 +28,7 @@ def assign(server: str, body: Any, token: str | None = SERVICE) -> requests.Resp
 
 @pytest.fixture()
 def autoscaler(seeded: FirestoreStore) -> FirestoreStore:
-    assert seeded.create_policy_version(AUTOSCALER, {"actor": "test", "action": "seed", "id": "autoscaler-core",
+    assert seeded.policies.create_version(AUTOSCALER, {"actor": "test", "action": "seed", "id": "autoscaler-core",
                                                      "from": None, "to": "1.0.0"})
     return seeded
 
@@ -40,14 +40,14 @@ def test_assignment_outside_and_inside_an_experiment_matches_the_client(server: 
     assert r.json() == {"policyId": "autoscaler-core", "version": "1.0.0", "arm": None,
                         "params": AUTOSCALER["params"], "propensity": 1.0}
     draft = {**AUTOSCALER, "version": "1.0.1", "status": "draft", "params": {**AUTOSCALER["params"], "cooldownS": 120}}
-    assert autoscaler.create_policy_version(draft, {"actor": "test", "action": "draft", "id": "autoscaler-core",
+    assert autoscaler.policies.create_version(draft, {"actor": "test", "action": "draft", "id": "autoscaler-core",
                                                     "from": "1.0.0", "to": "1.0.1"})
     experiments.start_experiment(autoscaler, "autoscaler-core", "1.0.1", 0.5, "alice")
     body = {"requests": [{"policyId": "autoscaler-core", "requestId": f"r-{i}"} for i in range(200)]}
     r = assign(server, body)
     assert r.status_code == 200, r.text
     got = r.json()["assignments"]
-    client = PolicyClient(autoscaler, ttl_s=0)
+    client = PolicyClient(autoscaler.policies, ttl_s=0)
     assert got == [client.assign(f"r-{i}", "autoscaler-core").to_dict() for i in range(200)]
     arms = {a["arm"] for a in got}
     assert arms == {"champion", "challenger"}
@@ -58,7 +58,7 @@ def test_assignment_outside_and_inside_an_experiment_matches_the_client(server: 
 def test_a_router_policy_s_assignment_names_the_model(server: str, seeded: FirestoreStore) -> None:
     r = assign(server, {"policyId": "router-core", "requestId": "req-7"})
     assert r.status_code == 200, r.text
-    call = Router(seeded, ttl_s=0).route("req-7", "router-core")
+    call = Router(seeded.policies, ttl_s=0).route("req-7", "router-core")
     assert r.json()["model"] == call.model and r.json()["modelPropensity"] == call.model_propensity
     assert r.json()["version"] == call.version == "1.0.0"
 

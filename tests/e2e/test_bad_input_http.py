@@ -672,7 +672,7 @@ def _callable_sent(name: str, seeded: Any) -> None:
 def unchanged(seeded: Any) -> None:
     assert seeded.count("ops_audit") == 1  # the seed's entry only
     assert seeded.count("ops_rollouts") == 0
-    assert [(p["version"], p["status"]) for p in seeded.policy_versions("router-core")] == [("1.0.0", "active")]
+    assert [(p["version"], p["status"]) for p in seeded.policies.versions("router-core")] == [("1.0.0", "active")]
 
 
 @prop("callable_non_object")
@@ -825,15 +825,15 @@ def test_bug_start_canary_checks_the_split_before_looking_anything_up(server: st
 
 def test_bug_reject_reason_that_is_not_utf8_encodable_is_invalid_argument(server: str, seeded: Any) -> None:
     """A lone surrogate passes the reason check, then the audit entry cannot be encoded: 500 INTERNAL."""
-    draft = {**seeded.policy("router-core", "1.0.0"), "version": "1.0.1", "status": "draft"}
-    assert seeded.create_policy_version(draft, {"actor": "test", "action": "draft", "id": "router-core",
+    draft = {**seeded.policies.policy("router-core", "1.0.0"), "version": "1.0.1", "status": "draft"}
+    assert seeded.policies.create_version(draft, {"actor": "test", "action": "draft", "id": "router-core",
                                                 "from": "1.0.0", "to": "1.0.1"})
     audits = seeded.count("ops_audit")
     raw = b'{"data": {"id": "router-core", "version": "1.0.1", "reason": "worse \\ud800"}}'
     r = _SESSION.post(f"{server}/rejectPolicy", data=raw, timeout=60, headers={**bearer(ADMIN), **JSON_CT})
     assert_invalid_argument(r, "reason")
     assert seeded.count("ops_audit") == audits
-    assert seeded.policy("router-core", "1.0.1")["status"] == "draft"
+    assert seeded.policies.policy("router-core", "1.0.1")["status"] == "draft"
 
 
 # ---------------------------------------------------------------------------------- the count

@@ -29,7 +29,7 @@ def test_activate_and_rollback_through_the_callables(server: str, seeded: Any,
     code, out, err = run(capsys, "activate", "router-core@1.0.1", "--url", server, "--token", ADMIN)
     assert code == 0, err
     assert "active 1.0.0 -> 1.0.1" in out
-    audit = seeded.audit_log(policy_id="router-core")
+    audit = seeded.audit.log(policy_id="router-core")
     assert (audit[0]["action"], audit[0]["actor"]) == ("activate", "alice")  # the token's user, not the CLI's
 
     code, _, err = run(capsys, "rollback", "router-core", "--url", server, "--token", SERVICE)

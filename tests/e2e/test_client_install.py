@@ -52,6 +52,6 @@ def test_the_client_installs_alone_and_assigns(seeded: FirestoreStore, tmp_path:
     got = json.loads(run.stdout.strip().splitlines()[-1])
     assert got["absent"] == []  # none of the functions' or the CLI's libraries came along
     assert got["assignment"] == {"policyId": "router-core", "version": "1.0.0", "arm": None,
-                                 "params": (seeded.policy("router-core", "1.0.0") or {})["params"],
+                                 "params": (seeded.policies.policy("router-core", "1.0.0") or {})["params"],
                                  "propensity": 1.0}
     assert got["model"] in {"gpt-5", "gemini", "claude"}

@@ -200,7 +200,7 @@ def test_design_e2e_failing_gpt5_is_scored_tuned_and_drafted_then_activated(serv
     assert stats["n"] == 120 and stats["avgReward"] == 0.0 and stats["successRate"] == 0.0
 
     assert trigger(server, "autoTunePolicies", now).status_code == 200
-    drafts = [p for p in seeded.policy_versions("router-core") if p["status"] == "draft"]
+    drafts = [p for p in seeded.policies.versions("router-core") if p["status"] == "draft"]
     assert len(drafts) == 1
     draft = drafts[0]
     assert draft["version"] == "1.0.1" and draft["createdBy"] == "policy-updater"
@@ -212,17 +212,17 @@ def test_design_e2e_failing_gpt5_is_scored_tuned_and_drafted_then_activated(serv
 
     # a second tuning run does not draft the same thing again
     assert trigger(server, "autoTunePolicies", now).status_code == 200
-    assert len([p for p in seeded.policy_versions("router-core") if p["status"] == "draft"]) == 1
+    assert len([p for p in seeded.policies.versions("router-core") if p["status"] == "draft"]) == 1
 
     r = call(server, "activatePolicy", {"id": "router-core", "version": "1.0.1"})
     assert r.status_code == 200, r.text
     assert r.json()["result"] == {"id": "router-core", "active": "1.0.1", "previous": "1.0.0", "changed": True}
-    statuses = {p["version"]: p["status"] for p in seeded.policy_versions("router-core")}
+    statuses = {p["version"]: p["status"] for p in seeded.policies.versions("router-core")}
     assert statuses == {"1.0.0": "archived", "1.0.1": "active"}
 
     r = call(server, "rollbackPolicy", {"id": "router-core"})
     assert r.json()["result"]["active"] == "1.0.0"
-    audit = seeded.audit_log(policy_id="router-core")
+    audit = seeded.audit.log(policy_id="router-core")
     assert [(a["action"], a["from"], a["to"], a["actor"]) for a in audit[:3]] == [
         ("rollback", "1.0.1", "1.0.0", "alice"),
         ("activate", "1.0.0", "1.0.1", "alice"),
@@ -234,9 +234,9 @@ def test_scheduler_retry_of_same_time_changes_nothing(server: str, seeded: Any) 
     now = dt.datetime.now(dt.UTC)
     assert post_obs(server, {"observations": [obs(ts=int(now.timestamp() * 1000) - 1000)] * 1}).status_code == 201
     assert trigger(server, "scoreObservations", now).status_code == 200
-    first = seeded.stats("router:gpt-5")
+    first = seeded.stats.all("router:gpt-5")
     assert trigger(server, "scoreObservations", now).status_code == 200
-    assert seeded.stats("router:gpt-5") == first
+    assert seeded.stats.all("router:gpt-5") == first
     assert count(seeded, "ops_rewards") == 1
 
 

@@ -42,7 +42,7 @@ def fresh(emulator: Any) -> FirestoreStore:
     emulator.clear()
     store = FirestoreStore(get_db())
     load_seed(store, ROOT / "seed")
-    store.set_config("scoring", {"safetyMarginMs": 0})
+    store.configs.set("scoring", {"safetyMarginMs": 0})
     return store
 
 
@@ -58,7 +58,7 @@ def assert_scored_once(store: FirestoreStore, ids: set[str], all_valid: bool) ->
     assert set(rewards) == observed and ids <= observed  # one reward per observation, none lost
     invalid = {i: r.get("error") for i, r in rewards.items() if r.get("invalid")}
     assert not (invalid if all_valid else {i: e for i, e in invalid.items() if i in ids})
-    assert store.pending_deltas() == 0
+    assert store.buckets.pending() == 0
 
 
 # ------------------------------------------------------------------------------- extreme observations
@@ -122,7 +122,7 @@ def test_extreme_observations_over_http_and_through_the_rules_never_stop_the_loo
     run_jobs(server)
     scoring.score_observations(store, dt.datetime.now(dt.UTC), settings=DRAIN)
     assert_scored_once(store, {f"normal-{i}" for i in range(20)}, all_valid=True)
-    assert store.stats_for(["checkout"], "1h")["checkout"]["n"] == 20
+    assert store.stats.for_window(["checkout"], "1h")["checkout"]["n"] == 20
 
 
 # ------------------------------------------------------------------------------ type-confused config
@@ -159,21 +159,21 @@ def test_any_config_documents_keep_every_schedule_2xx_and_the_kill_switch_closed
     r = post_obs(server, {"observations": traffic()})
     assert r.status_code == 201, r.text[:300]
     for name, doc in docs.items():
-        store.set_config(name, doc, merge=False)
-    before = {p["version"] for p in store.policy_versions("router-core")}
+        store.configs.set(name, doc, merge=False)
+    before = {p["version"] for p in store.policies.versions("router-core")}
     run_jobs(server)
     try:
         flags = config_domain.parse("flags", docs.get("flags", {"learning": {"enabled": True}}))
     except config_domain.ConfigInvalid:
         flags = config_domain.FLAGS_OFF
     if not flags.enabled:  # never fail open: no draft, no activation
-        assert {p["version"] for p in store.policy_versions("router-core")} == before
-        assert store.head("router-core").active == "1.0.0"
+        assert {p["version"] for p in store.policies.versions("router-core")} == before
+        assert store.policies.head("router-core").active == "1.0.0"
     for name in docs:
         try:
             config_domain.parse(name, docs[name])
         except config_domain.ConfigInvalid:
-            assert any(a.get("path") == f"config/{name}" for a in store.alerts(500)), name
+            assert any(a.get("path") == f"config/{name}" for a in store.alerts.recent(500)), name
     scoring.score_observations(store, dt.datetime.now(dt.UTC), settings=DRAIN)
     assert_scored_once(store, {o["id"] for o in traffic()}, all_valid=True)
 
@@ -185,7 +185,7 @@ def test_a_schedule_time_without_a_timezone_is_utc(server: str, seeded: Firestor
         "X-CloudScheduler-JobName": "firebase-schedule-scoreObservations-us-central1",
         "X-CloudScheduler-ScheduleTime": when})
     assert r.status_code == 200, r.text
-    assert seeded.stats_for(["checkout"], "1h")["checkout"]["n"] == 3
+    assert seeded.stats.for_window(["checkout"], "1h")["checkout"]["n"] == 3
 
 
 def test_a_schedule_time_days_ahead_is_refused_without_a_retry_storm(server: str, seeded: FirestoreStore) -> None:
@@ -199,14 +199,14 @@ def test_a_schedule_time_days_ahead_is_refused_without_a_retry_storm(server: str
 
 
 def test_recording_goes_on_with_a_bad_retention_setting(server: str, seeded: FirestoreStore) -> None:
-    seeded.set_config("scoring", {"retentionDays": 7})
+    seeded.configs.set("scoring", {"retentionDays": 7})
     post_obs(server, {"observations": normal_batch(1)})  # a good value, kept as the last good one
-    seeded.set_config("scoring", {"retentionDays": "thirty"})
+    seeded.configs.set("scoring", {"retentionDays": "thirty"})
     before = dt.datetime.now(dt.UTC)
     r = post_obs(server, {"observations": [{**o, "id": f"later-{i}"} for i, o in enumerate(normal_batch(2))]})
     assert r.status_code == 201, r.text
     for i in range(2):
         stored = seeded.db.collection(paths.OBSERVATIONS).document(f"later-{i}").get().to_dict() or {}
         assert abs(stored["expireAt"] - before - dt.timedelta(days=7)) < dt.timedelta(minutes=1)
-    [alert] = [a for a in seeded.alerts() if a.get("kind") == "config"]
+    [alert] = [a for a in seeded.alerts.recent() if a.get("kind") == "config"]
     assert (alert["path"], alert["field"]) == ("config/scoring", "retentionDays")

@@ -39,14 +39,14 @@ def error(r: requests.Response) -> dict[str, Any]:
 
 
 def test_shadow_canary_evaluate_promote_over_http(server: str, seeded: FirestoreStore) -> None:
-    seeded.set_config("rollout", {"minSamples": 200, "minShadowSamples": 200})
-    base = seeded.policy("router-core", "1.0.0") or {}
-    seeded.create_policy_version(
+    seeded.configs.set("rollout", {"minSamples": 200, "minShadowSamples": 200})
+    base = seeded.policies.policy("router-core", "1.0.0") or {}
+    seeded.policies.create_version(
         {"id": "router-core", "version": "1.0.1", "status": "draft", "createdBy": "test",
          "params": {**base["params"], "modelWeights": {"gpt-5": 0.1, "gemini": 0.5, "claude": 0.4}}},
         {"actor": "test", "action": "draft", "id": "router-core", "from": "1.0.0", "to": "1.0.1"},
     )
-    router = Router(seeded, ttl_s=0)
+    router = Router(seeded.policies, ttl_s=0)
     ref = {"id": "router-core", "version": "1.0.1"}
 
     r = call(server, "startShadow", ref)
@@ -59,7 +59,7 @@ def test_shadow_canary_evaluate_promote_over_http(server: str, seeded: Firestore
     now = dt.datetime.now(dt.UTC)
     assert trigger(server, "scoreObservations", now).status_code == 200
     assert trigger(server, "evaluateRollouts", now).status_code == 200
-    assert (seeded.policy("router-core", "1.0.1") or {})["shadowEstimate"]["n"] == 400
+    assert (seeded.policies.policy("router-core", "1.0.1") or {})["shadowEstimate"]["n"] == 400
 
     assert error(call(server, "startCanary", {**ref, "split": 0.9}))["status"] == "INVALID_ARGUMENT"
     assert error(call(server, "startCanary", {**ref, "split": "canary99"}))["status"] == "INVALID_ARGUMENT"
@@ -72,18 +72,18 @@ def test_shadow_canary_evaluate_promote_over_http(server: str, seeded: Firestore
     now = dt.datetime.now(dt.UTC)
     assert trigger(server, "scoreObservations", now).status_code == 200
     assert trigger(server, "evaluateRollouts", now).status_code == 200
-    rollout = next(iter(seeded.running_rollouts()))
+    rollout = next(iter(seeded.rollouts.running()))
     last = rollout["lastEvaluation"]
     assert last["outcome"] == "promote" and last["nChallenger"] >= 200 and last["nChampion"] >= 200
 
     r = call(server, "promotePolicy", ref)
     assert r.status_code == 200, r.text
-    assert {p["version"]: p["status"] for p in seeded.policy_versions("router-core")} == {
+    assert {p["version"]: p["status"] for p in seeded.policies.versions("router-core")} == {
         "1.0.0": "archived", "1.0.1": "active"}
     r = call(server, "rejectPolicy", {**ref, "reason": "too late"})
     assert error(r)["status"] == "FAILED_PRECONDITION" and "active" in error(r)["message"]
     assert error(call(server, "rejectPolicy", {**ref, "reason": 7}))["status"] == "INVALID_ARGUMENT"
-    actions = [a["action"] for a in reversed(seeded.audit_log(policy_id="router-core"))]
+    actions = [a["action"] for a in reversed(seeded.audit.log(policy_id="router-core"))]
     assert actions == ["seed", "draft", "shadow", "canary", "promote"]
 
 
@@ -119,12 +119,12 @@ def test_kill_switch_is_an_audited_admin_callable(server: str, seeded: Firestore
     assert trigger(server, "scoreObservations", now).status_code == 200
     assert trigger(server, "autoTunePolicies", now).status_code == 200
     assert seeded.count("ops_rewards") == 120
-    assert [p["version"] for p in seeded.policy_versions("router-core")] == ["1.0.0"]
-    seeded.create_policy_version({"id": "router-core", "version": "1.0.1", "status": "draft", "params": {}},
+    assert [p["version"] for p in seeded.policies.versions("router-core")] == ["1.0.0"]
+    seeded.policies.create_version({"id": "router-core", "version": "1.0.1", "status": "draft", "params": {}},
                                  {"actor": "t", "action": "draft", "id": "router-core", "from": None, "to": "1.0.1"})
     r = call(server, "startShadow", {"id": "router-core", "version": "1.0.1"})
     assert error(r)["status"] == "FAILED_PRECONDITION" and error(r)["details"]["code"] == "E_LEARN_DISABLED"
 
-    flags_audit = seeded.audit_entries("config:flags")
+    flags_audit = seeded.audit.entries("config:flags")
     assert [(e["actor"], e["action"], e["from"]["enabled"], e["to"]["enabled"]) for _, e in flags_audit] == [
         ("alice", "set_flags", True, False)]

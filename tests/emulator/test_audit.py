@@ -39,7 +39,7 @@ def history(seeded: FirestoreStore) -> FirestoreStore:
 
 
 def entries(store: FirestoreStore, chain: str = "policy:router-core") -> list[tuple[str, dict[str, Any]]]:
-    return store.audit_entries(chain)
+    return store.audit.entries(chain)
 
 
 def test_an_untouched_trail_verifies(history: FirestoreStore) -> None:
@@ -50,7 +50,7 @@ def test_an_untouched_trail_verifies(history: FirestoreStore) -> None:
     assert [e["action"] for _, e in trail] == ["seed", "draft", "activate", "rollback"]
     assert trail[0][1]["prevHash"] == "0" * 64
     assert all(b["prevHash"] == a["hash"] for (_, a), (_, b) in itertools.pairwise(trail))
-    draft = history.policy("router-core", "1.0.1") or {}
+    draft = history.policies.policy("router-core", "1.0.1") or {}
     assert draft["createdByAudit"]["id"] == trail[1][0] and draft["createdByAudit"]["hash"] == trail[1][1]["hash"]
     flags = entries(history, "config:flags")[0][1]
     assert flags["from"]["autoActivatePolicies"] is False and flags["to"]["autoActivatePolicies"] is True

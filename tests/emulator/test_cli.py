@@ -62,10 +62,10 @@ def scored(seeded: FirestoreStore, capsys: pytest.CaptureFixture[str]) -> Firest
 
 
 def add_draft(store: FirestoreStore, version: str, weights: dict[str, float]) -> None:
-    doc = {**store.policy("router-core", "1.0.0")}
+    doc = {**store.policies.policy("router-core", "1.0.0")}
     doc.update(version=version, status="draft", createdBy="test", notes="a draft",
                params={**doc["params"], "modelWeights": weights})
-    assert store.create_policy_version(doc, {"actor": "test", "action": "draft", "id": "router-core",
+    assert store.policies.create_version(doc, {"actor": "test", "action": "draft", "id": "router-core",
                                              "from": None, "to": version})
 
 
@@ -152,7 +152,7 @@ def test_activate_and_rollback_directly_are_audited_with_the_cli_actor(
     code, out, _ = run(capsys, "rollback", "router-core", "--json")
     assert code == 0 and json.loads(out) == {"id": "router-core", "active": "1.0.0", "previous": "1.0.1",
                                              "changed": True}
-    audit = seeded.audit_log(policy_id="router-core")
+    audit = seeded.audit.log(policy_id="router-core")
     assert [a["action"] for a in audit[:2]] == ["rollback", "activate"]
     assert audit[1]["actor"] == "cli:ops-alice"
     assert audit[0]["actor"].startswith("cli:") and audit[0]["actor"] != "cli:ops-alice"  # cli:$USER by default
@@ -349,7 +349,7 @@ def test_cli_edge_cases_have_the_documented_exit_codes(seeded: FirestoreStore,
     for argv in (("status", "--component", "a/b"), ("policies", "show", "x/y"), ("activate", "a/b@1.0.0")):
         code, _, err = run(capsys, *argv)
         assert code == cli.EXIT_USAGE and "without '/'" in err, argv
-    seeded.set_config("flags", {"learning": {"enabled": False, "autoActivatePolicies": False}})
+    seeded.configs.set("flags", {"learning": {"enabled": False, "autoActivatePolicies": False}})
     code, _, err = run(capsys, "tune")
     assert code == cli.EXIT_REFUSED and "[E_LEARN_DISABLED]" in err
     with pytest.raises(SystemExit) as bad_limit:

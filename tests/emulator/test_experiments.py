@@ -54,10 +54,10 @@ def send(store: FirestoreStore, router: Router, n: int, seed_: int) -> None:
 
 @pytest.fixture()
 def loop(seeded: FirestoreStore) -> FirestoreStore:
-    assert seeded.create_policy_version(AUTOSCALER, {"actor": "test", "action": "seed", "id": POLICY,
+    assert seeded.policies.create_version(AUTOSCALER, {"actor": "test", "action": "seed", "id": POLICY,
                                                      "from": None, "to": "1.0.0"})
-    seeded.set_config("rollout", {"minSamples": 300, "guardrailMinSamples": 150, "safetyMinSamples": 100})
-    seeded.set_flags({"enabled": True, "autoActivatePolicies": True}, actor="alice")
+    seeded.configs.set("rollout", {"minSamples": 300, "guardrailMinSamples": 150, "safetyMinSamples": 100})
+    seeded.configs.set_flags({"enabled": True, "autoActivatePolicies": True}, actor="alice")
     return seeded
 
 
@@ -69,15 +69,15 @@ def tune_autoscaler(store: FirestoreStore) -> tuning.TuneOutcome:
 def test_a_params_policy_learns_by_experiment(loop: FirestoreStore) -> None:
     first = tune_autoscaler(loop)
     assert first.action == "drafted" and first.version == "1.0.1" and first.experiment_started
-    draft = loop.policy(POLICY, "1.0.1") or {}
+    draft = loop.policies.policy(POLICY, "1.0.1") or {}
     assert draft["kind"] == "params" and draft["search"] == AUTOSCALER["search"] and draft["status"] == "canary"
     assert draft["evidence"]["seed"] == trials.seed_for(POLICY, 0) and draft["evidence"]["trials"] == []
-    head = loop.head(POLICY)
+    head = loop.policies.head(POLICY)
     assert head.rollout is not None and head.rollout.stage == "canary" and head.rollout.split == 0.2
     # one experiment at a time
     assert tune_autoscaler(loop).reason == "experiment 1.0.1 is running"
 
-    router = Router(loop, ttl_s=0)
+    router = Router(loop.policies, ttl_s=0)
     send(loop, router, 6000, seed_=1)
     scoring.score_observations(loop, now())
     [outcome] = [o for o in rollouts.evaluate_rollouts(loop, now() + dt.timedelta(seconds=1))
@@ -96,35 +96,36 @@ def test_a_params_policy_learns_by_experiment(loop: FirestoreStore) -> None:
 
     second = tune_autoscaler(loop)
     assert second.action == "drafted" and second.version == "1.0.2" and second.experiment_started
-    evidence = (loop.policy(POLICY, "1.0.2") or {})["evidence"]
+    evidence = (loop.policies.policy(POLICY, "1.0.2") or {})["evidence"]
     assert [t["experimentId"] for t in evidence["trials"]] == [record["experimentId"]] * 2
     assert evidence["seed"] == trials.seed_for(POLICY, 1) and evidence["sampler"] == trials.SAMPLER
 
 
 def test_an_experiment_without_a_decision_ends_inconclusive_after_max_duration(loop: FirestoreStore) -> None:
-    loop.set_config("rollout", {"minSamples": 300, "maxDurationHours": 0.001})  # 3.6 s
+    loop.configs.set("rollout", {"minSamples": 300, "maxDurationHours": 0.001})  # 3.6 s
     assert tune_autoscaler(loop).experiment_started
     [outcome] = [o for o in rollouts.evaluate_rollouts(loop, now() + dt.timedelta(seconds=30))
                  if o.policy_id == POLICY]
     assert outcome.outcome == "inconclusive" and outcome.expired and outcome.carried_out
     assert "ended as inconclusive" in outcome.reason
-    assert (loop.policy(POLICY, "1.0.1") or {})["status"] == "rejected" and loop.head(POLICY).rollout is None
+    assert (loop.policies.policy(POLICY, "1.0.1") or {})["status"] == "rejected"
+    assert loop.policies.head(POLICY).rollout is None
     [record] = experiments.experiments(loop, POLICY)
     assert record["outcome"] == "inconclusive" and record["nChallenger"] == 0
-    assert [a["action"] for a in loop.audit_log(policy_id=POLICY)][:2] == ["conclude", "canary"]
+    assert [a["action"] for a in loop.audit.log(policy_id=POLICY)][:2] == ["conclude", "canary"]
 
 
 def test_a_params_draft_skips_the_shadow_and_goes_straight_to_canary(loop: FirestoreStore) -> None:
-    loop.set_flags({"enabled": True, "autoActivatePolicies": False}, actor="alice")
+    loop.configs.set_flags({"enabled": True, "autoActivatePolicies": False}, actor="alice")
     drafted = tune_autoscaler(loop)
     assert drafted.action == "drafted" and not drafted.experiment_started
     assert tune_autoscaler(loop).reason == "draft 1.0.1 waits for its experiment"
     with pytest.raises(FailedPrecondition, match="no shadow stage"):
         rollouts.start_shadow(loop, POLICY, "1.0.1", actor="alice")
     started = rollouts.start_canary(loop, POLICY, "1.0.1", "canary10", actor="alice")
-    assert started["rollout"]["stage"] == "canary" and started["rollout"]["split"] == 0.1
+    assert started.rollout is not None and started.rollout["stage"] == "canary" and started.rollout["split"] == 0.1
     rollouts.reject(loop, POLICY, "1.0.1", "not this week", actor="alice")
-    record = experiments.experiment(loop, started["rollout"]["rolloutId"])
+    record = experiments.experiment(loop, started.rollout["rolloutId"])
     assert record is not None and record["outcome"] == "rejected" and record["decidedBy"] == "alice"
 
     # turned down before traffic too: the next draft tries something else, not the same params again
@@ -133,9 +134,9 @@ def test_a_params_draft_skips_the_shadow_and_goes_straight_to_canary(loop: Fires
     rollouts.reject(loop, POLICY, "1.0.2", "no", actor="alice")
     third = tune_autoscaler(loop)
     assert third.version == "1.0.3"
-    params = [(loop.policy(POLICY, v) or {})["params"] for v in ("1.0.1", "1.0.2", "1.0.3")]
+    params = [(loop.policies.policy(POLICY, v) or {})["params"] for v in ("1.0.1", "1.0.2", "1.0.3")]
     assert len({json.dumps(p, sort_keys=True) for p in params}) == 3
-    assert (loop.policy(POLICY, "1.0.3") or {})["evidence"]["seed"] == trials.seed_for(POLICY, 2)
+    assert (loop.policies.policy(POLICY, "1.0.3") or {})["evidence"]["seed"] == trials.seed_for(POLICY, 2)
 
 
 def test_seed_refuses_a_bad_params_policy_and_writes_nothing(store: FirestoreStore, tmp_path: Path) -> None:
@@ -147,7 +148,7 @@ def test_seed_refuses_a_bad_params_policy_and_writes_nothing(store: FirestoreSto
     with pytest.raises(InvalidArgument) as err:
         seed.load_seed(store, tmp_path)
     assert err.value.details["field"] == "search.maxInstances" and "autoscaler-core@1.0.0.json" in err.value.message
-    assert store.policy(POLICY, "1.0.0") is None and not store.config("flags")
+    assert store.policies.policy(POLICY, "1.0.0") is None and not store.configs.get("flags")
 
 
 def test_the_cli_lists_and_shows_experiments(loop: FirestoreStore, capsys: pytest.CaptureFixture[str]) -> None:
@@ -155,7 +156,7 @@ def test_the_cli_lists_and_shows_experiments(loop: FirestoreStore, capsys: pytes
 
     assert cli.main(["experiments", "list"]) == 0
     assert "no experiments yet" in capsys.readouterr().out
-    loop.set_config("rollout", {"minSamples": 300, "maxDurationHours": 0.001})
+    loop.configs.set("rollout", {"minSamples": 300, "maxDurationHours": 0.001})
     assert tune_autoscaler(loop).experiment_started
     rollouts.evaluate_rollouts(loop, now() + dt.timedelta(seconds=30))
     assert cli.main(["experiments", "list", "--id", POLICY]) == 0
@@ -177,7 +178,7 @@ def test_export_experiments_to_parquet(loop: FirestoreStore, tmp_path: Path,
 
     from opsloop import cli
 
-    loop.set_config("rollout", {"minSamples": 300, "maxDurationHours": 0.001})
+    loop.configs.set("rollout", {"minSamples": 300, "maxDurationHours": 0.001})
     assert tune_autoscaler(loop).experiment_started
     rollouts.evaluate_rollouts(loop, now() + dt.timedelta(seconds=30))
     out = tmp_path / "experiments.parquet"
@@ -186,7 +187,7 @@ def test_export_experiments_to_parquet(loop: FirestoreStore, tmp_path: Path,
     assert manifest["rows"] == 1 and manifest["outcomes"] == {"inconclusive": 1}
     assert json.loads((tmp_path / "experiments.parquet.manifest.json").read_text())["fileSha256"]
     [row] = pq.read_table(out).to_pylist()
-    draft = loop.policy(POLICY, "1.0.1") or {}
+    draft = loop.policies.policy(POLICY, "1.0.1") or {}
     assert row["id"] == POLICY and row["outcome"] == "inconclusive" and row["kind"] == "params"
     assert json.loads(row["params"]) == draft["params"] and json.loads(row["championParams"]) == AUTOSCALER["params"]
     # a window that holds no experiment writes an empty file; observations still need --since

@@ -90,7 +90,7 @@ def test_crash_between_writes_then_rerun_equals_a_clean_run(
         scoring.score_observations(store, NOW, settings=SETTINGS, checkpoint=crash)
     scoring.score_observations(store, NOW, settings=SETTINGS)
     after = snapshot(store)
-    assert store.pending_deltas() == 0
+    assert store.buckets.pending() == 0
     assert after["rewards"] == reference["rewards"]
     assert after["buckets"] == reference["buckets"]
     assert after["stats"] == reference["stats"]
@@ -98,10 +98,10 @@ def test_crash_between_writes_then_rerun_equals_a_clean_run(
 
 def test_a_leaked_lease_blocks_until_it_expires(seeded: FirestoreStore) -> None:
     record_batch(seeded, {"observations": dataset()[:10]})
-    assert seeded.acquire_lease("score", "crashed-run", ttl_s=600)  # a run that died holding the lease
+    assert seeded.runs.acquire_lease("score", "crashed-run", ttl_s=600)  # a run that died holding the lease
     blocked = scoring.score_observations(seeded, NOW, settings=SETTINGS)
     assert not blocked.lease_acquired and seeded.count("ops_rewards") == 0
-    assert seeded.acquire_lease("score", "crashed-run", ttl_s=-1)  # ... whose lease has now expired
+    assert seeded.runs.acquire_lease("score", "crashed-run", ttl_s=-1)  # ... whose lease has now expired
     assert scoring.score_observations(seeded, NOW, settings=SETTINGS).scored == 10
 
 
@@ -124,14 +124,14 @@ def abort_commits(monkeypatch: pytest.MonkeyPatch, touching: str) -> None:
 def test_an_exhausted_activation_leaves_no_partial_state(
     seeded: FirestoreStore, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    seeded.create_policy_version({"id": "router-core", "version": "1.0.1", "status": "draft", "params": {}},
+    seeded.policies.create_version({"id": "router-core", "version": "1.0.1", "status": "draft", "params": {}},
                                  {"actor": "t", "action": "draft", "id": "router-core", "from": None, "to": "1.0.1"})
-    before = {p["version"]: p["status"] for p in seeded.policy_versions("router-core")}
+    before = {p["version"]: p["status"] for p in seeded.policies.versions("router-core")}
     audit_before = seeded.count("ops_audit")
     abort_commits(monkeypatch, "ops_policy_heads")
     with pytest.raises(Conflict):
         policies.activate(seeded, "router-core", "1.0.1", actor="a")
-    assert {p["version"]: p["status"] for p in seeded.policy_versions("router-core")} == before
+    assert {p["version"]: p["status"] for p in seeded.policies.versions("router-core")} == before
     assert seeded.count("ops_audit") == audit_before
     assert not seeded.db.collection("ops_policy_heads").document("router-core").get().exists
     assert seeded.db.collection("ops_audit_chains").document("policy:router-core").get().to_dict()["seq"] == 2
@@ -145,7 +145,7 @@ def test_an_exhausted_scoring_chunk_writes_nothing_and_a_later_run_recovers(
     abort_commits(monkeypatch, "ops_rewards")
     with pytest.raises(tx.TransactionExhausted):
         scoring.score_observations(seeded, NOW, settings=SETTINGS)
-    assert seeded.count("ops_rewards") == 0 and seeded.count("ops_buckets") == 0 and seeded.pending_deltas() == 0
+    assert seeded.count("ops_rewards") == 0 and seeded.count("ops_buckets") == 0 and seeded.buckets.pending() == 0
     assert not seeded.db.collection("ops_runs").document("score-cursor").get().exists
     monkeypatch.undo()
     assert scoring.score_observations(seeded, NOW, settings=SETTINGS).scored == 50

@@ -9,11 +9,12 @@ import pytest
 from google.cloud import firestore
 
 from opsloop.domain.errors import InvalidArgument
+from opsloop.domain.ingest import Cursor
 from opsloop.domain.stats import Summary
 from opsloop.services import drift, rollouts, scoring, tuning
 from opsloop.services.record import record_batch
 from opsloop.store import paths
-from opsloop.store.firestore_store import Cursor, FirestoreStore
+from opsloop.store.firestore_store import FirestoreStore
 from tests.emulator.test_rollouts import WORLD, WORSE, send_traffic, shadow_then_canary
 
 pytestmark = pytest.mark.emulator
@@ -78,7 +79,7 @@ def test_a_policy_version_that_cannot_be_part_of_an_id_is_recorded_invalid(seede
     result = scoring.score_observations(seeded, now(), settings=SMALL)
     assert (result.scored, result.invalid) == (10, 1)
     assert rewards(seeded)["bad-version"]["invalid"]
-    assert seeded.pending_deltas() == 0
+    assert seeded.buckets.pending() == 0
 
 
 # ------------------------------------------------------------------------- 3. component cardinality
@@ -99,8 +100,8 @@ def test_components_live_in_their_own_collection_and_a_legacy_cursor_map_is_migr
     cursor = seeded.db.collection(paths.RUNS).document(paths.SCORE_CURSOR_DOC).get().to_dict() or {}
     assert "components" not in cursor  # the cursor stays a few bytes however many components there are
     assert seeded.count(paths.COMPONENTS) == 5100
-    active = seeded.active_components(now_ms() - 2 * 3_600_000)
-    assert len(active) == 110 and len(seeded.active_components(0)) == 5100
+    active = seeded.observations.active_components(now_ms() - 2 * 3_600_000)
+    assert len(active) == 110 and len(seeded.observations.active_components(0)) == 5100
     assert {s["component"] for s in result.stats.values()} == set(active)
 
 
@@ -136,31 +137,31 @@ def test_an_oversized_delta_left_by_an_older_version_is_split_and_counted_once(
     start = now_ms() - now_ms() % 300_000
     deltas = {paths.bucket_id(f"old-{i}", "5m", start): ({"component": f"old-{i}", "level": "5m", "start": start},
                                                          one) for i in range(700)}
-    assert seeded.commit_chunk(seeded.read_cursor(), Cursor(None, ""), [], deltas)
+    assert seeded.observations.commit_chunk(seeded.observations.cursor(), Cursor(None, ""), [], deltas)
     commit_sizes.clear()
     scoring.fold_all(seeded)
-    assert seeded.pending_deltas() == 0 and max(commit_sizes) <= 500
+    assert seeded.buckets.pending() == 0 and max(commit_sizes) <= 500
     buckets = [s.to_dict() or {} for s in seeded.db.collection(paths.BUCKETS).stream()]
     assert len(buckets) == 700 and all(b["n"] == 1 for b in buckets)
 
 
 # ------------------------------------------------------- 4. one bad rollout, drift or config document
 def test_a_broken_rollout_and_bad_configs_do_not_block_a_safety_rollback(seeded: FirestoreStore) -> None:
-    seeded.set_config("rollout", {"minSamples": 300, "minShadowSamples": 200, "guardrailMinSamples": 150,
+    seeded.configs.set("rollout", {"minSamples": 300, "minShadowSamples": 200, "guardrailMinSamples": 150,
                                   "safetyMinSamples": 100, "denyCanaryIfShadowWorse": False})
     router = shadow_then_canary(seeded, WORSE)
     # a second policy whose shadow lost its modelWeights, and one whose shadow version was deleted
     for policy_id in ("router-b", "router-c"):
-        base = seeded.policy("router-core", "1.0.0") or {}
-        seeded.create_policy_version({**base, "id": policy_id, "status": "active"},
+        base = seeded.policies.policy("router-core", "1.0.0") or {}
+        seeded.policies.create_version({**base, "id": policy_id, "status": "active"},
                                      {"actor": "t", "action": "seed", "id": policy_id, "from": None, "to": "1.0.0"})
-        seeded.create_policy_version({**base, "id": policy_id, "version": "1.0.1", "status": "draft"},
+        seeded.policies.create_version({**base, "id": policy_id, "version": "1.0.1", "status": "draft"},
                                      {"actor": "t", "action": "draft", "id": policy_id, "from": "1.0.0", "to": "1.0.1"})
         rollouts.start_shadow(seeded, policy_id, "1.0.1", actor="alice")
     seeded.db.collection(paths.POLICIES).document("router-b@1.0.1").update({"params": {}})
     seeded.db.collection(paths.POLICIES).document("router-c@1.0.1").delete()
-    seeded.set_config("drift", {"latest": "2h"})
-    seeded.set_config("rollout", {"shadowWindow": "48h"})
+    seeded.configs.set("drift", {"latest": "2h"})
+    seeded.configs.set("rollout", {"shadowWindow": "48h"})
     outage = {**WORLD, "gpt-5": (0.1, 2600.0, 0.06)}
     send_traffic(seeded, router, 600, seed=6, world=outage)
     scoring.score_observations(seeded, now())
@@ -169,17 +170,17 @@ def test_a_broken_rollout_and_bad_configs_do_not_block_a_safety_rollback(seeded:
     assert outcomes["router-core"].outcome == "rollback" and outcomes["router-core"].carried_out
     assert outcomes["router-b"].outcome == outcomes["router-c"].outcome == "error"
     assert "modelWeights" in outcomes["router-b"].reason and "does not exist" in outcomes["router-c"].reason
-    assert seeded.policy("router-core", "1.0.1")["status"] == "rolled_back"
+    assert seeded.policies.policy("router-core", "1.0.1")["status"] == "rolled_back"
     drift.check_drift(seeded, now())  # a bad config/drift falls back; it does not raise
     [drift_run] = [r.to_dict() or {} for r in seeded.db.collection(paths.RUNS).stream() if r.id.startswith("drift-")]
     assert drift_run["configErrors"] and drift_run["configErrors"][0].startswith("config/drift.latest")
-    alerts = seeded.alerts()
+    alerts = seeded.alerts.recent()
     failed = {a["item"] for a in alerts if a.get("kind") == "item_failed"}
-    assert failed == {f"rollout {r['rolloutId']}" for r in seeded.running_rollouts()}
+    assert failed == {f"rollout {r['rolloutId']}" for r in seeded.rollouts.running()}
     assert {a["path"] for a in alerts if a.get("kind") == "config"} == {"config/drift", "config/rollout"}
     again = {o.policy_id: o.outcome for o in rollouts.evaluate_rollouts(seeded, now())}
     assert again == {"router-b": "error", "router-c": "error"}  # still recorded, still not blocking
-    assert max(a.get("count", 1) for a in seeded.alerts() if a.get("kind") == "item_failed") == 2
+    assert max(a.get("count", 1) for a in seeded.alerts.recent() if a.get("kind") == "item_failed") == 2
 
 
 # ------------------------------------------------------------------------ 5. schedule times ahead
@@ -203,7 +204,7 @@ def test_a_schedule_time_far_ahead_is_refused_and_a_stored_future_marker_does_no
     seeded.db.collection(paths.RUNS).document(paths.SKILL_CARDS_RUN_DOC).set({"scheduleMs": future_ms})
     result = scoring.score_observations(seeded, now(), settings=SMALL)
     assert result.scored == 5
-    assert seeded.stats_for(["router:gemini"], "1h")["router:gemini"]["n"] == 5
+    assert seeded.stats.for_window(["router:gemini"], "1h")["router:gemini"]["n"] == 5
     assert result.cards_written > 0
 
 
@@ -213,12 +214,12 @@ def test_a_schedule_time_far_ahead_is_refused_and_a_stored_future_marker_does_no
                                    {"learning": {"enabled": 1}}, {"learning": {"enbled": True}}])
 def test_an_unreadable_kill_switch_means_learning_is_off(seeded: FirestoreStore, flags: dict[str, Any]) -> None:
     router = shadow_then_canary_free_traffic(seeded)
-    seeded.set_config("tuning", {"minSamples": 20})  # as in the control below, which does draft
-    seeded.set_config("flags", flags, merge=False)
+    seeded.configs.set("tuning", {"minSamples": 20})  # as in the control below, which does draft
+    seeded.configs.set("flags", flags, merge=False)
     result = tuning.auto_tune(seeded, now())
     assert not result.enabled and result.outcomes == []
-    assert {p["version"] for p in seeded.policy_versions("router-core")} == {"1.0.0"}
-    assert [a["path"] for a in seeded.alerts() if a.get("kind") == "config"] == ["config/flags"]
+    assert {p["version"] for p in seeded.policies.versions("router-core")} == {"1.0.0"}
+    assert [a["path"] for a in seeded.alerts.recent() if a.get("kind") == "config"] == ["config/flags"]
     assert router is not None
 
 
@@ -228,18 +229,18 @@ def test_an_unreadable_kill_switch_is_off_inside_transactions_and_the_callable_r
     from opsloop.domain.errors import FailedPrecondition
     from opsloop.services.flags import set_learning_flags
 
-    seeded.set_config("flags", {"learning": {"enabled": "false"}}, merge=False)
-    base = seeded.policy("router-core", "1.0.0") or {}
+    seeded.configs.set("flags", {"learning": {"enabled": "false"}}, merge=False)
+    base = seeded.policies.policy("router-core", "1.0.0") or {}
     draft = {**base, "version": "1.0.1", "status": "draft"}
     with pytest.raises(FailedPrecondition, match="does not parse") as info:
-        seeded.create_policy_version(draft, {"actor": "t", "action": "draft", "id": "router-core"},
+        seeded.policies.create_version(draft, {"actor": "t", "action": "draft", "id": "router-core"},
                                      require_learning=True)
     assert info.value.code == "E_LEARN_DISABLED"
-    seeded.set_config("flags", {"learning": "off"}, merge=False)
+    seeded.configs.set("flags", {"learning": "off"}, merge=False)
     result = set_learning_flags(seeded, {"enabled": True}, actor="alice")  # was a 500 on a non-map
-    assert result["changed"] and result["previous"] == {"enabled": False, "autoActivatePolicies": False}
-    assert seeded.config("flags") == {"learning": {"enabled": True, "autoActivatePolicies": False}}
-    assert seeded.create_policy_version(draft, {"actor": "t", "action": "draft", "id": "router-core"},
+    assert result.changed and result.previous == {"enabled": False, "autoActivatePolicies": False}
+    assert seeded.configs.get("flags") == {"learning": {"enabled": True, "autoActivatePolicies": False}}
+    assert seeded.policies.create_version(draft, {"actor": "t", "action": "draft", "id": "router-core"},
                                         require_learning=True)
 
 
@@ -247,7 +248,7 @@ def shadow_then_canary_free_traffic(store: FirestoreStore) -> Any:
     """Traffic that would make the tuner draft (gpt-5 fails), scored."""
     from opsloop.services.routing import Router
 
-    router = Router(store, ttl_s=0)
+    router = Router(store.policies, ttl_s=0)
     send_traffic(store, router, 600, seed=3, world={**WORLD, "gpt-5": (0.2, 2600.0, 0.06)})
     scoring.score_observations(store, now())
     return router
@@ -256,7 +257,7 @@ def shadow_then_canary_free_traffic(store: FirestoreStore) -> Any:
 def test_with_good_flags_the_same_traffic_is_drafted(seeded: FirestoreStore) -> None:
     """The control for the kill-switch test: with readable flags the tuner does draft."""
     shadow_then_canary_free_traffic(seeded)
-    seeded.set_config("tuning", {"minSamples": 20})
+    seeded.configs.set("tuning", {"minSamples": 20})
     [outcome] = tuning.auto_tune(seeded, now()).outcomes
     assert outcome.action == "drafted"
     [run] = [r.to_dict() or {} for r in seeded.db.collection(paths.RUNS).stream() if r.id.startswith("tune-")]
@@ -276,7 +277,7 @@ def test_a_run_stops_taking_chunks_at_its_budget_and_the_next_run_goes_on(seeded
     assert run["status"] == "done" and run["budgetExhausted"] is True
     second = scoring.score_observations(seeded, now(), settings=SMALL)
     assert not second.budget_exhausted and second.scored == 120
-    assert seeded.stats_for(["router:gemini"], "1h")["router:gemini"]["n"] == 140
+    assert seeded.stats.for_window(["router:gemini"], "1h")["router:gemini"]["n"] == 140
 
 
 def test_the_budget_running_out_with_a_commit_in_flight_loses_and_repeats_nothing(seeded: FirestoreStore) -> None:
@@ -293,16 +294,16 @@ def test_the_budget_running_out_with_a_commit_in_flight_loses_and_repeats_nothin
                                        safety_margin_ms=0, run_budget_s=100.0), checkpoint=count,
                                        monotonic=lambda: 1000.0 if commits["n"] >= 3 else 0.0)
     assert first.budget_exhausted and first.scored == 120 and first.chunks == 3
-    assert seeded.pending_deltas() == 0
+    assert seeded.buckets.pending() == 0
     second = scoring.score_observations(seeded, now(), settings=SMALL)
     assert second.scored == 180
     assert seeded.count(paths.REWARDS) == 300
-    assert seeded.stats_for(["router:gemini"], "1h")["router:gemini"]["n"] == 300
+    assert seeded.stats.for_window(["router:gemini"], "1h")["router:gemini"]["n"] == 300
 
 
 def harmful_canary(store: FirestoreStore) -> None:
     """A 50 % canary of a version that favours gpt-5 while gpt-5 fails 90 % of its calls, scored."""
-    store.set_config("rollout", {"minSamples": 300, "minShadowSamples": 200, "guardrailMinSamples": 150,
+    store.configs.set("rollout", {"minSamples": 300, "minShadowSamples": 200, "guardrailMinSamples": 150,
                                  "safetyMinSamples": 100, "denyCanaryIfShadowWorse": False})
     router = shadow_then_canary(store, WORSE)
     send_traffic(store, router, 600, seed=6, world={**WORLD, "gpt-5": (0.1, 2600.0, 0.06)})
@@ -311,17 +312,17 @@ def harmful_canary(store: FirestoreStore) -> None:
 
 def test_a_safety_rollback_runs_while_the_kill_switch_is_unreadable(seeded: FirestoreStore) -> None:
     harmful_canary(seeded)
-    seeded.set_config("flags", {"learning": {"enabled": True, "autoActivatePolicies": "true"}}, merge=False)
+    seeded.configs.set("flags", {"learning": {"enabled": True, "autoActivatePolicies": "true"}}, merge=False)
     [outcome] = rollouts.evaluate_rollouts(seeded, now())
     assert outcome.outcome == "rollback" and outcome.carried_out and "safety" in outcome.reason
-    assert seeded.policy("router-core", "1.0.1")["status"] == "rolled_back"
+    assert seeded.policies.policy("router-core", "1.0.1")["status"] == "rolled_back"
     run = [r.to_dict() for r in seeded.db.collection(paths.RUNS).stream() if r.id.startswith("evaluate-")]
     assert len(run) == 1 and run[0]["configErrors"] and run[0]["failedCount"] == 0
 
 
 def test_an_explicit_kill_switch_still_freezes_every_decision(seeded: FirestoreStore) -> None:
     harmful_canary(seeded)
-    seeded.set_config("flags", {"learning": {"enabled": False}}, merge=False)
+    seeded.configs.set("flags", {"learning": {"enabled": False}}, merge=False)
     [outcome] = rollouts.evaluate_rollouts(seeded, now())
     assert outcome.outcome == "rollback" and not outcome.carried_out
 
@@ -330,11 +331,11 @@ def test_an_explicit_kill_switch_still_freezes_every_decision(seeded: FirestoreS
                                      {"minSamples": 100_000_000, "safetyMinSamples": 100_000_000}])
 def test_the_most_extreme_accepted_rollout_config_still_evaluates(seeded: FirestoreStore,
                                                                   extreme: dict[str, Any]) -> None:
-    seeded.set_config("rollout", {"minShadowSamples": 200, "denyCanaryIfShadowWorse": False})
+    seeded.configs.set("rollout", {"minShadowSamples": 200, "denyCanaryIfShadowWorse": False})
     router = shadow_then_canary(seeded, WORSE)
     send_traffic(seeded, router, 300, seed=8)
     scoring.score_observations(seeded, now())
-    seeded.set_config("rollout", extreme)
+    seeded.configs.set("rollout", extreme)
     [outcome] = rollouts.evaluate_rollouts(seeded, now())
     assert outcome.outcome in ("continue", "rollback", "inconclusive"), outcome.reason
-    assert not [a for a in seeded.alerts() if a.get("kind") in ("config", "item_failed")]
+    assert not [a for a in seeded.alerts.recent() if a.get("kind") in ("config", "item_failed")]

@@ -14,7 +14,7 @@ import pytest
 from opsloop.domain.errors import FailedPrecondition, NotFound
 from opsloop.services import policies, scoring, tuning
 from opsloop.services.record import record_batch
-from opsloop.store import firestore_store
+from opsloop.store import policies as policy_repo
 from opsloop.store.firestore_store import FirestoreStore
 
 pytestmark = pytest.mark.emulator
@@ -30,16 +30,16 @@ def add_version(
         "id": "router-core", "version": version, "status": status, "createdBy": "test",
         "params": {"modelWeights": weights or {"gpt-5": 0.5, "gemini": 0.3, "claude": 0.2}},
     }
-    assert store.create_policy_version(doc, {"actor": "test", "action": "draft", "id": "router-core",
+    assert store.policies.create_version(doc, {"actor": "test", "action": "draft", "id": "router-core",
                                               "from": None, "to": version})
 
 
 def statuses(store: FirestoreStore) -> dict[str, str]:
-    return {p["version"]: p["status"] for p in store.policy_versions("router-core")}
+    return {p["version"]: p["status"] for p in store.policies.versions("router-core")}
 
 
 def change_audits(store: FirestoreStore) -> list[dict[str, Any]]:
-    return [a for a in store.audit_log(limit=500) if a["action"] in ("activate", "rollback")]
+    return [a for a in store.audit.log(limit=500) if a["action"] in ("activate", "rollback")]
 
 
 @contextlib.contextmanager
@@ -52,7 +52,7 @@ def test_concurrent_activations_leave_one_active_and_one_audit_per_change(
     seeded: FirestoreStore, monkeypatch: pytest.MonkeyPatch, turnstile: bool, admins: int
 ) -> None:
     if not turnstile:  # the transaction alone must keep this consistent; the turnstile only saves lock timeouts
-        monkeypatch.setattr(firestore_store, "turnstile", no_turnstile)
+        monkeypatch.setattr(policy_repo, "turnstile", no_turnstile)
     versions = [f"1.0.{i}" for i in range(1, admins + 1)]
     for v in versions:
         add_version(seeded, v)
@@ -109,7 +109,7 @@ def test_concurrent_activations_and_rollbacks_stay_consistent(seeded: FirestoreS
     assert not errors, errors
     active = [v for v, s in statuses(seeded).items() if s == "active"]
     assert len(active) == 1
-    everything = sorted(seeded.audit_log(limit=500, policy_id="router-core"), key=lambda a: a["seq"])
+    everything = sorted(seeded.audit.log(limit=500, policy_id="router-core"), key=lambda a: a["seq"])
     assert [a["seq"] for a in everything] == list(range(1, len(everything) + 1))  # one hash chain, no gaps
     chain = [a for a in everything if a["action"] in ("activate", "rollback")]
     assert all(a["from"] == b["to"] for b, a in itertools.pairwise(chain))
@@ -151,7 +151,7 @@ def test_tuning_drafts_bumped_version_from_newest_with_evidence(seeded: Firestor
     failing_gpt5(seeded)
     result = tuning.auto_tune(seeded, NOW)
     assert [(o.action, o.version) for o in result.outcomes] == [("drafted", "1.0.10")]
-    draft = seeded.policy("router-core", "1.0.10")
+    draft = seeded.policies.policy("router-core", "1.0.10")
     assert draft is not None and draft["status"] == "draft" and draft["notes"] == "Auto-tuned from 1.0.0"
     ev = draft["evidence"]
     assert ev["window"] == "24h" and ev["models"]["gpt-5"]["n"] == 120 and ev["models"]["gpt-5"]["avgReward"] == 0
@@ -165,16 +165,16 @@ def test_tuning_drafts_bumped_version_from_newest_with_evidence(seeded: Firestor
 
 
 def test_the_exploration_floor_follows_the_windows_traffic(seeded: FirestoreStore) -> None:
-    seeded.set_config("tuning", {"explorationSamples": 3})  # 3 of each model's next 180 observations
+    seeded.configs.set("tuning", {"explorationSamples": 3})  # 3 of each model's next 180 observations
     failing_gpt5(seeded)
     [outcome] = tuning.auto_tune(seeded, NOW).outcomes
-    draft = seeded.policy("router-core", str(outcome.version)) or {}
+    draft = seeded.policies.policy("router-core", str(outcome.version)) or {}
     assert draft["evidence"]["explorationFloor"] == 0.0167  # 3 / 180, on the weights' 1e-4 grid
     assert draft["params"]["modelWeights"] == {"gpt-5": 0.0167, "gemini": 0.9666, "claude": 0.0167}
 
 
 def test_kill_switch_stops_drafting_but_not_scoring(seeded: FirestoreStore) -> None:
-    seeded.set_config("flags", {"learning": {"enabled": False, "autoActivatePolicies": True}})
+    seeded.configs.set("flags", {"learning": {"enabled": False, "autoActivatePolicies": True}})
     failing_gpt5(seeded)
     assert seeded.count("ops_rewards") == 180
     assert tuning.auto_tune(seeded, NOW).enabled is False
@@ -182,7 +182,7 @@ def test_kill_switch_stops_drafting_but_not_scoring(seeded: FirestoreStore) -> N
 
 
 def test_auto_activation_goes_through_the_admin_path(seeded: FirestoreStore) -> None:
-    seeded.set_config("flags", {"learning": {"enabled": True, "autoActivatePolicies": True}})
+    seeded.configs.set("flags", {"learning": {"enabled": True, "autoActivatePolicies": True}})
     failing_gpt5(seeded)
     outcome = tuning.auto_tune(seeded, NOW).outcomes[0]
     assert outcome.activated and statuses(seeded) == {"1.0.0": "archived", "1.0.1": "active"}

@@ -61,7 +61,7 @@ def headless(exe: str, profile: Path, *args: str) -> subprocess.CompletedProcess
 
 @pytest.fixture()
 def report_store(seeded: FirestoreStore) -> FirestoreStore:
-    seeded.set_config("rollout", {"minSamples": 300, "minShadowSamples": 200, "guardrailMinSamples": 150,
+    seeded.configs.set("rollout", {"minSamples": 300, "minShadowSamples": 200, "guardrailMinSamples": 150,
                                   "safetyMinSamples": 100})
     ingest(seeded, traffic(900, hours=8))  # history for the charts
     router = shadow_then_canary(seeded, BETTER)

@@ -14,7 +14,11 @@ from opsloop.domain.reward import RewardConfig
 from opsloop.domain.reward import score as reward_score
 from opsloop.services import scoring
 from opsloop.services.record import record_batch
+from opsloop.store.buckets import FirestoreBucketRepo
 from opsloop.store.firestore_store import FirestoreStore
+from opsloop.store.observations import FirestoreObservationRepo
+from opsloop.store.runs import FirestoreRunRepo
+from opsloop.store.stats import FirestoreStatsRepo
 
 pytestmark = pytest.mark.emulator
 
@@ -99,7 +103,7 @@ def test_three_concurrent_runs_count_every_observation_once(
     items = make_batch(240, seed=2)
     ingest(seeded, items)
     if not with_lease:  # prove the transaction's cursor check alone keeps runs exactly-once
-        monkeypatch.setattr(FirestoreStore, "acquire_lease", lambda self, *a: True)
+        monkeypatch.setattr(FirestoreRunRepo, "acquire_lease", lambda self, *a: True)
     results: list[scoring.ScoreRunResult] = []
     errors: list[BaseException] = []
 
@@ -191,19 +195,19 @@ def test_invalid_documents_written_directly_are_recorded_and_skipped(seeded: Fir
 def test_a_run_writes_each_stats_document_once(seeded: FirestoreStore, monkeypatch: pytest.MonkeyPatch) -> None:
     ingest(seeded, make_batch(200, seed=9))
     writes: list[str] = []
-    original = FirestoreStore.write_stats
+    original = FirestoreStatsRepo.write
 
-    def spy(self: FirestoreStore, docs: dict[str, Any], schedule_ms: int, now_ms: int | None = None) -> int:
+    def spy(self: FirestoreStatsRepo, docs: dict[str, Any], schedule_ms: int, now: int | None = None) -> int:
         writes.extend(docs)
-        return original(self, docs, schedule_ms, now_ms)
+        return original(self, docs, schedule_ms, now)
 
-    monkeypatch.setattr(FirestoreStore, "write_stats", spy)
+    monkeypatch.setattr(FirestoreStatsRepo, "write", spy)
     scoring.score_observations(seeded, NOW, settings=SMALL)
     assert len(writes) == len(set(writes)) == 4 * 3
 
 
 def test_observations_and_rewards_expire_after_the_retention_period(seeded: FirestoreStore) -> None:
-    seeded.set_config("scoring", {"retentionDays": 7})
+    seeded.configs.set("scoring", {"retentionDays": 7})
     before = dt.datetime.now(dt.UTC)
     record_batch(seeded, {"observations": make_batch(3, seed=10)})
     scoring.score_observations(seeded, NOW, settings=SMALL)
@@ -215,13 +219,13 @@ def test_observations_and_rewards_expire_after_the_retention_period(seeded: Fire
 
 def test_a_bad_retention_setting_never_refuses_ingestion(seeded: FirestoreStore) -> None:
     """A derived setting gone bad: observations are still accepted (default retention), and it is alerted."""
-    seeded.set_config("scoring", {"retentionDays": 0})
+    seeded.configs.set("scoring", {"retentionDays": 0})
     before = dt.datetime.now(dt.UTC)
     record_batch(seeded, {"observations": make_batch(2, seed=11)})
     assert seeded.count("ops_observations") == 2
     for obs in seeded.db.collection("ops_observations").stream():
         assert abs(obs.to_dict()["expireAt"] - before - dt.timedelta(days=30)) < dt.timedelta(minutes=1)
-    [alert] = [a for a in seeded.alerts() if a.get("kind") == "config"]
+    [alert] = [a for a in seeded.alerts.recent() if a.get("kind") == "config"]
     assert alert["path"] == "config/scoring" and alert["field"] == "retentionDays"
     assert alert["code"] == "E_LEARN_CONFIG_INVALID"
 
@@ -260,26 +264,26 @@ def test_sampled_successes_keep_stats_unbiased(seeded: FirestoreStore) -> None:
 
 def test_scoring_reads_only_the_fields_it_scores(seeded: FirestoreStore) -> None:
     """A projection: meta (up to 4 KiB) and tokens are neither sent nor decoded on the scoring path."""
-    from opsloop.store.firestore_store import SCORED_FIELDS, Cursor
+    from opsloop.domain.ingest import SCORED_FIELDS, Cursor
 
     ingest(seeded, [{**make_batch(1, seed=3)[0], "meta": {"prompt": "x" * 1000}, "tokensIn": 7, "errorCode": "E1",
                      "policyVersion": "router-core@1.0.0"}])
-    (obs,) = seeded.observations_after(Cursor(), dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1), 10)
+    (obs,) = seeded.observations.after(Cursor(), dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1), 10)
     assert set(obs.data) <= set(SCORED_FIELDS) and "meta" not in obs.data and "tokensIn" not in obs.data
     assert obs.data["errorCode"] == "E1" and obs.data["policyVersion"] == "router-core@1.0.0"
 
 
 def record_calls(monkeypatch: pytest.MonkeyPatch, method: str) -> list[tuple[tuple[Any, ...], Any]]:
-    """Wrap a FirestoreStore method; returns the list its calls land in as (args, result)."""
+    """Wrap a bucket repository method; returns the list its calls land in as (args, result)."""
     calls: list[tuple[tuple[Any, ...], Any]] = []
-    real = getattr(FirestoreStore, method)
+    real = getattr(FirestoreBucketRepo, method)
 
-    def wrapped(self: FirestoreStore, *args: Any, **kwargs: Any) -> Any:
+    def wrapped(self: FirestoreBucketRepo, *args: Any, **kwargs: Any) -> Any:
         out = real(self, *args, **kwargs)
         calls.append((args, out))
         return out
 
-    monkeypatch.setattr(FirestoreStore, method, wrapped)
+    monkeypatch.setattr(FirestoreBucketRepo, method, wrapped)
     return calls
 
 
@@ -298,7 +302,7 @@ def test_a_fold_stays_within_one_transaction_s_writes(
     else:  # chunks are cut down until their delta alone can be folded within the bound
         assert result.chunks > 300 // SMALL.chunk_size
         assert all(ok and len(ids) + len(parts) <= 5 for (ids, parts), ok in own)
-    assert seeded.pending_deltas() == 0
+    assert seeded.buckets.pending() == 0
     assert_counted_once(seeded, items, result.stats)
 
 
@@ -308,11 +312,11 @@ def test_a_run_folds_its_own_deltas_from_memory_without_reading_them(
     items = make_batch(300, seed=11)
     ingest(seeded, items)
     monkeypatch.setattr(scoring, "FOLD_EVERY", 3)
-    own, generic = record_calls(monkeypatch, "fold_own"), record_calls(monkeypatch, "fold_deltas")
+    own, generic = record_calls(monkeypatch, "fold_own"), record_calls(monkeypatch, "fold_pending")
     result = scoring.score_observations(seeded, NOW, settings=SMALL)
     assert result.chunks == 8 and [(len(ids), ok) for (ids, _), ok in own] == [(3, True), (3, True), (2, True)]
     assert all(n == 0 for _, (n, _) in generic)  # the generic folds found nothing left to read
-    assert seeded.pending_deltas() == 0
+    assert seeded.buckets.pending() == 0
     assert_counted_once(seeded, items, result.stats)
 
 
@@ -330,11 +334,11 @@ def test_deltas_folded_by_another_run_meanwhile_are_counted_once(
         if name == "after-chunk-commit":
             commits["n"] += 1
             if commits["n"] == 2:
-                assert seeded.fold_deltas(max_docs=1)[0] == 1  # someone else takes the oldest pending delta
+                assert seeded.buckets.fold_pending(max_docs=1)[0] == 1  # someone else takes the oldest pending delta
 
     result = scoring.score_observations(seeded, NOW, settings=SMALL, checkpoint=interfere)
     assert [ok for _, ok in own] == [False, True]  # read back after the interference, from memory afterwards
-    assert seeded.pending_deltas() == 0
+    assert seeded.buckets.pending() == 0
     assert_counted_once(seeded, items, result.stats)
 
 
@@ -345,26 +349,26 @@ def test_deltas_in_the_earlier_array_format_still_fold(seeded: FirestoreStore) -
     ident = {"component": "router:old", "level": "1h", "start": NOW_MS - NOW_MS % 3_600_000}
     seeded.db.collection("ops_bucket_deltas").document("legacy").set(
         {"createdAt": 1, "buckets": [{"id": "router:old~1h~x", **ident, **one.to_doc()}]})
-    assert seeded.fold_deltas() == (1, 1)
+    assert seeded.buckets.fold_pending() == (1, 1)
     bucket = seeded.db.collection("ops_buckets").document("router:old~1h~x").get().to_dict()
-    assert bucket["n"] == 1 and bucket["sumReward"] == 0.5 and seeded.pending_deltas() == 0
+    assert bucket["n"] == 1 and bucket["sumReward"] == 0.5 and seeded.buckets.pending() == 0
 
 
 def test_chunks_shrink_until_their_delta_payload_fits(seeded: FirestoreStore, monkeypatch: pytest.MonkeyPatch) -> None:
-    from opsloop.store.firestore_store import encode_deltas
+    from opsloop.store.buckets import encode_deltas
 
     items = make_batch(200, seed=13, components=40)
     ingest(seeded, items)
     limit = 30_000
     monkeypatch.setattr(scoring, "MAX_DELTA_BYTES", limit)
     sizes: list[int] = []
-    real = FirestoreStore.commit_chunk
+    real = FirestoreObservationRepo.commit_chunk
 
-    def commit(self: FirestoreStore, expected: Any, cursor: Any, rewards: Any, deltas: Any, *a: Any) -> bool:
+    def commit(self: FirestoreObservationRepo, expected: Any, cursor: Any, rewards: Any, deltas: Any, *a: Any) -> bool:
         sizes.append(len(encode_deltas(deltas)))
         return real(self, expected, cursor, rewards, deltas, *a)
 
-    monkeypatch.setattr(FirestoreStore, "commit_chunk", commit)
+    monkeypatch.setattr(FirestoreObservationRepo, "commit_chunk", commit)
     result = scoring.score_observations(seeded, NOW, settings=SMALL)
     assert result.chunks > 200 // 40 and max(sizes) <= limit
     assert_counted_once(seeded, items, result.stats)

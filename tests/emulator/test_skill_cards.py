@@ -53,7 +53,7 @@ def test_cards_judge_strengths_weaknesses_failure_modes_and_trends(seeded: Fires
     result = scoring.score_observations(seeded, SCHEDULE, settings=SMALL)
     assert result.cards_written >= 3
 
-    good = seeded.skill_card("router:gemini")
+    good = seeded.cards.get("router:gemini")
     assert good is not None and good["judged"] is True
     assert {s["code"] for s in good["strengths"]} >= {"high_success_rate", "within_cost_budget",
                                                        "within_latency_budget"}
@@ -64,7 +64,7 @@ def test_cards_judge_strengths_weaknesses_failure_modes_and_trends(seeded: Fires
     assert good["policyVersions"] == [{"version": "router-core@1.0.0", "share": 1.0}]
     assert good["governedBy"]["policy"] == "router-core"
 
-    bad = seeded.skill_card("router:gpt-5")
+    bad = seeded.cards.get("router:gpt-5")
     assert bad is not None and bad["judged"] is True
     codes = {w["code"] for w in bad["weaknesses"]}
     assert {"low_success_rate", "over_cost_budget", "latency_outliers", "below_min_acceptable"} <= codes
@@ -75,7 +75,7 @@ def test_cards_judge_strengths_weaknesses_failure_modes_and_trends(seeded: Fires
     assert modes["timeout"]["count"] == 8 * 7 and modes["UPSTREAM_503"]["count"] == 7 * 7
     assert bad["trends"]["30d"]["direction"] == "flat"
 
-    router = seeded.skill_card("policy~router-core")
+    router = seeded.cards.get("policy~router-core")
     assert router is not None and router["kind"] == "router"
     assert router["activeVersion"] == "1.0.0"
     assert router["bestModel"]["model"] == "gemini" and router["bestModel"]["clearWinner"] is True
@@ -85,7 +85,7 @@ def test_a_component_with_few_samples_is_not_judged(seeded: FirestoreStore) -> N
     ingest(seeded, [{"component": "autoscaler", "outcome": "failure", "durationMs": 5, "ts": SCHEDULE_MS - 60_000}
                     for _ in range(5)])
     scoring.score_observations(seeded, SCHEDULE, settings=SMALL)
-    card = seeded.skill_card("autoscaler")
+    card = seeded.cards.get("autoscaler")
     assert card is not None
     assert card["judged"] is False and card["strengths"] == [] and card["weaknesses"] == []
     assert "fewer than minSamples 50" in card["reason"]
@@ -101,7 +101,7 @@ def test_cards_refresh_once_per_hour_and_never_from_an_older_replay(seeded: Fire
     assert later.cards_written == 0  # same hour: not due
     replay = scoring.score_observations(seeded, SCHEDULE - dt.timedelta(hours=2), settings=SMALL)
     assert replay.cards_written == 0
-    assert seeded.skill_card("autoscaler")["ts"] == SCHEDULE_MS
+    assert seeded.cards.get("autoscaler")["ts"] == SCHEDULE_MS
     forced = scoring.score_observations(seeded, SCHEDULE + dt.timedelta(minutes=10), settings=SMALL,
                                         refresh_cards=True, now=SCHEDULE + dt.timedelta(minutes=10))
     assert forced.cards_written == 2
@@ -115,16 +115,16 @@ def test_cards_refresh_once_per_hour_and_never_from_an_older_replay(seeded: Fire
                                              ({"minSamples": None}, "minSamples")])
 def test_a_bad_card_config_is_reported_and_the_last_good_one_is_used(seeded: FirestoreStore, config: dict[str, Any],
                                                                      field: str) -> None:
-    seeded.set_config("skill_cards", {"minSamples": 1}, merge=False)
+    seeded.configs.set("skill_cards", {"minSamples": 1}, merge=False)
     ingest(seeded, [{"component": "autoscaler", "outcome": "success", "durationMs": 5, "ts": SCHEDULE_MS - 60_000}])
     scoring.score_observations(seeded, SCHEDULE - dt.timedelta(hours=1), settings=SMALL)  # a good config, kept
-    seeded.set_config("skill_cards", config, merge=False)
+    seeded.configs.set("skill_cards", config, merge=False)
     result = scoring.score_observations(seeded, SCHEDULE, settings=SMALL)
     assert result.scored == 0 and result.stats_written == 3  # scored by the first run
     assert result.cards_written == 2 and result.cards_error is None
     assert len(result.config_errors) == 1 and result.config_errors[0].startswith("config/skill_cards")
-    assert seeded.skill_card("autoscaler")["judged"]  # minSamples 1, the last good value, judged its 1 sample
-    [alert] = [a for a in seeded.alerts() if a.get("kind") == "config"]
+    assert seeded.cards.get("autoscaler")["judged"]  # minSamples 1, the last good value, judged its 1 sample
+    [alert] = [a for a in seeded.alerts.recent() if a.get("kind") == "config"]
     assert (alert["path"], alert["field"]) == ("config/skill_cards", field)
     run = seeded.db.collection("ops_runs").document(result.run_id).get().to_dict()
     assert run["status"] == "done" and run["configErrors"] == result.config_errors

@@ -79,7 +79,7 @@ def test_the_claim_is_released_when_the_block_raises_and_a_taken_over_claim_is_n
 
 
 def test_a_policy_change_waits_for_the_policys_turnstile(seeded: FirestoreStore) -> None:
-    seeded.create_policy_version({"id": "router-core", "version": "1.0.1", "status": "draft", "params": {}},
+    seeded.policies.create_version({"id": "router-core", "version": "1.0.1", "status": "draft", "params": {}},
                                  {"actor": "t", "action": "draft", "id": "router-core", "from": None, "to": "1.0.1"})
     ref = claim_ref(seeded, "turn-policy-router-core")
     ref.set({"owner": "other-admin", "expiresAt": dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)})
@@ -93,12 +93,12 @@ def test_a_policy_change_waits_for_the_policys_turnstile(seeded: FirestoreStore)
     t.start()
     time.sleep(0.5)
     assert not done.is_set()  # queued behind the holder, not racing it
-    status = {p["version"]: p["status"] for p in seeded.policy_versions("router-core")}
+    status = {p["version"]: p["status"] for p in seeded.policies.versions("router-core")}
     assert status["1.0.1"] == "draft"
     ref.delete()
     t.join(timeout=30)
     assert done.is_set()
-    assert {p["version"]: p["status"] for p in seeded.policy_versions("router-core")}["1.0.1"] == "active"
+    assert {p["version"]: p["status"] for p in seeded.policies.versions("router-core")}["1.0.1"] == "active"
     assert not ref.get().exists
 
 

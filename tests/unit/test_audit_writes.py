@@ -1,4 +1,4 @@
-"""Audit entries are created, never updated, by code: only _append_audit writes to the audit collection."""
+"""Audit entries are created, never updated, by code: only append_audit writes to the audit collection."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[2] / "functions" / "opsloop"
-READERS = {"audit_log", "audit_entries", "unchained_audit_entries"}
+READERS = {"log", "entries", "unchained"}  # FirestoreAuditRepo
 
 
 def _audit_uses() -> list[tuple[Path, str]]:
@@ -27,16 +27,20 @@ def test_only_append_audit_writes_and_it_only_creates() -> None:
     uses = _audit_uses()
     assert uses, "the audit collection is referenced somewhere"
     writers = {fn for _, fn in uses} - READERS
-    assert writers == {"_append_audit"}
-    source = (PKG / "store" / "firestore_store.py").read_text()
+    assert writers == {"append_audit"}
+    assert {m.name for m, fn in uses if fn == "append_audit"} == {"audit.py"}
+    source = (PKG / "store" / "audit.py").read_text()
     tree = ast.parse(source)
-    append = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "_append_audit")
+    append = next(n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "append_audit")
     calls = {n.func.attr for n in ast.walk(append) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)}
     assert "create" in calls
     # the only set() in it is the chain head's, never the entry's
     sets = [n for n in ast.walk(append) if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
             and n.func.attr in ("set", "update", "delete")]
     assert len(sets) == 1 and "_chain_ref" in ast.unparse(sets[0].args[0])
+    # the readers are the audit repository's own
+    readers = {m.name for m, fn in uses if fn in READERS}
+    assert readers == {"audit.py"}
 
 
 def test_no_other_module_names_the_audit_collection_string() -> None:

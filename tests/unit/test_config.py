@@ -143,9 +143,9 @@ def test_any_stored_observation_scores_or_is_recorded_invalid(doc: dict[str, Any
     """What the scorer does with whatever a document holds: a finite summary, or an invalid reward."""
     import datetime as dt
 
+    from opsloop.domain.ingest import StoredObservation
     from opsloop.domain.reward import RewardConfig
     from opsloop.services.scoring import _reward_doc
-    from opsloop.store.firestore_store import StoredObservation
 
     obs = StoredObservation("x", doc, dt.datetime.now(dt.UTC))
     reward, summary = _reward_doc(obs, RewardConfig(), dt.datetime.now(dt.UTC))

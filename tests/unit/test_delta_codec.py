@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from opsloop.domain.stats import Summary, total
-from opsloop.store.firestore_store import decode_deltas, encode_deltas
+from opsloop.store.buckets import decode_deltas, encode_deltas
 
 
 def test_bucket_summaries_round_trip_through_the_payload() -> None:

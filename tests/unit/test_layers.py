@@ -95,3 +95,20 @@ def test_imports_point_inward(path: Path) -> None:
     names = imported_names(path.read_text(encoding="utf-8"), package_of(path))
     bad = sorted({n for n in names for banned in rules for prefix in banned if hits(n, prefix)})
     assert not bad, f"{name} imports {bad}"
+
+
+# Services see storage only through services/ports.py; store/paths (document ids) is data, not access. The
+# one place a service builds the real store is record_observation's in-process default (no store given).
+SERVICE_STORE_IMPORTS = {"opsloop.store", "opsloop.store.paths"}
+WIRING = {"opsloop.services.record": {"opsloop.store.client", "opsloop.store.client.get_db",
+                                      "opsloop.store.firestore_store",
+                                      "opsloop.store.firestore_store.FirestoreStore"}}
+
+
+@pytest.mark.parametrize("path", [p for p in MODULES if hits(module_name(p), "opsloop.services")],
+                         ids=lambda p: module_name(p))
+def test_services_reach_storage_only_through_ports(path: Path) -> None:
+    name = module_name(path)
+    names = imported_names(path.read_text(encoding="utf-8"), package_of(path))
+    store_names = {n for n in names if hits(n, "opsloop.store")}
+    assert store_names <= SERVICE_STORE_IMPORTS | WIRING.get(name, set()), f"{name} imports {sorted(store_names)}"

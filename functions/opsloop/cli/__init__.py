@@ -24,7 +24,10 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from ..services.ports import Store
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE, EXIT_ENVIRONMENT, EXIT_REFUSED, EXIT_CONFLICT, EXIT_INTERNAL = range(7)
 
@@ -74,7 +77,7 @@ def _check_id(value: str, what: str) -> str:
     return value
 
 
-def _store() -> Any:
+def _store() -> Store:
     from ..store.client import get_db
     from ..store.firestore_store import FirestoreStore
 
@@ -113,8 +116,8 @@ def _cmd_status(args: argparse.Namespace) -> int:
     store = _store()
     if args.component:
         _check_id(args.component, "--component")
-        stats = store.stats(args.component)
-        card = store.skill_card(args.component)
+        stats = store.stats.all(args.component)
+        card = store.cards.get(args.component)
         if card is None and not stats:
             raise CliError(f"no stats or skill card for component {args.component!r} (scored yet? a router "
                            f"policy's card is 'policy~<id>')", EXIT_USAGE, "E_LEARN_NOT_FOUND")
@@ -127,7 +130,7 @@ def _cmd_status(args: argparse.Namespace) -> int:
         print(card_text(card) if card else "no skill card yet (cards refresh hourly with scoring; "
                                            "`opsloop score --cards` refreshes now)")
         return EXIT_OK
-    stats = [s for s in store.stats() if args.window in (None, s.get("window"))]
+    stats = [s for s in store.stats.all() if args.window in (None, s.get("window"))]
     if args.json:
         _print_json(stats)
     elif not stats:
@@ -146,18 +149,18 @@ def _split_ref(ref: str) -> tuple[str, str | None]:
     return policy_id, version or None
 
 
-def _version_or_active(store: Any, policy_id: str, version: str | None) -> dict[str, Any]:
+def _version_or_active(store: Store, policy_id: str, version: str | None) -> dict[str, Any]:
     if version is None:
-        active = store.head(policy_id).active
+        active = store.policies.head(policy_id).active
         if active is None:
-            if not store.policy_versions(policy_id):
+            if not store.policies.versions(policy_id):
                 raise CliError(f"unknown policy {policy_id!r}", EXIT_USAGE, "E_LEARN_NOT_FOUND")
             raise CliError(f"policy {policy_id} has no active version; name one as {policy_id}@VERSION",
                            EXIT_USAGE, "E_LEARN_NOT_FOUND")
         version = active
-    doc = store.policy(policy_id, version)
+    doc = store.policies.policy(policy_id, version)
     if doc is None:
-        known = sorted(str(d.get("version")) for d in store.policy_versions(policy_id))
+        known = sorted(str(d.get("version")) for d in store.policies.versions(policy_id))
         hint = f"; known versions: {', '.join(known)}" if known else "; no such policy"
         raise CliError(f"unknown policy version {policy_id}@{version}{hint}", EXIT_USAGE, "E_LEARN_NOT_FOUND")
     return dict(doc)
@@ -177,7 +180,7 @@ def _cmd_policies_list(args: argparse.Namespace) -> int:
     from .render import table, when
 
     store = _store()
-    docs = store.policy_versions(args.id) if args.id else store.all_policy_versions()
+    docs = store.policies.versions(args.id) if args.id else store.policies.all()
     if args.id and not docs:
         raise CliError(f"unknown policy {args.id!r}", EXIT_USAGE, "E_LEARN_NOT_FOUND")
     if args.status:
@@ -348,7 +351,7 @@ def _cmd_score(args: argparse.Namespace) -> int:
     store = _store()
     settings = config_service.load(store, (config_domain.SCORING,)).scoring
     upper = dt.datetime.now(dt.UTC) - dt.timedelta(milliseconds=settings.safety_margin_ms)
-    backlog = store.backlog_size(store.read_cursor(), upper)
+    backlog = store.observations.backlog(store.observations.cursor(), upper)
     with tqdm(total=backlog, unit="obs", desc="scoring", disable=_no_bar(args), file=sys.stderr) as bar:
         done = 0
 
@@ -499,7 +502,7 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
 def _cmd_audit_log(args: argparse.Namespace) -> int:
     from .render import table, when
 
-    entries = _store().audit_log(limit=args.limit, policy_id=args.policy)
+    entries = _store().audit.log(limit=args.limit, policy_id=args.policy)
     if args.json:
         print(json.dumps(entries, indent=2, default=str))
         return EXIT_OK

@@ -20,7 +20,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, StrictStr, ValidationError
 
 from .drift import DriftConfig
-from .errors import OpsError
+from .errors import FailedPrecondition, OpsError
 from .experiment import RolloutConfig
 from .reward import RewardConfig
 from .skill_card import CardSettings
@@ -334,6 +334,18 @@ class FlagsChange:
     old: dict[str, bool]
     new: dict[str, bool]
     doc: dict[str, Any] | None  # config/flags as it is to be written; None: nothing changes
+
+
+def require_learning(stored: dict[str, Any] | None) -> None:
+    """Refuse unless config/flags says learning is enabled, read strictly (a bad document means off)."""
+    try:
+        enabled = parse(FLAGS, stored).enabled
+    except ConfigInvalid as exc:
+        raise FailedPrecondition(f"learning is off while config/flags does not parse ({exc.message})",
+                                 {"code": "E_LEARN_DISABLED"}) from None
+    if not enabled:
+        raise FailedPrecondition("learning is disabled (config/flags learning.enabled = false)",
+                                 {"code": "E_LEARN_DISABLED"})
 
 
 def change_flags(stored: dict[str, Any], learning: dict[str, bool]) -> FlagsChange:

@@ -110,6 +110,23 @@ class Transition:
             doc.update(endedAt=now_ms, endedBy=actor)
         return doc
 
+    def audit_entry(self, now_ms: int, actor: str, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The audit entry that records it (sealed into the policy's chain by the store)."""
+        entry: dict[str, Any] = {"ts": now_ms, "actor": actor, "action": self.action, "id": self.policy_id,
+                                 "from": self.from_version, "to": self.to_version, **(extra or {})}
+        if self.rollout is not None:
+            entry["rolloutId"] = self.rollout.rollout_id
+        return entry
+
+
+LIFECYCLE_FIELDS = ("status", "id", "version")
+
+
+def check_non_lifecycle(fields: dict[str, Any]) -> None:
+    """Refuse a plain update that would change a version's identity or status (only transitions do)."""
+    if any(f in fields for f in LIFECYCLE_FIELDS):
+        raise ValueError(f"lifecycle fields change only through transitions, got {sorted(fields)!r}")
+
 
 def _require(status_of: StatusOf, policy_id: str, version: str) -> str:
     status = status_of(version)

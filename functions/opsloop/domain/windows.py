@@ -8,9 +8,21 @@ aligned buckets (5-minute pieces at the ragged edges, hours next, whole days in 
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from .errors import InvalidArgument
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def ms(value: dt.datetime) -> int:
+    """Milliseconds since the epoch of an aware datetime (the unit of every stored time)."""
+    return int((value - EPOCH).total_seconds() * 1000)
+
+
+def now_ms() -> int:
+    return ms(dt.datetime.now(dt.UTC))
 
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
@@ -95,3 +107,17 @@ def check_schedule_time(schedule_ms: int, now_ms: int) -> None:
             f"{MAX_SCHEDULE_SKEW_MS // MINUTE_MS} minutes are allowed", {"field": "scheduleTime"})
     if schedule_ms < EARLIEST_SCHEDULE_MS:
         raise InvalidArgument(f"schedule time {schedule_ms} is before 2000-01-01", {"field": "scheduleTime"})
+
+
+def keeps_newer(stored_ms: int | None, schedule_ms: int, now_ms: int) -> bool:
+    """Whether a stats (or cards) document stored for ``stored_ms`` outranks a write for ``schedule_ms``.
+
+    A newer schedule wins, but a stored time beyond the clock (plus the allowed skew) came from a bad
+    clock or a mistyped ``--at``: it never blocks the present.
+    """
+    return stored_ms is not None and schedule_ms < stored_ms <= now_ms + MAX_SCHEDULE_SKEW_MS
+
+
+def trusted_marker(marker_ms: int | None, now_ms: int) -> int | None:
+    """A stored schedule marker, or None when it lies beyond the clock (it must not hold work back)."""
+    return None if marker_ms is None or marker_ms > now_ms + MAX_SCHEDULE_SKEW_MS else marker_ms

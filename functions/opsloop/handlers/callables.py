@@ -119,7 +119,7 @@ def rollback_policy(req: https_fn.CallableRequest[Any]) -> dict[str, Any]:
 def start_shadow(req: https_fn.CallableRequest[Any]) -> dict[str, Any]:
     def work(actor: str, data: Any) -> dict[str, Any]:
         policy_id, version = _ref(data)
-        return rollouts.start_shadow(deps.store(), policy_id, version, actor)
+        return rollouts.start_shadow(deps.store(), policy_id, version, actor).to_dict()
 
     return _admin(req, "startShadow", work)
 
@@ -130,7 +130,7 @@ def start_canary(req: https_fn.CallableRequest[Any]) -> dict[str, Any]:
         if "split" not in data:
             raise InvalidArgument("'split' is required: a number in (0, 0.5] or canary5/canary10/canary20/ab",
                                   {"field": "split"})
-        return rollouts.start_canary(deps.store(), policy_id, version, data["split"], actor)
+        return rollouts.start_canary(deps.store(), policy_id, version, data["split"], actor).to_dict()
 
     return _admin(req, "startCanary", work)
 
@@ -138,7 +138,7 @@ def start_canary(req: https_fn.CallableRequest[Any]) -> dict[str, Any]:
 def promote_policy(req: https_fn.CallableRequest[Any]) -> dict[str, Any]:
     def work(actor: str, data: Any) -> dict[str, Any]:
         policy_id, version = _ref(data)
-        return rollouts.promote(deps.store(), policy_id, version, actor)
+        return rollouts.promote(deps.store(), policy_id, version, actor).to_dict()
 
     return _admin(req, "promotePolicy", work)
 
@@ -146,10 +146,11 @@ def promote_policy(req: https_fn.CallableRequest[Any]) -> dict[str, Any]:
 def reject_policy(req: https_fn.CallableRequest[Any]) -> dict[str, Any]:
     def work(actor: str, data: Any) -> dict[str, Any]:
         policy_id, version = _ref(data, extra=("reason",))
-        return rollouts.reject(deps.store(), policy_id, version, data.get("reason"), actor)
+        return rollouts.reject(deps.store(), policy_id, version, data.get("reason"), actor).to_dict()
 
     return _admin(req, "rejectPolicy", work)
 
 
 def set_learning_flags(req: https_fn.CallableRequest[Any]) -> dict[str, Any]:
-    return _admin(req, "setLearningFlags", lambda actor, data: flags.set_learning_flags(deps.store(), data, actor))
+    return _admin(req, "setLearningFlags",
+                  lambda actor, data: flags.set_learning_flags(deps.store(), data, actor).to_dict())

@@ -6,12 +6,13 @@ import functools
 import os
 
 from ..client import PolicyClient
+from ..services.ports import Store
 from ..store.client import get_db
 from ..store.firestore_store import FirestoreStore
 
 
 @functools.cache
-def store() -> FirestoreStore:
+def store() -> Store:
     return FirestoreStore(get_db())
 
 
@@ -19,4 +20,4 @@ def store() -> FirestoreStore:
 def policy_client() -> PolicyClient:
     """Heads cached for ``OPSLOOP_ASSIGN_CACHE_S`` seconds (default 30): a started canary reaches every
     instance within that; versions never change, so they stay cached."""
-    return PolicyClient(store(), ttl_s=float(os.environ.get("OPSLOOP_ASSIGN_CACHE_S", "30")))
+    return PolicyClient(store().policies, ttl_s=float(os.environ.get("OPSLOOP_ASSIGN_CACHE_S", "30")))

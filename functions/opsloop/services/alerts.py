@@ -10,7 +10,8 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..domain.errors import OpsError
-from ..store.firestore_store import FirestoreStore, ms
+from ..domain.windows import ms
+from .ports import Store
 
 log = logging.getLogger("opsloop.alerts")
 
@@ -28,7 +29,7 @@ def quietly(work: Callable[[], object], what: str) -> None:
         log.error("could not %s: %r", what, exc)
 
 
-def record_run(store: FirestoreStore, kind: str, schedule_ms: int, items: list[dict[str, Any]],
+def record_run(store: Store, kind: str, schedule_ms: int, items: list[dict[str, Any]],
                config_problems: Iterable[tuple[str, str]] = ()) -> str:
     """Write the ``ops_runs`` record of a scheduled batch: its items, those that failed, config problems.
 
@@ -39,11 +40,11 @@ def record_run(store: FirestoreStore, kind: str, schedule_ms: int, items: list[d
     doc = {"kind": kind, "scheduleTime": schedule_ms, "status": "done", "items": items[:200],
            "itemCount": len(items), "failed": failed[:200], "failedCount": len(failed),
            "configErrors": [message for _, message in config_problems], "finishedAt": ms(dt.datetime.now(dt.UTC))}
-    quietly(lambda: store.record_run(run_id, doc), f"record the {kind} run")
+    quietly(lambda: store.runs.record(run_id, doc), f"record the {kind} run")
     return run_id
 
 
-def item_failed(store: FirestoreStore, job: str, item: str, exc: BaseException) -> str:
+def item_failed(store: Store, job: str, item: str, exc: BaseException) -> str:
     """Record that ``job`` skipped ``item`` because of ``exc``; returns the text recorded.
 
     The same kind of failure (exception type) of the same item on every run refreshes one alert (``count``,
@@ -55,5 +56,5 @@ def item_failed(store: FirestoreStore, job: str, item: str, exc: BaseException) 
     key = hashlib.sha256(f"{job}\n{item}\n{type(exc).__name__}".encode()).hexdigest()[:20]
     alert = {"kind": "item_failed", "job": job, "item": item[:500], "error": error,
              "code": exc.code if isinstance(exc, OpsError) else None, "ts": ms(dt.datetime.now(dt.UTC))}
-    quietly(lambda: store.note_alert(f"failure~{key}", alert), f"record the alert for {item}")
+    quietly(lambda: store.alerts.note(f"failure~{key}", alert), f"record the alert for {item}")
     return error

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..domain import audit as audit_domain
-from ..store.firestore_store import FirestoreStore
+from .ports import Store
 
 
 @dataclass
@@ -20,23 +20,23 @@ class AuditReport:
         return {"ok": self.ok, "chains": self.chains, "breaks": self.breaks, "policies": self.policies}
 
 
-def verify_audit_chain(store: FirestoreStore) -> AuditReport:
+def verify_audit_chain(store: Store) -> AuditReport:
     """Check every chain link by link, entries outside any chain, and each version's params hash."""
-    heads = store.audit_chains()
+    heads = store.audit.chains()
     report = AuditReport(ok=True)
     by_id: dict[str, dict[str, Any]] = {}
     for chain, head in sorted(heads.items()):
-        entries = store.audit_entries(chain)
+        entries = store.audit.entries(chain)
         by_id.update(entries)
         report.chains[chain] = len(entries)
         broken = audit_domain.verify(chain, entries, head)
         if broken is not None:
             report.breaks.append(broken.to_dict())
-    for doc_id, stray in store.unchained_audit_entries(set(heads)):
+    for doc_id, stray in store.audit.unchained(set(heads)):
         chain = str(stray.get("chain") or "(none)")
         report.breaks.append(audit_domain.Break(chain, stray.get("seq"), doc_id,
                                                 "entry belongs to no known chain").to_dict())
-    for doc in store.all_policy_versions():
+    for doc in store.policies.all():
         ref = f"{doc.get('id')}@{doc.get('version')}"
         problem = None
         if audit_domain.digest(doc.get("params") or {}) != doc.get("paramsHash"):

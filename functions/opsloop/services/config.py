@@ -21,15 +21,16 @@ from typing import Any
 from ..domain import audit as audit_domain
 from ..domain import config as config_domain
 from ..domain.config import ConfigInvalid, Settings
-from ..store.firestore_store import FirestoreStore, ms
+from ..domain.windows import ms
 from . import alerts
+from .ports import Store
 
 log = logging.getLogger("opsloop.config")
 
 
-def load(store: FirestoreStore, names: tuple[str, ...] = config_domain.NAMES) -> Settings:
+def load(store: Store, names: tuple[str, ...] = config_domain.NAMES) -> Settings:
     """Every named config document, parsed; problems are alerted and recorded in ``Settings.problems``."""
-    raw = store.config_docs(names)
+    raw = store.configs.get_many(names)
     settings = Settings()
     problems: list[tuple[str, str]] = []
     for name in names:
@@ -45,7 +46,7 @@ def load(store: FirestoreStore, names: tuple[str, ...] = config_domain.NAMES) ->
             report(store, exc, stored)
         else:
             if stored is not None and raw["good"].get(name) != stored:
-                alerts.quietly(functools.partial(store.save_good_config, name, stored), f"keep config/{name}")
+                alerts.quietly(functools.partial(store.configs.save_good, name, stored), f"keep config/{name}")
         settings = settings.replace(name, value)
     return Settings(**{**settings.__dict__, "problems": tuple(problems)})
 
@@ -70,7 +71,7 @@ def _fallback(name: str, good: Any) -> Any:
         return config_domain.defaults(name)
 
 
-def report(store: FirestoreStore, exc: ConfigInvalid, doc: Any) -> None:
+def report(store: Store, exc: ConfigInvalid, doc: Any) -> None:
     """Log the problem and raise one ``ops_alerts`` entry per distinct (document, content)."""
     path = str(exc.details.get("path"))
     log.error("config document invalid: %s (%s)", exc.message, exc.code)
@@ -80,17 +81,18 @@ def report(store: FirestoreStore, exc: ConfigInvalid, doc: Any) -> None:
         digest = audit_domain.digest({"value": repr(doc)})
     alert = {"kind": "config", "code": exc.code, "path": path, "field": exc.details.get("field"),
              "message": exc.message[:1000], "ts": ms(dt.datetime.now(dt.UTC))}
-    alerts.quietly(lambda: store.raise_alert(f"config~{path.split('/')[-1]}~{digest[:16]}", alert), "raise the alert")
+    alert_id = f"config~{path.split('/')[-1]}~{digest[:16]}"
+    alerts.quietly(lambda: store.alerts.raise_once(alert_id, alert), "raise the alert")
 
 
 # Ingestion reads one setting (retention) on every request: a per-process copy, refreshed every 5 minutes
 # (OPSLOOP_CONFIG_CACHE_S overrides it; the tests serve the functions with 0).
 _CACHE_TTL_S = float(os.environ.get("OPSLOOP_CONFIG_CACHE_S", "300"))
-_cache: weakref.WeakKeyDictionary[FirestoreStore, dict[str, tuple[float, Any]]] = weakref.WeakKeyDictionary()
+_cache: weakref.WeakKeyDictionary[Store, dict[str, tuple[float, Any]]] = weakref.WeakKeyDictionary()
 _cache_lock = threading.Lock()
 
 
-def cached(store: FirestoreStore, name: str, ttl_s: float = _CACHE_TTL_S) -> Any:
+def cached(store: Store, name: str, ttl_s: float = _CACHE_TTL_S) -> Any:
     """``load``'s settings of one document, read at most once per ``ttl_s`` per process and store."""
     now = time.monotonic()
     with _cache_lock:

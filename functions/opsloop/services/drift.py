@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from dataclasses import dataclass
 
 from ..domain import config as config_domain
 from ..domain import drift as drift_domain
 from ..domain import windows
 from ..domain.stats import total
-from ..store.firestore_store import FirestoreStore, ms
+from ..domain.windows import ms
 from . import alerts
 from . import config as config_service
+from .ports import Store
 
 
 @dataclass
@@ -23,22 +25,23 @@ class DriftResult:
     error: str | None = None  # the component was skipped (recorded in ops_alerts)
 
 
-def check_drift(store: FirestoreStore, schedule_time: dt.datetime) -> list[DriftResult]:
+def check_drift(store: Store, schedule_time: dt.datetime) -> list[DriftResult]:
     """Test every component with data in the latest window; one that fails is recorded and skipped."""
     loaded = config_service.load(store, (config_domain.DRIFT,))
     cfg = loaded.drift
     latest_start, end = windows.window_bounds(ms(schedule_time), cfg.latest)
     base_start = latest_start - cfg.baseline_days * windows.DAY_MS
     out = []
-    for component in sorted(store.active_components(latest_start)):
+    for component in sorted(store.observations.active_components(latest_start)):
         try:
-            latest = total(store.load_segments(component, windows.cover(latest_start, end)))
-            baseline = total(store.load_segments(component, windows.cover(base_start, latest_start)))
+            latest = total(store.buckets.load_segments(component, windows.cover(latest_start, end)))
+            baseline = total(store.buckets.load_segments(component, windows.cover(base_start, latest_start)))
             tests = drift_domain.compare(latest, baseline, cfg)
             if not tests:
                 continue
             docs = {t.metric: {"statistic": t.statistic, "p": t.p, "drifted": t.drifted} for t in tests}
-            alerted = store.update_drift(component, docs, ms(schedule_time))
+            alerted = store.drift.update(component, functools.partial(
+                drift_domain.advance_episodes, component, tests=docs, schedule_ms=ms(schedule_time)))
         except Exception as exc:
             error = alerts.item_failed(store, "evaluateRollouts.drift", f"component {component}", exc)
             out.append(DriftResult(component, [], [], [], error=error))

@@ -18,48 +18,47 @@ from ..domain import kinds, semver, trials
 from ..domain import policy as policy_domain
 from ..domain.experiment import RolloutConfig
 from ..domain.kinds import params as params_kind
-from ..store.experiments import ExperimentStore
-from ..store.firestore_store import FirestoreStore, ms
+from ..domain.windows import ms
 from . import policies
+from .ports import Store
 
 UPDATER = policies.UPDATER
 
 
-def _write(store: FirestoreStore, repo: ExperimentStore, rollout: dict[str, Any]) -> bool:
+def _write(store: Store, rollout: dict[str, Any]) -> bool:
     pid = str(rollout["id"])
-    challenger = store.policy(pid, str(rollout["version"])) or {}
-    champion = store.policy(pid, str(rollout["champion"]))
+    challenger = store.policies.policy(pid, str(rollout["version"])) or {}
+    champion = store.policies.policy(pid, str(rollout["champion"]))
     kind = kinds.kind_of(challenger).name if challenger else kinds.DEFAULT
-    return repo.create(trials.record(rollout, challenger, champion, kind))
+    return store.experiments.create(trials.record(rollout, challenger, champion, kind))
 
 
-def record_ended(store: FirestoreStore, rollout_id: str) -> bool:
+def record_ended(store: Store, rollout_id: str) -> bool:
     """Record one canary that just ended; False when it is not an ended canary or already recorded."""
-    rollout = store.rollout(rollout_id)
+    rollout = store.rollouts.get(rollout_id)
     if not rollout or rollout.get("stage") != "canary" or rollout.get("status") in (None, "running"):
         return False
-    return _write(store, ExperimentStore(store.db), {**rollout, "rolloutId": rollout_id})
+    return _write(store, {**rollout, "rolloutId": rollout_id})
 
 
-def sync(store: FirestoreStore, policy_id: str | None = None) -> int:
+def sync(store: Store, policy_id: str | None = None) -> int:
     """Record every ended canary that has no experiment yet; returns how many were written."""
-    repo = ExperimentStore(store.db)
-    have = repo.experiment_ids(policy_id)
+    have = store.experiments.ids(policy_id)
     written = 0
-    for rollout in repo.ended_canaries(policy_id):
+    for rollout in store.rollouts.ended_canaries(policy_id):
         rid = str(rollout["rolloutId"])
         if rid not in have:
-            written += _write(store, repo, rollout)
+            written += _write(store, rollout)
     return written
 
 
-def experiments(store: FirestoreStore, policy_id: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+def experiments(store: Store, policy_id: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
     sync(store, policy_id)
-    return ExperimentStore(store.db).list(policy_id, limit)
+    return store.experiments.recent(policy_id, limit)
 
 
-def experiment(store: FirestoreStore, experiment_id: str) -> dict[str, Any] | None:
-    return ExperimentStore(store.db).get(experiment_id)
+def experiment(store: Store, experiment_id: str) -> dict[str, Any] | None:
+    return store.experiments.get(experiment_id)
 
 
 @dataclass
@@ -74,15 +73,15 @@ def _trial_doc(t: trials.Trial) -> dict[str, Any]:
     return {"experimentId": t.experiment_id, "params": t.params, "value": t.value, "n": t.n}
 
 
-def tune(store: FirestoreStore, active: dict[str, Any], rollout_cfg: RolloutConfig, auto_activate: bool,
+def tune(store: Store, active: dict[str, Any], rollout_cfg: RolloutConfig, auto_activate: bool,
          schedule_time: dt.datetime | None) -> Drafted:
     """One step of tuning by experiment: with no experiment running, draft the optimiser's next candidate
     (and, with ``autoActivatePolicies``, start its canary at ``experimentSplit``)."""
     policy_id, champion = str(active["id"]), str(active["version"])
-    head = store.head(policy_id)
+    head = store.policies.head(policy_id)
     if head.rollout is not None:
         return Drafted("skipped", None, f"experiment {head.rollout.version} is running")
-    versions = store.policy_versions(policy_id)
+    versions = store.policies.versions(policy_id)
     waiting = [v for v in versions if v.get("status") == "draft" and v.get("createdBy") == UPDATER
                and v.get("basedOn") == champion]
     if waiting:  # proposed earlier but never started (learning was off, or no auto-activation)
@@ -93,7 +92,7 @@ def tune(store: FirestoreStore, active: dict[str, Any], rollout_cfg: RolloutConf
         return Drafted("skipped", version, f"started the experiment of waiting draft {version}", started=True)
     space = params_kind.parse(active)
     sync(store, policy_id)
-    done = ExperimentStore(store.db).list(policy_id, limit=1_000_000)
+    done = store.experiments.recent(policy_id, limit=1_000_000)
     learned = trials.trials_of(done, space.search)
     # every earlier candidate counts as tried, also a draft an admin turned down before it reached traffic
     drafted = [v for v in versions if v.get("createdBy") == UPDATER]
@@ -115,7 +114,7 @@ def tune(store: FirestoreStore, active: dict[str, Any], rollout_cfg: RolloutConf
     kinds.validate(doc)  # the optimiser stays inside the space; a broken space never reaches the store
     audit = {"actor": UPDATER, "action": "draft", "id": policy_id, "from": champion, "to": version,
              "reason": f"next candidate of {trials.SAMPLER} (seed {proposal.seed}) from {len(learned)} trials"}
-    if not store.create_policy_version(doc, audit, require_learning=True):
+    if not store.policies.create_version(doc, audit, require_learning=True):
         return Drafted("skipped", version, f"version {version} was created concurrently")
     if not auto_activate:
         return Drafted("drafted", version, "drafted; start its experiment with startCanary "
@@ -125,13 +124,13 @@ def tune(store: FirestoreStore, active: dict[str, Any], rollout_cfg: RolloutConf
                                        f"{rollout_cfg.experiment_split}", started=True)
 
 
-def start_experiment(store: FirestoreStore, policy_id: str, version: str, split: float, actor: str,
+def start_experiment(store: Store, policy_id: str, version: str, split: float, actor: str,
                      at: dt.datetime | None = None) -> tuple[policy_domain.Transition | None, dict[str, Any] | None]:
     """A draft of a kind without an off-policy gate goes straight to canary, its arms compared from ``at``
     (the tuner's schedule time; an admin's call: now)."""
     now = ms(at or dt.datetime.now(dt.UTC))
     rollout_id = f"{policy_id}@{version}~{uuid.uuid4().hex[:8]}"
-    return store.apply_transition(
+    return store.policies.apply_transition(
         policy_id,
         lambda head, status_of: policy_domain.plan_start_experiment(head, version, status_of, split, rollout_id,
                                                                     now),

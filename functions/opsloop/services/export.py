@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..domain.errors import InvalidArgument
-from ..store.firestore_store import FirestoreStore
+from .ports import Store
 
 MANIFEST_VERSION = 1
 
@@ -124,22 +124,22 @@ def parse_time(value: str, name: str) -> int:
     return ms
 
 
-def _rows(store: FirestoreStore, since_ms: int, until_ms: int, components: list[str] | None,
+def _rows(store: Store, since_ms: int, until_ms: int, components: list[str] | None,
           page_size: int) -> Iterator[list[dict[str, Any]]]:
     """Pages of joined rows in (ts, id) order; with components, one ordered stream per component merged."""
     def joined(pages: Iterator[list[tuple[str, dict[str, Any]]]]) -> Iterator[list[tuple[Any, dict[str, Any]]]]:
         """Each row with its sort key: the stored (ts, id), as the queries order them."""
         for page in pages:
-            rewards = store.rewards_for([i for i, _ in page])
+            rewards = store.observations.rewards_for([i for i, _ in page])
             yield [((d.get("ts"), i), row(i, d, rewards.get(i))) for i, d in page]
 
     if not components:
-        for keyed in joined(store.observation_pages(since_ms, until_ms, None, page_size)):
+        for keyed in joined(store.observations.pages(since_ms, until_ms, None, page_size)):
             yield [r for _, r in keyed]
         return
 
     def flat(comp: str) -> Iterator[tuple[Any, dict[str, Any]]]:
-        for keyed in joined(store.observation_pages(since_ms, until_ms, comp, page_size)):
+        for keyed in joined(store.observations.pages(since_ms, until_ms, comp, page_size)):
             yield from keyed
 
     merged = heapq.merge(*(flat(c) for c in components), key=lambda kr: kr[0])
@@ -170,7 +170,7 @@ def _manifest_path(out: Path) -> Path:
 
 
 def export_dataset(
-    store: FirestoreStore,
+    store: Store,
     out: Path,
     since_ms: int,
     until_ms: int,
@@ -274,7 +274,7 @@ def experiment_row(doc: dict[str, Any]) -> dict[str, Any]:
     return {name: _coerce(raw.get(name), kind) for name, kind in EXPERIMENT_COLUMNS}
 
 
-def export_experiments(store: FirestoreStore, out: Path, since_ms: int | None = None,
+def export_experiments(store: Store, out: Path, since_ms: int | None = None,
                        until_ms: int | None = None) -> ExportResult:
     """``ops_experiments`` (ended in [since, until) when given) to Parquet, oldest first, with a manifest."""
     import pyarrow as pa

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from ..domain.errors import InvalidArgument
-from ..store.firestore_store import FirestoreStore
+from .ports import Store
 
 KEYS = ("enabled", "autoActivatePolicies")
 
@@ -22,6 +23,16 @@ def parse_flags(data: Any) -> dict[str, bool]:
     return dict(data)
 
 
-def set_learning_flags(store: FirestoreStore, data: Any, actor: str) -> dict[str, Any]:
-    old, new, changed = store.set_flags(parse_flags(data), actor)
-    return {"learning": new, "previous": old, "changed": changed}
+@dataclass(frozen=True)
+class FlagsResult:
+    learning: dict[str, bool]
+    previous: dict[str, bool]
+    changed: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"learning": self.learning, "previous": self.previous, "changed": self.changed}
+
+
+def set_learning_flags(store: Store, data: Any, actor: str) -> FlagsResult:
+    change = store.configs.set_flags(parse_flags(data), actor)
+    return FlagsResult(change.new, change.old, change.doc is not None)

@@ -8,7 +8,7 @@ from typing import Any
 from ..domain import policy as policy_domain
 from ..domain import semver
 from ..domain.errors import InvalidArgument
-from ..store.firestore_store import FirestoreStore
+from .ports import Store
 
 UPDATER = "policy-updater"  # the actor of every automatic draft (autoTunePolicies)
 
@@ -57,18 +57,18 @@ def _result(policy_id: str, transition: policy_domain.Transition | None, audit: 
     return ChangeResult(policy_id, transition.to_version, transition.from_version, changed=True, audit=audit)
 
 
-def activate(store: FirestoreStore, policy_id: str, version: str, actor: str) -> ChangeResult:
+def activate(store: Store, policy_id: str, version: str, actor: str) -> ChangeResult:
     """Make ``version`` the only active version of ``policy_id``; archive the previous one; audit it."""
-    transition, audit = store.apply_transition(
+    transition, audit = store.policies.apply_transition(
         policy_id, lambda head, status_of: policy_domain.plan_activate(head, version, status_of), actor
     )
     return _result(policy_id, transition, audit, version)
 
 
-def rollback(store: FirestoreStore, policy_id: str, version: str | None, actor: str) -> ChangeResult:
+def rollback(store: Store, policy_id: str, version: str | None, actor: str) -> ChangeResult:
     """Re-activate ``version`` or, without one, the version active before the current one."""
 
-    transition, audit = store.apply_transition(
+    transition, audit = store.policies.apply_transition(
         policy_id, lambda head, status_of: policy_domain.plan_rollback(head, version, status_of), actor
     )
     return _result(policy_id, transition, audit, version or "")

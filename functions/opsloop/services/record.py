@@ -13,8 +13,8 @@ from ..domain.config import ScoringSettings
 from ..domain.errors import InvalidArgument
 from ..domain.observation import InvalidBatch, ObservationIn, parse_batch
 from ..domain.pii import scrub_value
-from ..store.firestore_store import FirestoreStore
 from . import config as config_service
+from .ports import Store
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ def _doc(obs: ObservationIn, now_ms: int) -> dict[str, Any]:
     return data
 
 
-def retention_days(store: FirestoreStore) -> int:
+def retention_days(store: Store) -> int:
     """``config/scoring.retentionDays``: how long observations and rewards live (Firestore TTL on expireAt).
 
     Read through the per-process config cache; a bad document gives the last good value or the default
@@ -50,7 +50,7 @@ def retention_days(store: FirestoreStore) -> int:
     return settings.retention_days
 
 
-def record_batch(store: FirestoreStore, payload: Any, now_ms: int | None = None) -> RecordResult:
+def record_batch(store: Store, payload: Any, now_ms: int | None = None) -> RecordResult:
     """Validate ``payload`` (one observation or ``{"observations": [...]}``) and store it all or nothing."""
     now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
     try:
@@ -62,19 +62,20 @@ def record_batch(store: FirestoreStore, payload: Any, now_ms: int | None = None)
     for obs in items:
         doc_id = obs.id or uuid.uuid4().hex
         docs.append((doc_id, {"id": doc_id, **_doc(obs, now_ms), "expireAt": expire_at}, obs.id is not None))
-    duplicates = store.insert_observations(docs)
+    duplicates = store.observations.insert(docs)
     ids = [d[0] for d in docs]
     dup = set(duplicates)
     return RecordResult(ids=ids, created=[i for i in ids if i not in dup], duplicates=sorted(dup))
 
 
-def record_observation(store: FirestoreStore | None = None, **fields: Any) -> str:
+def record_observation(store: Store | None = None, **fields: Any) -> str:
     """Record one observation from in-process code; returns its id. Raises InvalidArgument when bad.
 
     >>> record_observation(component="router:gpt-5", outcome="success", durationMs=234, costUsd=0.02)
     """
     if store is None:
         from ..store.client import get_db
+        from ..store.firestore_store import FirestoreStore
 
         store = FirestoreStore(get_db())
     return record_batch(store, fields).ids[0]

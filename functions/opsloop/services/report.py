@@ -7,8 +7,8 @@ from typing import Any
 
 from ..domain import windows
 from ..domain.stats import Summary
-from ..store.firestore_store import FirestoreStore
 from . import experiments
+from .ports import Store
 
 SHOWN_STATUSES = ("draft", "shadow", "canary")  # versions shown beside the active one
 
@@ -39,7 +39,7 @@ def point(start: int, s: Summary) -> dict[str, Any]:
             "p95Latency": s.latency_quantile(0.95), "costUsd": s.mean_cost}
 
 
-def gather(store: FirestoreStore, end_ms: int, hours: int = 48, audit_limit: int = 200) -> ReportData:
+def gather(store: Store, end_ms: int, hours: int = 48, audit_limit: int = 200) -> ReportData:
     """Series over ``hours`` before ``end_ms`` per component (5-minute, hourly or daily buckets by span),
     policies, rollouts, audit, cards."""
     if not 1 <= hours <= 24 * 90:
@@ -48,11 +48,11 @@ def gather(store: FirestoreStore, end_ms: int, hours: int = 48, audit_limit: int
     end = windows.bucket_start(windows.window_end(end_ms) - 1, level) + windows.LEVELS[level]
     start = end - hours * windows.HOUR_MS
     series = []
-    for comp in sorted(store.active_components(start)):
-        buckets = store.bucket_series(comp, level, start, end)
+    for comp in sorted(store.observations.active_components(start)):
+        buckets = store.buckets.series(comp, level, start, end)
         series.append(ComponentSeries(comp, level, [point(s, b) for s, b in buckets if b.n]))
     by_id: dict[str, dict[str, Any]] = {}
-    for doc in store.all_policy_versions():
+    for doc in store.policies.all():
         entry = by_id.setdefault(str(doc.get("id")), {"id": doc.get("id"), "active": None, "candidates": []})
         if doc.get("status") == "active":
             entry["active"] = doc
@@ -60,12 +60,13 @@ def gather(store: FirestoreStore, end_ms: int, hours: int = 48, audit_limit: int
             entry["candidates"].append(doc)
     for entry in by_id.values():
         entry["candidates"].sort(key=lambda d: _created(d), reverse=True)
-    rollouts = [{**r, "evaluations": store.evaluations(str(r["rolloutId"]))} for r in store.rollouts(limit=20)]
+    rollouts = [{**r, "evaluations": store.rollouts.evaluations(str(r["rolloutId"]))}
+                for r in store.rollouts.recent(limit=20)]
     return ReportData(
         end_ms=end_ms, hours=hours, series=series,
-        stats=sorted(store.stats(), key=lambda d: (str(d.get("component")), str(d.get("window")))),
+        stats=sorted(store.stats.all(), key=lambda d: (str(d.get("component")), str(d.get("window")))),
         policies=[by_id[k] for k in sorted(by_id)], rollouts=rollouts,
-        audit=store.audit_log(limit=audit_limit), cards=store.skill_cards(), alerts=store.alerts(limit=50),
+        audit=store.audit.log(limit=audit_limit), cards=store.cards.all(), alerts=store.alerts.recent(limit=50),
         experiments=experiments.experiments(store, limit=50),
     )
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..domain import config as config_domain
@@ -25,10 +25,11 @@ from ..domain.experiment import ArmData, Evaluation, RolloutConfig, Running, eva
 from ..domain.routing import MAX_SPLIT, SPLIT_PRESETS
 from ..domain.skill_card import share_above
 from ..domain.stats import Summary, total
+from ..domain.windows import ms
 from ..store import paths
-from ..store.firestore_store import FirestoreStore, ms
 from . import alerts, experiments
 from . import config as config_service
+from .ports import Store
 
 CONTROLLER = "rollout-controller"
 E_DATA_MISSING = "E_LEARN_DATA_MISSING"
@@ -62,7 +63,7 @@ def _now_ms() -> int:
     return ms(dt.datetime.now(dt.UTC))
 
 
-def _require_learning(store: FirestoreStore) -> Settings:
+def _require_learning(store: Store) -> Settings:
     """config/flags and config/rollout in one read; fails early with the kill switch's own error (the
     transaction checks again before it writes)."""
     loaded = config_service.load(store, (config_domain.FLAGS, config_domain.ROLLOUT))
@@ -72,22 +73,46 @@ def _require_learning(store: FirestoreStore) -> Settings:
     return loaded
 
 
-def _version_doc(store: FirestoreStore, policy_id: str, version: str) -> dict[str, Any]:
-    doc = store.policy(policy_id, version)
+def _version_doc(store: Store, policy_id: str, version: str) -> dict[str, Any]:
+    doc = store.policies.policy(policy_id, version)
     if doc is None:
         raise NotFound(f"policy {policy_id}@{version} does not exist", {"id": policy_id, "version": version})
     return doc
 
 
-def _transition_result(t: policy_domain.Transition | None, audit: dict[str, Any] | None) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RolloutChange:
+    """What a rollout command did: nothing (``changed`` False) or one transition, with its audit entry."""
+
+    changed: bool
+    policy_id: str | None = None
+    action: str | None = None
+    from_version: str | None = None
+    to_version: str | None = None
+    rollout: dict[str, Any] | None = None  # the rollout document it wrote (with its status)
+    audit: dict[str, Any] | None = None
+    shadow_estimate: dict[str, Any] | None = None  # start_shadow: the estimate stored on the version
+
+    def to_dict(self) -> dict[str, Any]:
+        """The callable's answer."""
+        if not self.changed:
+            return {"changed": False}
+        out = {"changed": True, "id": self.policy_id, "action": self.action, "from": self.from_version,
+               "to": self.to_version, "rollout": self.rollout}
+        if self.shadow_estimate is not None:
+            out["shadowEstimate"] = self.shadow_estimate
+        return out
+
+
+def _transition_result(t: policy_domain.Transition | None, audit: dict[str, Any] | None) -> RolloutChange:
     if t is None:
-        return {"changed": False}
-    return {"changed": True, "id": t.policy_id, "action": t.action, "from": t.from_version, "to": t.to_version,
-            "rollout": None if t.rollout is None else {**t.rollout.to_doc(), "status": t.rollout_status}}
+        return RolloutChange(changed=False)
+    return RolloutChange(True, t.policy_id, t.action, t.from_version, t.to_version,
+                         None if t.rollout is None else {**t.rollout.to_doc(), "status": t.rollout_status}, audit)
 
 
-def _ended(store: FirestoreStore, t: policy_domain.Transition | None,
-           audit: dict[str, Any] | None) -> dict[str, Any]:
+def _ended(store: Store, t: policy_domain.Transition | None,
+           audit: dict[str, Any] | None) -> RolloutChange:
     """The transition's result; a canary it ended is recorded in ``ops_experiments`` first (a failure to
     record is only logged: the next tuning run's ``experiments.sync`` writes what is missing)."""
     if t is not None and t.rollout is not None and t.rollout.stage == "canary" and t.rollout_status != "running":
@@ -97,7 +122,7 @@ def _ended(store: FirestoreStore, t: policy_domain.Transition | None,
 
 
 # ------------------------------------------------------------------------------------------ shadow
-def shadow_estimate(store: FirestoreStore, policy_id: str, version: str, at: dt.datetime,
+def shadow_estimate(store: Store, policy_id: str, version: str, at: dt.datetime,
                     shadow: ShadowSettings) -> ope.OffPolicyEstimate:
     """Off-policy estimate of ``version``'s reward from what the router logged in the shadow window."""
     doc = _version_doc(store, policy_id, version)
@@ -112,7 +137,7 @@ def shadow_estimate(store: FirestoreStore, policy_id: str, version: str, at: dt.
                                  {"code": E_DATA_MISSING})
     start, end = windows.window_bounds(ms(at), shadow.window)
     per_model = {
-        model: total(store.load_segments(f"router:{model}", windows.cover(start, end))) for model in weights
+        model: total(store.buckets.load_segments(f"router:{model}", windows.cover(start, end))) for model in weights
     }
     estimate = ope.estimate(per_model, {m: float(w) for m, w in weights.items()})
     numbers = [estimate.ips, estimate.snips, estimate.ess, estimate.logged_mean,
@@ -124,28 +149,28 @@ def shadow_estimate(store: FirestoreStore, policy_id: str, version: str, at: dt.
     return estimate
 
 
-def _store_estimate(store: FirestoreStore, policy_id: str, version: str, est: ope.OffPolicyEstimate,
+def _store_estimate(store: Store, policy_id: str, version: str, est: ope.OffPolicyEstimate,
                     at: dt.datetime, shadow: ShadowSettings) -> dict[str, Any]:
     doc = {**est.to_doc(), "ts": ms(at), "window": shadow.window}
-    store.update_policy(policy_id, version, {"shadowEstimate": doc})
+    store.policies.update(policy_id, version, {"shadowEstimate": doc})
     return doc
 
 
-def start_shadow(store: FirestoreStore, policy_id: str, version: str, actor: str) -> dict[str, Any]:
+def start_shadow(store: Store, policy_id: str, version: str, actor: str) -> RolloutChange:
     shadow = _require_learning(store).shadow
     now = dt.datetime.now(dt.UTC)
     rollout_id = f"{policy_id}@{version}~{uuid.uuid4().hex[:8]}"
     estimate = shadow_estimate(store, policy_id, version, now, shadow)  # fails before anything is written
-    t, audit = store.apply_transition(
+    t, audit = store.policies.apply_transition(
         policy_id,
         lambda head, status_of: policy_domain.plan_start_shadow(head, version, status_of, rollout_id, ms(now)),
         actor, extra_audit={"evidence": {"shadowEstimate": estimate.to_doc()}}, require_learning=True,
     )
     est = _store_estimate(store, policy_id, version, estimate, now, shadow)
-    return {**_transition_result(t, audit), "shadowEstimate": est}
+    return replace(_transition_result(t, audit), shadow_estimate=est)
 
 
-def start_canary(store: FirestoreStore, policy_id: str, version: str, split: Any, actor: str) -> dict[str, Any]:
+def start_canary(store: Store, policy_id: str, version: str, split: Any, actor: str) -> RolloutChange:
     """Start a canary; refused without a shadow estimate, or when the estimate is clearly worse."""
     split = parse_split(split)
     shadow = _require_learning(store).shadow
@@ -169,7 +194,7 @@ def start_canary(store: FirestoreStore, policy_id: str, version: str, split: Any
             {"code": E_ROLLOUT_DENIED, "shadowEstimate": est},
         )
     now = _now_ms()
-    t, audit = store.apply_transition(
+    t, audit = store.policies.apply_transition(
         policy_id,
         lambda head, status_of: policy_domain.plan_start_canary(head, version, status_of, split, now),
         actor, extra_audit={"evidence": {"shadowEstimate": est, "split": split}}, require_learning=True,
@@ -177,41 +202,41 @@ def start_canary(store: FirestoreStore, policy_id: str, version: str, split: Any
     return _transition_result(t, audit)
 
 
-def promote(store: FirestoreStore, policy_id: str, version: str, actor: str,
-            evidence: dict[str, Any] | None = None) -> dict[str, Any]:
-    rollout = store.head(policy_id).rollout
+def promote(store: Store, policy_id: str, version: str, actor: str,
+            evidence: dict[str, Any] | None = None) -> RolloutChange:
+    rollout = store.policies.head(policy_id).rollout
     if evidence is None and rollout is not None:
-        evidence = (store.rollout(rollout.rollout_id) or {}).get("lastEvaluation")
-    t, audit = store.apply_transition(
+        evidence = (store.rollouts.get(rollout.rollout_id) or {}).get("lastEvaluation")
+    t, audit = store.policies.apply_transition(
         policy_id, lambda head, status_of: policy_domain.plan_promote(head, version, status_of), actor,
         extra_audit={"evidence": evidence}, require_learning=True,
     )
     return _ended(store, t, audit)
 
 
-def reject(store: FirestoreStore, policy_id: str, version: str, reason: str, actor: str) -> dict[str, Any]:
+def reject(store: Store, policy_id: str, version: str, reason: str, actor: str) -> RolloutChange:
     if not isinstance(reason, str) or not reason.strip() or len(reason) > 1000 or not _utf8(reason):
         raise InvalidArgument("'reason' must be a non-empty string of at most 1000 characters", {"field": "reason"})
-    t, audit = store.apply_transition(
+    t, audit = store.policies.apply_transition(
         policy_id, lambda head, status_of: policy_domain.plan_reject(head, version, status_of), actor,
         extra_audit={"reason": reason},
     )
     return _ended(store, t, audit)
 
 
-def conclude(store: FirestoreStore, policy_id: str, version: str, actor: str,
-             evidence: dict[str, Any] | None) -> dict[str, Any]:
+def conclude(store: Store, policy_id: str, version: str, actor: str,
+             evidence: dict[str, Any] | None) -> RolloutChange:
     """End a canary that stayed inconclusive past ``maxDurationHours`` (kinds tuned by experiment)."""
-    t, audit = store.apply_transition(
+    t, audit = store.policies.apply_transition(
         policy_id, lambda head, status_of: policy_domain.plan_conclude(head, version, status_of), actor,
         extra_audit={"evidence": evidence}, require_learning=True,
     )
     return _ended(store, t, audit)
 
 
-def rollback_canary(store: FirestoreStore, policy_id: str, version: str, actor: str,
-                    evidence: dict[str, Any] | None) -> dict[str, Any]:
-    t, audit = store.apply_transition(
+def rollback_canary(store: Store, policy_id: str, version: str, actor: str,
+                    evidence: dict[str, Any] | None) -> RolloutChange:
+    t, audit = store.policies.apply_transition(
         policy_id, lambda head, status_of: policy_domain.plan_canary_rollback(head, version, status_of), actor,
         extra_audit={"evidence": evidence},
     )
@@ -245,7 +270,7 @@ class RolloutOutcome:
     expired: bool = False  # an experiment past maxDurationHours without a decision: ended as inconclusive
 
 
-def evaluate_canary(store: FirestoreStore, rollout: dict[str, Any], at: dt.datetime,
+def evaluate_canary(store: Store, rollout: dict[str, Any], at: dt.datetime,
                     cfg: RolloutConfig) -> Evaluation:
     """Champion vs challenger over the canary's lifetime, from the arms' buckets."""
     policy_id, champion, challenger = rollout["id"], rollout["champion"], rollout["version"]
@@ -253,8 +278,8 @@ def evaluate_canary(store: FirestoreStore, rollout: dict[str, Any], at: dt.datet
     start = windows.bucket_start(started, "5m")
     end = windows.window_end(ms(at))
     segments = windows.cover(start, end) if end > start else []
-    cp = total(store.load_segments(paths.arm_key(f"{policy_id}@{champion}", "champion"), segments))
-    ch = total(store.load_segments(paths.arm_key(f"{policy_id}@{challenger}", "challenger"), segments))
+    cp = total(store.buckets.load_segments(paths.arm_key(f"{policy_id}@{champion}", "champion"), segments))
+    ch = total(store.buckets.load_segments(paths.arm_key(f"{policy_id}@{challenger}", "challenger"), segments))
     running = Running(_number(rollout.get("msprtP")), _number(rollout.get("srmP")))
     return evaluate(arm_data(cp), arm_data(ch), float(rollout["split"]), cfg, running)
 
@@ -263,7 +288,7 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-def evaluate_rollouts(store: FirestoreStore, schedule_time: dt.datetime) -> list[RolloutOutcome]:
+def evaluate_rollouts(store: Store, schedule_time: dt.datetime) -> list[RolloutOutcome]:
     """Evaluate every running canary and shadow; carry out decisions the flags allow.
 
     Every canary is evaluated first, then safety rollbacks are carried out before any other decision (so a
@@ -275,7 +300,7 @@ def evaluate_rollouts(store: FirestoreStore, schedule_time: dt.datetime) -> list
     """
     windows.check_schedule_time(ms(schedule_time), _now_ms())
     loaded = config_service.load(store, (config_domain.FLAGS, config_domain.ROLLOUT))
-    running = sorted(store.running_rollouts(), key=lambda r: str(r.get("rolloutId")))
+    running = sorted(store.rollouts.running(), key=lambda r: str(r.get("rolloutId")))
     out: list[RolloutOutcome] = []
     decided: list[tuple[RolloutOutcome, dict[str, Any], bool]] = []  # (outcome, evaluation doc, safety)
     for rollout in running:
@@ -315,14 +340,14 @@ def evaluate_rollouts(store: FirestoreStore, schedule_time: dt.datetime) -> list
     return out
 
 
-def _failed(store: FirestoreStore, rollout: dict[str, Any], exc: BaseException) -> RolloutOutcome:
+def _failed(store: Store, rollout: dict[str, Any], exc: BaseException) -> RolloutOutcome:
     rid = str(rollout.get("rolloutId"))
     error = alerts.item_failed(store, "evaluateRollouts", f"rollout {rid}", exc)
     return RolloutOutcome(rid, str(rollout.get("id")), str(rollout.get("version")), str(rollout.get("stage")),
                           "error", error)
 
 
-def _refresh_shadow(store: FirestoreStore, rollout: dict[str, Any], schedule_time: dt.datetime,
+def _refresh_shadow(store: Store, rollout: dict[str, Any], schedule_time: dt.datetime,
                     shadow: ShadowSettings) -> RolloutOutcome:
     rid, policy_id, version = str(rollout["rolloutId"]), str(rollout["id"]), str(rollout["version"])
     estimate = shadow_estimate(store, policy_id, version, schedule_time, shadow)
@@ -331,14 +356,14 @@ def _refresh_shadow(store: FirestoreStore, rollout: dict[str, Any], schedule_tim
                           f"shadow estimate refreshed from {est['n']} logged decisions")
 
 
-def _evaluate_canary(store: FirestoreStore, rollout: dict[str, Any], schedule_time: dt.datetime,
+def _evaluate_canary(store: Store, rollout: dict[str, Any], schedule_time: dt.datetime,
                      cfg: RolloutConfig) -> tuple[RolloutOutcome, dict[str, Any], bool]:
     """Evaluate and record one canary's look; returns its outcome, evaluation document and whether the
     decision is a safety rollback."""
     rid, policy_id, version = str(rollout["rolloutId"]), str(rollout["id"]), str(rollout["version"])
     ev = evaluate_canary(store, rollout, schedule_time, cfg)
     doc = {"ts": ms(schedule_time), **ev.to_doc()}
-    store.record_evaluation(rid, doc, {"lastEvaluation": doc, "msprtP": ev.msprt_p, "srmP": ev.srm_p,
+    store.rollouts.record_evaluation(rid, doc, {"lastEvaluation": doc, "msprtP": ev.msprt_p, "srmP": ev.srm_p,
                                        "evaluationCount": int(rollout.get("evaluationCount") or 0) + 1})
     safety = ev.outcome == "rollback" and any(ev.safety.values())
     result = RolloutOutcome(rid, policy_id, version, "canary", ev.outcome, ev.reason)
@@ -350,6 +375,6 @@ def _evaluate_canary(store: FirestoreStore, rollout: dict[str, Any], schedule_ti
         result.reason = f"no decision after {hours:.1f} h (maxDurationHours {cfg.max_duration_hours:g}): " \
                         f"ended as inconclusive; {ev.reason}"
     if ev.srm:  # the run is frozen on untrusted data: an operator has to look (one alert, counted per look)
-        store.note_alert(f"srm~{rid}", {"kind": "srm", "rolloutId": rid, "id": policy_id, "version": version,
+        store.alerts.note(f"srm~{rid}", {"kind": "srm", "rolloutId": rid, "id": policy_id, "version": version,
                                         "srmP": ev.srm_p, "ts": ms(schedule_time), "reason": ev.reason})
     return result, doc, safety

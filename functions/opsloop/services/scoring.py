@@ -36,12 +36,14 @@ from typing import Any
 from ..domain import reward as reward_domain
 from ..domain import windows
 from ..domain.config import ScoringSettings
+from ..domain.ingest import Cursor, StoredObservation
 from ..domain.observation import stored_problem
 from ..domain.stats import Summary, total, window_stats
+from ..domain.windows import ms
 from ..store import paths
-from ..store.firestore_store import Cursor, FirestoreStore, StoredObservation, ms
 from . import alerts, skill_cards
 from . import config as config_service
+from .ports import Store
 
 __all__ = ["ScoringSettings", "score_observations"]
 
@@ -209,22 +211,22 @@ class _OwnDeltas:
         extra = 0 if more is None else 1 + sum(1 for bid in more if bid not in self.parts)
         return len(self.parts) + len(self.ids) + extra
 
-    def fold(self, store: FirestoreStore, checkpoint: Checkpoint) -> None:
+    def fold(self, store: Store, checkpoint: Checkpoint) -> None:
         """Fold them (from memory when none was folded elsewhere, else by reading what is left)."""
         if not self.ids:
             return
-        if self.writes() <= FOLD_MAX_WRITES and store.fold_own(self.ids, self.parts):
+        if self.writes() <= FOLD_MAX_WRITES and store.buckets.fold_own(self.ids, self.parts):
             checkpoint("after-fold")
         else:
             fold_all(store, checkpoint)
         self.ids, self.parts = [], {}
 
 
-def fold_all(store: FirestoreStore, checkpoint: Checkpoint | None = None) -> int:
+def fold_all(store: Store, checkpoint: Checkpoint | None = None) -> int:
     """Fold every pending delta into the buckets; returns how many were folded."""
     folded = 0
     while True:
-        n, _ = store.fold_deltas()
+        n, _ = store.buckets.fold_pending()
         if n == 0:
             return folded
         folded += n
@@ -233,7 +235,7 @@ def fold_all(store: FirestoreStore, checkpoint: Checkpoint | None = None) -> int
 
 
 def score_observations(
-    store: FirestoreStore,
+    store: Store,
     schedule_time: dt.datetime,
     *,
     now: dt.datetime | None = None,
@@ -260,16 +262,16 @@ def score_observations(
     run_id = run_id or f"score-{schedule_ms}-{uuid.uuid4().hex[:8]}"
     hit = checkpoint or (lambda _name: None)
 
-    if not store.acquire_lease("score", run_id, settings.lease_ttl_s):
+    if not store.runs.acquire_lease("score", run_id, settings.lease_ttl_s):
         return ScoreRunResult(run_id, schedule_ms, lease_acquired=False)
     result = ScoreRunResult(run_id, schedule_ms, lease_acquired=True,
                             config_errors=[message for _, message in loaded.problems])
     try:
         hit("after-lease")
-        store.record_run(run_id, {"kind": "score", "scheduleTime": schedule_ms, "status": "running",
+        store.runs.record(run_id, {"kind": "score", "scheduleTime": schedule_ms, "status": "running",
                                   "startedAt": ms(dt.datetime.now(dt.UTC)), "configErrors": result.config_errors})
         hit("after-run-start")
-        store.migrate_legacy_components()
+        store.observations.migrate_legacy_components()
         fold_all(store, hit)  # deltas a crashed run left behind
         clock = now or dt.datetime.now(dt.UTC)
         upper = clock - dt.timedelta(milliseconds=settings.safety_margin_ms)
@@ -287,19 +289,19 @@ def score_observations(
                                                                   force=refresh_cards)
         except (ArithmeticError, KeyError, TypeError, ValueError) as exc:  # cards are derived; scoring goes on
             result.cards_error = alerts.item_failed(store, "scoreObservations", "skill cards", exc)[:500]
-        store.record_run(run_id, {"status": "done", "scored": result.scored, "invalid": result.invalid,
+        store.runs.record(run_id, {"status": "done", "scored": result.scored, "invalid": result.invalid,
                                   "chunks": result.chunks, "statsWritten": result.stats_written,
                                   "cardsWritten": result.cards_written, "cardsError": result.cards_error,
                                   "budgetExhausted": result.budget_exhausted,
                                   "finishedAt": ms(dt.datetime.now(dt.UTC))})
         hit("after-run-done")
     finally:
-        store.release_lease("score", run_id)
+        store.runs.release_lease("score", run_id)
     return result
 
 
 def _score_backlog(
-    store: FirestoreStore,
+    store: Store,
     cfg: reward_domain.RewardConfig,
     settings: ScoringSettings,
     upper: dt.datetime,
@@ -317,7 +319,7 @@ def _score_backlog(
     from running into the function's timeout before the stats are refreshed.
     """
     days = settings.retention_days
-    expected = store.read_cursor()
+    expected = store.observations.cursor()
     buffer: list[StoredObservation] = []  # read, not yet handed to a commit; right after the last one
     in_flight: tuple[Future[bool], _Chunk, str] | None = None
     own = _OwnDeltas()
@@ -331,7 +333,7 @@ def _score_backlog(
         in_flight = None
         if not future.result():
             result.lost_races += 1
-            expected = store.read_cursor()  # read again from where the other run left it
+            expected = store.observations.cursor()  # read again from where the other run left it
             return False
         if chunk.deltas:
             if own.writes(chunk.deltas) > FOLD_MAX_WRITES:
@@ -359,7 +361,7 @@ def _score_backlog(
                     return
                 if len(buffer) < settings.chunk_size:
                     after = Cursor(buffer[-1].received_at, buffer[-1].doc_id) if buffer else expected
-                    buffer += store.observations_after(after, upper, settings.chunk_size - len(buffer))
+                    buffer += store.observations.after(after, upper, settings.chunk_size - len(buffer))
                 chunk = None
                 if buffer:
                     chunk = _Chunk.build(buffer[: settings.chunk_size], cfg, days)
@@ -374,8 +376,8 @@ def _score_backlog(
                 buffer = buffer[len(chunk.page) :]
                 hit("before-chunk-commit")
                 delta_id = uuid.uuid4().hex
-                future = committer.submit(store.commit_chunk, expected, chunk.cursor, chunk.rewards, chunk.deltas,
-                                          delta_id)
+                future = committer.submit(store.observations.commit_chunk, expected, chunk.cursor, chunk.rewards,
+                                          chunk.deltas, delta_id)
                 in_flight = (future, chunk, delta_id)
                 expected = Cursor(chunk.cursor.received_at, chunk.cursor.doc_id)
         finally:
@@ -383,16 +385,16 @@ def _score_backlog(
                 in_flight[0].exception()
 
 
-def window_summaries(store: FirestoreStore, schedule_ms: int) -> dict[str, dict[str, Summary]]:
+def window_summaries(store: Store, schedule_ms: int) -> dict[str, dict[str, Summary]]:
     """Per component seen within the longest window, its summary for each window ending at ``schedule_ms``."""
     longest = max(windows.WINDOWS.values())
     end = windows.window_end(schedule_ms)
-    components = sorted(store.active_components(end - longest))
+    components = sorted(store.observations.active_components(end - longest))
     jobs = [(comp, name) for comp in components for name in windows.WINDOWS]
 
     def load(job: tuple[str, str]) -> Summary:
         start, stop = windows.window_bounds(schedule_ms, job[1])
-        return total(store.load_segments(job[0], windows.cover(start, stop)))
+        return total(store.buckets.load_segments(job[0], windows.cover(start, stop)))
 
     # The queries are independent and each waits on a round trip: a few in flight hide the latency.
     with ThreadPoolExecutor(max_workers=STATS_READERS, thread_name_prefix="opsloop-stats") as pool:
@@ -425,12 +427,12 @@ def stats_docs(summaries: dict[str, dict[str, Summary]], schedule_ms: int,
 STATS_GROUP = 240  # stats documents per transaction
 
 
-def store_stats(store: FirestoreStore, stats: dict[str, dict[str, Any]], schedule_ms: int,
+def store_stats(store: Store, stats: dict[str, dict[str, Any]], schedule_ms: int,
                 checkpoint: Checkpoint | None = None, now_ms: int | None = None) -> int:
     written = 0
     items = list(stats.items())
     for i in range(0, len(items), STATS_GROUP):
-        written += store.write_stats(dict(items[i : i + STATS_GROUP]), schedule_ms, now_ms)
+        written += store.stats.write(dict(items[i : i + STATS_GROUP]), schedule_ms, now_ms)
         if checkpoint is not None:
             checkpoint("after-stats-write")
     return written

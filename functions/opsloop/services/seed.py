@@ -10,7 +10,7 @@ from typing import Any
 from ..domain import kinds, semver
 from ..domain.errors import InvalidArgument
 from ..store import paths
-from ..store.firestore_store import FirestoreStore
+from .ports import Store
 
 ALLOWED = (paths.CONFIG, paths.POLICIES)
 
@@ -46,20 +46,20 @@ def read_seed(seed_dir: Path) -> list[tuple[str, str, dict[str, Any]]]:
     return out
 
 
-def load_seed(store: FirestoreStore, seed_dir: Path, force: bool = False) -> list[SeedAction]:
+def load_seed(store: Store, seed_dir: Path, force: bool = False) -> list[SeedAction]:
     """Create each seed document that is missing; with ``force`` overwrite config documents too."""
     actions = []
     for collection, doc_id, data in read_seed(seed_dir):
         path = f"{collection}/{doc_id}"
         if collection == paths.POLICIES:
             audit = {"actor": "seed", "action": "seed", "id": data["id"], "from": None, "to": data["version"]}
-            created = store.create_policy_version(data, audit)
+            created = store.policies.create_version(data, audit)
             actions.append(SeedAction(path, "created" if created else "kept"))
             continue
-        exists = bool(store.config(doc_id))
+        exists = bool(store.configs.get(doc_id))
         if exists and not force:
             actions.append(SeedAction(path, "kept"))
             continue
-        store.set_config(doc_id, data, merge=False)
+        store.configs.set(doc_id, data, merge=False)
         actions.append(SeedAction(path, "overwritten" if exists else "created"))
     return actions

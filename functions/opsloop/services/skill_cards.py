@@ -14,7 +14,7 @@ from typing import Any
 from ..domain import reward as reward_domain
 from ..domain import skill_card, windows
 from ..domain.stats import Summary
-from ..store.firestore_store import FirestoreStore
+from .ports import Store
 
 REFRESH_EVERY_MS = windows.HOUR_MS
 TREND_DAYS = 30
@@ -36,7 +36,7 @@ def card_id(component: str | None = None, policy: str | None = None) -> str:
 
 
 def build_cards(
-    store: FirestoreStore,
+    store: Store,
     schedule_ms: int,
     summaries: dict[str, dict[str, Summary]],
     cfg: reward_domain.RewardConfig,
@@ -47,17 +47,17 @@ def build_cards(
     day_end = windows.bucket_start(end - 1, "1d") + windows.DAY_MS  # the day in progress counts
     comps = sorted(summaries)
     with ThreadPoolExecutor(max_workers=8, thread_name_prefix="opsloop-cards") as pool:  # one query each
-        series = list(pool.map(lambda c: store.bucket_series(c, "1d", day_end - TREND_DAYS * windows.DAY_MS,
+        series = list(pool.map(lambda c: store.buckets.series(c, "1d", day_end - TREND_DAYS * windows.DAY_MS,
                                                              day_end), comps))
     cards: dict[str, dict[str, Any]] = {}
     for comp, daily in zip(comps, series, strict=True):
         cards[card_id(comp)] = skill_card.component_card(comp, summaries[comp], daily, cfg, s, end)
-    for policy in store.policies_with_status("active"):
+    for policy in store.policies.with_status("active"):
         weights = (policy.get("params") or {}).get("modelWeights")
         if not isinstance(weights, dict) or not weights:
             continue
         policy_id = str(policy["id"])
-        head = store.head(policy_id)
+        head = store.policies.head(policy_id)
         models = {m: (summaries.get(f"router:{m}") or {}).get("24h") or Summary() for m in weights}
         rollout = None if head.rollout is None else head.rollout.to_doc()
         card = skill_card.router_card(policy_id, models, head.active, rollout,
@@ -71,7 +71,7 @@ def build_cards(
 
 
 def refresh_if_due(
-    store: FirestoreStore,
+    store: Store,
     schedule_ms: int,
     summaries: dict[str, dict[str, Summary]],
     cfg: reward_domain.RewardConfig,
@@ -79,6 +79,7 @@ def refresh_if_due(
     force: bool = False,
 ) -> int:
     """Refresh every card when due (or ``force``); returns how many were written."""
-    if not force and not due(store.cards_refreshed_for(), schedule_ms):
+    last = windows.trusted_marker(store.cards.refreshed_for(), windows.now_ms())
+    if not force and not due(last, schedule_ms):
         return 0
-    return store.write_skill_cards(build_cards(store, schedule_ms, summaries, cfg, settings), schedule_ms)
+    return store.cards.write(build_cards(store, schedule_ms, summaries, cfg, settings), schedule_ms)

@@ -12,9 +12,10 @@ from ..domain.config import Settings
 from ..domain.drift import DriftConfig
 from ..domain.stats import Summary, total, window_stats
 from ..domain.tuning import ArmStats, Proposal, TuningConfig, equivalent, propose_weights
-from ..store.firestore_store import FirestoreStore, ms
+from ..domain.windows import ms
 from . import alerts, experiments, policies
 from . import config as config_service
+from .ports import Store
 
 UPDATER = policies.UPDATER
 
@@ -36,7 +37,7 @@ class TuneRunResult:
     config_errors: list[str] = field(default_factory=list)
 
 
-def auto_tune(store: FirestoreStore, schedule_time: dt.datetime | None = None,
+def auto_tune(store: Store, schedule_time: dt.datetime | None = None,
               now: dt.datetime | None = None) -> TuneRunResult:
     """Draft a new version of every active, tunable policy whose stats call for one.
 
@@ -50,7 +51,7 @@ def auto_tune(store: FirestoreStore, schedule_time: dt.datetime | None = None,
         alerts.record_run(store, "tune", ms(schedule_time or dt.datetime.now(dt.UTC)), [], loaded.problems)
         return TuneRunResult(enabled=False, config_errors=_problems(loaded))
     result = TuneRunResult(enabled=True, config_errors=_problems(loaded))
-    for active in sorted(store.policies_with_status("active"), key=lambda d: str(d.get("id"))):
+    for active in sorted(store.policies.with_status("active"), key=lambda d: str(d.get("id"))):
         try:
             outcome = _tune_one(store, active, loaded, schedule_time)
         except Exception as exc:
@@ -66,7 +67,7 @@ def _problems(loaded: Settings) -> list[str]:
     return [message for _, message in loaded.problems]
 
 
-def _tune_one(store: FirestoreStore, active: dict[str, Any], loaded: Settings,
+def _tune_one(store: Store, active: dict[str, Any], loaded: Settings,
               schedule_time: dt.datetime | None) -> TuneOutcome:
     """Dispatch on the policy's kind: weights from the stats, or the next experiment."""
     policy_id = str(active["id"])
@@ -79,7 +80,7 @@ def _tune_one(store: FirestoreStore, active: dict[str, Any], loaded: Settings,
 
 
 def _tune_weights(
-    store: FirestoreStore,
+    store: Store,
     active: dict[str, Any],
     cfg: TuningConfig,
     reward_cfg: reward_domain.RewardConfig,
@@ -93,10 +94,10 @@ def _tune_weights(
     if not isinstance(weights, dict) or not weights:
         return TuneOutcome(policy_id, "skipped", "not tunable: params.modelWeights is missing")
     components = {model: f"router:{model}" for model in weights}
-    stats = store.stats_for(list(components.values()), cfg.window)
+    stats = store.stats.for_window(list(components.values()), cfg.window)
     now_ms = ms(schedule_time or dt.datetime.now(dt.UTC))
     fresh_ms = 2 * windows.WINDOWS[drift_cfg.latest]  # a state check_drift no longer refreshes is stale
-    drifting = store.drift_states(list(components.values()))
+    drifting = store.drift.get_many(list(components.values()))
     raised = {
         m: drift_cfg.drift_exploration_floor for m, comp in components.items()
         if (st := drifting.get(comp) or {}).get("drifting") and 0 <= now_ms - int(st.get("updatedAt", 0)) <= fresh_ms
@@ -115,7 +116,7 @@ def _tune_weights(
                                raised_floors=raised, window_traffic=traffic)
     if proposal is None:
         return TuneOutcome(policy_id, "skipped", "no change called for by the evidence")
-    versions = store.policy_versions(policy_id)
+    versions = store.policies.versions(policy_id)
     for draft in versions:
         if draft.get("status") == "draft" and equivalent(
             (draft.get("params") or {}).get("modelWeights") or {}, proposal.weights
@@ -139,7 +140,7 @@ def _tune_weights(
     kinds.validate(doc)
     audit = {"actor": UPDATER, "action": "draft", "id": policy_id, "from": active["version"], "to": version,
              "reason": proposal.reason}
-    if not store.create_policy_version(doc, audit, require_learning=True):
+    if not store.policies.create_version(doc, audit, require_learning=True):
         return TuneOutcome(policy_id, "skipped", f"version {version} was created concurrently", version=version)
     outcome = TuneOutcome(policy_id, "drafted", proposal.reason, version=version)
     if auto_activate:
@@ -154,7 +155,7 @@ def _samples(stats: dict[str, Any]) -> int:
 
 
 def _change_points(
-    store: FirestoreStore,
+    store: Store,
     components: dict[str, str],
     drifting: dict[str, dict[str, Any]],
     cfg: TuningConfig,
@@ -176,7 +177,7 @@ def _change_points(
             continue
         start = windows.window_bounds(changed_at, drift_cfg.latest)[0]
         if window_start < start < end:
-            out[comp] = (start, total(store.load_segments(comp, windows.cover(start, end))))
+            out[comp] = (start, total(store.buckets.load_segments(comp, windows.cover(start, end))))
     return out
 
 

@@ -1,5 +1,5 @@
 """``ops_experiments``: one document per canary that ended, the optimiser's memory and the operator's
-history. A repository of its own (the first piece cut from ``FirestoreStore``)."""
+history."""
 
 from __future__ import annotations
 
@@ -12,21 +12,11 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from . import paths
 
 
-class ExperimentStore:
+class FirestoreExperimentRepo:
     def __init__(self, db: firestore.Client) -> None:
         self.db = db
 
-    def ended_canaries(self, policy_id: str | None = None) -> list[dict[str, Any]]:
-        """Rollouts that reached traffic (a canary) and ended, with their document id."""
-        q: Any = self.db.collection(paths.ROLLOUTS)
-        if policy_id is not None:
-            q = q.where(filter=FieldFilter("id", "==", policy_id))
-        else:
-            q = q.where(filter=FieldFilter("stage", "==", "canary"))
-        return [{**d, "rolloutId": s.id} for s in q.stream()
-                if (d := s.to_dict() or {}).get("stage") == "canary" and d.get("status") not in (None, "running")]
-
-    def experiment_ids(self, policy_id: str | None = None) -> set[str]:
+    def ids(self, policy_id: str | None = None) -> set[str]:
         q: Any = self.db.collection(paths.EXPERIMENTS)
         if policy_id is not None:
             q = q.where(filter=FieldFilter("id", "==", policy_id))
@@ -40,7 +30,7 @@ class ExperimentStore:
             return False
         return True
 
-    def list(self, policy_id: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+    def recent(self, policy_id: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
         """Newest first."""
         q: Any = self.db.collection(paths.EXPERIMENTS)
         if policy_id is not None:

@@ -1,0 +1,194 @@
+"""``ops_observations`` and ``ops_rewards``, the scorer's cursor and ``ops_components``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from google.api_core import exceptions as gexc
+from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
+from google.cloud.firestore_v1.field_path import FieldPath
+
+from ..domain.errors import Conflict
+from ..domain.ingest import SCORED_FIELDS, Cursor, StoredObservation
+from ..domain.stats import Summary
+from ..domain.windows import now_ms
+from . import paths
+from .buckets import delta_doc
+from .tx import TransactionExhausted, run_transaction
+
+
+def _cursor_from(snap: Any) -> Cursor:
+    if not snap.exists:
+        return Cursor(components={})
+    d = snap.to_dict() or {}
+    legacy = d.get("components")  # written by versions before ops_components; migrated by the next run
+    return Cursor(d.get("receivedAt"), str(d.get("docId") or ""), dict(legacy) if isinstance(legacy, dict) else {})
+
+
+def _cursor_doc(cursor: Cursor) -> dict[str, Any]:
+    return {"receivedAt": cursor.received_at, "docId": cursor.doc_id, "updatedAt": firestore.SERVER_TIMESTAMP}
+
+
+class FirestoreObservationRepo:
+    def __init__(self, db: firestore.Client) -> None:
+        self.db = db
+
+    def insert(self, docs: list[tuple[str, dict[str, Any], bool]]) -> list[str]:
+        """Create observations atomically; return the ids that already existed (left untouched).
+
+        ``docs`` holds (doc id, data, client_supplied). Only client-supplied ids can collide, so only
+        they are read first; generated ids are random UUIDs.
+        """
+        col = self.db.collection(paths.OBSERVATIONS)
+        keyed = [col.document(doc_id) for doc_id, _, client in docs if client]
+        # Optimistic path: one atomic batch of creates, no reads. Only a re-sent id makes it fail (as a
+        # whole), and then the transaction below sorts out which ids already exist.
+        batch = self.db.batch()
+        for doc_id, data, _ in docs:
+            batch.create(col.document(doc_id), {**data, "receivedAt": firestore.SERVER_TIMESTAMP})
+        try:
+            batch.commit()
+            return []
+        except gexc.AlreadyExists:
+            if not keyed:
+                raise
+
+        def work(txn: firestore.Transaction) -> list[str]:
+            existing = {s.id for s in self.db.get_all(keyed, transaction=txn) if s.exists} if keyed else set()
+            for doc_id, data, _ in docs:
+                if doc_id not in existing:
+                    txn.create(col.document(doc_id), {**data, "receivedAt": firestore.SERVER_TIMESTAMP})
+            return sorted(existing)
+
+        try:
+            return run_transaction(self.db, work)
+        except TransactionExhausted as exc:
+            raise Conflict("observations could not be stored under contention; retry the request") from exc
+
+    def _cursor_ref(self) -> firestore.DocumentReference:
+        return self.db.collection(paths.RUNS).document(paths.SCORE_CURSOR_DOC)
+
+    def cursor(self) -> Cursor:
+        return _cursor_from(self._cursor_ref().get())
+
+    def active_components(self, since_ts: int) -> dict[str, int]:
+        """Components with an observation at or after ``since_ts`` (event time): component -> newest ts."""
+        q = self.db.collection(paths.COMPONENTS).where(filter=FieldFilter("lastTs", ">=", since_ts))
+        out = {str(d["component"]): int(d["lastTs"]) for s in q.stream()
+               if isinstance((d := s.to_dict() or {}).get("component"), str) and isinstance(d.get("lastTs"), int)}
+        for comp, ts in (self.cursor().components or {}).items():  # not yet migrated
+            if isinstance(ts, int) and ts >= since_ts:
+                out[comp] = max(ts, out.get(comp, ts))
+        return out
+
+    def migrate_legacy_components(self) -> int:
+        """Move a cursor's ``components`` map (older versions) into ``ops_components``; returns how many.
+
+        Only the keys copied are then deleted from the map, so a component an older version adds meanwhile
+        (a rolling deploy) stays for the next run to move. Idempotent: ``maximum`` keeps the newest time.
+        """
+        legacy = {c: t for c, t in (self.cursor().components or {}).items()
+                  if isinstance(t, int) and not isinstance(t, bool)}
+        if not legacy:
+            return 0
+        col = self.db.collection(paths.COMPONENTS)
+        items = sorted(legacy.items())
+        for i in range(0, len(items), 400):
+            batch = self.db.batch()
+            for comp, ts in items[i : i + 400]:
+                batch.set(col.document(comp), {"component": comp, "lastTs": firestore.Maximum(ts)}, merge=True)
+            batch.commit()
+            self._cursor_ref().update({FieldPath("components", comp).to_api_repr(): firestore.DELETE_FIELD
+                                       for comp, _ in items[i : i + 400]})
+        return len(items)
+
+    def after(self, cursor: Cursor, upper: dt.datetime, limit: int) -> list[StoredObservation]:
+        """The next ``limit`` observations ingested after ``cursor`` and no later than ``upper``."""
+        col = self.db.collection(paths.OBSERVATIONS)
+        q = (col.where(filter=FieldFilter("receivedAt", "<=", upper)).order_by("receivedAt").order_by("__name__")
+             .select(SCORED_FIELDS))
+        if cursor.received_at is not None:
+            q = q.start_after({"receivedAt": cursor.received_at, "__name__": col.document(cursor.doc_id)})
+        out = []
+        for snap in q.limit(limit).stream():
+            data = snap.to_dict() or {}
+            out.append(StoredObservation(snap.id, data, data["receivedAt"]))
+        return out
+
+    def backlog(self, cursor: Cursor, upper: dt.datetime) -> int:
+        """How many observations wait behind ``cursor`` (one aggregation query; for progress bars)."""
+        q: Any = self.db.collection(paths.OBSERVATIONS).where(filter=FieldFilter("receivedAt", "<=", upper))
+        if cursor.received_at is not None:
+            q = q.where(filter=FieldFilter("receivedAt", ">", cursor.received_at))
+        return int(q.count().get()[0][0].value)
+
+    def pages(
+        self, since_ms: int, until_ms: int, component: str | None = None, page_size: int = 1000,
+    ) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+        """Observations with event time in ``[since_ms, until_ms)``, ordered by (ts, id), a page at a time.
+
+        Each page is one query resumed after the previous page's last document, so memory holds one page.
+        """
+        col = self.db.collection(paths.OBSERVATIONS)
+        q: Any = col
+        if component is not None:
+            q = q.where(filter=FieldFilter("component", "==", component))
+        q = (q.where(filter=FieldFilter("ts", ">=", since_ms)).where(filter=FieldFilter("ts", "<", until_ms))
+             .order_by("ts").order_by("__name__"))
+        after: Any = None  # the last snapshot: resuming after it is exact whatever the type of its ts
+        while True:
+            page_q = q if after is None else q.start_after(after)
+            snaps = list(page_q.limit(page_size).stream())
+            if not snaps:
+                return
+            yield [(snap.id, snap.to_dict() or {}) for snap in snaps]
+            if len(snaps) < page_size:
+                return
+            after = snaps[-1]
+
+    def rewards_for(self, obs_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The reward documents of these observations (one batched read; missing ones are absent)."""
+        col = self.db.collection(paths.REWARDS)
+        return {s.id: s.to_dict() or {} for s in self.db.get_all([col.document(i) for i in obs_ids]) if s.exists}
+
+    def commit_chunk(
+        self,
+        expected: Cursor,
+        new_cursor: Cursor,
+        rewards: list[tuple[str, dict[str, Any]]],
+        deltas: dict[str, tuple[dict[str, Any], Summary]],
+        delta_id: str | None = None,
+    ) -> bool:
+        """Write rewards, one pending-delta document and the advanced cursor in one transaction.
+
+        The chunk's bucket statistics travel as a single delta document (one write, however many buckets
+        it touches), encoded as one compressed payload: a delta is only ever read back whole, and encoding
+        a few hundred summaries field by field cost as much as the chunk's rewards. The bucket repository
+        folds pending deltas into the buckets later, exactly once. Returns False (and writes nothing) when
+        another run moved the cursor first. ``deltas`` maps bucket id -> (identity fields, summary to add);
+        ``delta_id`` names the delta document (random when not given).
+        """
+        reward_col = self.db.collection(paths.REWARDS)
+        delta_ref = self.db.collection(paths.BUCKET_DELTAS).document(delta_id or uuid.uuid4().hex)
+        cursor_ref = self._cursor_ref()
+        comp_col = self.db.collection(paths.COMPONENTS)
+        delta = delta_doc(deltas, now_ms())
+
+        def work(txn: firestore.Transaction) -> bool:
+            current = _cursor_from(cursor_ref.get(transaction=txn))
+            if not current.same_position(expected):
+                return False
+            if deltas:
+                txn.create(delta_ref, delta)
+            for obs_id, data in rewards:
+                txn.set(reward_col.document(obs_id), data)
+            for comp, ts in (new_cursor.components or {}).items():  # a transform: no read, newest ts wins
+                txn.set(comp_col.document(comp), {"component": comp, "lastTs": firestore.Maximum(ts)}, merge=True)
+            txn.set(cursor_ref, _cursor_doc(new_cursor))
+            return True
+
+        return run_transaction(self.db, work)

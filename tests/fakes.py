@@ -1,0 +1,541 @@
+"""An in-memory ``ports.Store``: services run on it in unit tests, without the emulator.
+
+Each repository keeps plain dicts behind one lock and hands out deep copies, so a caller that mutates
+what it read changes nothing stored (as with Firestore). ``tests/emulator/test_repo_contract.py`` runs
+the same checks against this fake and against ``FirestoreStore``, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from opsloop.domain import audit as audit_domain
+from opsloop.domain import config as config_domain
+from opsloop.domain import drift as drift_domain
+from opsloop.domain import policy as policy_domain
+from opsloop.domain.ingest import SCORED_FIELDS, Cursor, StoredObservation
+from opsloop.domain.stats import Summary, total
+from opsloop.domain.windows import Segment, keeps_newer, now_ms
+from opsloop.services import ports
+from opsloop.store import paths
+
+
+class AlreadyExists(Exception):
+    """What Firestore raises for a create over an existing document (``google.api_core`` AlreadyExists)."""
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    """``set(..., merge=True)``: nested maps merge, everything else is replaced."""
+    out = dict(base)
+    for key, value in update.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
+class _Shared:
+    """State several repositories write in one atomic step (a transition writes a rollout and an audit entry)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.config: dict[str, dict[str, Any]] = {}
+        self.good: dict[str, Any] = {}
+        self.alerts: dict[str, dict[str, Any]] = {}
+        self.audit: dict[str, dict[str, Any]] = {}
+        self.chains: dict[str, audit_domain.ChainHead] = {}
+        self.rollouts: dict[str, dict[str, Any]] = {}
+        self.evaluations: dict[str, dict[str, dict[str, Any]]] = {}
+        self.deltas: dict[str, tuple[int, dict[str, tuple[dict[str, Any], Summary]]]] = {}
+        self.buckets: dict[str, tuple[dict[str, Any], Summary]] = {}
+
+    def append_audit(self, chain: str, entry: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        sealed, head = audit_domain.seal(entry, chain, self.chains.get(chain, audit_domain.ChainHead.from_doc(None)))
+        doc_id = uuid.uuid4().hex
+        self.audit[doc_id] = sealed
+        self.chains[chain] = head
+        return doc_id, copy.deepcopy(sealed)
+
+    def create_alert(self, alert_id: str, doc: dict[str, Any]) -> None:
+        if alert_id in self.alerts:
+            raise AlreadyExists(alert_id)
+        self.alerts[alert_id] = copy.deepcopy(doc)
+
+
+class MemoryConfigRepo:
+    def __init__(self, shared: _Shared) -> None:
+        self._s = shared
+
+    def get(self, name: str) -> dict[str, Any]:
+        with self._s.lock:
+            return copy.deepcopy(self._s.config.get(name, {}))
+
+    def get_many(self, names: Iterable[str]) -> dict[str, Any]:
+        with self._s.lock:
+            docs = {n: copy.deepcopy(self._s.config[n]) for n in names if n in self._s.config}
+            return {"docs": docs, "good": copy.deepcopy(self._s.good)}
+
+    def save_good(self, name: str, data: dict[str, Any]) -> None:
+        with self._s.lock:
+            self._s.good[name] = copy.deepcopy(data)
+
+    def set(self, name: str, data: dict[str, Any], merge: bool = True) -> None:
+        with self._s.lock:
+            stored = self._s.config.get(name, {}) if merge else {}
+            self._s.config[name] = _merge(stored, copy.deepcopy(data))
+
+    def set_flags(self, learning: dict[str, bool], actor: str) -> config_domain.FlagsChange:
+        with self._s.lock:
+            change = config_domain.change_flags(copy.deepcopy(self._s.config.get(paths.FLAGS_DOC, {})), learning)
+            if change.doc is not None:
+                self._s.config[paths.FLAGS_DOC] = copy.deepcopy(change.doc)
+                self._s.append_audit(audit_domain.FLAGS_CHAIN, {
+                    "ts": now_ms(), "actor": actor, "action": "set_flags", "id": "config/flags",
+                    "from": change.old, "to": change.new})
+            return change
+
+
+class MemoryAlertRepo:
+    def __init__(self, shared: _Shared) -> None:
+        self._s = shared
+
+    def raise_once(self, alert_id: str, doc: dict[str, Any]) -> bool:
+        with self._s.lock:
+            try:
+                self._s.create_alert(alert_id, doc)
+            except AlreadyExists:
+                return False
+            return True
+
+    def note(self, alert_id: str, doc: dict[str, Any]) -> None:
+        with self._s.lock:
+            stored = self._s.alerts.get(alert_id, {})
+            self._s.alerts[alert_id] = {**_merge(stored, copy.deepcopy(doc)), "count": int(stored.get("count", 0)) + 1}
+
+    def recent(self, limit: int = 100) -> list[dict[str, Any]]:
+        with self._s.lock:
+            docs = [d for d in self._s.alerts.values() if "ts" in d]
+            return copy.deepcopy(sorted(docs, key=lambda d: d["ts"], reverse=True)[:limit])
+
+
+class MemoryObservationRepo:
+    def __init__(self, shared: _Shared) -> None:
+        self._s = shared
+        self.docs: dict[str, dict[str, Any]] = {}
+        self.rewards: dict[str, dict[str, Any]] = {}
+        self.components: dict[str, int] = {}
+        self._cursor = Cursor(components={})
+        self._clock = dt.datetime.now(dt.UTC)
+
+    def _received(self) -> dt.datetime:
+        # strictly increasing, as the order of receivedAt must be total for the scorer's cursor
+        self._clock = max(self._clock + dt.timedelta(microseconds=1), dt.datetime.now(dt.UTC))
+        return self._clock
+
+    def insert(self, docs: list[tuple[str, dict[str, Any], bool]]) -> list[str]:
+        with self._s.lock:
+            existing = sorted(doc_id for doc_id, _, _ in docs if doc_id in self.docs)
+            at = self._received()
+            for doc_id, data, _ in docs:
+                if doc_id not in self.docs:
+                    self.docs[doc_id] = {**copy.deepcopy(data), "receivedAt": at}
+            return existing
+
+    def cursor(self) -> Cursor:
+        with self._s.lock:
+            return self._cursor
+
+    def active_components(self, since_ts: int) -> dict[str, int]:
+        with self._s.lock:
+            return {c: ts for c, ts in self.components.items() if ts >= since_ts}
+
+    def migrate_legacy_components(self) -> int:
+        return 0  # the fake never had the legacy map on its cursor
+
+    def _ordered(self) -> list[tuple[dt.datetime, str]]:
+        return sorted((d["receivedAt"], doc_id) for doc_id, d in self.docs.items())
+
+    def after(self, cursor: Cursor, upper: dt.datetime, limit: int) -> list[StoredObservation]:
+        with self._s.lock:
+            out = []
+            for received, doc_id in self._ordered():
+                if received > upper or (cursor.received_at is not None
+                                        and (received, doc_id) <= (cursor.received_at, cursor.doc_id)):
+                    continue
+                data = {k: v for k, v in self.docs[doc_id].items() if k in SCORED_FIELDS}
+                out.append(StoredObservation(doc_id, copy.deepcopy(data), received))
+                if len(out) == limit:
+                    break
+            return out
+
+    def backlog(self, cursor: Cursor, upper: dt.datetime) -> int:
+        with self._s.lock:
+            return sum(1 for received, _ in self._ordered()
+                       if received <= upper and (cursor.received_at is None or received > cursor.received_at))
+
+    def pages(self, since_ms: int, until_ms: int, component: str | None = None,
+              page_size: int = 1000) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+        with self._s.lock:
+            rows = sorted((d["ts"], doc_id) for doc_id, d in self.docs.items()
+                          if since_ms <= d["ts"] < until_ms and (component is None or d.get("component") == component))
+            found = [(doc_id, copy.deepcopy(self.docs[doc_id])) for _, doc_id in rows]
+        for i in range(0, len(found), page_size):
+            yield found[i : i + page_size]
+
+    def rewards_for(self, obs_ids: list[str]) -> dict[str, dict[str, Any]]:
+        with self._s.lock:
+            return {i: copy.deepcopy(self.rewards[i]) for i in obs_ids if i in self.rewards}
+
+    def commit_chunk(self, expected: Cursor, new_cursor: Cursor, rewards: list[tuple[str, dict[str, Any]]],
+                     deltas: ports.Deltas, delta_id: str | None = None) -> bool:
+        with self._s.lock:
+            if not self._cursor.same_position(expected):
+                return False
+            if deltas:
+                self._s.deltas[delta_id or uuid.uuid4().hex] = (now_ms(), copy.deepcopy(deltas))
+            for obs_id, data in rewards:
+                self.rewards[obs_id] = copy.deepcopy(data)
+            for comp, ts in (new_cursor.components or {}).items():
+                self.components[comp] = max(ts, self.components.get(comp, ts))
+            self._cursor = Cursor(new_cursor.received_at, new_cursor.doc_id, {})
+            return True
+
+
+class MemoryBucketRepo:
+    def __init__(self, shared: _Shared) -> None:
+        self._s = shared
+
+    def _add(self, parts: ports.Parts) -> None:
+        for bid, (ident, added) in parts.items():
+            base = self._s.buckets.get(bid, (ident, Summary()))[1]
+            self._s.buckets[bid] = (dict(ident), total([base, *added]))
+
+    def fold_pending(self, max_docs: int = 40, max_buckets: int = 400) -> tuple[int, int]:
+        with self._s.lock:
+            taken = sorted(self._s.deltas.items(), key=lambda kv: kv[1][0])[:max_docs]
+            parts: ports.Parts = {}
+            for _, (_, entries) in taken:
+                for bid, (ident, summary) in entries.items():
+                    parts.setdefault(bid, (ident, []))[1].append(summary)
+            self._add(parts)
+            for delta_id, _ in taken:
+                del self._s.deltas[delta_id]
+            return len(taken), len(parts)
+
+    def fold_own(self, delta_ids: list[str], parts: ports.Parts) -> bool:
+        with self._s.lock:
+            if any(d not in self._s.deltas for d in delta_ids):
+                return False
+            self._add(parts)
+            for d in delta_ids:
+                del self._s.deltas[d]
+            return True
+
+    def pending(self) -> int:
+        with self._s.lock:
+            return len(self._s.deltas)
+
+    def load_segments(self, component: str, segments: Iterable[Segment]) -> list[Summary]:
+        return [s for seg in segments for _, s in self.series(component, seg.level, seg.start, seg.end)]
+
+    def series(self, component: str, level: str, start: int, end: int) -> list[tuple[int, Summary]]:
+        with self._s.lock:
+            found = [(int(ident["start"]), summary) for ident, summary in self._s.buckets.values()
+                     if ident["component"] == component and ident["level"] == level and start <= ident["start"] < end]
+            return sorted(found, key=lambda item: item[0])
+
+
+class MemoryStatsRepo:
+    def __init__(self, shared: _Shared) -> None:
+        self._s = shared
+        self.docs: dict[str, dict[str, Any]] = {}
+
+    def write(self, docs: dict[str, dict[str, Any]], schedule_ms: int, now: int | None = None) -> int:
+        clock = now_ms() if now is None else now
+        with self._s.lock:
+            written = 0
+            for sid, data in docs.items():
+                stored = self.docs.get(sid, {}).get("ts")
+                if keeps_newer(stored if isinstance(stored, int) else None, schedule_ms, clock):
+                    continue
+                self.docs[sid] = copy.deepcopy(data)
+                written += 1
+            return written
+
+    def all(self, component: str | None = None) -> list[dict[str, Any]]:
+        with self._s.lock:
+            return [copy.deepcopy(d) for d in self.docs.values()
+                    if component is None or d.get("component") == component]
+
+    def for_window(self, components: list[str], window: str) -> dict[str, dict[str, Any]]:
+        with self._s.lock:
+            found = (self.docs.get(paths.stats_id(c, window)) for c in components)
+            return {str(d.get("component")): copy.deepcopy(d) for d in found if d is not None}
+
+
+class MemoryCardRepo:
+    def __init__(self, shared: _Shared) -> None:
+        self._s = shared
+        self.docs: dict[str, dict[str, Any]] = {}
+        self.marker: int | None = None
+
+    def refreshed_for(self) -> int | None:
+        return self.marker
+
+    def write(self, cards: dict[str, dict[str, Any]], schedule_ms: int) -> int:
+        with self._s.lock:
+            self.docs.update(copy.deepcopy(cards))
+            self.marker = schedule_ms
+            return len(cards)
+
+    def get(self, card_id: str) -> dict[str, Any] | None:
+        with self._s.lock:
+            return copy.deepcopy(self.docs.get(card_id))
+
+    def all(self) -> list[dict[str, Any]]:
+        with self._s.lock:
+            return copy.deepcopy(list(self.docs.values()))
+
+
+class MemoryPolicyRepo:
+    def __init__(self, shared: _Shared) -> None:
+        self._s = shared
+        self.docs: dict[str, dict[str, Any]] = {}  # "id@version" -> document
+        self.heads: dict[str, dict[str, Any]] = {}
+
+    def _require_learning(self) -> None:
+        config_domain.require_learning(copy.deepcopy(self._s.config.get(paths.FLAGS_DOC)))
+
+    def policy(self, policy_id: str, version: str) -> dict[str, Any] | None:
+        with self._s.lock:
+            return copy.deepcopy(self.docs.get(f"{policy_id}@{version}"))
+
+    def head(self, policy_id: str) -> policy_domain.Head:
+        with self._s.lock:
+            if policy_id in self.heads:
+                return policy_domain.Head.from_doc(policy_id, copy.deepcopy(self.heads[policy_id]))
+            actives = sorted(str(d["version"]) for d in self.docs.values()
+                             if d.get("id") == policy_id and d.get("status") == "active")
+            return policy_domain.Head(policy_id, actives[-1] if actives else None)
+
+    def versions(self, policy_id: str) -> list[dict[str, Any]]:
+        with self._s.lock:
+            return [copy.deepcopy(d) for d in self.docs.values() if d.get("id") == policy_id]
+
+    def with_status(self, status: str) -> list[dict[str, Any]]:
+        with self._s.lock:
+            return [copy.deepcopy(d) for d in self.docs.values() if d.get("status") == status]
+
+    def all(self) -> list[dict[str, Any]]:
+        with self._s.lock:
+            return copy.deepcopy(list(self.docs.values()))
+
+    def create_version(self, doc: dict[str, Any], audit: dict[str, Any], require_learning: bool = False) -> bool:
+        with self._s.lock:
+            if require_learning:
+                self._require_learning()
+            key = f"{doc['id']}@{doc['version']}"
+            if key in self.docs:
+                return False
+            now = now_ms()
+            params_hash = audit_domain.digest(doc.get("params") or {})
+            audit_id, sealed = self._s.append_audit(audit_domain.policy_chain(str(doc["id"])),
+                                                    {**audit, "ts": now, "paramsHash": params_hash})
+            self.docs[key] = {**copy.deepcopy(doc), "createdAt": doc.get("createdAt") or now,
+                              "paramsHash": params_hash, "createdByAudit": {"id": audit_id, "hash": sealed["hash"]}}
+            return True
+
+    def apply_transition(self, policy_id: str, plan: ports.Plan, actor: str,
+                         extra_audit: dict[str, Any] | None = None, require_learning: bool = False,
+                         ) -> tuple[policy_domain.Transition | None, dict[str, Any] | None]:
+        with self._s.lock:
+            if require_learning:
+                self._require_learning()
+
+            def status_of(version: str) -> str | None:
+                doc = self.docs.get(f"{policy_id}@{version}")
+                return None if doc is None else str(doc.get("status"))
+
+            transition = plan(self.head(policy_id), status_of)
+            if transition is None:
+                return None, None
+            now = now_ms()
+            for version, fields in transition.version_updates(now, actor).items():
+                key = f"{policy_id}@{version}"
+                if key not in self.docs:
+                    raise KeyError(f"no document to update: {key}")  # Firestore's update() fails the same way
+                self.docs[key] = {**self.docs[key], **fields}
+            self.heads[policy_id] = {**transition.head.to_doc(), "updatedAt": now}
+            rollout_doc = transition.rollout_doc(now, actor)
+            if transition.rollout is not None and rollout_doc is not None:
+                rid = transition.rollout.rollout_id
+                self._s.rollouts[rid] = _merge(self._s.rollouts.get(rid, {}), rollout_doc)
+            _, sealed = self._s.append_audit(audit_domain.policy_chain(policy_id),
+                                             transition.audit_entry(now, actor, extra_audit))
+            return transition, sealed
+
+    def update(self, policy_id: str, version: str, fields: dict[str, Any]) -> None:
+        policy_domain.check_non_lifecycle(fields)
+        with self._s.lock:
+            self.docs[f"{policy_id}@{version}"].update(copy.deepcopy(fields))
+
+
+class MemoryRolloutRepo:
+    def __init__(self, shared: _Shared) -> None:
+        self._s = shared
+
+    def recent(self, limit: int = 50) -> list[dict[str, Any]]:
+        with self._s.lock:
+            rows = [{**copy.deepcopy(d), "rolloutId": rid} for rid, d in self._s.rollouts.items()]
+            return sorted(rows, key=lambda d: d.get("startedAt") or 0, reverse=True)[:limit]
+
+    def running(self) -> list[dict[str, Any]]:
+        with self._s.lock:
+            return [copy.deepcopy(d) for d in self._s.rollouts.values() if d.get("status") == "running"]
+
+    def get(self, rollout_id: str) -> dict[str, Any] | None:
+        with self._s.lock:
+            return copy.deepcopy(self._s.rollouts.get(rollout_id))
+
+    def ended_canaries(self, policy_id: str | None = None) -> list[dict[str, Any]]:
+        with self._s.lock:
+            return [{**copy.deepcopy(d), "rolloutId": rid} for rid, d in self._s.rollouts.items()
+                    if d.get("stage") == "canary" and d.get("status") not in (None, "running")
+                    and (policy_id is None or d.get("id") == policy_id)]
+
+    def record_evaluation(self, rollout_id: str, evaluation: dict[str, Any], summary: dict[str, Any]) -> None:
+        with self._s.lock:
+            self._s.evaluations.setdefault(rollout_id, {})[str(evaluation["ts"])] = copy.deepcopy(evaluation)
+            self._s.rollouts[rollout_id] = _merge(self._s.rollouts.get(rollout_id, {}), copy.deepcopy(summary))
+
+    def evaluations(self, rollout_id: str) -> list[dict[str, Any]]:
+        with self._s.lock:
+            return copy.deepcopy(sorted(self._s.evaluations.get(rollout_id, {}).values(), key=lambda e: e["ts"]))
+
+
+class MemoryExperimentRepo:
+    def __init__(self, shared: _Shared) -> None:
+        self._s = shared
+        self.docs: dict[str, dict[str, Any]] = {}
+
+    def ids(self, policy_id: str | None = None) -> set[str]:
+        with self._s.lock:
+            return {i for i, d in self.docs.items() if policy_id is None or d.get("id") == policy_id}
+
+    def create(self, doc: dict[str, Any]) -> bool:
+        with self._s.lock:
+            key = str(doc["experimentId"])
+            if key in self.docs:
+                return False
+            self.docs[key] = copy.deepcopy(doc)
+            return True
+
+    def recent(self, policy_id: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+        with self._s.lock:
+            docs = [copy.deepcopy(d) for d in self.docs.values() if policy_id is None or d.get("id") == policy_id]
+        return sorted(docs, key=lambda d: (d.get("endedAt") or 0, str(d.get("experimentId"))), reverse=True)[:limit]
+
+    def get(self, experiment_id: str) -> dict[str, Any] | None:
+        with self._s.lock:
+            return copy.deepcopy(self.docs.get(experiment_id))
+
+
+class MemoryAuditRepo:
+    def __init__(self, shared: _Shared) -> None:
+        self._s = shared
+
+    def chains(self) -> dict[str, audit_domain.ChainHead]:
+        with self._s.lock:
+            return dict(self._s.chains)
+
+    def entries(self, chain: str) -> list[tuple[str, dict[str, Any]]]:
+        with self._s.lock:
+            rows = [(i, copy.deepcopy(d)) for i, d in self._s.audit.items() if d.get("chain") == chain]
+            return sorted(rows, key=lambda row: row[1]["seq"])
+
+    def unchained(self, known: set[str]) -> list[tuple[str, dict[str, Any]]]:
+        with self._s.lock:
+            return [(i, copy.deepcopy(d)) for i, d in self._s.audit.items() if d.get("chain") not in known]
+
+    def log(self, limit: int = 100, policy_id: str | None = None) -> list[dict[str, Any]]:
+        with self._s.lock:
+            rows = [copy.deepcopy(d) for d in self._s.audit.values() if policy_id is None or d.get("id") == policy_id]
+            return sorted(rows, key=lambda d: d["ts"], reverse=True)[:limit]
+
+
+class MemoryRunRepo:
+    def __init__(self, shared: _Shared) -> None:
+        self._s = shared
+        self.leases: dict[str, tuple[str, float]] = {}  # name -> (owner, expires at, monotonic seconds)
+        self.runs: dict[str, dict[str, Any]] = {}
+
+    def acquire_lease(self, name: str, owner: str, ttl_s: float) -> bool:
+        with self._s.lock:
+            held = self.leases.get(name)
+            if held is not None and held[0] != owner and held[1] > time.monotonic():
+                return False
+            self.leases[name] = (owner, time.monotonic() + ttl_s)
+            return True
+
+    def release_lease(self, name: str, owner: str) -> None:
+        with self._s.lock:
+            if self.leases.get(name, ("", 0.0))[0] == owner:
+                del self.leases[name]
+
+    def record(self, run_id: str, data: dict[str, Any]) -> None:
+        with self._s.lock:
+            self.runs[run_id] = _merge(self.runs.get(run_id, {}), copy.deepcopy(data))
+
+
+class MemoryDriftRepo:
+    def __init__(self, shared: _Shared) -> None:
+        self._s = shared
+        self.states: dict[str, dict[str, Any]] = {}
+
+    def get(self, component: str) -> dict[str, Any]:
+        with self._s.lock:
+            return copy.deepcopy(self.states.get(component, {}))
+
+    def get_many(self, components: list[str]) -> dict[str, dict[str, Any]]:
+        with self._s.lock:
+            return {c: copy.deepcopy(self.states[c]) for c in components if c in self.states}
+
+    def update(self, component: str,
+               advance: Callable[[dict[str, Any]], drift_domain.EpisodeUpdate]) -> list[str]:
+        with self._s.lock:
+            update = advance(copy.deepcopy(self.states.get(component, {})))
+            for alert_id in update.alerts:  # all or nothing, as in the transaction
+                if alert_id in self._s.alerts:
+                    raise AlreadyExists(alert_id)
+            for alert_id, alert in update.alerts.items():
+                self._s.create_alert(alert_id, alert)
+            self.states[component] = copy.deepcopy(update.state)
+            return list(update.raised)
+
+
+class MemoryStore:
+    """Every repository in memory; satisfies ``ports.Store``."""
+
+    def __init__(self) -> None:
+        shared = _Shared()
+        self.shared = shared
+        self.configs = MemoryConfigRepo(shared)
+        self.alerts = MemoryAlertRepo(shared)
+        self.observations = MemoryObservationRepo(shared)
+        self.buckets = MemoryBucketRepo(shared)
+        self.stats = MemoryStatsRepo(shared)
+        self.cards = MemoryCardRepo(shared)
+        self.policies = MemoryPolicyRepo(shared)
+        self.rollouts = MemoryRolloutRepo(shared)
+        self.experiments = MemoryExperimentRepo(shared)
+        self.audit = MemoryAuditRepo(shared)
+        self.runs = MemoryRunRepo(shared)
+        self.drift = MemoryDriftRepo(shared)
+
+
+def _typed(store: MemoryStore) -> ports.Store:
+    return store  # mypy checks here that the fake satisfies the Protocol

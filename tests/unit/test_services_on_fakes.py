@@ -1,0 +1,136 @@
+"""The use cases on the in-memory store (``tests/fakes.py``): the loop's services without the emulator.
+
+The emulator tests prove the Firestore repositories; ``tests/emulator/test_repo_contract.py`` proves the
+fake behaves like them. These run the services end to end in milliseconds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from opsloop.client import Router
+from opsloop.domain import audit as audit_domain
+from opsloop.domain import trials
+from opsloop.domain.errors import FailedPrecondition, InvalidArgument
+from opsloop.services import audit, experiments, flags, policies, rollouts, scoring, tuning
+from opsloop.services.record import record_batch
+from opsloop.services.seed import load_seed
+from tests.fakes import MemoryStore
+
+ROOT = Path(__file__).resolve().parents[2]
+POLICY = "autoscaler-core"
+AUTOSCALER: dict[str, Any] = {
+    "id": POLICY, "version": "1.0.0", "kind": "params", "status": "active", "createdBy": "test",
+    "params": {"targetCpu": 0.6, "minInstances": 2, "cooldownS": 60},
+    "search": {"targetCpu": {"min": 0.3, "max": 0.9}, "minInstances": {"min": 1, "max": 10, "int": True},
+               "cooldownS": {"choices": [30, 60, 120]}},
+}
+
+
+def now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@pytest.fixture()
+def store() -> MemoryStore:
+    s = MemoryStore()
+    load_seed(s, ROOT / "seed")
+    s.configs.set("scoring", {"safetyMarginMs": 0})
+    return s
+
+
+def observations(n: int, seed: int, component: str = "router:gpt-5", **extra: Any) -> list[dict[str, Any]]:
+    rng, ts = random.Random(seed), int(now().timestamp() * 1000)
+    return [{"id": f"o-{seed}-{i}", "ts": ts, "component": component,
+             "outcome": "success" if rng.random() < 0.9 else "failure", "durationMs": rng.uniform(50, 500),
+             "costUsd": 0.002, **extra} for i in range(n)]
+
+
+def test_seed_record_and_score_on_the_fake(store: MemoryStore) -> None:
+    assert {d["version"] for d in store.policies.versions("router-core")} == {"1.0.0"}
+    assert load_seed(store, ROOT / "seed")[0].action == "kept"  # idempotent
+    result = record_batch(store, {"observations": observations(120, seed=1)})
+    assert len(result.ids) == 120
+    run = scoring.score_observations(store, now())
+    assert run.scored == 120 and store.buckets.pending() == 0
+    [day] = [d for d in store.stats.all("router:gpt-5") if d["window"] == "24h"]
+    assert day["n"] == 120 and 0 < day["successRate"] < 1
+    again = scoring.score_observations(store, now())
+    assert again.scored == 0  # exactly once: the cursor moved past them
+
+
+def test_activation_rollback_and_an_intact_audit_chain(store: MemoryStore) -> None:
+    draft = {**store.policies.versions("router-core")[0], "version": "1.0.1", "status": "draft",
+             "params": {"modelWeights": {"gpt-5": 0.2, "gemini": 0.4, "claude": 0.4}}}
+    assert store.policies.create_version(draft, {"actor": "t", "action": "draft", "id": "router-core"})
+    changed = policies.activate(store, "router-core", "1.0.1", "alice")
+    assert changed.active == "1.0.1" and changed.previous == "1.0.0"
+    back = policies.rollback(store, "router-core", None, "bob")
+    assert back.active == "1.0.0"
+    assert [e["action"] for e in store.audit.log(policy_id="router-core")].count("rollback") == 1
+    report = audit.verify_audit_chain(store)
+    assert report.ok and report.chains[audit_domain.policy_chain("router-core")] == 4  # seed, draft, 2 changes
+
+
+def test_the_kill_switch_stops_tuning_but_not_an_admin(store: MemoryStore) -> None:
+    with pytest.raises(InvalidArgument):
+        flags.set_learning_flags(store, {"enabled": "no"}, "alice")
+    first = flags.set_learning_flags(store, {"enabled": False}, "alice")
+    assert first.changed and first.to_dict() == {"learning": {"enabled": False, "autoActivatePolicies": False},
+                                                 "previous": {"enabled": True, "autoActivatePolicies": False},
+                                                 "changed": True}
+    assert flags.set_learning_flags(store, {"enabled": False}, "alice").changed is False
+    result = tuning.auto_tune(store, now())
+    assert not result.enabled and result.outcomes == []
+    assert store.policies.create_version(AUTOSCALER, {"actor": "t", "action": "seed", "id": POLICY})
+    draft = {**AUTOSCALER, "version": "1.0.1", "status": "draft", "params": {**AUTOSCALER["params"], "cooldownS": 30}}
+    assert store.policies.create_version(draft, {"actor": "t", "action": "draft", "id": POLICY})
+    with pytest.raises(FailedPrecondition, match="learning is disabled"):
+        experiments.start_experiment(store, POLICY, "1.0.1", 0.2, "alice")
+    assert policies.activate(store, POLICY, "1.0.1", "alice").active == "1.0.1"
+
+
+def success_rate(params: dict[str, Any]) -> float:
+    return max(0.05, 0.95 - 1.5 * abs(params["targetCpu"] - 0.75) - 0.04 * max(0, 4 - params["minInstances"]))
+
+
+def test_a_params_policy_learns_by_experiment_on_the_fake(store: MemoryStore) -> None:
+    assert store.policies.create_version(AUTOSCALER, {"actor": "t", "action": "seed", "id": POLICY})
+    store.configs.set("rollout", {"minSamples": 300, "guardrailMinSamples": 150, "safetyMinSamples": 100})
+    flags.set_learning_flags(store, {"enabled": True, "autoActivatePolicies": True}, "alice")
+
+    first = next(o for o in tuning.auto_tune(store, now()).outcomes if o.policy_id == POLICY)
+    assert first.action == "drafted" and first.version == "1.0.1" and first.experiment_started
+    draft = store.policies.policy(POLICY, "1.0.1") or {}
+    assert draft["status"] == "canary" and draft["evidence"]["seed"] == trials.seed_for(POLICY, 0)
+    rollout = store.policies.head(POLICY).rollout
+    assert rollout is not None and rollout.split == 0.2
+
+    router, rng, ts, items = Router(store.policies, ttl_s=0), random.Random(1), int(now().timestamp() * 1000), []
+    for i in range(6000):
+        arm = router.choose_arm(f"req-1-{i}", POLICY)
+        ok = rng.random() < success_rate(router.params(POLICY, arm.version))
+        items.append({"id": f"obs-{i}", "ts": ts, "component": "autoscaler:core",
+                      "outcome": "success" if ok else "failure", "durationMs": round(rng.uniform(50, 150), 1),
+                      "costUsd": 0.001, "policyVersion": f"{POLICY}@{arm.version}", "arm": arm.arm})
+    for i in range(0, len(items), 500):
+        record_batch(store, {"observations": items[i : i + 500]})
+    scoring.score_observations(store, now())
+    [outcome] = [o for o in rollouts.evaluate_rollouts(store, now() + dt.timedelta(seconds=1)) if o.policy_id == POLICY]
+    assert outcome.outcome in ("promote", "rollback") and outcome.carried_out, outcome.reason
+
+    [record] = experiments.experiments(store, POLICY)
+    assert record["experimentId"] == rollout.rollout_id and record["nChallenger"] > 300
+    truth = success_rate(draft["params"]) - success_rate(AUTOSCALER["params"])
+    assert (record["meanChallenger"] - record["meanChampion"]) * truth > 0
+    assert experiments.sync(store) == 0
+
+    second = next(o for o in tuning.auto_tune(store, now()).outcomes if o.policy_id == POLICY)
+    assert second.action == "drafted" and second.version == "1.0.2"
+    evidence = (store.policies.policy(POLICY, "1.0.2") or {})["evidence"]
+    assert [t["experimentId"] for t in evidence["trials"]] == [record["experimentId"]] * 2

@@ -45,11 +45,13 @@ def test_an_experiment_record_has_both_arms_and_the_outcome() -> None:
     assert bare["meanChallenger"] is None and trials.trials_of([bare], SPACE.search) == []
 
 
-def test_each_experiment_gives_two_trials_and_params_outside_the_space_are_left_out() -> None:
+def test_each_point_measured_is_one_trial_and_params_outside_the_space_are_left_out() -> None:
     a = experiment(1, DOC["params"], {**DOC["params"], "targetCpu": 0.7})
     b = experiment(2, {**DOC["params"], "targetCpu": 0.7}, {**DOC["params"], "cooldownS": 90})  # 90: not a choice
     got = trials.trials_of([b, a], SPACE.search)
-    assert [t.params["targetCpu"] for t in got] == [0.6, 0.7, 0.7]  # in the order they ended
+    assert [t.params["targetCpu"] for t in got] == [0.6, 0.7]  # one per point, in the order first measured
+    assert [t.experiment_id for t in got] == [a["experimentId"], b["experimentId"]]  # the last that measured it
+    assert got[1].n == 1000 + 4000  # challenger of a, champion of b
     broken = {**experiment(3, DOC["params"], {**DOC["params"], "targetCpu": 0.5}), "srm": True}
     assert trials.trials_of([a, broken], SPACE.search) == trials.trials_of([a], SPACE.search)  # untrusted data
     assert all(set(t.params) == {"targetCpu", "minInstances", "cooldownS"} for t in got)
@@ -130,3 +132,32 @@ def test_tpe_finds_95_percent_of_the_optimum_within_15_experiments() -> None:
             champion = proposal.params
     assert reward(champion) >= 0.95  # the optimum is 1.0; the seed params score 0.891
     assert reward(DOC["params"]) < reward(champion)
+
+
+def measured(i: int, champion: dict[str, Any], challenger: dict[str, Any], mean_champion: float,
+             mean_challenger: float, outcome: str = "promoted") -> dict[str, Any]:
+    return {**experiment(i, champion, challenger, outcome), "meanChampion": mean_champion,
+            "meanChallenger": mean_challenger}
+
+
+def test_values_come_from_paired_differences_not_from_the_hour_an_experiment_ran() -> None:
+    """A daily cycle: the evening experiment's arms both read 0.3 higher. B beats A by 0.02 in the morning,
+    C loses to A by 0.01 in the evening; by absolute means C would look best."""
+    a, b, c = (dict(DOC["params"], targetCpu=x) for x in (0.5, 0.6, 0.7))
+    records = [measured(1, a, b, 0.50, 0.52, "promoted"), measured(2, b, a, 0.82, 0.80, "rolled_back"),
+               measured(3, b, c, 0.81, 0.78, "rolled_back")]
+    got = {t.params["targetCpu"]: t.value for t in trials.trials_of(records, SPACE.search)}
+    assert got[0.6] > got[0.5] > got[0.7]
+    assert abs((got[0.6] - got[0.5]) - 0.02) < 1e-3 and abs((got[0.6] - got[0.7]) - 0.03) < 1e-3
+    # the level is the arms' average (anchors), not any one hour's
+    assert 0.5 < sum(got.values()) / 3 < 0.82
+
+
+def test_a_challenger_rolled_back_despite_a_better_reward_counts_as_worse() -> None:
+    a, b = dict(DOC["params"], targetCpu=0.5), dict(DOC["params"], targetCpu=0.6)
+    got = {t.params["targetCpu"]: t.value for t in
+           trials.trials_of([measured(1, a, b, 0.50, 0.53, "rolled_back")], SPACE.search)}
+    assert got[0.6] < got[0.5] and abs((got[0.5] - got[0.6]) - 0.03) < 1e-3
+    promoted = {t.params["targetCpu"]: t.value for t in
+                trials.trials_of([measured(1, a, b, 0.50, 0.53, "promoted")], SPACE.search)}
+    assert promoted[0.6] > promoted[0.5]

@@ -2,8 +2,8 @@
 
 Every canary of a ``params`` policy is an experiment. When it ends (promoted, rolled back, rejected or
 ended inconclusive) its record is kept in ``ops_experiments``: both arms' params and mean rewards over the
-same hours. Each record gives the optimiser two trials — the challenger's params with the challenger's
-mean reward, the champion's with the champion's — measured side by side, so a daily cycle moves both.
+same hours. The optimiser is told one trial per point measured, valued from the experiments' paired
+differences (``trials_of``), so a daily cycle that moves both arms of an experiment moves no value.
 The next candidate comes from Optuna's ask/tell interface (TPE, multivariate), re-created from every
 trial on each run with a seed stored in the draft's evidence, so the proposal can be reproduced.
 """
@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
+import numpy as np
 import optuna
 
 from .kinds.params import Choices, Dimension, ParamsPolicy, Range
@@ -62,22 +63,100 @@ def _finite(x: Any) -> TypeGuard[float]:
     return isinstance(x, int | float) and not isinstance(x, bool) and math.isfinite(x)
 
 
+@dataclass(frozen=True)
+class _Arm:
+    key: tuple[tuple[str, str], ...]
+    params: dict[str, Any]
+    mean: float
+    n: int
+
+
+def _arm(params: Any, mean: Any, n: Any, space: Mapping[str, Dimension]) -> _Arm | None:
+    if not isinstance(params, dict) or not _finite(mean) or not isinstance(n, int) or n < MIN_TRIAL_SAMPLES:
+        return None
+    point = {k: params.get(k) for k in space}
+    if any(dim.problem(point[k]) for k, dim in space.items()):
+        return None
+    point = _point(point, space)
+    return _Arm(_key(point), point, float(mean), n)
+
+
 def trials_of(experiments: Sequence[Mapping[str, Any]], space: Mapping[str, Dimension]) -> list[Trial]:
-    """Both arms of every experiment that measured them, in the order they ended (params outside today's
-    search space are left out: the optimiser only knows today's distributions; so is an experiment whose
-    split was broken, its data untrusted)."""
-    out: list[Trial] = []
+    """One trial per distinct point an experiment measured, valued from paired differences.
+
+    An experiment measures its two arms side by side, so their difference is free of the hour it ran in;
+    their absolute means are not (a daily load cycle moves every arm of an evening experiment together).
+    Each point's value is the least-squares fit of every experiment's difference (challenger minus
+    champion, weighted by its precision, ``1 / (1/n_champion + 1/n_challenger)``); the arms' absolute means,
+    weighted by n, only set the common level of points that experiments connect (and the level of a point
+    no experiment connects to the others). A champion measured in many experiments is one point.
+
+    A challenger rolled back whose reward looked better (a guardrail or safety check ended it) counts as
+    worse than its champion by as much: the optimiser should not return to what the canary refused.
+
+    Left out: params outside today's search space (the optimiser only knows today's distributions), arms
+    measured on fewer than ``MIN_TRIAL_SAMPLES`` requests, and experiments whose split was broken (SRM).
+    Trials come in the order their points were first measured.
+    """
+    arms: dict[tuple[tuple[str, str], ...], _Arm] = {}
+    last_seen: dict[tuple[tuple[str, str], ...], str] = {}
+    totals: dict[tuple[tuple[str, str], ...], int] = {}
+    anchors: list[tuple[tuple[tuple[str, str], ...], float, float]] = []  # (point, mean, weight)
+    edges: list[tuple[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...], float, float]] = []
     for e in sorted(experiments, key=lambda e: (e.get("endedAt") or 0, str(e.get("experimentId")))):
         if e.get("srm"):
             continue
-        for params, mean, n in ((e.get("championParams"), e.get("meanChampion"), e.get("nChampion")),
-                                (e.get("params"), e.get("meanChallenger"), e.get("nChallenger"))):
-            if not isinstance(params, dict) or not _finite(mean) or not isinstance(n, int) or n < MIN_TRIAL_SAMPLES:
+        champion = _arm(e.get("championParams"), e.get("meanChampion"), e.get("nChampion"), space)
+        challenger = _arm(e.get("params"), e.get("meanChallenger"), e.get("nChallenger"), space)
+        for arm in (champion, challenger):
+            if arm is None:
                 continue
-            point = {k: params.get(k) for k in space}
-            if all(not dim.problem(point[k]) for k, dim in space.items()):
-                out.append(Trial(_point(point, space), float(mean), n, str(e.get("experimentId"))))
-    return out
+            arms.setdefault(arm.key, arm)
+            last_seen[arm.key] = str(e.get("experimentId"))
+            totals[arm.key] = totals.get(arm.key, 0) + arm.n
+            anchors.append((arm.key, arm.mean, float(arm.n)))
+        if champion is not None and challenger is not None and champion.key != challenger.key:
+            diff = challenger.mean - champion.mean
+            if e.get("outcome") == "rolled_back":
+                diff = -abs(diff)
+            edges.append((champion.key, challenger.key, diff, 1.0 / (1.0 / champion.n + 1.0 / challenger.n)))
+    if not arms:
+        return []
+    values = _fit(list(arms), anchors, edges)
+    return [Trial(arms[k].params, values[k], totals[k], last_seen[k]) for k in arms]
+
+
+def _fit(points: list[tuple[tuple[str, str], ...]], anchors: Sequence[tuple[Any, float, float]],
+         edges: Sequence[tuple[Any, Any, float, float]]) -> dict[Any, float]:
+    """Weighted least squares of ``v[b] - v[a] = diff`` over the edges, which fixes the values of each
+    connected group of points up to a constant; each group is then shifted so that its anchors' weighted
+    mean is kept (the absolute means set the level and nothing else)."""
+    index = {p: i for i, p in enumerate(points)}
+    values: Any = np.zeros(len(points))
+    if edges:
+        design = np.zeros((len(edges), len(points)))
+        target = np.zeros(len(edges))
+        root = np.sqrt([w for *_, w in edges])
+        for r, (a, b, diff, _) in enumerate(edges):
+            design[r, index[a]], design[r, index[b]], target[r] = -1.0, 1.0, diff
+        values = np.asarray(np.linalg.lstsq(design * root[:, None], target * root, rcond=None)[0], dtype=float)
+    group = list(range(len(points)))  # union-find over the edges: the connected groups
+
+    def find(i: int) -> int:
+        while group[i] != i:
+            group[i] = group[group[i]]
+            i = group[i]
+        return i
+
+    for a, b, *_ in edges:
+        group[find(index[a])] = find(index[b])
+    sums: dict[int, list[float]] = {}
+    for p, mean, w in anchors:
+        i = index[p]
+        acc = sums.setdefault(find(i), [0.0, 0.0])
+        acc[0] += w * (mean - values[i])
+        acc[1] += w
+    return {p: float(values[i] + sums[find(i)][0] / sums[find(i)][1]) for p, i in index.items()}
 
 
 def distribution(dim: Dimension) -> optuna.distributions.BaseDistribution:

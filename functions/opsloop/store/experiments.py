@@ -31,12 +31,13 @@ class FirestoreExperimentRepo:
         return True
 
     def recent(self, policy_id: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
-        """Newest first."""
+        """The newest ``limit`` experiments (by end time, then id), of one policy or of all; one query."""
         q: Any = self.db.collection(paths.EXPERIMENTS)
         if policy_id is not None:
             q = q.where(filter=FieldFilter("id", "==", policy_id))
-        docs = [s.to_dict() or {} for s in q.stream()]
-        return sorted(docs, key=lambda d: (d.get("endedAt") or 0, str(d.get("experimentId"))), reverse=True)[:limit]
+        q = q.order_by("endedAt", direction=firestore.Query.DESCENDING).order_by(
+            "__name__", direction=firestore.Query.DESCENDING)
+        return [s.to_dict() or {} for s in q.limit(limit).stream()]
 
     def get(self, experiment_id: str) -> dict[str, Any] | None:
         snap = self.db.collection(paths.EXPERIMENTS).document(experiment_id).get()

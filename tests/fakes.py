@@ -21,20 +21,27 @@ from opsloop.domain import drift as drift_domain
 from opsloop.domain import policy as policy_domain
 from opsloop.domain.ingest import SCORED_FIELDS, Cursor, StoredObservation
 from opsloop.domain.stats import Summary, total
-from opsloop.domain.windows import Segment, keeps_newer, now_ms
+from opsloop.domain.windows import Segment, keeps_newer
 from opsloop.services import ports
 from opsloop.store import paths
+from opsloop.store.util import int_or_none, now_ms
 
 
 class AlreadyExists(Exception):
     """What Firestore raises for a create over an existing document (``google.api_core`` AlreadyExists)."""
 
 
+class NotFound(Exception):
+    """What Firestore raises for an update of a missing document (``google.api_core`` NotFound)."""
+
+
 def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    """``set(..., merge=True)``: nested maps merge, everything else is replaced."""
+    """``set(..., merge=True)``: nested maps merge, everything else is replaced (an empty map too: Firestore
+    writes ``{}`` as a value, it has no fields to merge)."""
     out = dict(base)
     for key, value in update.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+        merge = isinstance(value, dict) and value and isinstance(out.get(key), dict)
+        out[key] = _merge(out[key], value) if merge else value
     return out
 
 
@@ -147,7 +154,7 @@ class MemoryObservationRepo:
 
     def cursor(self) -> Cursor:
         with self._s.lock:
-            return self._cursor
+            return copy.deepcopy(self._cursor)
 
     def active_components(self, since_ts: int) -> dict[str, int]:
         with self._s.lock:
@@ -244,7 +251,7 @@ class MemoryBucketRepo:
 
     def series(self, component: str, level: str, start: int, end: int) -> list[tuple[int, Summary]]:
         with self._s.lock:
-            found = [(int(ident["start"]), summary) for ident, summary in self._s.buckets.values()
+            found = [(int(ident["start"]), copy.deepcopy(summary)) for ident, summary in self._s.buckets.values()
                      if ident["component"] == component and ident["level"] == level and start <= ident["start"] < end]
             return sorted(found, key=lambda item: item[0])
 
@@ -259,8 +266,7 @@ class MemoryStatsRepo:
         with self._s.lock:
             written = 0
             for sid, data in docs.items():
-                stored = self.docs.get(sid, {}).get("ts")
-                if keeps_newer(stored if isinstance(stored, int) else None, schedule_ms, clock):
+                if keeps_newer(int_or_none(self.docs.get(sid, {}).get("ts")), schedule_ms, clock):
                     continue
                 self.docs[sid] = copy.deepcopy(data)
                 written += 1
@@ -364,10 +370,12 @@ class MemoryPolicyRepo:
             if transition is None:
                 return None, None
             now = now_ms()
-            for version, fields in transition.version_updates(now, actor).items():
+            updates = transition.version_updates(now, actor)
+            for version in updates:  # Firestore's update() of a missing document fails the whole transaction
+                if f"{policy_id}@{version}" not in self.docs:
+                    raise NotFound(f"no document to update: {policy_id}@{version}")
+            for version, fields in updates.items():
                 key = f"{policy_id}@{version}"
-                if key not in self.docs:
-                    raise KeyError(f"no document to update: {key}")  # Firestore's update() fails the same way
                 self.docs[key] = {**self.docs[key], **fields}
             self.heads[policy_id] = {**transition.head.to_doc(), "updatedAt": now}
             rollout_doc = transition.rollout_doc(now, actor)
@@ -381,6 +389,8 @@ class MemoryPolicyRepo:
     def update(self, policy_id: str, version: str, fields: dict[str, Any]) -> None:
         policy_domain.check_non_lifecycle(fields)
         with self._s.lock:
+            if f"{policy_id}@{version}" not in self.docs:
+                raise NotFound(f"no document to update: {policy_id}@{version}")
             self.docs[f"{policy_id}@{version}"].update(copy.deepcopy(fields))
 
 
@@ -390,7 +400,7 @@ class MemoryRolloutRepo:
 
     def recent(self, limit: int = 50) -> list[dict[str, Any]]:
         with self._s.lock:
-            rows = [{**copy.deepcopy(d), "rolloutId": rid} for rid, d in self._s.rollouts.items()]
+            rows = [{**copy.deepcopy(d), "rolloutId": rid} for rid, d in self._s.rollouts.items() if "startedAt" in d]
             return sorted(rows, key=lambda d: d.get("startedAt") or 0, reverse=True)[:limit]
 
     def running(self) -> list[dict[str, Any]]:

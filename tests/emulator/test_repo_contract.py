@@ -23,7 +23,7 @@ from opsloop.services import ports
 from opsloop.store import paths
 from tests.fakes import MemoryStore
 
-NOW_MS = windows.now_ms()
+NOW_MS = windows.ms(dt.datetime.now(dt.UTC))
 
 
 @pytest.fixture(params=[pytest.param("firestore", marks=pytest.mark.emulator), "memory"])
@@ -149,6 +149,12 @@ def test_rollouts_start_evaluate_and_end(repos: ports.Store) -> None:
     repos.rollouts.record_evaluation(rid, {"ts": 1, "decision": "wait"}, {"lastDecision": "wait"})
     assert [e["ts"] for e in repos.rollouts.evaluations(rid)] == [1, 2]
     assert (repos.rollouts.get(rid) or {})["lastDecision"] == "wait"
+    # a map in a merged summary: nested fields merge, an empty map replaces the stored one
+    repos.rollouts.record_evaluation(rid, {"ts": 3}, {"lastEvaluation": {"checks": {"a": 1}, "n": 1}})
+    repos.rollouts.record_evaluation(rid, {"ts": 4}, {"lastEvaluation": {"checks": {"b": 2}}})
+    assert (repos.rollouts.get(rid) or {})["lastEvaluation"] == {"checks": {"a": 1, "b": 2}, "n": 1}
+    repos.rollouts.record_evaluation(rid, {"ts": 5}, {"lastEvaluation": {"checks": {}}})
+    assert (repos.rollouts.get(rid) or {})["lastEvaluation"] == {"checks": {}, "n": 1}
     assert repos.rollouts.ended_canaries("p") == []
 
     repos.policies.apply_transition(
@@ -239,3 +245,18 @@ def test_drift_state_and_its_alerts_are_written_together(repos: ports.Store) -> 
     assert again == []  # still drifting: nothing new
     assert set(repos.drift.get_many(["c", "d"])) == {"c"}
     assert [a["kind"] for a in repos.alerts.recent()] == ["drift"]
+
+
+def test_skill_cards_and_their_marker(repos: ports.Store) -> None:
+    assert repos.cards.refreshed_for() is None and repos.cards.all() == []
+    assert repos.cards.write({"c": {"component": "c", "n": 1}, "d": {"component": "d", "n": 2}}, 3_600_000) == 2
+    assert repos.cards.refreshed_for() == 3_600_000
+    assert (repos.cards.get("c") or {})["n"] == 1 and repos.cards.get("x") is None
+    assert sorted(c["component"] for c in repos.cards.all()) == ["c", "d"]
+
+
+def test_a_missing_version_cannot_be_updated_or_transitioned(repos: ports.Store) -> None:
+    create(repos, "1.0.0", "active")
+    with pytest.raises(Exception, match=r"1\.0\.9|No document|not found|NOT_FOUND"):
+        repos.policies.update("p", "1.0.9", {"estimate": 1})
+    assert repos.policies.policy("p", "1.0.9") is None

@@ -474,7 +474,7 @@ def test_clients_cannot_append_to_the_audit_and_only_admins_read_it(rest: Rest, 
 @pytest.mark.parametrize(("role", "allowed"), [("admin", True), ("service", False), ("no_role", False),
                                                ("anonymous", False)])
 def test_audit_log_query(rest: Rest, role: str, allowed: bool) -> None:
-    """The query FirestoreStore.audit_log runs (newest first), issued by a client."""
+    """The query FirestoreAuditRepo.log runs (newest first), issued by a client."""
     resp = rest.query("ops_audit", role, order_by="ts")
     assert_outcome(resp, allowed)
     if allowed:

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from opsloop.domain import windows
 from opsloop.domain.windows import (
     DAY_MS,
     FINEST_MS,
@@ -195,3 +196,15 @@ def test_levels_nest() -> None:
     assert sizes[0] == FINEST_MS
     for small, big in itertools.pairwise(sizes):
         assert big % small == 0
+
+
+def test_a_newer_schedule_wins_but_a_time_beyond_the_clock_never_blocks() -> None:
+    now = 10 * windows.HOUR_MS
+    assert windows.keeps_newer(now, now - 1, now)  # the stored one is newer
+    assert not windows.keeps_newer(now - 1, now, now) and not windows.keeps_newer(None, now, now)
+    assert not windows.keeps_newer(now, now, now)  # the same schedule rewrites
+    beyond = now + windows.MAX_SCHEDULE_SKEW_MS + 1
+    assert not windows.keeps_newer(beyond, now, now)  # a bad clock's time is overwritten
+    assert windows.keeps_newer(now + windows.MAX_SCHEDULE_SKEW_MS, now, now)  # within the skew it counts
+    assert windows.trusted_marker(beyond, now) is None and windows.trusted_marker(now - 5, now) == now - 5
+    assert windows.trusted_marker(None, now) is None

@@ -20,10 +20,6 @@ def ms(value: dt.datetime) -> int:
     """Milliseconds since the epoch of an aware datetime (the unit of every stored time)."""
     return int((value - EPOCH).total_seconds() * 1000)
 
-
-def now_ms() -> int:
-    return ms(dt.datetime.now(dt.UTC))
-
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
 DAY_MS = 24 * HOUR_MS

@@ -45,6 +45,8 @@ from ..domain.observation import InvalidBatch, parse_batch
 if TYPE_CHECKING:
     import requests
 
+    from .ports import Store
+
 # The server refuses a weight above 10^6 (ObservationIn.weight), and a kept success weighs 1 / rate.
 MIN_SAMPLE_RATE = 1e-6
 
@@ -64,7 +66,7 @@ class Sink(Protocol):
 class StoreSink:
     """In-process: the same validation and write path as recordObservation."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: Store) -> None:
         self._store = store
 
     def send(self, batch: list[dict[str, Any]]) -> None:

@@ -8,6 +8,7 @@ for trends costs one query per component.
 
 from __future__ import annotations
 
+import datetime as dt
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -79,7 +80,7 @@ def refresh_if_due(
     force: bool = False,
 ) -> int:
     """Refresh every card when due (or ``force``); returns how many were written."""
-    last = windows.trusted_marker(store.cards.refreshed_for(), windows.now_ms())
+    last = windows.trusted_marker(store.cards.refreshed_for(), windows.ms(dt.datetime.now(dt.UTC)))
     if not force and not due(last, schedule_ms):
         return 0
     return store.cards.write(build_cards(store, schedule_ms, summaries, cfg, settings), schedule_ms)

@@ -14,9 +14,10 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from ..domain.stats import Summary, total
-from ..domain.windows import Segment, now_ms
+from ..domain.windows import Segment
 from . import paths
 from .tx import run_transaction
+from .util import now_ms
 
 DELTA_FORMAT = 2  # format 1 (before): the entries as a "buckets" array of maps; both are read
 

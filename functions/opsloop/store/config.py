@@ -9,11 +9,10 @@ from google.cloud import firestore
 
 from ..domain import audit as audit_domain
 from ..domain import config as config_domain
-from ..domain.windows import now_ms
 from . import paths
 from .audit import append_audit, chain_head
 from .tx import run_transaction
-from .util import snap_dict
+from .util import now_ms, snap_dict
 
 
 class FirestoreConfigRepo:

@@ -15,10 +15,10 @@ from google.cloud.firestore_v1.field_path import FieldPath
 from ..domain.errors import Conflict
 from ..domain.ingest import SCORED_FIELDS, Cursor, StoredObservation
 from ..domain.stats import Summary
-from ..domain.windows import now_ms
 from . import paths
 from .buckets import delta_doc
 from .tx import TransactionExhausted, run_transaction
+from .util import now_ms
 
 
 def _cursor_from(snap: Any) -> Cursor:

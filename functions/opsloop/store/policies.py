@@ -13,12 +13,11 @@ from ..domain import audit as audit_domain
 from ..domain import config as config_domain
 from ..domain import policy as policy_domain
 from ..domain.errors import Conflict
-from ..domain.windows import now_ms
 from . import paths
 from .audit import append_audit, chain_head
 from .policy_reader import read_head, read_version
 from .tx import TransactionExhausted, run_transaction, turnstile
-from .util import snap_dict
+from .util import now_ms, snap_dict
 
 TRANSITION_ATTEMPTS = 40
 

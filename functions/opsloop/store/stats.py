@@ -8,10 +8,9 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from ..domain import windows
-from ..domain.windows import now_ms
 from . import paths
 from .tx import run_transaction
-from .util import int_or_none, snap_dict
+from .util import int_or_none, now_ms, snap_dict
 
 
 class FirestoreStatsRepo:

@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import math
 from typing import Any
+
+from ..domain.windows import ms
+
+
+def now_ms() -> int:
+    """The clock, in the unit of every stored time (the domain reads no clock)."""
+    return ms(dt.datetime.now(dt.UTC))
 
 
 def int_or_none(value: Any) -> int | None:

@@ -78,10 +78,13 @@ def test_a_params_policy_learns_by_experiment(loop: FirestoreStore) -> None:
     assert tune_autoscaler(loop).reason == "experiment 1.0.1 is running"
 
     router = Router(loop.policies, ttl_s=0)
-    send(loop, router, 6000, seed_=1)
-    scoring.score_observations(loop, now())
-    [outcome] = [o for o in rollouts.evaluate_rollouts(loop, now() + dt.timedelta(seconds=1))
-                 if o.policy_id == POLICY]
+    for round_ in range(4):  # the split is salted by the random rollout id: traffic until a decision
+        send(loop, router, 6000 if round_ == 0 else 3000, seed_=1 + round_)
+        scoring.score_observations(loop, now())
+        [outcome] = [o for o in rollouts.evaluate_rollouts(loop, now() + dt.timedelta(seconds=1))
+                     if o.policy_id == POLICY]
+        if outcome.outcome != "continue":
+            break
     assert outcome.outcome in ("promote", "rollback") and outcome.carried_out, outcome.reason
     assert experiments.experiment(loop, head.rollout.rollout_id) is not None  # written with the decision
     [record] = experiments.experiments(loop, POLICY)

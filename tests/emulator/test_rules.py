@@ -342,6 +342,7 @@ OBSERVATION_CASES: dict[str, ObsCase] = {
                                      "policyVersion": "router-core@1.0.0", "arm": "champion",
                                      "errorCode": "E42", "meta": {"region": "eu"}}, allowed=True),
     "integer_duration": ObsCase({"durationMs": 0}, allowed=True),
+    "metrics_map": ObsCase({"metrics": {"thumbsUp": 1, "grounding": 0.8}}, allowed=True),
     "each_outcome_failure": ObsCase({"outcome": "failure"}, allowed=True),
     "each_outcome_timeout": ObsCase({"outcome": "timeout"}, allowed=True),
     "each_outcome_rate_limit": ObsCase({"outcome": "rate_limit"}, allowed=True),
@@ -377,6 +378,8 @@ OBSERVATION_CASES: dict[str, ObsCase] = {
     "arm_unknown": ObsCase({"arm": "treatment"}),
     "errorCode_too_long": ObsCase({"errorCode": "E" * 129}),
     "meta_not_a_map": ObsCase({"meta": "free text"}),
+    "metrics_not_a_map": ObsCase({"metrics": [1, 2]}),
+    "metrics_over_32": ObsCase({"metrics": {f"m{i}": i for i in range(33)}}),
     # the same bounds and id formats as recordObservation (issue 11: these once wedged the scorer)
     "policyVersion_longest": ObsCase({"policyVersion": "a" * 63 + "@999999999.999999999.999999999",
                                       "arm": "challenger"}, allowed=True),

@@ -263,13 +263,14 @@ def test_sampled_successes_keep_stats_unbiased(seeded: FirestoreStore) -> None:
 
 
 def test_scoring_reads_only_the_fields_it_scores(seeded: FirestoreStore) -> None:
-    """A projection: meta (up to 4 KiB) and tokens are neither sent nor decoded on the scoring path."""
+    """A projection: meta (up to 4 KiB) is neither sent nor decoded on the scoring path; tokens and metrics,
+    which reward terms read, are."""
     from opsloop.domain.ingest import SCORED_FIELDS, Cursor
 
     ingest(seeded, [{**make_batch(1, seed=3)[0], "meta": {"prompt": "x" * 1000}, "tokensIn": 7, "errorCode": "E1",
                      "policyVersion": "router-core@1.0.0"}])
     (obs,) = seeded.observations.after(Cursor(), dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1), 10)
-    assert set(obs.data) <= set(SCORED_FIELDS) and "meta" not in obs.data and "tokensIn" not in obs.data
+    assert set(obs.data) <= set(SCORED_FIELDS) and "meta" not in obs.data and obs.data["tokensIn"] == 7
     assert obs.data["errorCode"] == "E1" and obs.data["policyVersion"] == "router-core@1.0.0"
 
 

@@ -144,11 +144,11 @@ def test_any_stored_observation_scores_or_is_recorded_invalid(doc: dict[str, Any
     import datetime as dt
 
     from opsloop.domain.ingest import StoredObservation
-    from opsloop.domain.reward import RewardConfig
+    from opsloop.domain.reward import RewardRules
     from opsloop.services.scoring import _reward_doc
 
     obs = StoredObservation("x", doc, dt.datetime.now(dt.UTC))
-    reward, summary = _reward_doc(obs, RewardConfig(), dt.datetime.now(dt.UTC))
+    reward, summary = _reward_doc(obs, RewardRules(), dt.datetime.now(dt.UTC))
     if summary is None:
         assert reward["invalid"] and reward["error"]
     else:

@@ -15,7 +15,8 @@ from opsloop.domain.config import parse as parse_config
 from opsloop.domain.reward import OUTCOMES, SUCCESS, RewardConfig, score
 
 ROOT = Path(__file__).resolve().parents[2]
-SEEDED = parse_config("reward_config", json.loads((ROOT / "seed" / "config" / "reward_config.json").read_text()))
+SEED_DOC = json.loads((ROOT / "seed" / "config" / "reward_config.json").read_text())
+SEEDED = parse_config("reward_config", SEED_DOC).default
 NON_SUCCESS = tuple(o for o in OUTCOMES if o != SUCCESS)
 
 unit = st.floats(min_value=0.0, max_value=1.0, allow_nan=False)
@@ -72,15 +73,15 @@ def test_success_never_scores_below_a_non_success(cfg: RewardConfig, other: str,
 @given(outcome=outcomes, ms=latencies, usd=costs)
 def test_penalties_are_reported_and_bounded_by_their_weights(outcome: str, ms: float, usd: float) -> None:
     r = score(outcome, ms, usd, SEEDED)
-    assert 0.0 <= r.latency_penalty <= SEEDED.w_latency
-    assert 0.0 <= r.cost_penalty <= SEEDED.w_cost
+    assert 0.0 <= r.details()["latencyPenalty"] <= SEEDED.w_latency
+    assert 0.0 <= r.details()["costPenalty"] <= SEEDED.w_cost
     if outcome == SUCCESS:
-        assert (r.success_boost, r.error_penalty) == (SEEDED.w_success, 0.0)
+        assert (r.details()["successBoost"], r.details()["errorPenalty"]) == (SEEDED.w_success, 0.0)
     else:
-        assert (r.success_boost, r.error_penalty) == (0.0, SEEDED.w_error)
+        assert (r.details()["successBoost"], r.details()["errorPenalty"]) == (0.0, SEEDED.w_error)
         assert r.score == 0.0  # with the seeded weights any non-success scores 0
     assert set(r.details()) == {"successBoost", "latencyPenalty", "costPenalty", "errorPenalty"}
-    assert r.details()["latencyPenalty"] == r.latency_penalty
+    assert r.details()["latencyPenalty"] == r.details()["latencyPenalty"]
 
 
 # --- anchors of the seeded config ----------------------------------------------------------------------
@@ -95,7 +96,7 @@ def test_success_at_the_bounds_scores_exactly_min_acceptable() -> None:
     r = score("success", SEEDED.max_latency_ms, SEEDED.max_cost_usd, SEEDED)
     assert r.score == pytest.approx(0.55, abs=1e-9)
     assert r.score == pytest.approx(SEEDED.min_acceptable, abs=1e-9)
-    assert (r.latency_penalty, r.cost_penalty) == (0.25, 0.2)
+    assert (r.details()["latencyPenalty"], r.details()["costPenalty"]) == (0.25, 0.2)
 
 
 def test_penalties_saturate_beyond_the_bounds() -> None:
@@ -106,7 +107,7 @@ def test_penalties_saturate_beyond_the_bounds() -> None:
 def test_free_instant_success_scores_one() -> None:
     r = score("success", 0, 0, SEEDED)
     assert r.score == 1.0
-    assert (r.latency_penalty, r.cost_penalty, r.error_penalty) == (0.0, 0.0, 0.0)
+    assert (r.details()["latencyPenalty"], r.details()["costPenalty"], r.details()["errorPenalty"]) == (0.0, 0.0, 0.0)
 
 
 @pytest.mark.parametrize("outcome", NON_SUCCESS)
@@ -143,8 +144,8 @@ def test_golden_values(outcome: str, ms: float, usd: float, cfg: RewardConfig, e
 
 def test_components_are_rounded_to_six_digits() -> None:
     r = score("success", 1, 0.0000001, SEEDED)  # 0.25/4000 and 0.2*1e-6
-    assert r.latency_penalty == 0.000063
-    assert r.cost_penalty == 0.0
+    assert r.details()["latencyPenalty"] == 0.000063
+    assert r.details()["costPenalty"] == 0.0
     assert r.score == round(1 - 0.25 / 4000 - 0.2 * 1e-6, 6)
 
 
@@ -185,18 +186,18 @@ def test_doc_round_trip(cfg: RewardConfig, version: str, min_acceptable: float, 
     doc = cfg.to_doc()
     doc["version"] = version
     doc["thresholds"] = {"minAcceptable": min_acceptable, "retrain": retrain}
-    back = parse_config("reward_config", doc)
+    back = parse_config("reward_config", doc).default
     assert back.to_doc() == doc
-    assert parse_config("reward_config", cfg.to_doc()) == cfg
+    assert parse_config("reward_config", cfg.to_doc()).default == cfg
 
 
 @pytest.mark.parametrize("doc", [None, {}])
 def test_from_empty_doc_gives_defaults(doc: dict | None) -> None:
-    assert parse_config("reward_config", doc) == RewardConfig()
+    assert parse_config("reward_config", doc).default == RewardConfig()
 
 
 def test_from_partial_doc_keeps_other_defaults() -> None:
-    cfg = parse_config("reward_config", {"weights": {"latency": 0.5}, "bounds": {"maxCostUsd": 1}})
+    cfg = parse_config("reward_config", {"weights": {"latency": 0.5}, "bounds": {"maxCostUsd": 1}}).default
     assert cfg.w_latency == 0.5
     assert cfg.max_cost_usd == 1.0
     assert (cfg.w_cost, cfg.w_success, cfg.max_latency_ms) == (0.2, 0.6, 4000.0)

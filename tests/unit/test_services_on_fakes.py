@@ -111,17 +111,22 @@ def test_a_params_policy_learns_by_experiment_on_the_fake(store: MemoryStore) ->
     rollout = store.policies.head(POLICY).rollout
     assert rollout is not None and rollout.split == 0.2
 
-    router, rng, ts, items = Router(store.policies, ttl_s=0), random.Random(1), int(now().timestamp() * 1000), []
-    for i in range(6000):
-        arm = router.choose_arm(f"req-1-{i}", POLICY)
-        ok = rng.random() < success_rate(router.params(POLICY, arm.version))
-        items.append({"id": f"obs-{i}", "ts": ts, "component": "autoscaler:core",
-                      "outcome": "success" if ok else "failure", "durationMs": round(rng.uniform(50, 150), 1),
-                      "costUsd": 0.001, "policyVersion": f"{POLICY}@{arm.version}", "arm": arm.arm})
-    for i in range(0, len(items), 500):
-        record_batch(store, {"observations": items[i : i + 500]})
-    scoring.score_observations(store, now())
-    [outcome] = [o for o in rollouts.evaluate_rollouts(store, now() + dt.timedelta(seconds=1)) if o.policy_id == POLICY]
+    router, rng = Router(store.policies, ttl_s=0), random.Random(1)
+    for batch in range(5):  # the arms' split is salted by the random rollout id: traffic until a decision
+        ts, items = int(now().timestamp() * 1000), []
+        for i in range(3000):
+            arm = router.choose_arm(f"req-{batch}-{i}", POLICY)
+            ok = rng.random() < success_rate(router.params(POLICY, arm.version))
+            items.append({"id": f"obs-{batch}-{i}", "ts": ts, "component": "autoscaler:core",
+                          "outcome": "success" if ok else "failure", "durationMs": round(rng.uniform(50, 150), 1),
+                          "costUsd": 0.001, "policyVersion": f"{POLICY}@{arm.version}", "arm": arm.arm})
+        for i in range(0, len(items), 500):
+            record_batch(store, {"observations": items[i : i + 500]})
+        scoring.score_observations(store, now())
+        [outcome] = [o for o in rollouts.evaluate_rollouts(store, now() + dt.timedelta(seconds=1))
+                     if o.policy_id == POLICY]
+        if outcome.outcome != "continue":
+            break
     assert outcome.outcome in ("promote", "rollback") and outcome.carried_out, outcome.reason
 
     [record] = experiments.experiments(store, POLICY)
@@ -134,3 +139,22 @@ def test_a_params_policy_learns_by_experiment_on_the_fake(store: MemoryStore) ->
     assert second.action == "drafted" and second.version == "1.0.2"
     evidence = (store.policies.policy(POLICY, "1.0.2") or {})["evidence"]
     assert [t["experimentId"] for t in evidence["trials"]] == [record["experimentId"]] * 2
+
+
+def test_each_component_is_scored_and_labelled_under_its_own_reward(store: MemoryStore) -> None:
+    store.configs.set("reward_config", {"rules": [{"match": "router:*", "version": "quality-1", "terms": [
+        {"name": "quality", "source": "metric:judge", "weight": 0.6, "direction": "higher",
+         "range": {"min": 0, "max": 10}, "missing": "skip"},
+        {"name": "latency", "source": "durationMs", "weight": 0.4, "direction": "lower", "bound": 1000}]}]})
+    judged = observations(50, seed=7, component="router:gpt-5", metrics={"judge": 8})
+    plain = observations(50, seed=8, component="autoscaler:core")
+    record_batch(store, {"observations": judged + plain})
+    assert store.observations.docs["o-7-0"]["metrics"] == {"judge": 8}
+    scoring.score_observations(store, now())
+    router_reward = store.observations.rewards["o-7-0"]
+    assert router_reward["rewardVersion"] == "quality-1" and set(router_reward["details"]) == {"quality", "latency"}
+    assert store.observations.rewards["o-8-0"]["rewardVersion"] == "1.0.0"
+    versions = {(d["component"], d["window"]): d["rewardVersion"] for d in store.stats.all()}
+    assert versions[("router:gpt-5", "24h")] == "quality-1" and versions[("autoscaler:core", "24h")] == "1.0.0"
+    with pytest.raises(InvalidArgument):
+        record_batch(store, {"observations": observations(1, seed=9, metrics={"judge": float("nan")})})

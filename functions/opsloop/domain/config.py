@@ -22,7 +22,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, 
 from .drift import DriftConfig
 from .errors import FailedPrecondition, OpsError
 from .experiment import RolloutConfig
-from .reward import RewardConfig
+from .reward import RewardConfig, RewardRules, Term
 from .skill_card import CardSettings
 from .tuning import TuningConfig
 
@@ -140,11 +140,45 @@ class _Thresholds(_Doc):
     retrain: Num = RewardConfig.retrain
 
 
-class RewardDoc(_Doc):
+class _RangeDoc(_Doc):
+    min: Num
+    max: Num
+
+
+class _TargetDoc(_Doc):
+    value: Num
+    tolerance: Num = Field(gt=0)
+
+
+class _TermDoc(_Doc):
+    name: StrictStr = Field(min_length=1, max_length=64)
+    source: StrictStr = Field(min_length=1, max_length=80)
+    weight: Num = Field(ge=0, le=1)
+    direction: Literal["higher", "lower"]
+    bound: Num | None = Field(None, gt=0)
+    range: _RangeDoc | None = None
+    target: _TargetDoc | None = None
+    missing: Literal["skip", "default"] = "default"
+    default: Num = 0.0
+
+
+class _Formula(_Doc):
+    """A reward formula: ``terms``, or today's four from ``weights`` and ``bounds`` (not both)."""
+
     version: StrictStr = Field(RewardConfig.version, min_length=1, max_length=64)
     weights: _Weights = _Weights()
     bounds: _Bounds = _Bounds()
+    terms: list[_TermDoc] | None = Field(None, min_length=1, max_length=32)
     thresholds: _Thresholds = _Thresholds()
+
+
+class _RuleDoc(_Formula):
+    match: StrictStr = Field(min_length=1, max_length=129)
+    version: StrictStr = Field(min_length=1, max_length=64)  # required: a rule's formula is its own
+
+
+class RewardDoc(_Formula):
+    rules: list[_RuleDoc] = Field(default_factory=list, max_length=100)
 
 
 class TuningDoc(_Doc):
@@ -203,11 +237,32 @@ class SkillCardsDoc(_Doc):
 
 
 # --------------------------------------------------------------------------- documents -> settings
-def _reward(d: RewardDoc) -> RewardConfig:
-    return RewardConfig(version=d.version, w_latency=d.weights.latency, w_cost=d.weights.cost,
-                        w_success=d.weights.success, w_error=d.weights.error,
-                        max_latency_ms=d.bounds.maxLatencyMs, max_cost_usd=d.bounds.maxCostUsd,
-                        min_acceptable=d.thresholds.minAcceptable, retrain=d.thresholds.retrain)
+def _term(d: _TermDoc, where: str) -> Term:
+    try:
+        return Term(d.name, d.source, d.weight, d.direction, bound=d.bound,
+                    range=None if d.range is None else (d.range.min, d.range.max),
+                    target=None if d.target is None else (d.target.value, d.target.tolerance),
+                    missing=d.missing, default=d.default)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
+def _formula(d: _Formula, where: str) -> RewardConfig:
+    if d.terms is not None and {"weights", "bounds"} & d.model_fields_set:
+        raise ValueError(f"{where}terms: give terms or weights/bounds, not both (terms replace today's formula)")
+    terms = tuple(_term(t, f"{where}terms.{i}") for i, t in enumerate(d.terms or []))
+    try:
+        return RewardConfig(version=d.version, w_latency=d.weights.latency, w_cost=d.weights.cost,
+                            w_success=d.weights.success, w_error=d.weights.error,
+                            max_latency_ms=d.bounds.maxLatencyMs, max_cost_usd=d.bounds.maxCostUsd,
+                            min_acceptable=d.thresholds.minAcceptable, retrain=d.thresholds.retrain, terms=terms)
+    except ValueError as exc:
+        raise ValueError(f"{where}{'terms' if terms else 'weights'}: {exc}") from None
+
+
+def _reward(d: RewardDoc) -> RewardRules:
+    rules = tuple((r.match, _formula(r, f"rules.{i}.")) for i, r in enumerate(d.rules))
+    return RewardRules(_formula(d, ""), rules)
 
 
 def _flags(d: FlagsDoc) -> Flags:
@@ -298,14 +353,15 @@ def defaults(name: str) -> Any:
 
 def default_doc(name: str) -> dict[str, Any]:
     """The stored shape of the defaults (what ``seed/config/<name>.json`` holds)."""
-    return _PARSERS[name][0]().model_dump()
+    return _PARSERS[name][0]().model_dump(exclude_none=True)
 
 
 @dataclass(frozen=True)
 class Settings:
     """Every config document of one run, parsed once."""
 
-    reward: RewardConfig = field(default_factory=RewardConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)  # the default formula (reward_rules.default)
+    reward_rules: RewardRules = field(default_factory=RewardRules)  # which formula each component takes
     flags: Flags = field(default_factory=Flags)
     scoring: ScoringSettings = field(default_factory=ScoringSettings)
     tuning: TuningConfig = field(default_factory=TuningConfig)
@@ -320,6 +376,8 @@ class Settings:
         attrs = {f.name: getattr(self, f.name) for f in fields(self)}
         if name == ROLLOUT:
             attrs["rollout"], attrs["shadow"] = value
+        elif name == REWARD:
+            attrs["reward"], attrs["reward_rules"] = value.default, value
         else:
             attrs[_ATTR[name]] = value
         return Settings(**attrs)

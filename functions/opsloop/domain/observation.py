@@ -12,6 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 MAX_BATCH = 500
 MAX_META_BYTES = 4096
 MAX_META_DEPTH = 4
+MAX_METRICS = 32
+METRIC_NAME = re.compile(r"[a-z][a-zA-Z0-9_]{0,63}")  # the same as a reward term's metric:<name>
+METRIC_LIMIT = 1e12  # a metric value beyond this is a unit mistake, and its square still sums finitely
 MAX_FUTURE_SKEW_MS = 5 * 60_000
 # Below this an inverse-propensity weight (1/p, squared in the variance sums) is meaningless and could
 # overflow a float sum; firestore.rules holds the same bound.
@@ -95,6 +98,7 @@ class ObservationIn(BaseModel):
     weight: float | None = Field(default=None, ge=1, le=1_000_000,
                                  description="sampling weight: this observation stands for `weight` of its kind")
     errorCode: str | None = Field(default=None, max_length=128)  # noqa: N815
+    metrics: dict[str, Any] | None = Field(default=None, description="name -> finite number, read by reward terms")
     meta: dict[str, Any] | None = None
 
     @field_validator("durationMs", "costUsd", "propensity", "weight", mode="before")
@@ -143,6 +147,28 @@ class ObservationIn(BaseModel):
         if v is not None and _POLICY_REF.fullmatch(v) is None:
             raise ValueError("must look like 'router-core@1.0.0'")
         return v
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        if v is None:
+            return v
+        if len(v) > MAX_METRICS:
+            raise ValueError(f"must hold at most {MAX_METRICS} metrics, got {len(v)}")
+        out: dict[str, Any] = {}
+        for name, value in v.items():
+            if METRIC_NAME.fullmatch(name) is None:
+                raise ValueError(f"metric name {name!r} must match {METRIC_NAME.pattern} (e.g. 'thumbsUp')")
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"metric {name!r} must be a number, got {type(value).__name__}")
+            try:
+                number = float(value)
+            except OverflowError:
+                raise ValueError(f"metric {name!r} must be a finite number") from None
+            if not math.isfinite(number) or abs(number) > METRIC_LIMIT:
+                raise ValueError(f"metric {name!r} must be a finite number within ±{METRIC_LIMIT:g}, got {value!r}")
+            out[name] = value
+        return out
 
     @field_validator("meta")
     @classmethod

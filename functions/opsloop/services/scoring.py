@@ -71,11 +71,18 @@ class ScoreRunResult:
     config_errors: list[str] = field(default_factory=list)
 
 
+def _count(value: Any) -> float:
+    """A stored token count as a number (absent, or not a count: 0)."""
+    return float(value) if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0.0
+
+
 def _reward_doc(
-    obs: StoredObservation, cfg: reward_domain.RewardConfig, expire_at: dt.datetime
+    obs: StoredObservation, rules: reward_domain.RewardRules, expire_at: dt.datetime
 ) -> tuple[dict[str, Any], Summary | None]:
-    """The ``ops_rewards`` document for one observation and its summary (None when it cannot be scored)."""
+    """The ``ops_rewards`` document for one observation and its summary (None when it cannot be scored),
+    under the reward config its component takes."""
     d = obs.data
+    cfg = rules.for_component(str(d.get("component")))
     now_ms = ms(dt.datetime.now(dt.UTC))
     base: dict[str, Any] = {
         "expireAt": d.get("expireAt") or expire_at,  # a reward lives as long as its observation
@@ -94,7 +101,10 @@ def _reward_doc(
         outcome = str(d.get("outcome"))
         propensity = None if d.get("propensity") is None else float(d["propensity"])
         weight = float(d.get("weight") or 1.0)
-        r = reward_domain.score(outcome, duration, cost, cfg)
+        metrics = d.get("metrics")
+        r = reward_domain.score(outcome, duration, cost, cfg, tokens_in=_count(d.get("tokensIn")),
+                                tokens_out=_count(d.get("tokensOut")),
+                                metrics=metrics if isinstance(metrics, dict) else None)
         version = d.get("policyVersion")
         summary = Summary.of(reward=r.score, success=outcome == reward_domain.SUCCESS, cost_usd=cost,
                              duration_ms=duration, propensity=propensity, weight=weight,
@@ -107,6 +117,8 @@ def _reward_doc(
         # observation holds, it is recorded as invalid rather than stopping the run (and every later one).
         return {**base, "invalid": True, "error": f"{type(exc).__name__}: {exc}"[:500], "score": None}, None
     doc = {**base, "score": r.score, "details": r.details(), "outcome": outcome}
+    if r.missing:
+        doc["missingTerms"] = list(r.missing)
     for key in ("policyVersion", "arm", "propensity", "weight"):
         if key in d:
             doc[key] = d[key]
@@ -144,7 +156,7 @@ class _Chunk:
     scored: int
 
     @classmethod
-    def build(cls, page: list[StoredObservation], cfg: reward_domain.RewardConfig, days: int) -> _Chunk:
+    def build(cls, page: list[StoredObservation], cfg: reward_domain.RewardRules, days: int) -> _Chunk:
         expire_at = dt.datetime.now(dt.UTC) + dt.timedelta(days=days)
         rewards: list[tuple[str, dict[str, Any]]] = []
         scored: list[tuple[StoredObservation, Summary]] = []
@@ -257,7 +269,7 @@ def score_observations(
     schedule_ms = ms(schedule_time)
     windows.check_schedule_time(schedule_ms, ms(now or dt.datetime.now(dt.UTC)))
     loaded = config_service.load(store)
-    cfg = loaded.reward
+    cfg = loaded.reward_rules
     settings = settings or loaded.scoring
     run_id = run_id or f"score-{schedule_ms}-{uuid.uuid4().hex[:8]}"
     hit = checkpoint or (lambda _name: None)
@@ -280,7 +292,7 @@ def score_observations(
         fold_all(store, hit)  # anything another run left pending meanwhile (one empty query when none)
         hit("before-stats")
         summaries = window_summaries(store, schedule_ms)
-        result.stats = stats_docs(summaries, schedule_ms, cfg.version)
+        result.stats = stats_docs(summaries, schedule_ms, cfg)
         result.stats_written = store_stats(store, result.stats, schedule_ms, hit, ms(clock))
         hit("after-stats")
         try:  # out of budget: the cards stay due, and the next run refreshes them
@@ -302,7 +314,7 @@ def score_observations(
 
 def _score_backlog(
     store: Store,
-    cfg: reward_domain.RewardConfig,
+    cfg: reward_domain.RewardRules,
     settings: ScoringSettings,
     upper: dt.datetime,
     result: ScoreRunResult,
@@ -406,8 +418,8 @@ def window_summaries(store: Store, schedule_ms: int) -> dict[str, dict[str, Summ
 
 
 def stats_docs(summaries: dict[str, dict[str, Summary]], schedule_ms: int,
-               reward_version: str) -> dict[str, dict[str, Any]]:
-    """The ``ops_stats`` documents of those summaries."""
+               rules: reward_domain.RewardRules) -> dict[str, dict[str, Any]]:
+    """The ``ops_stats`` documents of those summaries, each labelled with its component's reward version."""
     out: dict[str, dict[str, Any]] = {}
     for comp, per_window in summaries.items():
         for name, summary in per_window.items():
@@ -418,7 +430,7 @@ def stats_docs(summaries: dict[str, dict[str, Summary]], schedule_ms: int,
                 "ts": schedule_ms,
                 "windowStart": start,
                 "windowEnd": stop,
-                "rewardVersion": reward_version,
+                "rewardVersion": rules.for_component(comp).version,
                 **window_stats(summary),
             }
     return out

@@ -40,7 +40,7 @@ def build_cards(
     store: Store,
     schedule_ms: int,
     summaries: dict[str, dict[str, Summary]],
-    cfg: reward_domain.RewardConfig,
+    cfg: reward_domain.RewardRules,
     s: skill_card.CardSettings,
 ) -> dict[str, dict[str, Any]]:
     """Every card for windows ending at ``schedule_ms``, keyed by card id (component or policy id)."""
@@ -52,7 +52,8 @@ def build_cards(
                                                              day_end), comps))
     cards: dict[str, dict[str, Any]] = {}
     for comp, daily in zip(comps, series, strict=True):
-        cards[card_id(comp)] = skill_card.component_card(comp, summaries[comp], daily, cfg, s, end)
+        cards[card_id(comp)] = skill_card.component_card(comp, summaries[comp], daily, cfg.for_component(comp), s,
+                                                         end)
     for policy in store.policies.with_status("active"):
         weights = (policy.get("params") or {}).get("modelWeights")
         if not isinstance(weights, dict) or not weights:
@@ -75,7 +76,7 @@ def refresh_if_due(
     store: Store,
     schedule_ms: int,
     summaries: dict[str, dict[str, Summary]],
-    cfg: reward_domain.RewardConfig,
+    cfg: reward_domain.RewardRules,
     settings: skill_card.CardSettings,
     force: bool = False,
 ) -> int:

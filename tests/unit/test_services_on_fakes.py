@@ -158,3 +158,29 @@ def test_each_component_is_scored_and_labelled_under_its_own_reward(store: Memor
     assert versions[("router:gpt-5", "24h")] == "quality-1" and versions[("autoscaler:core", "24h")] == "1.0.0"
     with pytest.raises(InvalidArgument):
         record_batch(store, {"observations": observations(1, seed=9, metrics={"judge": float("nan")})})
+
+
+def test_a_component_below_its_retrain_threshold_alerts_once_and_tunes_what_governs_it(store: MemoryStore) -> None:
+    from opsloop.services import retrain
+
+    failing = [{**o, "outcome": "timeout", "policyVersion": "router-core@1.0.0"}
+               for o in observations(60, seed=11, component="router:gpt-5")]
+    healthy = [{**o, "outcome": "success", "durationMs": 50.0}
+               for o in observations(60, seed=12, component="router:claude")]
+    assert store.policies.create_version(AUTOSCALER, {"actor": "t", "action": "seed", "id": POLICY})
+    scaler = [{**o, "outcome": "failure", "policyVersion": f"{POLICY}@1.0.0"}
+              for o in observations(40, seed=13, component="autoscaler:core")]
+    few = observations(5, seed=14, component="router:gemini", outcome="failure")
+    record_batch(store, {"observations": failing + healthy + scaler + few})
+    scoring.score_observations(store, now())
+    at = now() + dt.timedelta(seconds=1)
+    found = {r.component: r for r in retrain.check_retrain(store, at)}
+    assert set(found) == {"router:gpt-5", "autoscaler:core"}  # claude is fine, gemini has too few
+    gpt = found["router:gpt-5"]
+    assert gpt.alerted and gpt.policies == ["router-core"] and gpt.avg_reward < gpt.threshold == 0.4
+    assert [t.split(":")[0] for t in gpt.tuned] == ["router-core"]  # a tuning run of that policy only
+    assert found["autoscaler:core"].policies == [POLICY]  # from the versions its observations name
+    [alert] = [a for a in store.alerts.recent() if a.get("component") == "router:gpt-5"]
+    assert alert["kind"] == "retrain" and alert["policies"] == ["router-core"]
+    again = {r.component: r for r in retrain.check_retrain(store, at)}
+    assert not again["router:gpt-5"].alerted and again["router:gpt-5"].tuned == []  # once per hour

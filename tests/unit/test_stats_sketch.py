@@ -252,7 +252,7 @@ def test_empty_summary_has_no_stats() -> None:
     assert s.latency_quantile(0.5) is None
     assert window_stats(s) == {
         "n": 0, "samples": 0, "successRate": None, "p50Latency": None, "p95Latency": None,
-        "avgCostUsd": None, "avgReward": None, "rewardStd": None,
+        "avgCostUsd": None, "avgReward": None, "rewardStd": None, "rewardP50": None, "rewardP95": None,
     }
 
 
@@ -260,7 +260,7 @@ def test_window_stats_values() -> None:
     rows = [(0.9, True, 0.01, 100.0), (0.5, True, 0.03, 200.0), (0.0, False, 0.02, 4000.0), (0.6, True, 0.0, 300.0)]
     ws = window_stats(summarize(rows))
     assert set(ws) == {"n", "samples", "successRate", "p50Latency", "p95Latency", "avgCostUsd", "avgReward",
-                       "rewardStd"}
+                       "rewardStd", "rewardP50", "rewardP95"}
     assert ws["n"] == 4
     assert ws["successRate"] == 0.75
     assert ws["avgCostUsd"] == pytest.approx(0.015)
@@ -268,6 +268,8 @@ def test_window_stats_values() -> None:
     assert ws["rewardStd"] == pytest.approx(float(np.std([0.9, 0.5, 0.0, 0.6], ddof=1)), abs=1e-6)
     assert ws["p50Latency"] == pytest.approx(200.0, rel=SKETCH_RELATIVE_ACCURACY)
     assert ws["p95Latency"] == pytest.approx(300.0, rel=SKETCH_RELATIVE_ACCURACY)  # rank floor(0.95*3) = 2
+    assert ws["rewardP50"] == pytest.approx(0.5, rel=SKETCH_RELATIVE_ACCURACY)
+    assert ws["rewardP95"] == pytest.approx(0.6, rel=SKETCH_RELATIVE_ACCURACY)
 
 
 def test_window_stats_single_observation_has_no_std() -> None:

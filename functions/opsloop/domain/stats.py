@@ -353,4 +353,6 @@ def window_stats(summary: Summary) -> dict[str, Any]:
         "avgCostUsd": _r(summary.mean_cost, 8),
         "avgReward": _r(summary.mean_reward, 6),
         "rewardStd": None if var is None else round(math.sqrt(var), 6),
+        "rewardP50": _r(summary.reward_quantile(0.5), 6),  # from the reward sketch (relative accuracy 1 %)
+        "rewardP95": _r(summary.reward_quantile(0.95), 6),
     }

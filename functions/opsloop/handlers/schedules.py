@@ -15,7 +15,7 @@ from typing import Any
 from firebase_functions import logger, scheduler_fn
 
 from ..domain.errors import InvalidArgument
-from ..services import alerts, drift, rollouts, scoring, tuning
+from ..services import alerts, drift, retrain, rollouts, scoring, tuning
 from . import deps
 
 
@@ -62,7 +62,8 @@ def tune(event: scheduler_fn.ScheduledEvent) -> None:
 
 
 def evaluate(event: scheduler_fn.ScheduledEvent) -> None:
-    """Every running canary (safety rollbacks first) and shadow, then drift checks, each on its own.
+    """Every running canary (safety rollbacks first) and shadow, then drift checks, then components below
+    their reward's retrain threshold (``services/retrain``), each on its own.
 
     Drift raises exploration floors but never gates a rollback, so it runs after the rollouts, and a
     failure in it is recorded (``ops_alerts``) without failing the run.
@@ -76,7 +77,13 @@ def evaluate(event: scheduler_fn.ScheduledEvent) -> None:
     except Exception as exc:
         alerts.item_failed(store, "evaluateRollouts.drift", "all components", exc)
         drifts = []
+    try:
+        retrains = retrain.check_retrain(store, schedule_time(event))
+    except Exception as exc:
+        alerts.item_failed(store, "evaluateRollouts.retrain", "all components", exc)
+        retrains = []
     logger.info(
         "evaluateRollouts finished",
         job=event.job_name, drift=[d.__dict__ for d in drifts], rollouts=[o.__dict__ for o in outcomes],
+        retrain=[r.__dict__ for r in retrains],
     )

@@ -38,8 +38,9 @@ class TuneRunResult:
 
 
 def auto_tune(store: Store, schedule_time: dt.datetime | None = None,
-              now: dt.datetime | None = None) -> TuneRunResult:
-    """Draft a new version of every active, tunable policy whose stats call for one.
+              now: dt.datetime | None = None, only: set[str] | None = None) -> TuneRunResult:
+    """Draft a new version of every active, tunable policy (of ``only`` those ids, when given) whose stats
+    call for one.
 
     One policy that fails is recorded (its outcome, and an ``ops_alerts`` entry) and the others go on. A
     schedule time too far ahead of the clock (``now``) is refused before anything is read.
@@ -52,6 +53,8 @@ def auto_tune(store: Store, schedule_time: dt.datetime | None = None,
         return TuneRunResult(enabled=False, config_errors=_problems(loaded))
     result = TuneRunResult(enabled=True, config_errors=_problems(loaded))
     for active in sorted(store.policies.with_status("active"), key=lambda d: str(d.get("id"))):
+        if only is not None and str(active.get("id")) not in only:
+            continue
         try:
             outcome = _tune_one(store, active, loaded, schedule_time)
         except Exception as exc:

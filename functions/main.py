@@ -76,3 +76,8 @@ def rejectPolicy(req: https_fn.CallableRequest[Any]) -> dict[str, Any]:
 @callables.on_call()
 def setLearningFlags(req: https_fn.CallableRequest[Any]) -> dict[str, Any]:
     return callables.set_learning_flags(req)
+
+
+@callables.on_call()
+def previewRewardConfig(req: https_fn.CallableRequest[Any]) -> dict[str, Any]:
+    return callables.preview_reward_config(req)

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS = (
     "recordObservation", "assignPolicy", "scoreObservations", "autoTunePolicies", "evaluateRollouts",
     "activatePolicy", "rollbackPolicy", "startShadow", "startCanary", "promotePolicy", "rejectPolicy",
-    "setLearningFlags",
+    "setLearningFlags", "previewRewardConfig",
 )
 
 

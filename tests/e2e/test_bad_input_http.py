@@ -693,7 +693,7 @@ def test_callables_name_the_bad_argument(server: str, seeded: Any, case: tuple[s
     assert_invalid_argument(r, field)
 
 
-ALL_CALLABLES = (*CALLABLES, "setLearningFlags")
+ALL_CALLABLES = (*CALLABLES, "setLearningFlags", "previewRewardConfig")
 
 
 @st.composite

@@ -254,3 +254,25 @@ def test_pii_in_free_text_is_scrubbed_before_storage_and_counted(server: str, se
     clean = obs(id="pii-2", meta={"note": "nothing to hide"})
     assert post_obs(server, clean).status_code == 201
     assert "redactions" not in seeded.db.collection("ops_observations").document("pii-2").get().to_dict()
+
+
+def test_preview_reward_config_is_an_admin_what_if_that_writes_nothing(server: str, seeded: Any) -> None:
+    r = requests.post(f"{server}/recordObservation", json={"observations": [
+        obs("router:gpt-5", metrics={"judge": 3}), obs("router:gemini", metrics={"judge": 9})]},
+        headers=bearer(SERVICE), timeout=60)
+    assert r.status_code == 201, r.text
+    proposal = {"rules": [{"match": "router:*", "version": "judge-1", "terms": [
+        {"name": "quality", "source": "metric:judge", "weight": 1.0, "direction": "higher",
+         "range": {"min": 0, "max": 10}}]}]}
+    audits = count(seeded, "ops_audit")
+    r = call(server, "previewRewardConfig", {"config": proposal, "days": 1})
+    assert r.status_code == 200, r.text
+    got = r.json()["result"]
+    after = {c["component"]: c["meanAfter"] for c in got["components"]}
+    assert got["observations"] == 2 and after == {"router:gpt-5": 0.3, "router:gemini": 0.9}
+    assert count(seeded, "ops_audit") == audits and count(seeded, "ops_rewards") == 0
+    bad = call(server, "previewRewardConfig", {"config": {"rules": [{"match": "router:*"}]}})
+    assert bad.status_code == 400 and "rules.0.version" in bad.json()["error"]["message"], bad.text
+    assert call(server, "previewRewardConfig", {"days": 1}).status_code == 400
+    denied = call(server, "previewRewardConfig", {"config": proposal}, token=SERVICE)
+    assert denied.status_code == 403, denied.text

@@ -365,3 +365,30 @@ def test_project_flag_wins_over_the_environment(scored: FirestoreStore, tmp_path
                            text=True, timeout=60, env=env)
     assert same.returncode == other.returncode == 0, (same.stderr, other.stderr)
     assert len(json.loads(same.stdout)) == 9 and json.loads(other.stdout) == []
+
+
+def test_reward_whatif_prints_before_and_after_and_writes_nothing(scored: FirestoreStore, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    proposal = {"rules": [{"match": "router:*", "version": "cheap-1", "terms": [
+        {"name": "cost", "source": "costUsd", "weight": 0.9, "direction": "lower", "bound": 0.05},
+        {"name": "ok", "source": "success", "weight": 0.1, "direction": "higher"}]}]}
+    path = tmp_path / "proposal.json"
+    path.write_text(json.dumps(proposal))
+    rewards = scored.count("ops_rewards")
+    code, out, err = run(capsys, "reward", "whatif", "--config", str(path), "--days", "1", "--json", "--quiet")
+    assert code == 0, err
+    got = json.loads(out)
+    assert got["observations"] == 900 and scored.count("ops_rewards") == rewards
+    by = {c["component"]: c for c in got["components"]}
+    assert by["router:gemini"]["versionAfter"] == "cheap-1" and by["router:gemini"]["versionBefore"] == "1.0.0"
+    # claude is the dearest ($0.05 = the bound): under a cost-only formula it ranks last
+    [policy] = got["policies"]
+    assert policy["rankingAfter"][-1]["model"] == "claude" and policy["rankingAfter"][0]["model"] == "gemini"
+    code, out, _ = run(capsys, "reward", "whatif", "--config", str(path), "--days", "1", "--quiet")
+    assert code == 0 and "re-scored; nothing written" in out and "ranking proposed: gemini" in out
+    path.write_text(json.dumps({"rules": [{"match": "router:*", "version": "1.0.0"}]}))
+    code, _, err = run(capsys, "reward", "whatif", "--config", str(path), "--quiet")
+    assert code == 2 and "rules.0.version" in err
+    path.write_text("{not json")
+    code, _, err = run(capsys, "reward", "whatif", "--config", str(path), "--quiet")
+    assert code == 2 and "not JSON" in err

@@ -184,3 +184,44 @@ def test_a_component_below_its_retrain_threshold_alerts_once_and_tunes_what_gove
     assert alert["kind"] == "retrain" and alert["policies"] == ["router-core"]
     again = {r.component: r for r in retrain.check_retrain(store, at)}
     assert not again["router:gpt-5"].alerted and again["router:gpt-5"].tuned == []  # once per hour
+
+
+QUALITY_PROPOSAL: dict[str, Any] = {"rules": [{"match": "router:*", "version": "quality-1", "terms": [
+    {"name": "quality", "source": "metric:judge", "weight": 0.8, "direction": "higher",
+     "range": {"min": 0, "max": 10}, "missing": "skip"},
+    {"name": "cost", "source": "costUsd", "weight": 0.2, "direction": "lower", "bound": 0.1},
+    {"name": "grounding", "source": "metric:grounded", "weight": 0.0, "direction": "higher",
+     "range": {"min": 0, "max": 1}, "missing": "skip"}]}]}
+
+
+def test_what_if_re_scores_history_under_a_proposal_and_writes_nothing(store: MemoryStore) -> None:
+    from opsloop.services import whatif
+
+    fast = [{**o, "durationMs": 100.0, "outcome": "success", "metrics": {"judge": 2}}
+            for o in observations(200, seed=21, component="router:gpt-5")]
+    good = [{**o, "durationMs": 3500.0, "outcome": "success", "metrics": {"judge": 9}}
+            for o in observations(200, seed=22, component="router:claude")]
+    other = observations(50, seed=23, component="autoscaler:core")
+    record_batch(store, {"observations": fast + good + other})
+    scoring.score_observations(store, now())
+    rewards, stats = dict(store.observations.rewards), [dict(d) for d in store.stats.all()]
+    seen: list[int] = []
+    result = whatif.what_if(store, QUALITY_PROPOSAL, days=1, progress=seen.append, page_size=100)
+    assert result.observations == 450 and sum(seen) == 450
+    by = {c.component: c for c in result.components}
+    assert by["router:gpt-5"].before > by["router:claude"].before  # today: latency decides
+    assert by["router:claude"].after > by["router:gpt-5"].after  # proposed: quality decides
+    assert by["router:claude"].version_after == "quality-1" and by["autoscaler:core"].version_after == "1.0.0"
+    assert by["autoscaler:core"].before == by["autoscaler:core"].after  # its formula did not change
+    [policy] = result.policies
+    assert [m for m, _ in policy.ranking_before][:2] == ["gpt-5", "claude"]
+    assert policy.ranking_after[0][0] == "claude"
+    assert policy.draft_after is not None and policy.draft_after["claude"] > policy.draft_after["gpt-5"]
+    assert any("metric:grounded" in w for w in result.warnings)  # a term over a metric nobody sends
+    assert not any("metric:judge" in w for w in result.warnings)
+    assert store.observations.rewards == rewards and [dict(d) for d in store.stats.all()] == stats  # nothing written
+    bad_term = {"name": "q", "source": "metric:Bad", "weight": 1, "direction": "higher", "range": {"min": 0, "max": 1}}
+    with pytest.raises(InvalidArgument, match=r"rules\.0\.terms\.0"):
+        whatif.what_if(store, {"rules": [{"match": "router:*", "version": "x", "terms": [bad_term]}]})
+    with pytest.raises(InvalidArgument, match="days"):
+        whatif.what_if(store, QUALITY_PROPOSAL, days=0)

@@ -406,6 +406,50 @@ def _cmd_seed(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ----------------------------------------------------------------------------------------- reward
+def _cmd_reward_whatif(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..services import whatif
+
+    try:
+        proposal = json.loads(Path(args.config).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CliError(f"cannot read --config {args.config}: {exc.strerror}", EXIT_USAGE,
+                       "E_LEARN_INVALID_ARGUMENT") from None
+    except json.JSONDecodeError as exc:
+        raise CliError(f"--config {args.config} is not JSON: {exc}", EXIT_USAGE, "E_LEARN_INVALID_ARGUMENT") from None
+    whatif.parse_proposal(proposal)  # a bad proposal is answered before Firestore is reached
+    store = _store()
+    with tqdm(unit="obs", desc="re-scoring", disable=_no_bar(args), file=sys.stderr) as bar:
+
+        def progress(n: int) -> None:
+            bar.update(n)
+
+        result = whatif.what_if(store, proposal, days=args.days, progress=progress)
+    if args.json:
+        _print_json(result.to_dict())
+        return EXIT_OK
+    print(f"{result.observations} observations of the last {args.days} day(s), re-scored; nothing written")
+    print(f"  {'component':<32} {'n':>8} {'before':>8} {'after':>8}  versions")
+    for c in result.components:
+        before = "-" if c.before is None else f"{c.before:.4f}"
+        after = "-" if c.after is None else f"{c.after:.4f}"
+        missing = f"  (missing: {', '.join(f'{t} x{k}' for t, k in c.missing.items())})" if c.missing else ""
+        print(f"  {c.component:<32} {c.n:>8} {before:>8} {after:>8}  {c.version_before} -> {c.version_after}"
+              f"{missing}")
+    for p in result.policies:
+        print(f"policy {p.policy_id}:")
+        print(f"  ranking today:    {', '.join(f'{m} {r:.3f}' for m, r in p.ranking_before) or '-'}")
+        print(f"  ranking proposed: {', '.join(f'{m} {r:.3f}' for m, r in p.ranking_after) or '-'}")
+        for label, draft in (("draft today:   ", p.draft_before), ("draft proposed:", p.draft_after)):
+            text = "no change called for" if draft is None else ", ".join(f"{m} {w:.3f}" for m, w in draft.items())
+            print(f"  {label}  {text}")
+    for w in result.warnings:
+        print(f"warning: {w}")
+    return EXIT_OK
+
+
 # ----------------------------------------------------------------------------------------- export
 def _cmd_export(args: argparse.Namespace) -> int:
     from tqdm import tqdm
@@ -597,6 +641,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p = cmd("tune", _cmd_tune, "run autoTunePolicies now")
     p.add_argument("--at", help="schedule time (ISO or ms; default now)")
+    p.add_argument("--json", action="store_true")
+
+    reward = sub.add_parser("reward", help="the reward formula: whatif").add_subparsers(
+        dest="reward_command", required=True, metavar="SUBCOMMAND")
+    p = cmd("whatif", _cmd_reward_whatif, "re-score stored history under a proposed reward config (writes nothing)",
+            reward)
+    p.add_argument("--config", required=True, help="the proposed config/reward_config as a JSON file")
+    p.add_argument("--days", type=_positive(90), default=7, help="how many days of history (default 7, at most 90)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--progress", action="store_true", help="a progress bar even when stderr is not a terminal")
     p.add_argument("--json", action="store_true")
 
     p = cmd("seed", _cmd_seed, "load seed/ (configs and initial policies); idempotent")

@@ -11,7 +11,7 @@ from flask import Request, Response
 from flask_cors import cross_origin
 
 from ..domain.errors import InvalidArgument
-from ..services import flags, policies, rollouts
+from ..services import flags, policies, rollouts, whatif
 from . import auth, deps
 from .errors import json_response, to_https_error
 from .http import parse_json
@@ -154,3 +154,18 @@ def reject_policy(req: https_fn.CallableRequest[Any]) -> dict[str, Any]:
 def set_learning_flags(req: https_fn.CallableRequest[Any]) -> dict[str, Any]:
     return _admin(req, "setLearningFlags",
                   lambda actor, data: flags.set_learning_flags(deps.store(), data, actor).to_dict())
+
+
+def preview_reward_config(req: https_fn.CallableRequest[Any]) -> dict[str, Any]:
+    """``{"config": {...}, "days"?: 7}``: the what-if of a proposed reward config; nothing is written."""
+
+    def work(actor: str, data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict) or "config" not in data:
+            raise InvalidArgument("arguments must be an object like {\"config\": {...}, \"days\": 7}",
+                                  {"field": "config"})
+        unknown = sorted(set(data) - {"config", "days"})
+        if unknown:
+            raise InvalidArgument(f"unexpected argument {unknown[0]!r}", {"field": unknown[0]})
+        return whatif.what_if(deps.store(), data["config"], days=data.get("days", 7)).to_dict()
+
+    return _admin(req, "previewRewardConfig", work)

@@ -28,6 +28,11 @@ def assignPolicy(req: Request) -> Response:
     return http.assign_policy(req)
 
 
+@https_fn.on_request()
+def recordFeedback(req: Request) -> Response:
+    return http.record_feedback(req)
+
+
 @scheduler_fn.on_schedule(schedule="every 5 minutes", timeout_sec=540, memory=options.MemoryOption.GB_1)
 def scoreObservations(event: scheduler_fn.ScheduledEvent) -> None:
     schedules.score(event)

@@ -18,7 +18,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS = (
-    "recordObservation", "assignPolicy", "scoreObservations", "autoTunePolicies", "evaluateRollouts",
+    "recordObservation", "assignPolicy", "recordFeedback", "scoreObservations", "autoTunePolicies", "evaluateRollouts",
     "activatePolicy", "rollbackPolicy", "startShadow", "startCanary", "promotePolicy", "rejectPolicy",
     "setLearningFlags", "previewRewardConfig",
 )

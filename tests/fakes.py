@@ -19,6 +19,7 @@ from opsloop.domain import audit as audit_domain
 from opsloop.domain import config as config_domain
 from opsloop.domain import drift as drift_domain
 from opsloop.domain import policy as policy_domain
+from opsloop.domain.errors import NotFound as NotFoundError
 from opsloop.domain.ingest import SCORED_FIELDS, Cursor, StoredObservation
 from opsloop.domain.stats import Summary, total
 from opsloop.domain.windows import Segment, keeps_newer
@@ -527,6 +528,62 @@ class MemoryDriftRepo:
             return list(update.raised)
 
 
+class MemoryFeedbackRepo:
+    def __init__(self, shared: _Shared, observations: MemoryObservationRepo) -> None:
+        self._s = shared
+        self._obs = observations
+        self.docs: dict[str, dict[str, Any]] = {}
+
+    def observations(self, obs_ids: list[str]) -> dict[str, dict[str, Any]]:
+        with self._s.lock:
+            return {i: {k: copy.deepcopy(v) for k, v in self._obs.docs[i].items() if k in ("expireAt", "component")}
+                    for i in set(obs_ids) if i in self._obs.docs}
+
+    def record(self, items: list[tuple[str, dict[str, Any]]]) -> list[str]:
+        with self._s.lock:
+            missing = sorted({d["observationId"] for _, d in items} - set(self._obs.docs))
+            if missing:
+                raise NotFoundError(f"unknown observation {missing[0]!r}", {"field": "observationId"})
+            duplicates = []
+            for fid, doc in items:
+                if fid in self.docs:
+                    duplicates.append(fid)
+                    continue
+                self.docs[fid] = {**copy.deepcopy(doc), "status": "pending", "receivedAt": now_ms()}
+                obs = self._obs.docs[doc["observationId"]]
+                obs["metrics"] = {**(obs.get("metrics") or {}), **copy.deepcopy(doc["metrics"])}
+            return sorted(duplicates)
+
+    def pending(self, limit: int = 500) -> list[tuple[str, dict[str, Any]]]:
+        with self._s.lock:
+            rows = [(i, copy.deepcopy(d)) for i, d in self.docs.items() if d.get("status") == "pending"]
+            return sorted(rows, key=lambda row: row[1]["receivedAt"])[:limit]
+
+    def apply(self, feedback_id: str, correct: ports.Correction) -> str:
+        with self._s.lock:
+            fb = self.docs.get(feedback_id)
+            if fb is None:
+                return "gone"
+            if fb.get("status") != "pending":
+                return "done"
+            obs_id = str(fb["observationId"])
+            if obs_id not in self._obs.docs:
+                fb.update(status="gone", appliedAt=now_ms())
+                return "gone"
+            if obs_id not in self._obs.rewards:
+                return "waiting"
+            fix = correct(copy.deepcopy(self._obs.docs[obs_id]), copy.deepcopy(self._obs.rewards[obs_id]))
+            now = now_ms()
+            if fix is not None:
+                new_reward, minus, plus = fix
+                self._obs.rewards[obs_id] = copy.deepcopy(new_reward)
+                if minus:
+                    self._s.deltas[f"fb-{feedback_id}-out"] = (now, copy.deepcopy(minus))
+                    self._s.deltas[f"fb-{feedback_id}-in"] = (now, copy.deepcopy(plus))
+            fb.update(status="applied", appliedAt=now, corrected=fix is not None)
+            return "applied"
+
+
 class MemoryStore:
     """Every repository in memory; satisfies ``ports.Store``."""
 
@@ -545,6 +602,7 @@ class MemoryStore:
         self.audit = MemoryAuditRepo(shared)
         self.runs = MemoryRunRepo(shared)
         self.drift = MemoryDriftRepo(shared)
+        self.feedback = MemoryFeedbackRepo(shared, self.observations)
 
 
 def _typed(store: MemoryStore) -> ports.Store:

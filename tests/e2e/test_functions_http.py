@@ -276,3 +276,24 @@ def test_preview_reward_config_is_an_admin_what_if_that_writes_nothing(server: s
     assert call(server, "previewRewardConfig", {"days": 1}).status_code == 400
     denied = call(server, "previewRewardConfig", {"config": proposal}, token=SERVICE)
     assert denied.status_code == 403, denied.text
+
+
+def test_record_feedback_over_http_merges_late_metrics_once(server: str, seeded: Any) -> None:
+    r = requests.post(f"{server}/recordObservation", json={"observations": [obs(id="late-1"), obs(id="late-2")]},
+                      headers=bearer(SERVICE), timeout=60)
+    assert r.status_code == 201, r.text
+    body = {"feedback": [{"observationId": "late-1", "metrics": {"thumbsUp": 1}, "id": "fb-1"},
+                         {"observationId": "late-2", "metrics": {"thumbsUp": 0}, "id": "fb-2"}]}
+    r = requests.post(f"{server}/recordFeedback", json=body, headers=bearer(SERVICE), timeout=60)
+    assert r.status_code == 201 and r.json() == {"ids": ["fb-1", "fb-2"], "created": 2, "duplicates": []}, r.text
+    again = requests.post(f"{server}/recordFeedback", json=body, headers=bearer(SERVICE), timeout=60)
+    assert again.json()["duplicates"] == ["fb-1", "fb-2"] and again.json()["created"] == 0
+    assert seeded.db.collection("ops_observations").document("late-1").get().to_dict()["metrics"] == {"thumbsUp": 1}
+    unknown = requests.post(f"{server}/recordFeedback", json={"observationId": "nope", "metrics": {"x": 1}},
+                            headers=bearer(SERVICE), timeout=60)
+    assert unknown.status_code == 404 and unknown.json()["error"]["details"]["code"] == "E_LEARN_NOT_FOUND"
+    bad = requests.post(f"{server}/recordFeedback", json={"observationId": "late-1", "metrics": {"x": "1"}},
+                        headers=bearer(SERVICE), timeout=60)
+    assert bad.status_code == 400 and "metrics" in bad.text
+    denied = requests.post(f"{server}/recordFeedback", json=body, timeout=60)
+    assert denied.status_code == 401

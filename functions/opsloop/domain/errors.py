@@ -21,6 +21,8 @@ CODES: dict[str, str] = {
     "E_LEARN_ROLLOUT_DENIED": "a gate refused: the shadow estimate's interval lies wholly below the champion",
     "E_LEARN_DISABLED": "config/flags learning.enabled is false: no draft, shadow, canary or promotion",
     "E_LEARN_CONFLICT": "contention outlived every retry; safe to retry",
+    "E_LEARN_FEEDBACK_EXPIRED": "feedback for an observation past its retention window: its reward can no longer "
+                                "change",
     "E_LEARN_CONFIG_INVALID": "a config/* document does not parse (its path and field are named); the run used the "
                               "last good value or the default, and learning is off while config/flags is bad",
 }

@@ -78,6 +78,24 @@ def _depth(value: Any, level: int = 1) -> int:
     return level
 
 
+def check_metrics(v: dict[str, Any]) -> dict[str, Any]:
+    """A ``metrics`` map as reward terms read it: named numbers, finite and of sane size (ValueError if not)."""
+    if len(v) > MAX_METRICS:
+        raise ValueError(f"must hold at most {MAX_METRICS} metrics, got {len(v)}")
+    for name, value in v.items():
+        if METRIC_NAME.fullmatch(name) is None:
+            raise ValueError(f"metric name {name!r} must match {METRIC_NAME.pattern} (e.g. 'thumbsUp')")
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"metric {name!r} must be a number, got {type(value).__name__}")
+        try:
+            number = float(value)
+        except OverflowError:
+            raise ValueError(f"metric {name!r} must be a finite number") from None
+        if not math.isfinite(number) or abs(number) > METRIC_LIMIT:
+            raise ValueError(f"metric {name!r} must be a finite number within ±{METRIC_LIMIT:g}, got {value!r}")
+    return dict(v)
+
+
 class ObservationIn(BaseModel):
     """One outcome reported by a component (``recordObservation``'s item)."""
 
@@ -151,24 +169,7 @@ class ObservationIn(BaseModel):
     @field_validator("metrics")
     @classmethod
     def _metrics(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
-        if v is None:
-            return v
-        if len(v) > MAX_METRICS:
-            raise ValueError(f"must hold at most {MAX_METRICS} metrics, got {len(v)}")
-        out: dict[str, Any] = {}
-        for name, value in v.items():
-            if METRIC_NAME.fullmatch(name) is None:
-                raise ValueError(f"metric name {name!r} must match {METRIC_NAME.pattern} (e.g. 'thumbsUp')")
-            if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"metric {name!r} must be a number, got {type(value).__name__}")
-            try:
-                number = float(value)
-            except OverflowError:
-                raise ValueError(f"metric {name!r} must be a finite number") from None
-            if not math.isfinite(number) or abs(number) > METRIC_LIMIT:
-                raise ValueError(f"metric {name!r} must be a finite number within ±{METRIC_LIMIT:g}, got {value!r}")
-            out[name] = value
-        return out
+        return None if v is None else check_metrics(v)
 
     @field_validator("meta")
     @classmethod
@@ -285,3 +286,56 @@ def parse_batch(payload: Any, now_ms: int) -> list[ObservationIn]:
     if errors:
         raise InvalidBatch(errors)
     return parsed
+
+
+class FeedbackIn(BaseModel):
+    """Quality known after the fact (``recordFeedback``'s item): metrics for an observation already recorded."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+    id: str | None = Field(default=None, description="idempotency key: a retried feedback id changes nothing")
+    observationId: str  # noqa: N815 - wire name
+    metrics: dict[str, Any]
+
+    @field_validator("id", "observationId")
+    @classmethod
+    def _ids(cls, v: str | None) -> str | None:
+        if v is not None and (_ID.fullmatch(v) is None or v.startswith("__")):
+            raise ValueError("must be 1-128 chars of letters, digits, '_', '.', ':' or '-', starting alphanumeric")
+        return v
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if not v:
+            raise ValueError("must name at least one metric")
+        return check_metrics(v)
+
+
+def parse_feedback(payload: Any) -> list[FeedbackIn]:
+    """Validate one feedback item or ``{"feedback": [...]}`` (at most MAX_BATCH); InvalidBatch with every error."""
+    if isinstance(payload, dict) and "feedback" in payload:
+        if set(payload) != {"feedback"}:
+            raise InvalidBatch([FieldError(field=sorted(set(payload) - {"feedback"})[0],
+                                           message="a batch holds only 'feedback'")])
+        items = payload["feedback"]
+        if not isinstance(items, list) or not items:
+            raise InvalidBatch([FieldError(field="feedback", message="must be a non-empty list")])
+        if len(items) > MAX_BATCH:
+            raise InvalidBatch([FieldError(field="feedback", message=f"at most {MAX_BATCH} items, got {len(items)}")])
+        prefix = "feedback.{}"
+    else:
+        items, prefix = [payload], ""
+    out: list[FeedbackIn] = []
+    errors: list[FieldError] = []
+    for i, item in enumerate(items):
+        try:
+            out.append(FeedbackIn.model_validate(item))
+        except ValidationError as exc:
+            errors.extend(_errors_from(exc, prefix.format(i) if prefix else ""))
+    if errors:
+        raise InvalidBatch(errors)
+    ids = [f.id for f in out if f.id is not None]
+    if len(set(ids)) != len(ids):
+        raise InvalidBatch([FieldError(field="id", message="feedback ids must be unique within a batch")])
+    return out

@@ -26,6 +26,22 @@ def _empty_sketch() -> BaseDDSketch:
     return DDSketch(SKETCH_RELATIVE_ACCURACY)
 
 
+def _negated_sketch(sketch: BaseDDSketch) -> BaseDDSketch:
+    return sketch_from_bytes(sketch_to_bytes(_scaled(sketch, -1.0)))
+
+
+def _scaled(sketch: BaseDDSketch, factor: float) -> BaseDDSketch:
+    out = _empty_sketch()
+    out._copy(sketch)
+    for store in (out._store, out._negative_store):
+        store.bins = [c * factor for c in store.bins]
+        store.count *= factor
+    out._zero_count *= factor
+    out._count *= factor
+    out._sum *= factor
+    return out
+
+
 def _compact(store: DenseStore) -> StorePB:
     """The store's non-zero bins, as a contiguous run or, when sparse, as a key -> count map.
 
@@ -130,6 +146,7 @@ def merge_labels(parts: Iterable[Labels], limit: int = MAX_LABELS) -> Labels:
     for part in parts:
         for key, w in part:
             acc[key] = acc.get(key, 0.0) + w
+    acc = {k: w for k, w in acc.items() if abs(w) > 1e-9}  # a corrected label that cancelled out is gone
     if len(acc) > limit:
         ranked = sorted(acc.items(), key=lambda kv: (-kv[1], kv[0]))
         kept = dict(ranked[: limit - 1])
@@ -215,6 +232,17 @@ class Summary:
             versions=((version, k),) if version else (),
             **off_policy,
         )
+
+    def negated(self) -> Summary:
+        """The summary that, added to a sum holding this one, takes it out again (sketch bins included).
+
+        A correction travels as two parts, this and the replacement, added one after the other: the parts
+        summed first would be a sketch of count 0, which a merge skips.
+        """
+        return Summary(latency=_negated_sketch(self.latency), reward=_negated_sketch(self.reward),
+                       failures=tuple((k, -w) for k, w in self.failures),
+                       versions=tuple((k, -w) for k, w in self.versions),
+                       **{attr: -getattr(self, attr) for attr in _FIELDS})
 
     def finite(self) -> bool:
         """Whether every sum is a finite number (an overflow to inf would poison every later sum)."""

@@ -9,7 +9,7 @@ from firebase_functions import logger
 from flask import Request, Response
 
 from ..domain.errors import InvalidArgument, OpsError
-from ..services import assign
+from ..services import assign, feedback
 from ..services.record import record_batch
 from . import auth, deps
 from .errors import json_response, to_http_response
@@ -83,3 +83,18 @@ def record_observation(request: Request) -> Response:
         return to_http_response(exc)
     logger.info("observations recorded", created=len(result.created), duplicates=len(result.duplicates))
     return json_response(201, {"ids": result.ids, "created": len(result.created), "duplicates": result.duplicates})
+
+
+def record_feedback(request: Request) -> Response:
+    """Authenticate, validate the whole batch of late metrics, store it all or nothing, answer 201."""
+    try:
+        refused = _post_json(request)
+        if refused is not None:
+            return refused
+        result = feedback.record_feedback(deps.store(), _read_json(request))
+    except PayloadTooLarge as exc:
+        return json_response(413, {"error": {"code": "PAYLOAD_TOO_LARGE", "message": exc.message}})
+    except Exception as exc:
+        return to_http_response(exc)
+    logger.info("feedback recorded", created=len(result.created), duplicates=len(result.duplicates))
+    return json_response(201, result.to_dict())

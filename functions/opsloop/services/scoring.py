@@ -24,6 +24,7 @@ Exactly-once, by construction rather than by luck:
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
 import time
 import uuid
@@ -68,7 +69,52 @@ class ScoreRunResult:
     cards_written: int = 0
     cards_error: str | None = None
     budget_exhausted: bool = False  # the run stopped taking chunks at config/scoring.runBudgetS
+    feedback: dict[str, int] = field(default_factory=dict)  # late feedback: applied / waiting / ...
     config_errors: list[str] = field(default_factory=list)
+
+
+def _summary(d: dict[str, Any], score: float) -> Summary:
+    """What one scored observation adds to its buckets."""
+    outcome = str(d.get("outcome"))
+    version = d.get("policyVersion")
+    return Summary.of(reward=score, success=outcome == reward_domain.SUCCESS, cost_usd=float(d.get("costUsd", 0.0)),
+                      duration_ms=float(d.get("durationMs", 0.0)),
+                      propensity=None if d.get("propensity") is None else float(d["propensity"]),
+                      weight=float(d.get("weight") or 1.0), failure=str(d.get("errorCode") or outcome),
+                      version=version if isinstance(version, str) and version else None)
+
+
+def correction(obs_id: str, obs: dict[str, Any], reward: dict[str, Any], rules: reward_domain.RewardRules,
+               ) -> tuple[dict[str, Any], dict[str, tuple[dict[str, Any], Summary]],
+                          dict[str, tuple[dict[str, Any], Summary]]] | None:
+    """The reward of an already scored observation recomputed (its metrics changed), and the bucket deltas
+    that take its old contribution out and add the new one; None when there is nothing to correct (an
+    invalid observation, or the same score)."""
+    old = reward.get("score")
+    if reward.get("invalid") or isinstance(old, bool) or not isinstance(old, int | float):
+        return None
+    stored = StoredObservation(obs_id, obs, dt.datetime.now(dt.UTC))
+    expire = reward.get("expireAt") or obs.get("expireAt") or dt.datetime.now(dt.UTC)
+    new_doc, new_summary = _reward_doc(stored, rules, expire)
+    if new_summary is None or new_doc["score"] == old:
+        return None
+    new_doc["corrections"] = int(reward.get("corrections") or 0) + 1
+    return (new_doc, _bucket_deltas([(stored, _summary(obs, float(old)).negated())]),
+            _bucket_deltas([(stored, new_summary)]))
+
+
+def apply_feedback(store: Store, rules: reward_domain.RewardRules, limit: int = 500) -> dict[str, int]:
+    """Apply pending feedback to the observations already scored; returns how many ended each way."""
+    counts: dict[str, int] = {}
+    for feedback_id, doc in store.feedback.pending(limit):
+        obs_id = str(doc.get("observationId"))
+        try:
+            outcome = store.feedback.apply(feedback_id, functools.partial(correction, obs_id, rules=rules))
+        except Exception as exc:  # one bad item is recorded and skipped
+            alerts.item_failed(store, "scoreObservations.feedback", f"feedback {feedback_id}", exc)
+            outcome = "error"
+        counts[outcome] = counts.get(outcome, 0) + 1
+    return counts
 
 
 def _count(value: Any) -> float:
@@ -99,17 +145,11 @@ def _reward_doc(
         duration = float(d.get("durationMs", 0.0))
         cost = float(d.get("costUsd", 0.0))
         outcome = str(d.get("outcome"))
-        propensity = None if d.get("propensity") is None else float(d["propensity"])
-        weight = float(d.get("weight") or 1.0)
         metrics = d.get("metrics")
         r = reward_domain.score(outcome, duration, cost, cfg, tokens_in=_count(d.get("tokensIn")),
                                 tokens_out=_count(d.get("tokensOut")),
                                 metrics=metrics if isinstance(metrics, dict) else None)
-        version = d.get("policyVersion")
-        summary = Summary.of(reward=r.score, success=outcome == reward_domain.SUCCESS, cost_usd=cost,
-                             duration_ms=duration, propensity=propensity, weight=weight,
-                             failure=str(d.get("errorCode") or outcome),
-                             version=version if isinstance(version, str) and version else None)
+        summary = _summary(d, r.score)
         if not summary.finite():
             raise ValueError("its statistics overflow (a number too large for a float sum)")
     except (ArithmeticError, TypeError, ValueError) as exc:
@@ -289,6 +329,7 @@ def score_observations(
         upper = clock - dt.timedelta(milliseconds=settings.safety_margin_ms)
         deadline = started + settings.run_budget_s
         _score_backlog(store, cfg, settings, upper, result, hit, progress, deadline, monotonic)
+        result.feedback = apply_feedback(store, cfg)  # late metrics of observations scored before
         fold_all(store, hit)  # anything another run left pending meanwhile (one empty query when none)
         hit("before-stats")
         summaries = window_summaries(store, schedule_ms)

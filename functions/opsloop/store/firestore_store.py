@@ -14,6 +14,7 @@ from .buckets import FirestoreBucketRepo
 from .config import FirestoreConfigRepo
 from .drift import FirestoreDriftRepo
 from .experiments import FirestoreExperimentRepo
+from .feedback import FirestoreFeedbackRepo
 from .observations import FirestoreObservationRepo
 from .policies import FirestorePolicyRepo
 from .rollouts import FirestoreRolloutRepo
@@ -38,6 +39,7 @@ class FirestoreStore:
         self.audit = FirestoreAuditRepo(db)
         self.runs = FirestoreRunRepo(db)
         self.drift = FirestoreDriftRepo(db)
+        self.feedback = FirestoreFeedbackRepo(db)
 
     def count(self, collection: str) -> int:
         """How many documents a collection holds (one aggregation query; for diagnostics and tests)."""

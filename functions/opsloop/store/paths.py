@@ -18,6 +18,7 @@ POLICY_HEADS = "ops_policy_heads"  # per policy id: active version, activation h
 ROLLOUTS = "ops_rollouts"  # one per shadow/canary, with its evaluations as a subcollection
 COMPONENTS = "ops_components"  # per component: the newest event time scored (which components stats cover)
 DRIFT = "ops_drift"  # per component: the latest drift tests and open episodes
+FEEDBACK = "ops_feedback"  # per feedback id: metrics that arrived after an observation, pending or applied
 
 REWARD_CONFIG_DOC = "reward_config"
 FLAGS_DOC = "flags"

@@ -64,3 +64,19 @@ def test_meta_keys_are_scrubbed_and_colliding_ones_all_stored(seeded: FirestoreS
     stored = seeded.db.collection("ops_observations").document("pii-keys").get().to_dict()
     assert stored["meta"] == {EMAIL: 1, f"{EMAIL}~2": {"plan": "pro"}, "region": "eu", "calls": [{PHONE: "mobile"}]}
     assert stored["redactions"] == {"email": 2, "phone": 1}
+
+
+@pytest.mark.e2e
+def test_http_sink_sends_feedback_to_record_feedback_and_peels_an_unknown_observation(
+        server: str, seeded: FirestoreStore) -> None:
+    reporter = Reporter(HttpSink(f"{server}/recordObservation", token=lambda: SERVICE), batch_size=50,
+                        flush_interval_s=60)
+    for i in range(5):
+        reporter.report(component="router:gpt-5", outcome="success", durationMs=100 + i, id=f"late-{i}")
+        reporter.feedback(f"late-{i}", {"judge": i}, feedback_id=f"fb-{i}")
+    reporter.feedback("not-there", {"judge": 1}, feedback_id="fb-x")
+    reporter.close()
+    s = reporter.stats
+    assert (s.sent, s.feedback_sent, s.feedback_failed) == (5, 5, 1)
+    assert seeded.count("ops_feedback") == 5
+    assert seeded.db.collection("ops_observations").document("late-4").get().to_dict()["metrics"] == {"judge": 4}

@@ -327,3 +327,62 @@ def test_over_http_one_refused_observation_does_not_lose_the_other_99() -> None:
     r.close()
     assert [len(b) for b in server.bodies] == [100, 99] and 42 not in {o["meta"]["i"] for o in server.bodies[1]}
     assert r.stats.sent == 99 and r.stats.rejected == 1 and r.stats.failed_batches == 0
+
+
+class FeedbackSink(FakeSink):
+    """Records the order of every call; refuses feedback for observations it never stored (as the server)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, list[str]]] = []
+        self.feedback: list[dict[str, Any]] = []
+
+    def send(self, batch: list[dict[str, Any]]) -> None:
+        super().send(batch)
+        self.calls.append(("observations", [o["id"] for o in batch]))
+
+    def send_feedback(self, batch: list[dict[str, Any]]) -> None:
+        from opsloop.domain.errors import NotFound
+
+        self.calls.append(("feedback", [f["id"] for f in batch]))
+        stored = {o["id"] for o in self.sent}
+        for f in batch:
+            if f["observationId"] not in stored:
+                raise NotFound(f"unknown observation {f['observationId']!r}", {"observationId": f["observationId"]})
+        self.feedback.extend(batch)
+
+
+def test_feedback_is_batched_after_its_observations_and_counted() -> None:
+    sink = FeedbackSink()
+    errors: list[tuple[BaseException, list[dict[str, Any]]]] = []
+    r = Reporter(sink, batch_size=50, flush_interval_s=60, on_error=lambda e, items: errors.append((e, items)))
+    for i in range(3):
+        assert r.report(**obs(id=f"o{i}"))
+        assert r.feedback(f"o{i}", {"judge": i}, feedback_id=f"f{i}")
+    assert r.feedback("never-reported", {"judge": 1}, feedback_id="f9")  # the backend will not know it
+    assert not r.feedback("o1", {"Judge": 1})  # an invalid metric name: refused on the spot
+    assert not r.feedback("o1", {})
+    r.close()
+    assert sink.calls[0] == ("observations", ["o0", "o1", "o2"])  # observations first, then their feedback
+    assert [f["id"] for f in sink.feedback] == ["f0", "f1", "f2"]  # the unknown one peeled off, the rest stored
+    s = r.stats
+    assert (s.feedback_reported, s.feedback_invalid, s.feedback_queued) == (6, 2, 4)
+    assert (s.feedback_sent, s.feedback_failed, s.feedback_rejected, s.feedback_dropped) == (3, 1, 0, 0)
+    assert s.feedback_queued == s.feedback_sent + s.feedback_failed + s.feedback_rejected
+    assert (s.sent, s.failed) == (3, 0)  # observation counters untouched by feedback
+    assert [items[0]["observationId"] for _, items in errors if items and "observationId" in items[0]] == [
+        "o1", "o1", "never-reported"]
+
+
+def test_feedback_in_process_reaches_the_store() -> None:
+    from opsloop.services.reporter import StoreSink
+    from tests.fakes import MemoryStore
+
+    store = MemoryStore()
+    r = Reporter(StoreSink(store), batch_size=10, flush_interval_s=60)
+    r.report(**obs(id="obs-1"))
+    r.feedback("obs-1", {"thumbsUp": 1}, feedback_id="fb-1")
+    r.feedback("obs-1", {"thumbsUp": 1}, feedback_id="fb-1")  # a retry: stored once
+    r.close()
+    assert store.observations.docs["obs-1"]["metrics"] == {"thumbsUp": 1}
+    assert list(store.feedback.docs) == ["fb-1"] and r.stats.feedback_sent == 2

@@ -23,6 +23,11 @@ stricter server; clocks that disagree), the observations it names are counted as
 the rest of the batch is sent again, once. Every reported observation ends up in exactly one counter:
 ``reported == invalid + sampled_out + dropped + queued`` and, once closed,
 ``queued == sent + rejected + failed``.
+
+``feedback(observation_id, metrics)`` queues late metrics (``recordFeedback``) the same way, in their own
+batches, sent after the observations queued before them; they count in the ``feedback_*`` counters with
+the same identities. Feedback for an observation that was not stored (sampled out, dropped) is refused by
+the backend and counted as ``feedback_failed``: send feedback only for observations ``report`` queued.
 """
 
 from __future__ import annotations
@@ -39,8 +44,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ..domain.errors import InvalidArgument
-from ..domain.observation import InvalidBatch, parse_batch
+from ..domain.errors import Conflict, InvalidArgument, NotFound
+from ..domain.observation import InvalidBatch, parse_batch, parse_feedback
 
 if TYPE_CHECKING:
     import requests
@@ -50,8 +55,9 @@ if TYPE_CHECKING:
 # The server refuses a weight above 10^6 (ObservationIn.weight), and a kept success weighs 1 / rate.
 MIN_SAMPLE_RATE = 1e-6
 
-# "observations.3.durationMs" or "observations.3": a field error that names one item of the batch
-_ITEM_FIELD = re.compile(r"^observations\.(\d+)(?:\.|$)")
+# "observations.3.durationMs" or "feedback.3": a field error that names one item of the batch
+_ITEM_FIELD = re.compile(r"^(?:observations|feedback)\.(\d+)(?:\.|$)")
+OBSERVATION, FEEDBACK = "observation", "feedback"
 
 OnError = Callable[[BaseException, list[dict[str, Any]]], None]
 
@@ -61,6 +67,8 @@ class Sink(Protocol):
     ``details["errors"]``, when the batch is refused as invalid; any other exception means it was not stored."""
 
     def send(self, batch: list[dict[str, Any]]) -> None: ...
+
+    def send_feedback(self, batch: list[dict[str, Any]]) -> None: ...
 
 
 class StoreSink:
@@ -74,25 +82,39 @@ class StoreSink:
 
         record_batch(self._store, {"observations": batch})
 
+    def send_feedback(self, batch: list[dict[str, Any]]) -> None:
+        from .feedback import record_feedback
+
+        record_feedback(self._store, {"feedback": batch})
+
 
 class HttpSink:
-    """Over HTTP to a deployed (or locally served) recordObservation."""
+    """Over HTTP to a deployed (or locally served) recordObservation; feedback to recordFeedback beside it
+    (``feedback_url``, by default the same URL with its last path segment ``recordFeedback``)."""
 
-    def __init__(self, url: str, token: Callable[[], str], timeout_s: float = 30.0, attempts: int = 3) -> None:
+    def __init__(self, url: str, token: Callable[[], str], timeout_s: float = 30.0, attempts: int = 3,
+                 feedback_url: str | None = None) -> None:
         import requests
 
         self._url = url
+        self._feedback_url = feedback_url or url.rstrip("/").rsplit("/", 1)[0] + "/recordFeedback"
         self._token = token
         self._timeout = timeout_s
         self._attempts = attempts
         self._session = requests.Session()
 
     def send(self, batch: list[dict[str, Any]]) -> None:
+        self._post(self._url, {"observations": batch})
+
+    def send_feedback(self, batch: list[dict[str, Any]]) -> None:
+        self._post(self._feedback_url, {"feedback": batch})
+
+    def _post(self, url: str, body: dict[str, Any]) -> None:
         import requests
 
         for attempt in range(self._attempts):
             try:
-                r = self._session.post(self._url, json={"observations": batch}, timeout=self._timeout,
+                r = self._session.post(url, json=body, timeout=self._timeout,
                                        headers={"Authorization": f"Bearer {self._token()}"})
             except requests.RequestException:
                 if attempt + 1 == self._attempts:
@@ -100,6 +122,8 @@ class HttpSink:
             else:
                 if r.status_code == 400:
                     _raise_invalid(r)
+                if r.status_code in (404, 409) and url == self._feedback_url:
+                    _raise_refused(r)
                 if r.status_code < 500:
                     r.raise_for_status()
                     return
@@ -122,6 +146,17 @@ def _raise_invalid(r: requests.Response) -> None:
         r.raise_for_status()
     except requests.HTTPError as exc:
         raise InvalidArgument(message, details) from exc
+
+
+def _raise_refused(r: requests.Response) -> None:
+    """recordFeedback's 404 (unknown observation) / 409 (expired): the error StoreSink raises."""
+    try:
+        error = r.json()["error"]
+        message, details = str(error.get("message", "refused")), dict(error.get("details") or {})
+    except (ValueError, KeyError, TypeError, AttributeError):
+        message, details = f"recordFeedback answered {r.status_code}: {r.text[:200]}", {}
+    code = details.pop("code", None)
+    raise (NotFound(message, details) if r.status_code == 404 else Conflict(message, details, code=code))
 
 
 def _rejected_items(exc: InvalidArgument, size: int) -> set[int]:
@@ -165,6 +200,14 @@ class ReporterStats:
     rejected: int = 0  # queued, then refused by the backend as invalid; the rest of its batch went again
     failed: int = 0  # queued, but its batch failed (backend down, refused as a whole): not stored
     failed_batches: int = 0
+    # feedback(): the same identities over its own counters
+    feedback_reported: int = 0
+    feedback_invalid: int = 0
+    feedback_dropped: int = 0
+    feedback_queued: int = 0
+    feedback_sent: int = 0  # stored (or answered as a duplicate of a stored one)
+    feedback_rejected: int = 0
+    feedback_failed: int = 0  # not stored: its batch failed, or its observation is unknown or expired
 
 
 class Reporter:
@@ -198,7 +241,7 @@ class Reporter:
         self._rate = success_sample_rate
         self._rng = rng or random.Random()
         self._on_error = on_error
-        self._queue: queue.Queue[dict[str, Any]] = queue.Queue(maxsize=max_queue)
+        self._queue: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue(maxsize=max_queue)
         self._closed = threading.Event()
         self._lock = threading.Lock()
         self.stats = ReporterStats()
@@ -235,18 +278,43 @@ class Reporter:
                     self.stats.sampled_out += 1
                     return False
                 fields["weight"] = 1.0 / self._rate
+        return self._put(OBSERVATION, fields)
+
+    def feedback(self, observation_id: str, metrics: dict[str, Any], feedback_id: str | None = None) -> bool:
+        """Queue late metrics for an observation this reporter queued (``recordFeedback``'s item); True
+        when queued. A retry with the same ``feedback_id`` is stored once. False when refused as invalid
+        (``stats.feedback_invalid``, ``on_error`` hears of it) or dropped because the queue stayed full."""
+        if self._closed.is_set():
+            raise RuntimeError("reporter is closed")
+        item = {"observationId": observation_id, "metrics": dict(metrics), "id": feedback_id or uuid.uuid4().hex}
         try:
-            self._queue.put(fields, timeout=self._block_s)
-        except queue.Full:
+            parse_feedback(item)
+        except InvalidBatch as exc:
             with self._lock:
-                self.stats.dropped += 1
+                self.stats.feedback_reported += 1
+                self.stats.feedback_invalid += 1
+            self._notify(InvalidArgument(str(exc), {"errors": [e.model_dump() for e in exc.errors]}), [item])
             return False
         with self._lock:
-            self.stats.queued += 1
+            self.stats.feedback_reported += 1
+        return self._put(FEEDBACK, item)
+
+    def _count(self, kind: str, counter: str, n: int) -> None:
+        with self._lock:
+            name = counter if kind == OBSERVATION else f"feedback_{counter}"
+            setattr(self.stats, name, getattr(self.stats, name) + n)
+
+    def _put(self, kind: str, item: dict[str, Any]) -> bool:
+        try:
+            self._queue.put((kind, item), timeout=self._block_s)
+        except queue.Full:
+            self._count(kind, "dropped", 1)
+            return False
+        self._count(kind, "queued", 1)
         return True
 
-    def _drain(self, limit: int) -> list[dict[str, Any]]:
-        batch: list[dict[str, Any]] = []
+    def _drain(self, limit: int) -> list[tuple[str, dict[str, Any]]]:
+        batch: list[tuple[str, dict[str, Any]]] = []
         while len(batch) < limit:
             try:
                 batch.append(self._queue.get_nowait())
@@ -258,36 +326,44 @@ class Reporter:
         if self._on_error is not None:
             self._on_error(exc, items)
 
-    def _send(self, batch: list[dict[str, Any]]) -> None:
-        for part in _unique_id_rounds(batch):
-            self._deliver(part, resend=True)
+    def _send(self, batch: list[tuple[str, dict[str, Any]]]) -> None:
+        """Observations first: feedback queued after its observation must find it stored."""
+        for kind in (OBSERVATION, FEEDBACK):
+            items = [item for k, item in batch if k == kind]
+            for part in _unique_id_rounds(items) if items else []:
+                self._deliver(kind, part, resend=True)
 
-    def _deliver(self, batch: list[dict[str, Any]], resend: bool) -> None:
-        """Send one batch; when the backend names invalid items, count them and send the rest once more."""
+    def _deliver(self, kind: str, batch: list[dict[str, Any]], resend: bool) -> None:
+        """Send one batch; when the backend names invalid items (or, for feedback, an unknown or expired
+        observation), count them and send the rest once more."""
+        send = self._sink.send if kind == OBSERVATION else self._sink.send_feedback
         try:
-            self._sink.send(batch)
-        except InvalidArgument as exc:
-            bad = _rejected_items(exc, len(batch)) if resend else set()
+            send(batch)
+        except (InvalidArgument, NotFound, Conflict) as exc:
+            if isinstance(exc, InvalidArgument):
+                bad = _rejected_items(exc, len(batch)) if resend else set()
+            else:  # recordFeedback names the observation it could not take
+                target = exc.details.get("observationId")
+                bad = {i for i, o in enumerate(batch) if o.get("observationId") == target} if resend else set()
             if not bad:  # nothing to tell good from bad, or the resend was refused too
-                self._fail(exc, batch)
+                self._fail(kind, exc, batch)
                 return
-            with self._lock:
-                self.stats.rejected += len(bad)
+            self._count(kind, "rejected" if isinstance(exc, InvalidArgument) else "failed", len(bad))
             self._notify(exc, [o for i, o in enumerate(batch) if i in bad])
             rest = [o for i, o in enumerate(batch) if i not in bad]
             if rest:
-                self._deliver(rest, resend=False)
+                self._deliver(kind, rest, resend=not isinstance(exc, InvalidArgument))
             return
         except Exception as exc:  # a component must not crash because reporting failed
-            self._fail(exc, batch)
+            self._fail(kind, exc, batch)
             return
-        with self._lock:
-            self.stats.sent += len(batch)
+        self._count(kind, "sent", len(batch))
 
-    def _fail(self, exc: BaseException, batch: list[dict[str, Any]]) -> None:
-        with self._lock:
-            self.stats.failed_batches += 1
-            self.stats.failed += len(batch)
+    def _fail(self, kind: str, exc: BaseException, batch: list[dict[str, Any]]) -> None:
+        if kind == OBSERVATION:
+            with self._lock:
+                self.stats.failed_batches += 1
+        self._count(kind, "failed", len(batch))
         self._notify(exc, batch)
 
     def _run(self) -> None:

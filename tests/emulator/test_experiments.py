@@ -6,7 +6,6 @@ import datetime as dt
 import json
 import random
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -16,26 +15,15 @@ from opsloop.services import experiments, rollouts, scoring, seed, tuning
 from opsloop.services.record import record_batch
 from opsloop.services.routing import Router
 from opsloop.store.firestore_store import FirestoreStore
-from tests.helpers import just_now_ms
+from tests.helpers import AUTOSCALER, just_now_ms, success_rate
 
 pytestmark = pytest.mark.emulator
 
 POLICY = "autoscaler-core"
-AUTOSCALER: dict[str, Any] = {
-    "id": POLICY, "version": "1.0.0", "kind": "params", "status": "active", "createdBy": "test",
-    "params": {"targetCpu": 0.6, "minInstances": 2, "cooldownS": 60},
-    "search": {"targetCpu": {"min": 0.3, "max": 0.9}, "minInstances": {"min": 1, "max": 10, "int": True},
-               "cooldownS": {"choices": [30, 60, 120]}},
-}
 
 
 def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def success_rate(params: dict[str, Any]) -> float:
-    """The simulated service: best at targetCpu 0.75 with 4+ instances."""
-    return max(0.05, 0.95 - 1.5 * abs(params["targetCpu"] - 0.75) - 0.04 * max(0, 4 - params["minInstances"]))
 
 
 def send(store: FirestoreStore, router: Router, n: int, seed_: int) -> None:

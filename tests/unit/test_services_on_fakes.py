@@ -21,15 +21,10 @@ from opsloop.services import audit, experiments, flags, policies, rollouts, scor
 from opsloop.services.record import record_batch
 from opsloop.services.seed import load_seed
 from tests.fakes import MemoryStore
+from tests.helpers import AUTOSCALER, success_rate
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICY = "autoscaler-core"
-AUTOSCALER: dict[str, Any] = {
-    "id": POLICY, "version": "1.0.0", "kind": "params", "status": "active", "createdBy": "test",
-    "params": {"targetCpu": 0.6, "minInstances": 2, "cooldownS": 60},
-    "search": {"targetCpu": {"min": 0.3, "max": 0.9}, "minInstances": {"min": 1, "max": 10, "int": True},
-               "cooldownS": {"choices": [30, 60, 120]}},
-}
 
 
 def now() -> dt.datetime:
@@ -93,10 +88,6 @@ def test_the_kill_switch_stops_tuning_but_not_an_admin(store: MemoryStore) -> No
     with pytest.raises(FailedPrecondition, match="learning is disabled"):
         experiments.start_experiment(store, POLICY, "1.0.1", 0.2, "alice")
     assert policies.activate(store, POLICY, "1.0.1", "alice").active == "1.0.1"
-
-
-def success_rate(params: dict[str, Any]) -> float:
-    return max(0.05, 0.95 - 1.5 * abs(params["targetCpu"] - 0.75) - 0.04 * max(0, 4 - params["minInstances"]))
 
 
 def test_a_params_policy_learns_by_experiment_on_the_fake(store: MemoryStore) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from firebase_functions import logger
@@ -56,45 +57,43 @@ def _post_json(request: Request) -> Response | None:
     return None
 
 
-def assign_policy(request: Request) -> Response:
-    """Authenticate, validate every request of the body, answer 200 with the assignment(s)."""
+def _json_post(request: Request, work: Callable[[Any], Response]) -> Response:
+    """An authenticated service/admin POST of JSON: ``work(body)`` answers it; every error mapped in one place
+    (unexpected ones become 500 and are logged)."""
     try:
         refused = _post_json(request)
         if refused is not None:
             return refused
-        result = assign.assign(deps.policy_client(), _read_json(request))
+        return work(_read_json(request))
     except PayloadTooLarge as exc:
         return json_response(413, {"error": {"code": "PAYLOAD_TOO_LARGE", "message": exc.message}})
     except Exception as exc:
         return to_http_response(exc)
-    return json_response(200, result)
+
+
+def assign_policy(request: Request) -> Response:
+    """Validate every request of the body, answer 200 with the assignment(s)."""
+    return _json_post(request, lambda body: json_response(200, assign.assign(deps.policy_client(), body)))
 
 
 def record_observation(request: Request) -> Response:
-    """Authenticate, validate the whole batch, store it all or nothing, answer 201 with the ids."""
-    try:
-        refused = _post_json(request)
-        if refused is not None:
-            return refused
-        result = record_batch(deps.store(), _read_json(request))
-    except PayloadTooLarge as exc:
-        return json_response(413, {"error": {"code": "PAYLOAD_TOO_LARGE", "message": exc.message}})
-    except Exception as exc:  # mapped in one place; unexpected ones become 500 and are logged
-        return to_http_response(exc)
-    logger.info("observations recorded", created=len(result.created), duplicates=len(result.duplicates))
-    return json_response(201, {"ids": result.ids, "created": len(result.created), "duplicates": result.duplicates})
+    """Validate the whole batch, store it all or nothing, answer 201 with the ids."""
+
+    def work(body: Any) -> Response:
+        result = record_batch(deps.store(), body)
+        logger.info("observations recorded", created=len(result.created), duplicates=len(result.duplicates))
+        return json_response(201, {"ids": result.ids, "created": len(result.created),
+                                   "duplicates": result.duplicates})
+
+    return _json_post(request, work)
 
 
 def record_feedback(request: Request) -> Response:
-    """Authenticate, validate the whole batch of late metrics, store it all or nothing, answer 201."""
-    try:
-        refused = _post_json(request)
-        if refused is not None:
-            return refused
-        result = feedback.record_feedback(deps.store(), _read_json(request))
-    except PayloadTooLarge as exc:
-        return json_response(413, {"error": {"code": "PAYLOAD_TOO_LARGE", "message": exc.message}})
-    except Exception as exc:
-        return to_http_response(exc)
-    logger.info("feedback recorded", created=len(result.created), duplicates=len(result.duplicates))
-    return json_response(201, result.to_dict())
+    """Validate the whole batch of late metrics, store it all or nothing, answer 201."""
+
+    def work(body: Any) -> Response:
+        result = feedback.record_feedback(deps.store(), body)
+        logger.info("feedback recorded", created=len(result.created), duplicates=len(result.duplicates))
+        return json_response(201, result.to_dict())
+
+    return _json_post(request, work)

@@ -24,9 +24,11 @@ minInstances 2, cooldownS 60) are fine at the daily peak and time out at night (
 **The real loop, in simulated time**, against a fresh Firestore emulator this script starts (cleared
 between strategies): the seed is loaded, ``config/flags`` learning on with ``autoActivatePolicies``,
 ``config/scoring.safetyMarginMs`` 0, ``config/rollout`` {minSamples 300, experimentSplit 0.2,
-maxDurationHours 0.9, maxCostIncreaseRatio 1.0}: cost is part of this component's reward, and a better
-autoscaler runs more instances (+15..33 % cost per request at the optimum), which the default +20 % guardrail
-(and the promotion gate at half of it) would refuse. Each (strategy, seed) run has the emulator to itself
+maxDurationHours 0.9, maxCostIncreaseRatio 1.0, p95SloMs 500}: cost is part of this component's reward, and a
+better autoscaler runs more instances (+15..33 % cost per request at the optimum), which the default +20 %
+guardrail (and the promotion gate at half of it) would refuse; and a p95 within 500 ms is no breach of the
+p95 checks relative to the champion (an over-provisioned, very fast champion would otherwise veto every
+cheaper setting the reward prefers). Each (strategy, seed) run has the emulator to itself
 (cleared before it) and one policy, ``autoscaler-s<seed>`` (so the loop's Optuna seed differs per seed). Each
 experiment occupies one simulated hour (the last ``--experiments`` hours before now): at its start the
 strategy starts a canary at split 0.2 —
@@ -251,7 +253,8 @@ def policy_doc(seed: int) -> dict[str, Any]:
             "notes": "autoscaler_sim: initial settings", "params": dict(SEED_PARAMS), "search": SEARCH}
 
 
-ROLLOUT = {"minSamples": 300, "experimentSplit": 0.2, "maxDurationHours": 0.9, "maxCostIncreaseRatio": 1.0}
+ROLLOUT = {"minSamples": 300, "experimentSplit": 0.2, "maxDurationHours": 0.9, "maxCostIncreaseRatio": 1.0,
+           "p95SloMs": 500.0}
 
 
 @dataclass

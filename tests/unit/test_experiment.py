@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import dataclasses
 import math
 from dataclasses import replace
 from itertools import pairwise
@@ -493,3 +494,23 @@ def test_seed_rollout_config_is_the_default() -> None:
 def test_rollout_config_validation(doc: dict) -> None:
     with pytest.raises(ConfigInvalid):
         parse("rollout", doc)
+
+
+def test_a_p95_within_the_absolute_objective_breaches_no_latency_check() -> None:
+    """A fast champion (p95 200 ms) and a challenger at 320 ms (+60 %), better on reward: without an SLO the
+    safety check rolls it back; with p95SloMs 500 both latency checks are waived and it is promoted."""
+    champion, challenger = arm(4000, mean=0.60, p95=200.0), arm(1000, mean=0.66, p95=320.0)
+    assert evaluate(champion, challenger, 0.2, CFG).outcome == "rollback"
+    slo = dataclasses.replace(CFG, p95_slo_ms=500.0)
+    ev = evaluate(champion, challenger, 0.2, slo)
+    assert ev.outcome == "promote", ev.reason
+    for name in ("guardrail.p95Latency", "safety.p95Latency"):
+        check = ev.checks[name]
+        assert check.waived and not check.breached and check.statistic == pytest.approx(0.6)
+        assert check.to_doc()["waived"] is True
+    # past the objective the relative checks hold again
+    slow = evaluate(arm(4000, mean=0.60, p95=400.0), arm(1000, mean=0.66, p95=640.0), 0.2, slo)
+    assert slow.outcome == "rollback" and slow.safety["p95Latency"] and not slow.checks["safety.p95Latency"].waived
+    assert RolloutConfig(p95_slo_ms=500.0).to_doc()["p95SloMs"] == 500.0 and "p95SloMs" not in CFG.to_doc()
+    with pytest.raises(ValueError, match="p95_slo_ms"):
+        RolloutConfig(p95_slo_ms=0.0)

@@ -211,6 +211,7 @@ class RolloutDoc(_Doc):
     safetyMaxErrorRateIncrease: Num = Field(RolloutConfig.safety_max_error_rate_increase, ge=0, le=1)  # noqa: N815
     experimentSplit: Num = Field(RolloutConfig.experiment_split, gt=0, le=0.5)  # noqa: N815
     maxDurationHours: Num = Field(RolloutConfig.max_duration_hours, gt=0, le=24 * 90)  # noqa: N815
+    p95SloMs: Num | None = Field(None, gt=0, le=86_400_000)  # noqa: N815
     shadowWindow: WindowName = "24h"  # noqa: N815
     minShadowSamples: Int = Field(ShadowSettings.min_samples, ge=0, le=MAX_SAMPLES)  # noqa: N815
     denyCanaryIfShadowWorse: StrictBool = ShadowSettings.deny_if_worse  # noqa: N815
@@ -289,7 +290,7 @@ def _rollout(d: RolloutDoc) -> tuple[RolloutConfig, ShadowSettings]:
         safety_alpha=d.safetyAlpha, safety_max_reward_drop=d.safetyMaxRewardDrop,
         safety_max_p95_increase_ratio=d.safetyMaxP95IncreaseRatio,
         safety_max_error_rate_increase=d.safetyMaxErrorRateIncrease,
-        experiment_split=d.experimentSplit, max_duration_hours=d.maxDurationHours,
+        experiment_split=d.experimentSplit, max_duration_hours=d.maxDurationHours, p95_slo_ms=d.p95SloMs,
     )
     return cfg, ShadowSettings(window=d.shadowWindow, min_samples=d.minShadowSamples,
                                deny_if_worse=d.denyCanaryIfShadowWorse)

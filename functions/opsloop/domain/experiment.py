@@ -75,6 +75,9 @@ class RolloutConfig:
     safety_max_reward_drop: float = 0.10
     safety_max_p95_increase_ratio: float = 0.50
     safety_max_error_rate_increase: float = 0.10
+    # an absolute latency objective: a challenger whose p95 is within it breaches neither p95 check (a
+    # slower p95 than a very fast champion's is then no harm the reward does not already price); None: off
+    p95_slo_ms: float | None = None
     # tuning by experiment (kinds that learn from canaries): the canary's split, and how long one may stay
     # inconclusive before it is ended as such (it still counts as a trial)
     experiment_split: float = 0.2
@@ -98,9 +101,11 @@ class RolloutConfig:
             raise ValueError(f"experiment_split must be in (0, 0.5], got {self.experiment_split!r}")
         if not (math.isfinite(self.max_duration_hours) and self.max_duration_hours > 0):
             raise ValueError(f"max_duration_hours must be > 0, got {self.max_duration_hours!r}")
+        if self.p95_slo_ms is not None and not (math.isfinite(self.p95_slo_ms) and self.p95_slo_ms > 0):
+            raise ValueError(f"p95_slo_ms must be > 0, got {self.p95_slo_ms!r}")
 
     def to_doc(self) -> dict[str, Any]:
-        return {_DOC_KEYS[k]: v for k, v in asdict(self).items()}
+        return {_DOC_KEYS[k]: v for k, v in asdict(self).items() if v is not None}
 
 
 _DOC_KEYS = {
@@ -121,6 +126,7 @@ _DOC_KEYS = {
     "safety_max_error_rate_increase": "safetyMaxErrorRateIncrease",
     "experiment_split": "experimentSplit",
     "max_duration_hours": "maxDurationHours",
+    "p95_slo_ms": "p95SloMs",
 }
 
 
@@ -133,10 +139,14 @@ class Check:
     p: float | None  # always-valid p-value of "no difference on this metric" (the statistic gives the direction)
     alpha: float  # the level the test is held to
     breached: bool
+    waived: bool = False  # within an absolute objective (p95SloMs): never breached, never holds a promotion
 
     def to_doc(self) -> dict[str, Any]:
-        return {"statistic": self.statistic, "threshold": self.threshold, "p": self.p, "alpha": self.alpha,
-                "breached": self.breached}
+        doc = {"statistic": self.statistic, "threshold": self.threshold, "p": self.p, "alpha": self.alpha,
+               "breached": self.breached}
+        if self.waived:
+            doc["waived"] = True
+        return doc
 
 
 @dataclass(frozen=True)
@@ -313,7 +323,8 @@ def _ratio_increase(new: float | None, old: float | None) -> float | None:
 TAIL_SHARE_TAU = 0.03
 
 
-def _latency_check(champion: ArmData, challenger: ArmData, ratio: float, alpha: float) -> Check:
+def _latency_check(champion: ArmData, challenger: ArmData, ratio: float, alpha: float,
+                   slo_ms: float | None = None) -> Check:
     """Is the challenger's p95 more than (1 + ratio) x the champion's, and is it significantly slower?
 
     The statistic is the p95 ratio's point estimate. The evidence averages two one-sided likelihood ratios
@@ -324,6 +335,8 @@ def _latency_check(champion: ArmData, challenger: ArmData, ratio: float, alpha: 
     increase = _ratio_increase(challenger.p95_latency, champion.p95_latency)
     if increase is None or champion.p95_latency is None:
         return Check(increase, ratio, None, alpha, False)
+    if slo_ms is not None and challenger.p95_latency is not None and challenger.p95_latency <= slo_ms:
+        return Check(increase, ratio, None, alpha, False, waived=True)
     ratios: list[float] = []
     if champion.log_latency is not None and challenger.log_latency is not None \
             and champion.n >= 2 and challenger.n >= 2:
@@ -377,11 +390,13 @@ def checks(champion: ArmData, challenger: ArmData, cfg: RolloutConfig) -> dict[s
         return Check(statistic, threshold, p, alpha, breached)
 
     return {
-        "guardrail.p95Latency": _latency_check(champion, challenger, cfg.max_p95_increase_ratio, g_alpha),
+        "guardrail.p95Latency": _latency_check(champion, challenger, cfg.max_p95_increase_ratio, g_alpha,
+                                               cfg.p95_slo_ms),
         "guardrail.cost": worse(cost_up, cfg.max_cost_increase_ratio, cost_p, g_alpha),
         "guardrail.successRate": worse(drop, cfg.max_success_rate_drop, drop_p, g_alpha),
         "safety.rewardDrop": worse(None if diff is None else -diff, cfg.safety_max_reward_drop, reward_drop_p, s_alpha),
-        "safety.p95Latency": _latency_check(champion, challenger, cfg.safety_max_p95_increase_ratio, s_alpha),
+        "safety.p95Latency": _latency_check(champion, challenger, cfg.safety_max_p95_increase_ratio, s_alpha,
+                                            cfg.p95_slo_ms),
         "safety.errorRate": worse(drop, cfg.safety_max_error_rate_increase, big_drop_p, s_alpha),
     }
 
@@ -442,7 +457,7 @@ def evaluate(
     if better_p is not None and better_p < cfg.alpha and diff is not None:
         # a guardrail more than half-way to its threshold, without significance yet, is no reason to roll
         # back, but no promotion either: the challenger stays in canary until the evidence settles it
-        over = [k.split(".", 1)[1] for k, c in found.items() if k.startswith("guardrail.")
+        over = [k.split(".", 1)[1] for k, c in found.items() if k.startswith("guardrail.") and not c.waived
                 and c.statistic is not None and c.statistic > PROMOTION_GUARD_SHARE * c.threshold]
         if over:
             return result("continue", f"challenger better by {diff:.4f}, but past a guardrail's threshold "

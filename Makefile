@@ -45,6 +45,7 @@ bench: $(STAMP) emulator-check
 	$(PY) bench/tuning_sim.py --windows 24h --world improves --out bench/results/tuning_sim_improves.json
 	$(PY) bench/autoscaler_sim.py
 	$(PY) bench/export_mem.py
+	$(PY) bench/feedback_cost.py
 
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit

@@ -216,3 +216,28 @@ def test_what_if_re_scores_history_under_a_proposal_and_writes_nothing(store: Me
         whatif.what_if(store, {"rules": [{"match": "router:*", "version": "x", "terms": [bad_term]}]})
     with pytest.raises(InvalidArgument, match="days"):
         whatif.what_if(store, QUALITY_PROPOSAL, days=0)
+
+
+def _router_traffic(store: MemoryStore) -> None:
+    models = {"gpt-5": 0.99, "gemini": 0.97, "claude": 0.9}
+    items = []
+    for k, (m, ok) in enumerate(models.items()):
+        items += [{**o, "outcome": "success" if i < ok * 400 else "failure", "durationMs": 300.0}
+                  for i, o in enumerate(observations(400, seed=40 + k, component=f"router:{m}"))]
+    for i in range(0, len(items), 500):
+        record_batch(store, {"observations": items[i : i + 500]})
+    scoring.score_observations(store, now())
+
+
+def test_the_router_tuner_judges_models_by_their_own_formulas_min_acceptable(store: MemoryStore) -> None:
+    _router_traffic(store)
+    lenient = next(o for o in tuning.auto_tune(store, now()).outcomes if o.policy_id == "router-core")
+    assert "minAcceptable" not in lenient.reason  # every model clears the default 0.55
+    strict_store = MemoryStore()
+    load_seed(strict_store, ROOT / "seed")
+    strict_store.configs.set("scoring", {"safetyMarginMs": 0})
+    strict_store.configs.set("reward_config", {"rules": [{"match": "router:*", "version": "strict-1",
+                                                          "thresholds": {"minAcceptable": 0.95, "retrain": 0.4}}]})
+    _router_traffic(strict_store)
+    strict = next(o for o in tuning.auto_tune(strict_store, now()).outcomes if o.policy_id == "router-core")
+    assert "minAcceptable 0.95" in strict.reason, strict.reason

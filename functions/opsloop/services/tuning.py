@@ -78,15 +78,15 @@ def _tune_one(store: Store, active: dict[str, Any], loaded: Settings,
     if kind.tuning == "experiment":
         d = experiments.tune(store, active, loaded.rollout, loaded.flags.auto_activate, schedule_time)
         return TuneOutcome(policy_id, d.action, d.reason, version=d.version, experiment_started=d.started)
-    return _tune_weights(store, active, loaded.tuning, loaded.reward, loaded.drift, loaded.flags.auto_activate,
-                         schedule_time)
+    return _tune_weights(store, active, loaded.tuning, loaded.reward_rules, loaded.drift,
+                         loaded.flags.auto_activate, schedule_time)
 
 
 def _tune_weights(
     store: Store,
     active: dict[str, Any],
     cfg: TuningConfig,
-    reward_cfg: reward_domain.RewardConfig,
+    rules: reward_domain.RewardRules,
     drift_cfg: DriftConfig,
     auto_activate: bool,
     schedule_time: dt.datetime | None,
@@ -97,6 +97,9 @@ def _tune_weights(
     if not isinstance(weights, dict) or not weights:
         return TuneOutcome(policy_id, "skipped", "not tunable: params.modelWeights is missing")
     components = {model: f"router:{model}" for model in weights}
+    # minAcceptable of the formula its models are scored under (when rules give them different ones, the default's)
+    formulas = {rules.for_component(c).version: rules.for_component(c) for c in components.values()}
+    reward_cfg = next(iter(formulas.values())) if len(formulas) == 1 else rules.default
     stats = store.stats.for_window(list(components.values()), cfg.window)
     now_ms = ms(schedule_time or dt.datetime.now(dt.UTC))
     fresh_ms = 2 * windows.WINDOWS[drift_cfg.latest]  # a state check_drift no longer refreshes is stale

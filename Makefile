@@ -46,6 +46,7 @@ bench: $(STAMP) emulator-check
 	$(PY) bench/autoscaler_sim.py
 	$(PY) bench/export_mem.py
 	$(PY) bench/feedback_cost.py
+	$(PY) bench/whatif_speed.py
 
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import sys
 import time
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "functions"), str(ROOT)]
-from bench import write_report  # noqa: E402
+from bench import emulator_store, write_report  # noqa: E402
 from bench.perf import PROJECT, RpcCounter, raw_write  # noqa: E402
 
 QUALITY = {"rules": [{"match": "router:*", "version": "quality-1", "terms": [
@@ -40,20 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     from opsloop.services import feedback, scoring
     from opsloop.services.record import record_batch
     from opsloop.services.seed import load_seed
-    from opsloop.store import client as client_mod
-    from opsloop.store.firestore_store import FirestoreStore
-    from scripts import emulator as emu_mod
 
     report: dict[str, Any] = {"command": f"bench/feedback_cost.py --n {args.n}", "goalOpsPerFeedback": 3,
                               "batches": {}}
     started = time.perf_counter()
     for size in (100, 500):
-        emu = emu_mod.start(PROJECT, log_dir=ROOT / ".emulator-logs")
-        os.environ.update({"FIRESTORE_EMULATOR_HOST": emu.address, "GCLOUD_PROJECT": PROJECT})
-        client_mod.reset_for_tests()
-        try:
-            db = client_mod.get_db()
-            store = FirestoreStore(db)
+        with emulator_store(PROJECT) as (emu, db, store):
             raw_write(db, 2000, seed=0)  # warm the JVM, then measure the ceiling on it
             emu.clear()
             raw_s = raw_write(db, args.n, seed=3)
@@ -104,8 +95,6 @@ def main(argv: list[str] | None = None) -> int:
                   f"apply + fold {row['applyAndFold']['perS']}/s, {row['applyAndFold']['readsPerFeedback']} reads + "
                   f"{row['applyAndFold']['writesPerFeedback']} writes each; {row['opsPerFeedback']} ops per feedback "
                   f"(goal <= 3)", flush=True)
-        finally:
-            emu.stop()
     report["seconds"] = round(time.perf_counter() - started, 1)
     write_report(args.out, report)
     return 0

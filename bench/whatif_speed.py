@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import os
 import sys
 import tempfile
 import time
@@ -22,7 +21,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "functions"), str(ROOT)]
-from bench import write_report  # noqa: E402
+from bench import emulator_store, write_report  # noqa: E402
 from bench.perf import PROJECT, observation  # noqa: E402
 
 PROPOSAL = {"rules": [{"match": "svc:*", "version": "proposal-1", "terms": [
@@ -54,16 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     from opsloop.services import whatif
     from opsloop.services.export import export_dataset
     from opsloop.services.seed import load_seed
-    from opsloop.store import client as client_mod
-    from opsloop.store.firestore_store import FirestoreStore
-    from scripts import emulator as emu_mod
 
-    emu = emu_mod.start(PROJECT, log_dir=ROOT / ".emulator-logs")
-    os.environ.update({"FIRESTORE_EMULATOR_HOST": emu.address, "GCLOUD_PROJECT": PROJECT})
-    client_mod.reset_for_tests()
-    try:
-        db = client_mod.get_db()
-        store = FirestoreStore(db)
+    with emulator_store(PROJECT) as (_, db, store):
         load_seed(store, ROOT / "seed")
         rng = random.Random(7)
         now_ms = int(time.time() * 1000) - 60_000
@@ -92,8 +83,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"export {export_s:.1f} s (peak heap {export_peak / 2**20:.0f} MiB); what-if {whatif_s:.1f} s "
               f"(peak heap {whatif_peak / 2**20:.0f} MiB): {report['ratio']}x the export", flush=True)
         write_report(args.out, report)
-    finally:
-        emu.stop()
     return 0
 
 

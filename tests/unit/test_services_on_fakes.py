@@ -170,6 +170,8 @@ def test_a_component_below_its_retrain_threshold_alerts_once_and_tunes_what_gove
     gpt = found["router:gpt-5"]
     assert gpt.alerted and gpt.policies == ["router-core"] and gpt.avg_reward < gpt.threshold == 0.4
     assert [t.split(":")[0] for t in gpt.tuned] == ["router-core"]  # a tuning run of that policy only
+    runs = [r for r in store.runs.runs.values() if r.get("kind") == "tune"]
+    assert len(runs) == 1  # one tuning run for every policy the alerted components name
     assert found["autoscaler:core"].policies == [POLICY]  # from the versions its observations name
     [alert] = [a for a in store.alerts.recent() if a.get("component") == "router:gpt-5"]
     assert alert["kind"] == "retrain" and alert["policies"] == ["router-core"]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from typing import Any
 
 from ..domain import config as config_domain
 from ..domain import windows
@@ -30,13 +31,13 @@ class RetrainResult:
     tuned: list[str] = field(default_factory=list)  # "policy: action" of the tuning run it triggered
 
 
-def governing_policies(store: Store, component: str, versions: list[str]) -> list[str]:
-    """The policies that govern ``component``: router policies weighing its model, and the policies whose
-    versions (``id@x.y.z``) its observations were made under."""
+def governing_policies(component: str, versions: list[str], active: list[dict[str, Any]]) -> list[str]:
+    """The policies that govern ``component``: router policies (of the ``active`` versions) weighing its
+    model, and the policies whose versions (``id@x.y.z``) its observations were made under."""
     found = {v.split("@", 1)[0] for v in versions if "@" in v and v != OTHER}
     if component.startswith("router:"):
         model = component.split(":", 1)[1]
-        for doc in store.policies.with_status("active"):
+        for doc in active:
             weights = (doc.get("params") or {}).get("modelWeights")
             if isinstance(weights, dict) and model in weights:
                 found.add(str(doc["id"]))
@@ -49,6 +50,7 @@ def check_retrain(store: Store, schedule_time: dt.datetime) -> list[RetrainResul
     schedule_ms = ms(schedule_time)
     start, end = windows.window_bounds(schedule_ms, "1h")
     out: list[RetrainResult] = []
+    active: list[dict[str, Any]] | None = None  # read once, and only when some component is below
     for component in sorted(store.observations.active_components(start)):
         try:
             summary = total(store.buckets.load_segments(component, windows.cover(start, end)))
@@ -56,18 +58,24 @@ def check_retrain(store: Store, schedule_time: dt.datetime) -> list[RetrainResul
             mean = summary.mean_reward
             if summary.n < MIN_SAMPLES or mean is None or mean >= threshold:
                 continue
-            policies = governing_policies(store, component, [v for v, _ in summary.versions])
+            if active is None:
+                active = store.policies.with_status("active")
+            policies = governing_policies(component, [v for v, _ in summary.versions], active)
             result = RetrainResult(component, round(mean, 6), threshold, summary.n, policies)
             hour = windows.bucket_start(end - 1, "1h")
             result.alerted = store.alerts.raise_once(f"retrain~{component}~{hour}", {
                 "kind": "retrain", "component": component, "avgReward": result.avg_reward,
                 "threshold": threshold, "n": summary.n, "policies": policies, "windowStart": start,
                 "windowEnd": end, "ts": schedule_ms})
-            if result.alerted and policies:
-                run = tuning.auto_tune(store, schedule_time, only=set(policies))
-                result.tuned = [f"{o.policy_id}: {o.action}" for o in run.outcomes] if run.enabled \
-                    else ["learning is disabled"]
             out.append(result)
         except Exception as exc:
             alerts.item_failed(store, "evaluateRollouts.retrain", f"component {component}", exc)
+    # one tuning run for every policy a newly alerted component names (two components of one router: once)
+    wanted = {p for r in out if r.alerted for p in r.policies}
+    if wanted:
+        run = tuning.auto_tune(store, schedule_time, only=wanted)
+        done = {o.policy_id: f"{o.policy_id}: {o.action}" for o in run.outcomes}
+        for r in out:
+            if r.alerted:
+                r.tuned = [done[p] for p in r.policies if p in done] if run.enabled else ["learning is disabled"]
     return out

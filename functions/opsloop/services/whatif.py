@@ -19,7 +19,7 @@ from ..domain import reward as reward_domain
 from ..domain.config import ConfigInvalid
 from ..domain.errors import InvalidArgument
 from ..domain.stats import Summary, total
-from ..domain.tuning import ArmStats, propose_weights
+from ..domain.tuning import ArmStats, TuningConfig, propose_weights
 from ..domain.windows import DAY_MS, ms
 from . import config as config_service
 from .ports import Store
@@ -119,7 +119,8 @@ def what_if(store: Store, proposal: Any, days: int = 7, now: dt.datetime | None 
     if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS:
         raise InvalidArgument(f"'days' must be a whole number in [1, {MAX_DAYS}], got {days!r}", {"field": "days"})
     proposed = parse_proposal(proposal)
-    current = config_service.load(store, (config_domain.REWARD,)).reward_rules
+    loaded = config_service.load(store, (config_domain.REWARD, config_domain.TUNING))
+    current = loaded.reward_rules
     until = ms(now or dt.datetime.now(dt.UTC))
     since = until - days * DAY_MS
     accs: dict[str, _Acc] = {}
@@ -155,8 +156,8 @@ def what_if(store: Store, proposal: Any, days: int = 7, now: dt.datetime | None 
                                   current.for_component(c).version, proposed.for_component(c).version,
                                   dict(sorted(a.missing.items())))
                   for c, a in sorted(accs.items())]
-    return WhatIfResult(since, until, count, components, _policies(store, summaries, current, proposed),
-                        _warnings(proposed, accs))
+    return WhatIfResult(since, until, count, components,
+                        _policies(store, summaries, current, proposed, loaded.tuning), _warnings(proposed, accs))
 
 
 def _round(x: float | None) -> float | None:
@@ -164,8 +165,7 @@ def _round(x: float | None) -> float | None:
 
 
 def _policies(store: Store, summaries: dict[str, tuple[Summary, Summary]], current: reward_domain.RewardRules,
-              proposed: reward_domain.RewardRules) -> list[PolicyWhatIf]:
-    loaded = config_service.load(store, (config_domain.TUNING,))
+              proposed: reward_domain.RewardRules, tuning_cfg: TuningConfig) -> list[PolicyWhatIf]:
     out = []
     for doc in sorted(store.policies.with_status("active"), key=lambda d: str(d.get("id"))):
         weights = (doc.get("params") or {}).get("modelWeights")
@@ -180,7 +180,7 @@ def _policies(store: Store, summaries: dict[str, tuple[Summary, Summary]], curre
             arms = {m: ArmStats(s[side].n, s[side].mean_reward, _std(s[side])) for m, s in models.items()}
             first = sorted(weights)[0]
             proposal = propose_weights({m: float(w) for m, w in weights.items()}, arms,
-                                       rules.for_component(f"router:{first}").min_acceptable, loaded.tuning)
+                                       rules.for_component(f"router:{first}").min_acceptable, tuning_cfg)
             drafts.append(None if proposal is None else {m: round(w, 6) for m, w in proposal.weights.items()})
         out.append(PolicyWhatIf(str(doc["id"]), rankings[0], rankings[1], drafts[0], drafts[1]))
     return out

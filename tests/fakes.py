@@ -18,6 +18,7 @@ from typing import Any
 from opsloop.domain import audit as audit_domain
 from opsloop.domain import config as config_domain
 from opsloop.domain import drift as drift_domain
+from opsloop.domain import generations as gen_domain
 from opsloop.domain import policy as policy_domain
 from opsloop.domain.errors import NotFound as NotFoundError
 from opsloop.domain.ingest import SCORED_FIELDS, Cursor, StoredObservation
@@ -60,6 +61,12 @@ class _Shared:
         self.evaluations: dict[str, dict[str, dict[str, Any]]] = {}
         self.deltas: dict[str, tuple[int, dict[str, tuple[dict[str, Any], Summary]]]] = {}
         self.buckets: dict[str, tuple[dict[str, Any], Summary]] = {}
+        self.generations: dict[str, Any] | None = None  # ops_runs/reward-generations
+
+    def live_generations(self) -> tuple[Any, ...]:
+        state = self.generations or {}
+        read, write = state.get("read"), state.get("write")
+        return (read,) if read == write else (read, write)
 
     def append_audit(self, chain: str, entry: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         sealed, head = audit_domain.seal(entry, chain, self.chains.get(chain, audit_domain.ChainHead.from_doc(None)))
@@ -199,9 +206,12 @@ class MemoryObservationRepo:
             return {i: copy.deepcopy(self.rewards[i]) for i in obs_ids if i in self.rewards}
 
     def commit_chunk(self, expected: Cursor, new_cursor: Cursor, rewards: list[tuple[str, dict[str, Any]]],
-                     deltas: ports.Deltas, delta_id: str | None = None) -> bool:
+                     deltas: ports.Deltas, delta_id: str | None = None,
+                     live: tuple[int, ...] | None = None) -> bool:
         with self._s.lock:
             if not self._cursor.same_position(expected):
+                return False
+            if live is not None and live != self._s.live_generations():
                 return False
             if deltas:
                 self._s.deltas[delta_id or uuid.uuid4().hex] = (now_ms(), copy.deepcopy(deltas))
@@ -584,6 +594,55 @@ class MemoryFeedbackRepo:
             return "applied"
 
 
+class MemoryGenerationRepo:
+    def __init__(self, shared: _Shared, observations: MemoryObservationRepo) -> None:
+        self._s = shared
+        self._obs = observations
+
+    def get(self) -> dict[str, Any] | None:
+        with self._s.lock:
+            return copy.deepcopy(self._s.generations)
+
+    def adopt(self, plan: Callable[[dict[str, Any] | None, Cursor], dict[str, Any] | None],
+              ) -> dict[str, Any] | None:
+        with self._s.lock:
+            new = plan(copy.deepcopy(self._s.generations), self._obs.cursor())
+            if new is not None:
+                self._s.generations = copy.deepcopy(new)
+            return copy.deepcopy(self._s.generations)
+
+    def backfill_chunk(self, limit: int, build: Callable[[dict[str, Any], list[StoredObservation], bool],
+                                                         gen_domain.BackfillChunk | None],
+                       ) -> gen_domain.BackfillChunk | None:
+        with self._s.lock:
+            state = self._s.generations
+            boundary = (state or {}).get("boundary")
+            if state is None or state.get("read") == state.get("write") or not isinstance(boundary, dict):
+                return None
+            position = state.get("position")
+            after = Cursor(position["receivedAt"], position["docId"]) if isinstance(position, dict) else Cursor()
+            page = [o for o in self._obs.after(after, boundary["receivedAt"], limit)
+                    if (o.received_at, o.doc_id) <= (boundary["receivedAt"], boundary["docId"])]
+            chunk = build(copy.deepcopy(state), page, len(page) < limit)
+            if chunk is None:
+                return None
+            for obs_id, data in chunk.rewards:
+                scores = {**(self._obs.rewards.get(obs_id) or {}).get("scores", {}), **data.get("scores", {})}
+                self._obs.rewards[obs_id] = {**self._obs.rewards.get(obs_id, {}), **copy.deepcopy(data),
+                                             "scores": scores}
+            if chunk.deltas:
+                self._s.deltas[uuid.uuid4().hex] = (now_ms(), copy.deepcopy(chunk.deltas))
+            self._s.generations = copy.deepcopy(chunk.state)
+            return chunk
+
+    def remaining(self, position: Cursor | None, boundary: Cursor) -> int:
+        with self._s.lock:
+            upper: Any = boundary.received_at
+            lower: Any = None if position is None else position.received_at
+            return sum(1 for received, _ in self._obs._ordered()
+                       if received <= upper and (lower is None or received > lower))
+
+
 class MemoryStore:
     """Every repository in memory; satisfies ``ports.Store``."""
 
@@ -603,6 +662,7 @@ class MemoryStore:
         self.runs = MemoryRunRepo(shared)
         self.drift = MemoryDriftRepo(shared)
         self.feedback = MemoryFeedbackRepo(shared, self.observations)
+        self.generations = MemoryGenerationRepo(shared, self.observations)
 
 
 def _typed(store: MemoryStore) -> ports.Store:

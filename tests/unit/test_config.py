@@ -143,16 +143,16 @@ def test_any_stored_observation_scores_or_is_recorded_invalid(doc: dict[str, Any
     """What the scorer does with whatever a document holds: a finite summary, or an invalid reward."""
     import datetime as dt
 
+    from opsloop.domain.generations import Generations
     from opsloop.domain.ingest import StoredObservation
-    from opsloop.domain.reward import RewardRules
-    from opsloop.services.scoring import _reward_doc
+    from opsloop.services.reward_docs import reward_doc
 
     obs = StoredObservation("x", doc, dt.datetime.now(dt.UTC))
-    reward, summary = _reward_doc(obs, RewardRules(), dt.datetime.now(dt.UTC))
-    if summary is None:
+    reward, scored = reward_doc(obs, Generations(), dt.datetime.now(dt.UTC))
+    if scored is None:
         assert reward["invalid"] and reward["error"]
     else:
-        assert summary.finite() and 0.0 <= reward["score"] <= 1.0
+        assert scored[1].finite() and 0.0 <= reward["score"] <= 1.0 and reward["scores"] == {"g1": reward["score"]}
         assert observation.stored_problem(doc, 1_800_000_000_000 + 10**12) is None
 
 

@@ -164,8 +164,9 @@ def test_observations_carry_metrics_checked_at_the_door() -> None:
 
 
 def test_a_stored_observation_is_scored_under_its_components_config() -> None:
+    from opsloop.domain.generations import Generations
     from opsloop.domain.ingest import StoredObservation
-    from opsloop.services.scoring import _reward_doc
+    from opsloop.services.reward_docs import reward_doc
 
     rules = config.parse("reward_config", {"rules": [{"match": "router:*", "version": "q-1", "terms": [
         {"name": "quality", "source": "metric:judge", "weight": 0.7, "direction": "higher",
@@ -173,6 +174,10 @@ def test_a_stored_observation_is_scored_under_its_components_config() -> None:
         {"name": "cost", "source": "costUsd", "weight": 0.3, "direction": "lower", "bound": 0.1}]}]})
     now = dt.datetime.now(dt.UTC)
     ts = int(now.timestamp() * 1000)
+
+    def _reward_doc(obs: StoredObservation, rules: RewardRules, at: dt.datetime) -> tuple[dict[str, Any], Any]:
+        return reward_doc(obs, Generations(rules={1: rules}), at)
+
     judged = StoredObservation("a", {"ts": ts, "component": "router:gpt-5", "outcome": "success", "durationMs": 5,
                                      "costUsd": 0.05, "metrics": {"judge": 9}}, now)
     doc, summary = _reward_doc(judged, rules, now)
@@ -181,5 +186,6 @@ def test_a_stored_observation_is_scored_under_its_components_config() -> None:
     unjudged = StoredObservation("b", {**judged.data, "metrics": {}}, now)
     doc, _ = _reward_doc(unjudged, rules, now)
     assert doc["missingTerms"] == ["quality"] and doc["details"] == {"cost": 0.5}
+    assert doc["generation"] == 1 and doc["scores"] == {"g1": doc["score"]}
     other = StoredObservation("c", {**judged.data, "component": "autoscaler:core"}, now)
     assert _reward_doc(other, rules, now)[0]["rewardVersion"] == "1.0.0"

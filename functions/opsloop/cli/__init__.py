@@ -407,6 +407,57 @@ def _cmd_seed(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------------------- reward
+def _print_generations(status: dict[str, Any]) -> None:
+    versions = ", ".join(f"{p} {v}" for p, v in status["readVersions"].items())
+    print(f"readers read reward generation {status['readGeneration']} ({versions})")
+    if status["backfilling"]:
+        versions = ", ".join(f"{p} {v}" for p, v in status["writeVersions"].items())
+        print(f"backfilling generation {status['writeGeneration']} ({versions}): {status['scored']} re-scored, "
+              f"about {status['remaining']} to go ({status['percent']} %)")
+
+
+def _cmd_reward_backfill(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from ..services import config as config_service
+    from ..services import generations
+
+    store = _store()
+    if args.status:
+        status = generations.status(store)
+        if args.json:
+            _print_json(status)
+        else:
+            _print_generations(status)
+        return EXIT_OK
+    loaded = config_service.load(store, ("reward_config", "scoring"))
+    gens = generations.adopt(store, loaded.reward_rules)  # a change not yet seen by a scoring run starts here
+    before = generations.status(store)
+    with tqdm(total=before.get("remaining"), unit="obs", desc="backfill", disable=_no_bar(args),
+              file=sys.stderr) as bar:
+        done = [0]
+
+        def progress(n: int) -> None:
+            bar.update(n - done[0])
+            done[0] = n
+
+        result = generations.backfill(store, chunk_size=args.chunk, expire_days=loaded.scoring.retention_days,
+                                      progress=progress)
+    after = generations.status(store)
+    if args.json:
+        _print_json({"scored": result.scored, "chunks": result.chunks, "done": result.done,
+                     "stopped": result.stopped, **after})
+        return EXIT_OK
+    if gens.backfilling or result.scored:
+        print(f"re-scored {result.scored} observations in {result.chunks} chunk(s)")
+    elif result.done:
+        print("nothing to backfill")
+    if result.stopped == "superseded":
+        print("stopped: the reward config changed again meanwhile; run it again for the newest one")
+    _print_generations(after)
+    return EXIT_OK
+
+
 def _cmd_reward_whatif(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -643,8 +694,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--at", help="schedule time (ISO or ms; default now)")
     p.add_argument("--json", action="store_true")
 
-    reward = sub.add_parser("reward", help="the reward formula: whatif").add_subparsers(
+    reward = sub.add_parser("reward", help="the reward formula: whatif, backfill").add_subparsers(
         dest="reward_command", required=True, metavar="SUBCOMMAND")
+    p = cmd("backfill", _cmd_reward_backfill, "re-score history under a changed reward config now (resumable)",
+            reward)
+    p.add_argument("--status", action="store_true", help="only show which generation readers use, and progress")
+    p.add_argument("--chunk", type=_positive(400), default=400, help="observations per commit (default 400)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--progress", action="store_true", help="a progress bar even when stderr is not a terminal")
+    p.add_argument("--json", action="store_true")
     p = cmd("whatif", _cmd_reward_whatif, "re-score stored history under a proposed reward config (writes nothing)",
             reward)
     p.add_argument("--config", required=True, help="the proposed config/reward_config as a JSON file")

@@ -289,6 +289,10 @@ class RewardRules:
                           key=lambda item: item[0])
         return prefixes[-1][1] if prefixes else self.default
 
+    def to_doc(self) -> dict[str, Any]:
+        """As ``config/reward_config`` holds it (parsing it gives these rules back)."""
+        return {**self.default.to_doc(), "rules": [{"match": p, **c.to_doc()} for p, c in self.rules]}
+
     def versions(self) -> dict[str, str]:
         """Pattern (``*`` for the default) -> the version of its config."""
         return {"*": self.default.version, **{p: c.version for p, c in self.rules}}

@@ -11,7 +11,7 @@ from ..domain import drift as drift_domain
 from ..domain import windows
 from ..domain.stats import total
 from ..domain.windows import ms
-from . import alerts
+from . import alerts, generations
 from . import config as config_service
 from .ports import Store
 
@@ -32,10 +32,12 @@ def check_drift(store: Store, schedule_time: dt.datetime) -> list[DriftResult]:
     latest_start, end = windows.window_bounds(ms(schedule_time), cfg.latest)
     base_start = latest_start - cfg.baseline_days * windows.DAY_MS
     out = []
+    gens = generations.current(store)  # latest and baseline from one reward generation
     for component in sorted(store.observations.active_components(latest_start)):
         try:
-            latest = total(store.buckets.load_segments(component, windows.cover(latest_start, end)))
-            baseline = total(store.buckets.load_segments(component, windows.cover(base_start, latest_start)))
+            key = gens.read_key(component)
+            latest = total(store.buckets.load_segments(key, windows.cover(latest_start, end)))
+            baseline = total(store.buckets.load_segments(key, windows.cover(base_start, latest_start)))
             tests = drift_domain.compare(latest, baseline, cfg)
             if not tests:
                 continue

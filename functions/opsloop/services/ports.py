@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from ..domain import audit as audit_domain
 from ..domain import config as config_domain
 from ..domain import drift as drift_domain
+from ..domain import generations as gen_domain
 from ..domain import policy as policy_domain
 from ..domain.ingest import Cursor, StoredObservation
 from ..domain.stats import Summary
@@ -51,7 +52,8 @@ class ObservationRepo(Protocol):
               page_size: int = 1000) -> Iterator[list[tuple[str, dict[str, Any]]]]: ...
     def rewards_for(self, obs_ids: list[str]) -> dict[str, dict[str, Any]]: ...
     def commit_chunk(self, expected: Cursor, new_cursor: Cursor, rewards: list[tuple[str, dict[str, Any]]],
-                     deltas: Deltas, delta_id: str | None = None) -> bool: ...
+                     deltas: Deltas, delta_id: str | None = None,
+                     live: tuple[int, ...] | None = None) -> bool: ...
 
 
 class BucketRepo(Protocol):
@@ -134,6 +136,16 @@ class FeedbackRepo(Protocol):
     def apply(self, feedback_id: str, correct: Correction) -> str: ...
 
 
+class GenerationRepo(Protocol):
+    def get(self) -> dict[str, Any] | None: ...
+    def adopt(self, plan: Callable[[dict[str, Any] | None, Cursor], dict[str, Any] | None],
+              ) -> dict[str, Any] | None: ...
+    def backfill_chunk(self, limit: int, build: Callable[[dict[str, Any], list[StoredObservation], bool],
+                                                         gen_domain.BackfillChunk | None],
+                       ) -> gen_domain.BackfillChunk | None: ...
+    def remaining(self, position: Cursor | None, boundary: Cursor) -> int: ...
+
+
 class Store(Protocol):
     """Every repository of the loop, by aggregate."""
 
@@ -163,3 +175,5 @@ class Store(Protocol):
     def drift(self) -> DriftRepo: ...
     @property
     def feedback(self) -> FeedbackRepo: ...
+    @property
+    def generations(self) -> GenerationRepo: ...

@@ -7,7 +7,7 @@ from typing import Any
 
 from ..domain import windows
 from ..domain.stats import Summary
-from . import experiments
+from . import experiments, generations
 from .ports import Store
 
 SHOWN_STATUSES = ("draft", "shadow", "canary")  # versions shown beside the active one
@@ -48,8 +48,9 @@ def gather(store: Store, end_ms: int, hours: int = 48, audit_limit: int = 200) -
     end = windows.bucket_start(windows.window_end(end_ms) - 1, level) + windows.LEVELS[level]
     start = end - hours * windows.HOUR_MS
     series = []
+    gens = generations.current(store)
     for comp in sorted(store.observations.active_components(start)):
-        buckets = store.buckets.series(comp, level, start, end)
+        buckets = store.buckets.series(gens.read_key(comp), level, start, end)
         series.append(ComponentSeries(comp, level, [point(s, b) for s, b in buckets if b.n]))
     by_id: dict[str, dict[str, Any]] = {}
     for doc in store.policies.all():

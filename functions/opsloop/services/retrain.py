@@ -13,7 +13,7 @@ from ..domain import config as config_domain
 from ..domain import windows
 from ..domain.stats import OTHER, total
 from ..domain.windows import ms
-from . import alerts, tuning
+from . import alerts, generations, tuning
 from . import config as config_service
 from .ports import Store
 
@@ -51,10 +51,11 @@ def check_retrain(store: Store, schedule_time: dt.datetime) -> list[RetrainResul
     start, end = windows.window_bounds(schedule_ms, "1h")
     out: list[RetrainResult] = []
     active: list[dict[str, Any]] | None = None  # read once, and only when some component is below
+    gens = generations.current(store, loaded.reward_rules)  # the hour's rewards and threshold, one formula
     for component in sorted(store.observations.active_components(start)):
         try:
-            summary = total(store.buckets.load_segments(component, windows.cover(start, end)))
-            threshold = loaded.reward_rules.for_component(component).retrain
+            summary = total(store.buckets.load_segments(gens.read_key(component), windows.cover(start, end)))
+            threshold = gens.config(component).retrain
             mean = summary.mean_reward
             if summary.n < MIN_SAMPLES or mean is None or mean >= threshold:
                 continue

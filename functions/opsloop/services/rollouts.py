@@ -27,7 +27,7 @@ from ..domain.skill_card import share_above
 from ..domain.stats import Summary, total
 from ..domain.windows import ms
 from ..store import paths
-from . import alerts, experiments
+from . import alerts, experiments, generations
 from . import config as config_service
 from .ports import Store
 
@@ -136,8 +136,10 @@ def shadow_estimate(store: Store, policy_id: str, version: str, at: dt.datetime,
         raise FailedPrecondition(f"{policy_id}@{version} has no params.modelWeights to estimate",
                                  {"code": E_DATA_MISSING})
     start, end = windows.window_bounds(ms(at), shadow.window)
+    gens = generations.current(store)
     per_model = {
-        model: total(store.buckets.load_segments(f"router:{model}", windows.cover(start, end))) for model in weights
+        model: total(store.buckets.load_segments(gens.read_key(f"router:{model}"), windows.cover(start, end)))
+        for model in weights
     }
     estimate = ope.estimate(per_model, {m: float(w) for m, w in weights.items()})
     numbers = [estimate.ips, estimate.snips, estimate.ess, estimate.logged_mean,
@@ -278,8 +280,11 @@ def evaluate_canary(store: Store, rollout: dict[str, Any], at: dt.datetime,
     start = windows.bucket_start(started, "5m")
     end = windows.window_end(ms(at))
     segments = windows.cover(start, end) if end > start else []
-    cp = total(store.buckets.load_segments(paths.arm_key(f"{policy_id}@{champion}", "champion"), segments))
-    ch = total(store.buckets.load_segments(paths.arm_key(f"{policy_id}@{challenger}", "challenger"), segments))
+    gens = generations.current(store)  # both arms under one reward generation, whatever changed meanwhile
+    cp = total(store.buckets.load_segments(gens.read_key(paths.arm_key(f"{policy_id}@{champion}", "champion")),
+                                           segments))
+    ch = total(store.buckets.load_segments(gens.read_key(paths.arm_key(f"{policy_id}@{challenger}", "challenger")),
+                                           segments))
     running = Running(_number(rollout.get("msprtP")), _number(rollout.get("srmP")))
     return evaluate(arm_data(cp), arm_data(ch), float(rollout["split"]), cfg, running)
 

@@ -28,21 +28,19 @@ import functools
 import math
 import time
 import uuid
-from collections import defaultdict
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..domain import reward as reward_domain
 from ..domain import windows
 from ..domain.config import ScoringSettings
+from ..domain.generations import Generations
 from ..domain.ingest import Cursor, StoredObservation
-from ..domain.observation import stored_problem
 from ..domain.stats import Summary, total, window_stats
 from ..domain.windows import ms
 from ..store import paths
-from . import alerts, skill_cards
+from . import alerts, generations, reward_docs, skill_cards
 from . import config as config_service
 from .ports import Store
 
@@ -70,116 +68,23 @@ class ScoreRunResult:
     cards_error: str | None = None
     budget_exhausted: bool = False  # the run stopped taking chunks at config/scoring.runBudgetS
     feedback: dict[str, int] = field(default_factory=dict)  # late feedback: applied / waiting / ...
+    backfill: int = 0  # observations re-scored under a new reward config (see services/generations)
+    generation: int | None = None  # the reward generation the stats were computed from
     config_errors: list[str] = field(default_factory=list)
 
 
-def _summary(d: dict[str, Any], score: float) -> Summary:
-    """What one scored observation adds to its buckets."""
-    outcome = str(d.get("outcome"))
-    version = d.get("policyVersion")
-    return Summary.of(reward=score, success=outcome == reward_domain.SUCCESS, cost_usd=float(d.get("costUsd", 0.0)),
-                      duration_ms=float(d.get("durationMs", 0.0)),
-                      propensity=None if d.get("propensity") is None else float(d["propensity"]),
-                      weight=float(d.get("weight") or 1.0), failure=str(d.get("errorCode") or outcome),
-                      version=version if isinstance(version, str) and version else None)
-
-
-def correction(obs_id: str, obs: dict[str, Any], reward: dict[str, Any], rules: reward_domain.RewardRules,
-               ) -> tuple[dict[str, Any], dict[str, tuple[dict[str, Any], Summary]],
-                          dict[str, tuple[dict[str, Any], Summary]]] | None:
-    """The reward of an already scored observation recomputed (its metrics changed), and the bucket deltas
-    that take its old contribution out and add the new one; None when there is nothing to correct (an
-    invalid observation, or the same score)."""
-    old = reward.get("score")
-    if reward.get("invalid") or isinstance(old, bool) or not isinstance(old, int | float):
-        return None
-    stored = StoredObservation(obs_id, obs, dt.datetime.now(dt.UTC))
-    expire = reward.get("expireAt") or obs.get("expireAt") or dt.datetime.now(dt.UTC)
-    new_doc, new_summary = _reward_doc(stored, rules, expire)
-    if new_summary is None or new_doc["score"] == old:
-        return None
-    new_doc["corrections"] = int(reward.get("corrections") or 0) + 1
-    return (new_doc, _bucket_deltas([(stored, _summary(obs, float(old)).negated())]),
-            _bucket_deltas([(stored, new_summary)]))
-
-
-def apply_feedback(store: Store, rules: reward_domain.RewardRules, limit: int = 500) -> dict[str, int]:
+def apply_feedback(store: Store, gens: Generations, limit: int = 500) -> dict[str, int]:
     """Apply pending feedback to the observations already scored; returns how many ended each way."""
     counts: dict[str, int] = {}
     for feedback_id, doc in store.feedback.pending(limit):
         obs_id = str(doc.get("observationId"))
         try:
-            outcome = store.feedback.apply(feedback_id, functools.partial(correction, obs_id, rules=rules))
+            outcome = store.feedback.apply(feedback_id, functools.partial(reward_docs.correction, obs_id, gens=gens))
         except Exception as exc:  # one bad item is recorded and skipped
             alerts.item_failed(store, "scoreObservations.feedback", f"feedback {feedback_id}", exc)
             outcome = "error"
         counts[outcome] = counts.get(outcome, 0) + 1
     return counts
-
-
-def _count(value: Any) -> float:
-    """A stored token count as a number (absent, or not a count: 0)."""
-    return float(value) if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0.0
-
-
-def _reward_doc(
-    obs: StoredObservation, rules: reward_domain.RewardRules, expire_at: dt.datetime
-) -> tuple[dict[str, Any], Summary | None]:
-    """The ``ops_rewards`` document for one observation and its summary (None when it cannot be scored),
-    under the reward config its component takes."""
-    d = obs.data
-    cfg = rules.for_component(str(d.get("component")))
-    now_ms = ms(dt.datetime.now(dt.UTC))
-    base: dict[str, Any] = {
-        "expireAt": d.get("expireAt") or expire_at,  # a reward lives as long as its observation
-        "obsId": obs.doc_id,
-        "ts": d.get("ts"),
-        "component": d.get("component"),
-        "rewardVersion": cfg.version,
-        "scoredAt": now_ms,
-    }
-    try:
-        problem = stored_problem(d, now_ms)
-        if problem is not None:
-            raise ValueError(problem)
-        duration = float(d.get("durationMs", 0.0))
-        cost = float(d.get("costUsd", 0.0))
-        outcome = str(d.get("outcome"))
-        metrics = d.get("metrics")
-        r = reward_domain.score(outcome, duration, cost, cfg, tokens_in=_count(d.get("tokensIn")),
-                                tokens_out=_count(d.get("tokensOut")),
-                                metrics=metrics if isinstance(metrics, dict) else None)
-        summary = _summary(d, r.score)
-        if not summary.finite():
-            raise ValueError("its statistics overflow (a number too large for a float sum)")
-    except (ArithmeticError, TypeError, ValueError) as exc:
-        # Observations written straight to Firestore bypass validation; record and skip them. Whatever an
-        # observation holds, it is recorded as invalid rather than stopping the run (and every later one).
-        return {**base, "invalid": True, "error": f"{type(exc).__name__}: {exc}"[:500], "score": None}, None
-    doc = {**base, "score": r.score, "details": r.details(), "outcome": outcome}
-    if r.missing:
-        doc["missingTerms"] = list(r.missing)
-    for key in ("policyVersion", "arm", "propensity", "weight"):
-        if key in d:
-            doc[key] = d[key]
-    return doc, summary
-
-
-def _bucket_deltas(scored: list[tuple[StoredObservation, Summary]]) -> dict[str, tuple[dict[str, Any], Summary]]:
-    grouped: dict[tuple[str, str, int], list[Summary]] = defaultdict(list)
-    for obs, summary in scored:
-        ts = int(obs.data["ts"])
-        keys = [str(obs.data["component"])]
-        if obs.data.get("policyVersion") and obs.data.get("arm"):
-            # rollout arms are bucketed too, so a canary's arms compare over its lifetime cheaply
-            keys.append(paths.arm_key(str(obs.data["policyVersion"]), str(obs.data["arm"])))
-        for key in keys:
-            for level in windows.LEVELS:
-                grouped[(key, level, windows.bucket_start(ts, level))].append(summary)
-    return {
-        paths.bucket_id(comp, level, start): ({"component": comp, "level": level, "start": start}, total(parts))
-        for (comp, level, start), parts in grouped.items()
-    }
 
 
 MAX_DELTA_BYTES = 600_000  # a delta document must stay well under Firestore's 1 MiB
@@ -194,24 +99,25 @@ class _Chunk:
     deltas: dict[str, tuple[dict[str, Any], Summary]]
     cursor: Cursor
     scored: int
+    live: tuple[int, ...]  # the reward generations it was scored under
 
     @classmethod
-    def build(cls, page: list[StoredObservation], cfg: reward_domain.RewardRules, days: int) -> _Chunk:
+    def build(cls, page: list[StoredObservation], gens: Generations, days: int) -> _Chunk:
         expire_at = dt.datetime.now(dt.UTC) + dt.timedelta(days=days)
         rewards: list[tuple[str, dict[str, Any]]] = []
-        scored: list[tuple[StoredObservation, Summary]] = []
+        scored: list[tuple[StoredObservation, reward_docs.Scored]] = []
         components: dict[str, int] = {}
         for obs in page:
-            doc, summary = _reward_doc(obs, cfg, expire_at)
+            doc, per_generation = reward_docs.reward_doc(obs, gens, expire_at)
             rewards.append((obs.doc_id, doc))
-            if summary is None:
+            if per_generation is None:
                 continue
-            scored.append((obs, summary))
+            scored.append((obs, per_generation))
             comp, ts = str(obs.data["component"]), int(obs.data["ts"])
             components[comp] = max(ts, components.get(comp, 0))
         last = page[-1]
-        return cls(page, rewards, _bucket_deltas(scored), Cursor(last.received_at, last.doc_id, components),
-                   len(scored))
+        return cls(page, rewards, reward_docs.bucket_deltas(scored),
+                   Cursor(last.received_at, last.doc_id, components), len(scored), gens.live)
 
     def fits(self) -> bool:
         """Whether the delta payload stays under MAX_DELTA_BYTES.
@@ -328,17 +234,25 @@ def score_observations(
         clock = now or dt.datetime.now(dt.UTC)
         upper = clock - dt.timedelta(milliseconds=settings.safety_margin_ms)
         deadline = started + settings.run_budget_s
-        _score_backlog(store, cfg, settings, upper, result, hit, progress, deadline, monotonic)
-        result.feedback = apply_feedback(store, cfg)  # late metrics of observations scored before
+        gens = generations.adopt(store, cfg)  # a changed reward config starts a new generation
+        hit("after-adopt")
+        gens = _score_backlog(store, gens, settings, upper, result, hit, progress, deadline, monotonic)
+        result.feedback = apply_feedback(store, gens)  # late metrics of observations scored before
+        hit("before-backfill")
+        if gens.backfilling:  # what is left of the budget re-scores history under the new config
+            result.backfill = generations.backfill(store, expire_days=settings.retention_days, deadline=deadline,
+                                                   monotonic=monotonic).scored
+            gens = generations.current(store, cfg)
         fold_all(store, hit)  # anything another run left pending meanwhile (one empty query when none)
         hit("before-stats")
-        summaries = window_summaries(store, schedule_ms)
-        result.stats = stats_docs(summaries, schedule_ms, cfg)
+        summaries = window_summaries(store, schedule_ms, gens)
+        result.stats = stats_docs(summaries, schedule_ms, gens)
+        result.generation = gens.read
         result.stats_written = store_stats(store, result.stats, schedule_ms, hit, ms(clock))
         hit("after-stats")
         try:  # out of budget: the cards stay due, and the next run refreshes them
             if refresh_cards or not result.budget_exhausted:
-                result.cards_written = skill_cards.refresh_if_due(store, schedule_ms, summaries, cfg, loaded.cards,
+                result.cards_written = skill_cards.refresh_if_due(store, schedule_ms, summaries, gens, loaded.cards,
                                                                   force=refresh_cards)
         except (ArithmeticError, KeyError, TypeError, ValueError) as exc:  # cards are derived; scoring goes on
             result.cards_error = alerts.item_failed(store, "scoreObservations", "skill cards", exc)[:500]
@@ -355,7 +269,7 @@ def score_observations(
 
 def _score_backlog(
     store: Store,
-    cfg: reward_domain.RewardRules,
+    gens: Generations,
     settings: ScoringSettings,
     upper: dt.datetime,
     result: ScoreRunResult,
@@ -363,13 +277,17 @@ def _score_backlog(
     progress: Callable[[int], None] | None,
     deadline: float = math.inf,
     monotonic: Callable[[], float] = time.monotonic,
-) -> None:
+) -> Generations:
     """Commit chunk after chunk; the next chunk is read and built while the previous one commits.
 
     Commits stay strictly sequential (one at a time, each checking the cursor the previous one left), so
     the overlap only hides the Python work of scoring behind Firestore's commit latency. No chunk is taken
     after ``deadline`` (``time.monotonic()``): the rest waits for the next run, which keeps a large backlog
     from running into the function's timeout before the stats are refreshed.
+
+    Each chunk is scored under the live reward generations ``gens``; a commit refused because they changed
+    meanwhile (a backfill finished, or a concurrent run adopted a new config) is read again like a lost
+    race. Returns the generations it ended with.
     """
     days = settings.retention_days
     expected = store.observations.cursor()
@@ -379,7 +297,7 @@ def _score_backlog(
 
     def settle() -> bool:
         """Wait for the commit in flight; False when another run had moved the cursor first."""
-        nonlocal in_flight, expected
+        nonlocal in_flight, expected, gens
         if in_flight is None:
             return True
         future, chunk, delta_id = in_flight
@@ -387,6 +305,7 @@ def _score_backlog(
         if not future.result():
             result.lost_races += 1
             expected = store.observations.cursor()  # read again from where the other run left it
+            gens = generations.current(store, gens.read_rules)
             return False
         if chunk.deltas:
             if own.writes(chunk.deltas) > FOLD_MAX_WRITES:
@@ -411,26 +330,26 @@ def _score_backlog(
                 if result.budget_exhausted:
                     settle()
                     own.fold(store, hit)
-                    return
+                    return gens
                 if len(buffer) < settings.chunk_size:
                     after = Cursor(buffer[-1].received_at, buffer[-1].doc_id) if buffer else expected
                     buffer += store.observations.after(after, upper, settings.chunk_size - len(buffer))
                 chunk = None
                 if buffer:
-                    chunk = _Chunk.build(buffer[: settings.chunk_size], cfg, days)
+                    chunk = _Chunk.build(buffer[: settings.chunk_size], gens, days)
                     while len(chunk.page) > 1 and not chunk.fits():
-                        chunk = _Chunk.build(chunk.page[: len(chunk.page) // 2], cfg, days)
+                        chunk = _Chunk.build(chunk.page[: len(chunk.page) // 2], gens, days)
                 if not settle():
                     buffer = []
                     continue
                 if chunk is None:
                     own.fold(store, hit)
-                    return
+                    return gens
                 buffer = buffer[len(chunk.page) :]
                 hit("before-chunk-commit")
                 delta_id = uuid.uuid4().hex
                 future = committer.submit(store.observations.commit_chunk, expected, chunk.cursor, chunk.rewards,
-                                          chunk.deltas, delta_id)
+                                          chunk.deltas, delta_id, chunk.live)
                 in_flight = (future, chunk, delta_id)
                 expected = Cursor(chunk.cursor.received_at, chunk.cursor.doc_id)
         finally:
@@ -438,8 +357,9 @@ def _score_backlog(
                 in_flight[0].exception()
 
 
-def window_summaries(store: Store, schedule_ms: int) -> dict[str, dict[str, Summary]]:
-    """Per component seen within the longest window, its summary for each window ending at ``schedule_ms``."""
+def window_summaries(store: Store, schedule_ms: int, gens: Generations) -> dict[str, dict[str, Summary]]:
+    """Per component seen within the longest window, its summary for each window ending at ``schedule_ms``,
+    from the buckets of the generation readers use."""
     longest = max(windows.WINDOWS.values())
     end = windows.window_end(schedule_ms)
     components = sorted(store.observations.active_components(end - longest))
@@ -447,7 +367,7 @@ def window_summaries(store: Store, schedule_ms: int) -> dict[str, dict[str, Summ
 
     def load(job: tuple[str, str]) -> Summary:
         start, stop = windows.window_bounds(schedule_ms, job[1])
-        return total(store.buckets.load_segments(job[0], windows.cover(start, stop)))
+        return total(store.buckets.load_segments(gens.read_key(job[0]), windows.cover(start, stop)))
 
     # The queries are independent and each waits on a round trip: a few in flight hide the latency.
     with ThreadPoolExecutor(max_workers=STATS_READERS, thread_name_prefix="opsloop-stats") as pool:
@@ -459,8 +379,9 @@ def window_summaries(store: Store, schedule_ms: int) -> dict[str, dict[str, Summ
 
 
 def stats_docs(summaries: dict[str, dict[str, Summary]], schedule_ms: int,
-               rules: reward_domain.RewardRules) -> dict[str, dict[str, Any]]:
-    """The ``ops_stats`` documents of those summaries, each labelled with its component's reward version."""
+               gens: Generations) -> dict[str, dict[str, Any]]:
+    """The ``ops_stats`` documents of those summaries, each labelled with the one reward version (and
+    generation) its buckets were computed under."""
     out: dict[str, dict[str, Any]] = {}
     for comp, per_window in summaries.items():
         for name, summary in per_window.items():
@@ -471,7 +392,8 @@ def stats_docs(summaries: dict[str, dict[str, Summary]], schedule_ms: int,
                 "ts": schedule_ms,
                 "windowStart": start,
                 "windowEnd": stop,
-                "rewardVersion": rules.for_component(comp).version,
+                "rewardVersion": gens.config(comp).version,
+                "rewardGeneration": gens.read,
                 **window_stats(summary),
             }
     return out

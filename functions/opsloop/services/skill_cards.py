@@ -12,8 +12,8 @@ import datetime as dt
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ..domain import reward as reward_domain
 from ..domain import skill_card, windows
+from ..domain.generations import Generations
 from ..domain.stats import Summary
 from .ports import Store
 
@@ -40,7 +40,7 @@ def build_cards(
     store: Store,
     schedule_ms: int,
     summaries: dict[str, dict[str, Summary]],
-    cfg: reward_domain.RewardRules,
+    gens: Generations,
     s: skill_card.CardSettings,
 ) -> dict[str, dict[str, Any]]:
     """Every card for windows ending at ``schedule_ms``, keyed by card id (component or policy id)."""
@@ -48,11 +48,11 @@ def build_cards(
     day_end = windows.bucket_start(end - 1, "1d") + windows.DAY_MS  # the day in progress counts
     comps = sorted(summaries)
     with ThreadPoolExecutor(max_workers=8, thread_name_prefix="opsloop-cards") as pool:  # one query each
-        series = list(pool.map(lambda c: store.buckets.series(c, "1d", day_end - TREND_DAYS * windows.DAY_MS,
-                                                             day_end), comps))
+        series = list(pool.map(lambda c: store.buckets.series(
+            gens.read_key(c), "1d", day_end - TREND_DAYS * windows.DAY_MS, day_end), comps))
     cards: dict[str, dict[str, Any]] = {}
     for comp, daily in zip(comps, series, strict=True):
-        cards[card_id(comp)] = skill_card.component_card(comp, summaries[comp], daily, cfg.for_component(comp), s,
+        cards[card_id(comp)] = skill_card.component_card(comp, summaries[comp], daily, gens.config(comp), s,
                                                          end)
     for policy in store.policies.with_status("active"):
         weights = (policy.get("params") or {}).get("modelWeights")
@@ -76,7 +76,7 @@ def refresh_if_due(
     store: Store,
     schedule_ms: int,
     summaries: dict[str, dict[str, Summary]],
-    cfg: reward_domain.RewardRules,
+    gens: Generations,
     settings: skill_card.CardSettings,
     force: bool = False,
 ) -> int:
@@ -84,4 +84,4 @@ def refresh_if_due(
     last = windows.trusted_marker(store.cards.refreshed_for(), windows.ms(dt.datetime.now(dt.UTC)))
     if not force and not due(last, schedule_ms):
         return 0
-    return store.cards.write(build_cards(store, schedule_ms, summaries, cfg, settings), schedule_ms)
+    return store.cards.write(build_cards(store, schedule_ms, summaries, gens, settings), schedule_ms)

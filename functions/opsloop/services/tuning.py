@@ -7,13 +7,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..domain import kinds, semver, windows
-from ..domain import reward as reward_domain
 from ..domain.config import Settings
 from ..domain.drift import DriftConfig
+from ..domain.generations import Generations
 from ..domain.stats import Summary, total, window_stats
 from ..domain.tuning import ArmStats, Proposal, TuningConfig, equivalent, propose_weights
 from ..domain.windows import ms
-from . import alerts, experiments, policies
+from . import alerts, experiments, generations, policies
 from . import config as config_service
 from .ports import Store
 
@@ -52,11 +52,12 @@ def auto_tune(store: Store, schedule_time: dt.datetime | None = None,
         alerts.record_run(store, "tune", ms(schedule_time or dt.datetime.now(dt.UTC)), [], loaded.problems)
         return TuneRunResult(enabled=False, config_errors=_problems(loaded))
     result = TuneRunResult(enabled=True, config_errors=_problems(loaded))
+    gens = generations.current(store, loaded.reward_rules)  # the reward generation the stats are read in
     for active in sorted(store.policies.with_status("active"), key=lambda d: str(d.get("id"))):
         if only is not None and str(active.get("id")) not in only:
             continue
         try:
-            outcome = _tune_one(store, active, loaded, schedule_time)
+            outcome = _tune_one(store, active, loaded, gens, schedule_time)
         except Exception as exc:
             outcome = TuneOutcome(str(active.get("id")), "error", f"{type(exc).__name__}: {exc}"[:500])
             alerts.item_failed(store, "autoTunePolicies", f"policy {active.get('id')}", exc)
@@ -70,7 +71,7 @@ def _problems(loaded: Settings) -> list[str]:
     return [message for _, message in loaded.problems]
 
 
-def _tune_one(store: Store, active: dict[str, Any], loaded: Settings,
+def _tune_one(store: Store, active: dict[str, Any], loaded: Settings, gens: Generations,
               schedule_time: dt.datetime | None) -> TuneOutcome:
     """Dispatch on the policy's kind: weights from the stats, or the next experiment."""
     policy_id = str(active["id"])
@@ -78,7 +79,7 @@ def _tune_one(store: Store, active: dict[str, Any], loaded: Settings,
     if kind.tuning == "experiment":
         d = experiments.tune(store, active, loaded.rollout, loaded.flags.auto_activate, schedule_time)
         return TuneOutcome(policy_id, d.action, d.reason, version=d.version, experiment_started=d.started)
-    return _tune_weights(store, active, loaded.tuning, loaded.reward_rules, loaded.drift,
+    return _tune_weights(store, active, loaded.tuning, gens, loaded.drift,
                          loaded.flags.auto_activate, schedule_time)
 
 
@@ -86,7 +87,7 @@ def _tune_weights(
     store: Store,
     active: dict[str, Any],
     cfg: TuningConfig,
-    rules: reward_domain.RewardRules,
+    gens: Generations,
     drift_cfg: DriftConfig,
     auto_activate: bool,
     schedule_time: dt.datetime | None,
@@ -98,6 +99,7 @@ def _tune_weights(
         return TuneOutcome(policy_id, "skipped", "not tunable: params.modelWeights is missing")
     components = {model: f"router:{model}" for model in weights}
     # minAcceptable of the formula its models are scored under (when rules give them different ones, the default's)
+    rules = gens.read_rules
     formulas = {rules.for_component(c).version: rules.for_component(c) for c in components.values()}
     reward_cfg = next(iter(formulas.values())) if len(formulas) == 1 else rules.default
     stats = store.stats.for_window(list(components.values()), cfg.window)
@@ -110,7 +112,7 @@ def _tune_weights(
     }
     # the traffic the exploration floor is sized by: the whole window's, also for models judged since a change
     traffic = sum(_samples(s) for s in stats.values())
-    since = _change_points(store, components, drifting, cfg, drift_cfg, now_ms)
+    since = _change_points(store, components, drifting, cfg, drift_cfg, now_ms, gens)
     for comp, (_, summary) in since.items():
         stats[comp] = window_stats(summary)
     arms = {
@@ -167,6 +169,7 @@ def _change_points(
     cfg: TuningConfig,
     drift_cfg: DriftConfig,
     now_ms: int,
+    gens: Generations,
 ) -> dict[str, tuple[int, Summary]]:
     """Models whose behaviour changed inside the tuning window, with their data since the change.
 
@@ -183,7 +186,7 @@ def _change_points(
             continue
         start = windows.window_bounds(changed_at, drift_cfg.latest)[0]
         if window_start < start < end:
-            out[comp] = (start, total(store.buckets.load_segments(comp, windows.cover(start, end))))
+            out[comp] = (start, total(store.buckets.load_segments(gens.read_key(comp), windows.cover(start, end))))
     return out
 
 

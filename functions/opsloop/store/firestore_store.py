@@ -15,6 +15,7 @@ from .config import FirestoreConfigRepo
 from .drift import FirestoreDriftRepo
 from .experiments import FirestoreExperimentRepo
 from .feedback import FirestoreFeedbackRepo
+from .generations import FirestoreGenerationRepo
 from .observations import FirestoreObservationRepo
 from .policies import FirestorePolicyRepo
 from .rollouts import FirestoreRolloutRepo
@@ -40,6 +41,7 @@ class FirestoreStore:
         self.runs = FirestoreRunRepo(db)
         self.drift = FirestoreDriftRepo(db)
         self.feedback = FirestoreFeedbackRepo(db)
+        self.generations = FirestoreGenerationRepo(db)
 
     def count(self, collection: str) -> int:
         """How many documents a collection holds (one aggregation query; for diagnostics and tests)."""

@@ -162,6 +162,7 @@ class FirestoreObservationRepo:
         rewards: list[tuple[str, dict[str, Any]]],
         deltas: dict[str, tuple[dict[str, Any], Summary]],
         delta_id: str | None = None,
+        live: tuple[int, ...] | None = None,
     ) -> bool:
         """Write rewards, one pending-delta document and the advanced cursor in one transaction.
 
@@ -170,7 +171,9 @@ class FirestoreObservationRepo:
         a few hundred summaries field by field cost as much as the chunk's rewards. The bucket repository
         folds pending deltas into the buckets later, exactly once. Returns False (and writes nothing) when
         another run moved the cursor first. ``deltas`` maps bucket id -> (identity fields, summary to add);
-        ``delta_id`` names the delta document (random when not given).
+        ``delta_id`` names the delta document (random when not given). ``live`` is the reward generations
+        the chunk was scored under: when the stored state names others (the config changed, or a backfill
+        finished, since it was read), nothing is written and False is returned, like a moved cursor.
         """
         reward_col = self.db.collection(paths.REWARDS)
         delta_ref = self.db.collection(paths.BUCKET_DELTAS).document(delta_id or uuid.uuid4().hex)
@@ -178,10 +181,17 @@ class FirestoreObservationRepo:
         comp_col = self.db.collection(paths.COMPONENTS)
         delta = delta_doc(deltas, now_ms())
 
+        gen_ref = self.db.collection(paths.RUNS).document(paths.GENERATIONS_DOC)
+
         def work(txn: firestore.Transaction) -> bool:
             current = _cursor_from(cursor_ref.get(transaction=txn))
             if not current.same_position(expected):
                 return False
+            if live is not None:
+                state = gen_ref.get(transaction=txn).to_dict() or {}
+                read, write = state.get("read"), state.get("write")
+                if live != ((read,) if read == write else (read, write)):
+                    return False
             if deltas:
                 txn.create(delta_ref, delta)
             for obs_id, data in rewards:

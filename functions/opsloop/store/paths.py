@@ -27,6 +27,7 @@ TUNING_DOC = "tuning"
 ROLLOUT_DOC = "rollout"
 DRIFT_DOC = "drift"
 SCORE_CURSOR_DOC = "score-cursor"
+GENERATIONS_DOC = "reward-generations"  # in RUNS: which reward generation readers use, and the backfill
 CONFIG_GOOD_DOC = "config-good"  # in RUNS: the last config/* documents that parsed, per name
 SKILL_CARDS_RUN_DOC = "skill-cards"  # in RUNS: the schedule time the cards were last refreshed for
 SKILL_CARDS_DOC = "skill_cards"  # in CONFIG: thresholds of the judgement

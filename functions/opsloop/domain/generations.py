@@ -1,0 +1,144 @@
+"""One reward version at a time: reward *generations*, and which one each reader reads.
+
+A generation is one snapshot of the reward rules (``config/reward_config``: the default formula and its
+component rules). Buckets are kept apart per generation (``key``), so stats, tuning and canaries never sum
+rewards of two formulas. The state (``ops_runs/reward-generations``) says:
+
+* ``read`` -- the generation every reader uses: its buckets hold the whole history;
+* ``write`` -- the newest generation, equal to ``read`` unless a backfill is under way. While it is, the
+  scorer adds every new observation to both (each under its own formula), and the backfill re-scores the
+  observations ingested up to ``boundary`` (the scorer's cursor when ``write`` was adopted) into ``write``.
+  When the backfill reaches the boundary, ``read`` becomes ``write`` in the same commit: every reader
+  switches at once, and both arms of a canary are always compared under one generation;
+* ``rules`` -- the formulas of ``read`` and ``write``, so the old one can still be scored after a change.
+
+Generation 0 is the buckets written before generations existed (unversioned keys); a store that has scored
+before is adopted with ``read = 0`` and a backfill of generation 1. A fresh store starts at 1 with nothing
+to backfill. A change of the rules while a backfill runs abandons it (its buckets are never read) and starts
+the next generation; a change back to the formula being read cancels it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .ingest import Cursor
+from .reward import RewardConfig, RewardRules
+from .stats import Summary
+
+LEGACY = 0
+
+
+def key(bucket_key: str, generation: int) -> str:
+    """The bucket key (a component, or a rollout arm) of ``generation``'s buckets."""
+    return bucket_key if generation == LEGACY else f"{bucket_key}#g{generation}"
+
+
+def score_field(generation: int) -> str:
+    """Where a reward document keeps its score under ``generation`` (``scores.g<n>``)."""
+    return f"g{generation}"
+
+
+@dataclass(frozen=True)
+class Generations:
+    read: int = 1
+    write: int = 1
+    rules: dict[int, RewardRules] = field(default_factory=dict)
+    boundary: Cursor | None = None  # the backfill re-scores up to here (inclusive), the scorer after it
+    position: Cursor | None = None  # where the backfill got to (None: not started)
+    scored: int = 0  # observations the backfill has re-scored
+    total: int | None = None  # observations up to the boundary when the backfill started (for progress)
+    started_at: int | None = None
+    finished_at: int | None = None
+
+    @property
+    def backfilling(self) -> bool:
+        return self.write != self.read
+
+    @property
+    def live(self) -> tuple[int, ...]:
+        """The generations the scorer writes, read first."""
+        return (self.read, self.write) if self.backfilling else (self.read,)
+
+    def rules_of(self, generation: int) -> RewardRules:
+        return self.rules.get(generation) or RewardRules()
+
+    @property
+    def read_rules(self) -> RewardRules:
+        return self.rules_of(self.read)
+
+    def read_key(self, bucket_key: str) -> str:
+        return key(bucket_key, self.read)
+
+    def config(self, component: str, generation: int | None = None) -> RewardConfig:
+        return self.rules_of(self.read if generation is None else generation).for_component(component)
+
+    def advanced(self, position: Cursor, scored: int, done: bool, now_ms: int) -> Generations:
+        """After a backfill chunk: moved to ``position``; on ``done`` the readers switch to ``write``."""
+        if not done:
+            return dataclasses.replace(self, position=position, scored=self.scored + scored)
+        return Generations(read=self.write, write=self.write, rules={self.write: self.rules_of(self.write)},
+                           scored=self.scored + scored, total=self.total, started_at=self.started_at,
+                           finished_at=now_ms)
+
+    def to_doc(self) -> dict[str, Any]:
+        def cursor(c: Cursor | None) -> dict[str, Any] | None:
+            return None if c is None else {"receivedAt": c.received_at, "docId": c.doc_id}
+
+        return {"read": self.read, "write": self.write,
+                "rules": {str(g): r.to_doc() for g, r in sorted(self.rules.items())},
+                "versions": {str(g): r.versions() for g, r in sorted(self.rules.items())},
+                "boundary": cursor(self.boundary), "position": cursor(self.position), "scored": self.scored,
+                "total": self.total, "startedAt": self.started_at, "finishedAt": self.finished_at}
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any], parse_rules: Callable[[dict[str, Any]], RewardRules]) -> Generations:
+        def cursor(d: Any) -> Cursor | None:
+            return Cursor(d.get("receivedAt"), str(d.get("docId") or "")) if isinstance(d, dict) else None
+
+        rules = {int(g): parse_rules(r) for g, r in (doc.get("rules") or {}).items()}
+        total = doc.get("total")
+        return cls(read=int(doc.get("read", 1)), write=int(doc.get("write", doc.get("read", 1))), rules=rules,
+                   boundary=cursor(doc.get("boundary")), position=cursor(doc.get("position")),
+                   scored=int(doc.get("scored") or 0), total=total if isinstance(total, int) else None,
+                   started_at=doc.get("startedAt"), finished_at=doc.get("finishedAt"))
+
+
+def same_formula(a: RewardRules, b: RewardRules) -> bool:
+    return a.to_doc() == b.to_doc()
+
+
+def adopt(current: Generations | None, rules: RewardRules, cursor: Cursor, now_ms: int) -> Generations | None:
+    """The state once ``rules`` (today's config) is adopted at the scorer's ``cursor``; None: unchanged.
+
+    ``cursor`` must be read in the transaction that stores the result, so that every observation is
+    either behind the boundary (the backfill's) or scored after it under the new generation (the scorer's).
+    """
+    if current is None:
+        if cursor.received_at is None:  # nothing scored yet: nothing to backfill
+            return Generations(read=1, write=1, rules={1: rules}, started_at=now_ms, finished_at=now_ms)
+        # buckets from before generations: readers stay on them until generation 1 is backfilled
+        return Generations(read=LEGACY, write=1, rules={LEGACY: rules, 1: rules}, boundary=cursor,
+                           started_at=now_ms)
+    if same_formula(current.rules_of(current.write), rules):
+        return None
+    if current.backfilling and same_formula(current.read_rules, rules):
+        return Generations(read=current.read, write=current.read, rules={current.read: current.read_rules},
+                           started_at=now_ms, finished_at=now_ms)  # changed back: nothing to backfill
+    new = max(current.read, current.write) + 1
+    return Generations(read=current.read, write=new, rules={current.read: current.read_rules, new: rules},
+                       boundary=cursor, started_at=now_ms)
+
+
+@dataclass
+class BackfillChunk:
+    """One backfill commit: rewards re-scored under ``write``, their bucket deltas, and the state after it."""
+
+    state: dict[str, Any]
+    rewards: list[tuple[str, dict[str, Any]]]  # merged into ``ops_rewards`` (the new generation's score)
+    deltas: dict[str, tuple[dict[str, Any], Summary]]
+    scored: int
+    done: bool

@@ -1,0 +1,147 @@
+"""One reward version at a time (``domain/generations``): adopting a changed reward config, the resumable
+backfill that re-scores history under it, and the generation every reader reads.
+
+``adopt`` runs at the start of every scoring run (and of ``opsloop reward backfill``): a changed
+``config/reward_config`` starts a new generation. ``backfill`` re-scores, chunk by chunk, the observations
+ingested before the change; each scoring run spends what is left of its budget on it, and the CLI runs it
+to the end with a progress bar. Readers call ``current``: until the backfill is done they read the old
+generation, which the scorer keeps up to date meanwhile.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..domain import config as config_domain
+from ..domain import generations as gen_domain
+from ..domain.generations import BackfillChunk, Generations
+from ..domain.ingest import Cursor, StoredObservation
+from ..domain.reward import RewardRules
+from ..domain.windows import ms
+from . import reward_docs
+from .ports import Store
+
+CHUNK = 400  # observations per backfill transaction (their rewards, one delta and the state: < 500 writes)
+
+
+def _parse_rules(doc: dict[str, Any]) -> RewardRules:
+    rules: RewardRules = config_domain.parse(config_domain.REWARD, doc)
+    return rules
+
+
+def parse(doc: dict[str, Any] | None, fallback: RewardRules | None = None) -> Generations:
+    """The stored state; with none stored yet, the unversioned buckets under ``fallback``'s labels."""
+    if doc is None:
+        rules = fallback or RewardRules()
+        return Generations(read=gen_domain.LEGACY, write=gen_domain.LEGACY, rules={gen_domain.LEGACY: rules})
+    return Generations.from_doc(doc, _parse_rules)
+
+
+def current(store: Store, fallback: RewardRules | None = None) -> Generations:
+    """The generation readers use now (one document read)."""
+    return parse(store.generations.get(), fallback)
+
+
+def adopt(store: Store, rules: RewardRules) -> Generations:
+    """Adopt today's reward config: a changed formula starts a new generation and its backfill."""
+    now = ms(dt.datetime.now(dt.UTC))
+
+    def plan(doc: dict[str, Any] | None, cursor: Cursor) -> dict[str, Any] | None:
+        new = gen_domain.adopt(None if doc is None else parse(doc), rules, cursor, now)
+        return None if new is None else new.to_doc()
+
+    return parse(store.generations.adopt(plan), rules)
+
+
+@dataclass
+class BackfillResult:
+    scored: int = 0
+    chunks: int = 0
+    done: bool = False  # the readers switched (or there was nothing to backfill)
+    stopped: str | None = None  # why it stopped before the end: "budget", or "superseded" by a newer change
+
+
+def _build(expected_write: int, expire_days: int) -> Callable[[dict[str, Any], list[StoredObservation], bool],
+                                                              BackfillChunk | None]:
+    def build(doc: dict[str, Any], page: list[StoredObservation], complete: bool) -> BackfillChunk | None:
+        gens = parse(doc)
+        if gens.write != expected_write or not gens.backfilling:
+            return None  # superseded by a newer change since this backfill started
+        expire_at = dt.datetime.now(dt.UTC) + dt.timedelta(days=expire_days)
+        rewards: list[tuple[str, dict[str, Any]]] = []
+        scored: list[tuple[StoredObservation, reward_docs.Scored]] = []
+        for obs in page:
+            reward, per_generation = reward_docs.reward_doc(obs, gens, expire_at, only=[gens.write])
+            if per_generation is None:
+                continue  # invalid under any formula: its reward says so already
+            rewards.append((obs.doc_id, reward))
+            scored.append((obs, per_generation))
+        position = Cursor(page[-1].received_at, page[-1].doc_id) if page else gens.position
+        after = gens.advanced(position or Cursor(), len(scored), complete, ms(dt.datetime.now(dt.UTC)))
+        return BackfillChunk(after.to_doc(), rewards, reward_docs.bucket_deltas(scored), len(scored), complete)
+
+    return build
+
+
+def backfill(
+    store: Store,
+    *,
+    chunk_size: int = CHUNK,
+    expire_days: int = 30,
+    deadline: float = math.inf,
+    monotonic: Callable[[], float] = time.monotonic,
+    progress: Callable[[int], None] | None = None,
+) -> BackfillResult:
+    """Re-score the observations behind the boundary into the newest generation, until done or ``deadline``.
+
+    Safe to stop at any point and to run twice at once: each chunk commits with the position it read.
+    """
+    result = BackfillResult()
+    gens = current(store)
+    if not gens.backfilling:
+        result.done = True
+        return result
+    build = _build(gens.write, expire_days)
+    while True:
+        if monotonic() >= deadline:
+            result.stopped = "budget"
+            return result
+        chunk = store.generations.backfill_chunk(chunk_size, build)
+        if chunk is None:
+            after = current(store)
+            result.done = not after.backfilling
+            result.stopped = None if result.done else "superseded"
+            return result
+        result.scored += chunk.scored
+        result.chunks += 1
+        if progress is not None:
+            progress(result.scored)
+        if chunk.done:
+            result.done = True
+            return result
+
+
+def status(store: Store) -> dict[str, Any]:
+    """What ``opsloop reward backfill --status`` prints: the generations, the versions, the progress."""
+    doc = store.generations.get()
+    gens = parse(doc)
+    out: dict[str, Any] = {
+        "adopted": doc is not None,
+        "readGeneration": gens.read,
+        "writeGeneration": gens.write,
+        "readVersions": gens.read_rules.versions(),
+        "backfilling": gens.backfilling,
+        "scored": gens.scored,
+        "startedAt": gens.started_at,
+        "finishedAt": gens.finished_at,
+    }
+    if gens.backfilling and gens.boundary is not None:
+        remaining = store.generations.remaining(gens.position, gens.boundary)
+        out.update(writeVersions=gens.rules_of(gens.write).versions(), remaining=remaining,
+                   percent=round(100.0 * gens.scored / max(1, gens.scored + remaining), 1))
+    return out

@@ -1,0 +1,77 @@
+"""Reward generations (``domain/generations``): when a changed reward config starts a backfill, and what
+each reader reads meanwhile."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from opsloop.domain import config
+from opsloop.domain import generations as g
+from opsloop.domain.ingest import Cursor
+from opsloop.domain.reward import RewardRules
+
+AT = Cursor(dt.datetime(2026, 12, 1, tzinfo=dt.UTC), "obs-9")
+QUALITY = {"version": "2.0.0", "rules": [{"match": "router:*", "version": "q-1", "terms": [
+    {"name": "quality", "source": "metric:judge", "weight": 0.6, "direction": "higher",
+     "range": {"min": 0, "max": 10}, "missing": "skip"},
+    {"name": "near", "source": "durationMs", "weight": 0.2, "direction": "lower", "target": {"value": 0,
+                                                                                            "tolerance": 900}},
+    {"name": "thumbs", "source": "metric:thumbs", "weight": 0.2, "direction": "higher", "bound": 1,
+     "default": 0.5}]}]}
+
+
+def rules(doc: dict[str, object] | None = None) -> RewardRules:
+    parsed: RewardRules = config.parse("reward_config", doc or {})
+    return parsed
+
+
+def test_rules_round_trip_through_their_document() -> None:
+    for doc in ({}, QUALITY, {"weights": {"latency": 0.3}, "bounds": {"maxLatencyMs": 900}, "version": "3"}):
+        parsed = rules(doc)
+        assert rules(parsed.to_doc()) == parsed
+
+
+def test_a_fresh_store_starts_at_generation_one_with_nothing_to_backfill() -> None:
+    state = g.adopt(None, rules(), Cursor(), 1)
+    assert state is not None and state.read == state.write == 1 and not state.backfilling
+    assert state.read_key("router:gpt-5") == "router:gpt-5#g1" and state.live == (1,)
+
+
+def test_a_store_that_scored_before_generations_reads_its_old_buckets_until_the_backfill() -> None:
+    state = g.adopt(None, rules(), AT, 1)
+    assert state is not None and (state.read, state.write, state.boundary) == (0, 1, AT)
+    assert state.read_key("c") == "c" and state.live == (0, 1)  # the unversioned buckets, and generation 1
+
+
+def test_a_changed_config_starts_the_next_generation_and_the_same_one_changes_nothing() -> None:
+    first = g.adopt(None, rules(), Cursor(), 1)
+    assert first is not None and g.adopt(first, rules(), AT, 2) is None
+    changed = g.adopt(first, rules(QUALITY), AT, 3)
+    assert changed is not None and (changed.read, changed.write, changed.boundary) == (1, 2, AT)
+    assert changed.config("router:x").version == "1.0.0"  # readers: the old formula until the backfill ends
+    assert changed.config("router:x", 2).version == "q-1" and changed.live == (1, 2)
+    again = g.Generations.from_doc(changed.to_doc(), rules)
+    assert again == changed
+
+
+def test_changing_again_abandons_the_backfill_and_changing_back_cancels_it() -> None:
+    first = g.adopt(None, rules(), Cursor(), 1)
+    assert first is not None
+    second = g.adopt(first, rules(QUALITY), AT, 2)
+    assert second is not None
+    third = g.adopt(second, rules({"version": "9"}), AT, 3)
+    assert third is not None and (third.read, third.write) == (1, 3) and set(third.rules) == {1, 3}
+    back = g.adopt(second, rules(), AT, 4)
+    assert back is not None and (back.read, back.write) == (1, 1) and not back.backfilling
+
+
+def test_the_last_backfill_chunk_switches_every_reader_at_once() -> None:
+    first = g.adopt(None, rules(), Cursor(), 1)
+    assert first is not None
+    changed = g.adopt(first, rules(QUALITY), AT, 2)
+    assert changed is not None
+    half = changed.advanced(Cursor(AT.received_at, "obs-3"), 40, done=False, now_ms=5)
+    assert (half.read, half.scored, half.position) == (1, 40, Cursor(AT.received_at, "obs-3"))
+    done = half.advanced(AT, 10, done=True, now_ms=6)
+    assert (done.read, done.write, done.scored, done.finished_at) == (2, 2, 50, 6)
+    assert set(done.rules) == {2} and done.config("router:x").version == "q-1"

@@ -284,6 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.perf import RpcCounter
     from opsloop.domain import windows
     from opsloop.domain.stats import total
+    from opsloop.services import generations
 
     refresh: dict[str, Any] = {}
     with fresh() as (env, db, store):
@@ -291,10 +292,11 @@ def main(argv: list[str] | None = None) -> int:
         run_scoring_child(env)
         counter = RpcCounter(db)
         now_ms = int(time.time() * 1000)
+        key = generations.current(store).read_key(COMPONENTS[0])
         for window in windows.WINDOWS:
             start, end = windows.window_bounds(now_ms, window)
             before = counter.snapshot()
-            total(store.buckets.load_segments(COMPONENTS[0], windows.cover(start, end)))
+            total(store.buckets.load_segments(key, windows.cover(start, end)))
             after = counter.snapshot()
             refresh[window] = {"reads": after[0] - before[0], "bucketsInCover": len(
                 [1 for s in windows.cover(start, end) for _ in range(s.count)])}

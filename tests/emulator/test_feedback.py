@@ -14,7 +14,7 @@ import pytest
 from opsloop.domain import windows
 from opsloop.domain.errors import Conflict, InvalidArgument, NotFound
 from opsloop.domain.stats import Summary, total
-from opsloop.services import feedback, scoring
+from opsloop.services import feedback, generations, scoring
 from opsloop.services.record import record_batch
 from opsloop.services.seed import load_seed
 from tests.fakes import MemoryStore
@@ -50,7 +50,8 @@ def items(n: int, ts: int, judged: bool) -> list[dict[str, Any]]:
 
 def bucket(store: Any, ts: int) -> Summary:
     start = windows.bucket_start(ts, "1h")
-    return total(store.buckets.load_segments("router:gpt-5", windows.cover(start, start + windows.HOUR_MS)))
+    key = generations.current(store).read_key("router:gpt-5")
+    return total(store.buckets.load_segments(key, windows.cover(start, start + windows.HOUR_MS)))
 
 
 def test_feedback_after_scoring_corrects_reward_and_buckets_exactly_once(loop: Any) -> None:

@@ -60,7 +60,9 @@ def bucket_totals(store: FirestoreStore) -> dict[tuple[str, str], int]:
     totals: dict[tuple[str, str], int] = {}
     for snap in store.db.collection("ops_buckets").stream():
         d = snap.to_dict()
-        key = (d["component"], d["level"])
+        component, generation = d["component"].rsplit("#g", 1)  # a fresh store scores in generation 1 only
+        assert generation == "1", d["component"]
+        key = (component, d["level"])
         totals[key] = totals.get(key, 0) + d["n"]
     return totals
 

@@ -79,6 +79,7 @@ def _build(expected_write: int, expire_days: int) -> Callable[[dict[str, Any], l
             reward, per_generation = reward_docs.reward_doc(obs, gens, expire_at, only=[gens.write])
             if per_generation is None:
                 continue  # invalid under any formula: its reward says so already
+            reward.setdefault("missingTerms", [])  # merged over the old reward: an old list must not stay
             rewards.append((obs.doc_id, reward))
             scored.append((obs, per_generation))
         position = Cursor(page[-1].received_at, page[-1].doc_id) if page else gens.position

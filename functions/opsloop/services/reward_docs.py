@@ -83,8 +83,9 @@ def reward_doc(obs: StoredObservation, gens: Generations, expire_at: dt.datetime
         return {**base, "invalid": True, "error": f"{type(exc).__name__}: {exc}"[:500], "score": None}, None
     r = rewards[newest]
     doc = {**base, "score": r.score, "details": r.details(), "outcome": str(d.get("outcome")),
-           "missingTerms": list(r.missing),
            "scores": {gen_domain.score_field(g): rewards[g].score for g in generations}}
+    if r.missing:
+        doc["missingTerms"] = list(r.missing)
     for key in ("policyVersion", "arm", "propensity", "weight"):
         if key in d:
             doc[key] = d[key]

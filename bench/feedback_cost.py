@@ -3,8 +3,9 @@
     .venv/bin/python bench/feedback_cost.py [--n 2000]      # writes bench/results/feedback_cost.json
 
 On a fresh emulator: ``n`` observations are recorded and scored (no metric yet), then feedback for every one
-is recorded in process (``record_feedback``, batches of 100 and of 500) and applied by the scorer
-(``scoring.apply_feedback``, then the fold of its bucket corrections). Document reads and writes are counted
+is recorded in process (``record_feedback``, batches of 100 and of 500: each corrects its scored rewards and
+buckets in its own transaction), then whatever waits for the scorer is applied (``scoring.apply_feedback``)
+and the bucket corrections are folded. Document reads and writes are counted
 by instrumenting the client's RPCs (``bench.perf.RpcCounter``); the recording throughput is compared with
 writing the same number of documents in raw batches of 500 on the same emulator. Issue 12's goal: at most
 3 operations per feedback, amortised.
@@ -36,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "feedback_cost.json")
     args = parser.parse_args(argv)
 
-    from opsloop.services import feedback, scoring
+    from opsloop.services import feedback, generations, scoring
     from opsloop.services.record import record_batch
     from opsloop.services.seed import load_seed
 
@@ -66,11 +67,11 @@ def main(argv: list[str] | None = None) -> int:
                     for j in range(i, min(args.n, i + size))]})
             record_s = time.perf_counter() - t0
             rec_r, rec_w = counter.snapshot()
-            rules = scoring.config_service.load(store).reward_rules
+            gens = generations.current(store)
             t1 = time.perf_counter()
             applied: dict[str, int] = {}
-            while True:
-                got = scoring.apply_feedback(store, rules)
+            while True:  # what waits for the scorer (feedback for observations scored after it arrived: none)
+                got = scoring.apply_feedback(store, gens)
                 if not got:
                     break
                 for k, v in got.items():

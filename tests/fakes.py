@@ -18,9 +18,9 @@ from typing import Any
 from opsloop.domain import audit as audit_domain
 from opsloop.domain import config as config_domain
 from opsloop.domain import drift as drift_domain
+from opsloop.domain import feedback as feedback_domain
 from opsloop.domain import generations as gen_domain
 from opsloop.domain import policy as policy_domain
-from opsloop.domain.errors import NotFound as NotFoundError
 from opsloop.domain.ingest import SCORED_FIELDS, Cursor, StoredObservation
 from opsloop.domain.stats import Summary, total
 from opsloop.domain.windows import Segment, keeps_newer
@@ -544,25 +544,33 @@ class MemoryFeedbackRepo:
         self._obs = observations
         self.docs: dict[str, dict[str, Any]] = {}
 
-    def observations(self, obs_ids: list[str]) -> dict[str, dict[str, Any]]:
+    def record(self, items: list[tuple[str, dict[str, Any]]],
+               plan: Callable[[feedback_domain.FeedbackRead, list[tuple[str, dict[str, Any]]]],
+                              feedback_domain.FeedbackWrites]) -> feedback_domain.FeedbackWrites:
         with self._s.lock:
-            return {i: {k: copy.deepcopy(v) for k, v in self._obs.docs[i].items() if k in ("expireAt", "component")}
-                    for i in set(obs_ids) if i in self._obs.docs}
-
-    def record(self, items: list[tuple[str, dict[str, Any]]]) -> list[str]:
-        with self._s.lock:
-            missing = sorted({d["observationId"] for _, d in items} - set(self._obs.docs))
-            if missing:
-                raise NotFoundError(f"unknown observation {missing[0]!r}", {"field": "observationId"})
-            duplicates = []
-            for fid, doc in items:
-                if fid in self.docs:
-                    duplicates.append(fid)
-                    continue
+            obs_ids = sorted({d["observationId"] for _, d in items})
+            rewards = {i: copy.deepcopy(self._obs.rewards[i]) for i in obs_ids if i in self._obs.rewards}
+            observations = {i: {k: copy.deepcopy(v) for k, v in self._obs.docs[i].items() if k in SCORED_FIELDS}
+                            for i in obs_ids
+                            if i in self._obs.docs and feedback_domain.needs_observation(rewards.get(i))}
+            existing = {fid for fid, d in items if d["observationId"] not in rewards and fid in self.docs}
+            writes = plan(feedback_domain.FeedbackRead(copy.deepcopy(self._s.generations), rewards, observations,
+                                                       existing), copy.deepcopy(items))
+            for obs_id in writes.metrics:  # Firestore's update() of a missing document fails the transaction
+                if obs_id not in self._obs.docs:
+                    raise NotFound(f"no document to update: {obs_id}")
+            for obs_id, doc in writes.rewards.items():
+                self._obs.rewards[obs_id] = copy.deepcopy(doc)
+            for obs_id, metrics in writes.metrics.items():
+                obs = self._obs.docs[obs_id]
+                obs["metrics"] = {**(obs.get("metrics") or {}), **copy.deepcopy(metrics)}
+            for fid, doc in writes.pending:
                 self.docs[fid] = {**copy.deepcopy(doc), "status": "pending", "receivedAt": now_ms()}
-                obs = self._obs.docs[doc["observationId"]]
-                obs["metrics"] = {**(obs.get("metrics") or {}), **copy.deepcopy(doc["metrics"])}
-            return sorted(duplicates)
+            if writes.minus:
+                batch_id = uuid.uuid4().hex
+                self._s.deltas[f"fb-{batch_id}-out"] = (now_ms(), copy.deepcopy(writes.minus))
+                self._s.deltas[f"fb-{batch_id}-in"] = (now_ms(), copy.deepcopy(writes.plus))
+            return writes
 
     def pending(self, limit: int = 500) -> list[tuple[str, dict[str, Any]]]:
         with self._s.lock:

@@ -62,10 +62,11 @@ def test_feedback_after_scoring_corrects_reward_and_buckets_exactly_once(loop: A
     assert before["missingTerms"] == ["quality"]
     fb = [{"id": f"f{i}", "observationId": f"o{i}", "metrics": {"judge": i % 10}} for i in range(20)]
     got = feedback.record_feedback(loop, {"feedback": fb})
-    assert len(got.created) == 20 and got.duplicates == []
+    assert len(got.created) == 20 and got.duplicates == [] and got.corrected == 20
+    after = loop.observations.rewards_for(["o3"])["o3"]  # corrected at once, in the recording transaction
+    assert after["feedbackIds"] == ["f3"] and after["metrics"] == {"judge": 3}
     run = scoring.score_observations(loop, now())
-    assert run.feedback == {"applied": 20}
-    after = loop.observations.rewards_for(["o3"])["o3"]
+    assert run.feedback == {}  # nothing left for the scorer
     assert "missingTerms" not in after and after["details"]["quality"] == pytest.approx(0.18)
     assert after["score"] != before["score"] and after["corrections"] == 1
 
@@ -115,9 +116,44 @@ def test_bad_feedback_is_refused_and_nothing_is_written(loop: Any) -> None:
         with pytest.raises(InvalidArgument):
             feedback.record_feedback(loop, bad)
     assert loop.feedback.pending() == []
-    assert "metrics" not in (loop.feedback.observations(["o1"]).get("o1") or {})
+    stored = {i: d for page in loop.observations.pages(0, 2**62) for i, d in page}
+    assert "metrics" not in stored["o1"] and "metrics" not in stored["o0"]
     later = windows.ms(now() + dt.timedelta(days=400))  # past the retention window
     with pytest.raises(Conflict) as expired:
         feedback.record_feedback(loop, {"observationId": "o1", "metrics": {"judge": 1}}, now_ms=later)
     assert expired.value.code == "E_LEARN_FEEDBACK_EXPIRED"
     assert loop.feedback.pending() == []
+
+
+def test_two_items_for_one_observation_apply_in_order_and_an_old_reward_is_rescored_from_its_observation(
+        loop: Any) -> None:
+    ts = windows.ms(now()) - 60_000
+    record_batch(loop, {"observations": items(4, ts, judged=False)})
+    scoring.score_observations(loop, now())
+    inputs = ("durationMs", "costUsd", "metrics", "tokensIn", "tokensOut", "errorCode")
+    if isinstance(loop, MemoryStore):  # a reward written before rewards kept their inputs
+        for key in inputs:
+            loop.observations.rewards["o2"].pop(key, None)
+    else:
+        from google.cloud import firestore
+
+        loop.db.collection("ops_rewards").document("o2").update({k: firestore.DELETE_FIELD for k in inputs})
+    got = feedback.record_feedback(loop, {"feedback": [
+        {"observationId": "o1", "metrics": {"judge": 2}, "id": "a"},
+        {"observationId": "o1", "metrics": {"judge": 8}, "id": "b"},
+        {"observationId": "o2", "metrics": {"judge": 5}, "id": "c"}]})
+    assert got.corrected == 3 and got.duplicates == []
+    rewards = loop.observations.rewards_for(["o1", "o2"])
+    assert rewards["o1"]["details"]["quality"] == pytest.approx(0.48) and rewards["o1"]["feedbackIds"] == ["a", "b"]
+    assert rewards["o1"]["corrections"] == 2 and rewards["o2"]["details"]["quality"] == pytest.approx(0.3)
+    scoring.fold_all(loop)
+    fresh = MemoryStore()
+    load_seed(fresh, ROOT / "seed")
+    fresh.configs.set("scoring", {"safetyMarginMs": 0})
+    fresh.configs.set("reward_config", QUALITY, merge=False)
+    judged = items(4, ts, judged=False)
+    judged[1]["metrics"], judged[2]["metrics"] = {"judge": 8}, {"judge": 5}
+    record_batch(fresh, {"observations": judged})
+    scoring.score_observations(fresh, now())
+    assert bucket(loop, ts).sum_reward == pytest.approx(bucket(fresh, ts).sum_reward, abs=1e-9)
+    assert bucket(loop, ts).n == 4

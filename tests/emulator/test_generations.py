@@ -180,9 +180,11 @@ def test_feedback_during_a_backfill_corrects_every_generation_it_reached(repos: 
     record(repos, later)
     score_without_backfill(repos)  # the change adopted; history not backfilled yet
     late = {"d-0": {"judge": 10.0}, "d-1": {"judge": 0.0}, "e-0": {"judge": 10.0}, "e-3": {"judge": 1.0}}
-    feedback.record_feedback(repos, {"feedback": [{"observationId": k, "metrics": v} for k, v in late.items()]})
-    run = score_without_backfill(repos)
-    assert run.feedback == {"applied": 4}
+    got = feedback.record_feedback(repos, {"feedback": [{"observationId": k, "metrics": v} for k, v in late.items()]})
+    # at once, in each generation it was counted in: e-* in both, d-* only in the old one, whose formula does
+    # not read the judge (their scores there do not change: nothing to correct until the backfill reaches them)
+    assert got.corrected == 2
+    assert repos.observations.rewards_for(["e-0"])["e-0"]["scores"].keys() == {"g1", "g2"}
     scoring.fold_all(repos)
     # generation 1 (still read) holds the corrections under the old formula: latency/cost do not read judge
     assert both_models(repos, 1)[1] == pytest.approx(expected_mean(history + later, reward_domain.RewardRules()))

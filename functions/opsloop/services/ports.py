@@ -16,6 +16,7 @@ from typing import Any, Protocol
 from ..domain import audit as audit_domain
 from ..domain import config as config_domain
 from ..domain import drift as drift_domain
+from ..domain import feedback as feedback_domain
 from ..domain import generations as gen_domain
 from ..domain import policy as policy_domain
 from ..domain.ingest import Cursor, StoredObservation
@@ -130,8 +131,9 @@ Correction = Callable[[dict[str, Any], dict[str, Any]], tuple[dict[str, Any], De
 
 
 class FeedbackRepo(Protocol):
-    def observations(self, obs_ids: list[str]) -> dict[str, dict[str, Any]]: ...
-    def record(self, items: list[tuple[str, dict[str, Any]]]) -> list[str]: ...
+    def record(self, items: list[tuple[str, dict[str, Any]]],
+               plan: Callable[[feedback_domain.FeedbackRead, list[tuple[str, dict[str, Any]]]],
+                              feedback_domain.FeedbackWrites]) -> feedback_domain.FeedbackWrites: ...
     def pending(self, limit: int = 500) -> list[tuple[str, dict[str, Any]]]: ...
     def apply(self, feedback_id: str, correct: Correction) -> str: ...
 

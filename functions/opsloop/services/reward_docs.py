@@ -21,6 +21,8 @@ from ..store import paths
 
 Deltas = dict[str, tuple[dict[str, Any], Summary]]
 Scored = dict[int, Summary]  # generation -> what the observation adds to its buckets
+INPUTS = ("policyVersion", "arm", "propensity", "weight", "durationMs", "costUsd", "tokensIn", "tokensOut",
+          "errorCode", "metrics")
 
 
 def summary_of(d: dict[str, Any], score: float) -> Summary:
@@ -86,7 +88,7 @@ def reward_doc(obs: StoredObservation, gens: Generations, expire_at: dt.datetime
            "scores": {gen_domain.score_field(g): rewards[g].score for g in generations}}
     if r.missing:
         doc["missingTerms"] = list(r.missing)
-    for key in ("policyVersion", "arm", "propensity", "weight"):
+    for key in INPUTS:  # what it was scored from: a late feedback re-scores it from its reward alone
         if key in d:
             doc[key] = d[key]
     return doc, scored

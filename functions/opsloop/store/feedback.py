@@ -1,12 +1,14 @@
-"""``ops_feedback``: metrics that arrive after their observation (a thumbs-up, a judge's score).
+"""Late feedback: metrics that arrive after their observation (a thumbs-up, a judge's score).
 
-Recording merges them into the observation (so a scorer that has not reached it yet scores them) and
-keeps a pending feedback document; the scorer later corrects the reward and buckets of an observation it
-had already scored, once, in the transaction that marks the feedback applied.
+Recording merges them into the observation. For one already scored it also corrects the reward and the
+buckets right away, in the same transaction (``record``). For one not scored yet it keeps a pending
+``ops_feedback`` document: the scorer scores the metrics with it, and corrects its reward if it had read the
+observation before the metrics arrived (``apply``), once, in the transaction that marks it applied.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -14,7 +16,9 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.field_path import FieldPath
 
-from ..domain.errors import Conflict, NotFound
+from ..domain.errors import Conflict
+from ..domain.feedback import FeedbackRead, FeedbackWrites, needs_observation
+from ..domain.ingest import SCORED_FIELDS
 from ..domain.stats import Summary
 from . import paths
 from .buckets import delta_doc
@@ -25,51 +29,58 @@ Deltas = dict[str, tuple[dict[str, Any], Summary]]
 # (observation, its reward) -> (the corrected reward, deltas taking out the old, deltas adding the new);
 # None: nothing to correct
 Correction = Callable[[dict[str, Any], dict[str, Any]], tuple[dict[str, Any], Deltas, Deltas] | None]
-GROUP = 200  # feedback items per transaction (two writes each)
+Plan = Callable[[FeedbackRead, list[tuple[str, dict[str, Any]]]], FeedbackWrites]
 
 
 class FirestoreFeedbackRepo:
     def __init__(self, db: firestore.Client) -> None:
         self.db = db
 
-    def observations(self, obs_ids: list[str]) -> dict[str, dict[str, Any]]:
-        """The observations among ``obs_ids`` that exist (only what feedback checks: expiry, component)."""
-        col = self.db.collection(paths.OBSERVATIONS)
-        snaps = self.db.get_all([col.document(i) for i in sorted(set(obs_ids))], field_paths=["expireAt", "component"])
-        return {s.id: s.to_dict() or {} for s in snaps if s.exists}
+    def record(self, items: list[tuple[str, dict[str, Any]]], plan: Plan) -> FeedbackWrites:
+        """Record a request's feedback in one transaction: read what ``plan`` decides on (the reward
+        generations, the rewards of the observations named, the observations whose reward cannot be
+        re-scored alone, the pending feedback documents of those), then write what it returns. All or
+        nothing: ``plan`` raising (an unknown or expired observation) writes nothing.
 
-    def record(self, items: list[tuple[str, dict[str, Any]]]) -> list[str]:
-        """Create each feedback document and merge its metrics into its observation, atomically per group;
-        returns the ids that existed already (a retried feedback: nothing changed)."""
-        col, obs_col = self.db.collection(paths.FEEDBACK), self.db.collection(paths.OBSERVATIONS)
-        duplicates: list[str] = []
-        for i in range(0, len(items), GROUP):
-            group = items[i : i + GROUP]
+        One transaction for a whole request (≤ 500 items, ~1,000 writes): Firestore bounds a commit by
+        its size (10 MiB), not by a count of writes, and the emulator does the same.
+        """
+        db = self.db
+        rewards_col, obs_col = db.collection(paths.REWARDS), db.collection(paths.OBSERVATIONS)
+        fb_col, deltas = db.collection(paths.FEEDBACK), db.collection(paths.BUCKET_DELTAS)
+        gen_ref = db.collection(paths.RUNS).document(paths.GENERATIONS_DOC)
+        obs_ids = sorted({d["observationId"] for _, d in items})
 
-            def work(txn: firestore.Transaction, group: list[tuple[str, dict[str, Any]]] = group) -> list[str]:
-                refs = [col.document(fid) for fid, _ in group]
-                existing = {s.id for s in self.db.get_all(refs, field_paths=["observationId"], transaction=txn)
-                            if s.exists}
-                obs_refs = {d["observationId"]: obs_col.document(d["observationId"]) for _, d in group}
-                found = {s.id for s in self.db.get_all(list(obs_refs.values()), field_paths=["component"],
-                                                      transaction=txn) if s.exists}
-                missing = sorted(set(obs_refs) - found)
-                if missing:
-                    raise NotFound(f"unknown observation {missing[0]!r}", {"field": "observationId",
-                                                                         "observationId": missing[0]})
-                for fid, doc in group:
-                    if fid in existing:
-                        continue
-                    txn.create(col.document(fid), {**doc, "status": "pending", "receivedAt": now_ms()})
-                    txn.update(obs_refs[doc["observationId"]], {
-                        FieldPath("metrics", name).to_api_repr(): value for name, value in doc["metrics"].items()})
-                return sorted(existing)
+        def work(txn: firestore.Transaction) -> FeedbackWrites:
+            state = gen_ref.get(transaction=txn)
+            rewards = {s.id: s.to_dict() or {}
+                       for s in db.get_all([rewards_col.document(i) for i in obs_ids], transaction=txn) if s.exists}
+            need = [i for i in obs_ids if needs_observation(rewards.get(i))]
+            observations = {s.id: s.to_dict() or {} for s in db.get_all(
+                [obs_col.document(i) for i in need], field_paths=list(SCORED_FIELDS), transaction=txn)
+                if s.exists} if need else {}
+            waiting = [fid for fid, d in items if d["observationId"] not in rewards]
+            existing = {s.id for s in db.get_all([fb_col.document(f) for f in waiting], field_paths=["status"],
+                                                 transaction=txn) if s.exists} if waiting else set()
+            read = FeedbackRead(state.to_dict() if state.exists else None, rewards, observations, existing)
+            writes = plan(read, items)
+            for obs_id, doc in writes.rewards.items():
+                txn.set(rewards_col.document(obs_id), doc)
+            for obs_id, metrics in writes.metrics.items():
+                txn.update(obs_col.document(obs_id),
+                           {FieldPath("metrics", name).to_api_repr(): value for name, value in metrics.items()})
+            for fid, doc in writes.pending:
+                txn.create(fb_col.document(fid), {**doc, "status": "pending", "receivedAt": now_ms()})
+            if writes.minus:  # two documents: summed first, the sketches would cancel to a count of 0
+                batch_id = uuid.uuid4().hex
+                txn.create(deltas.document(f"fb-{batch_id}-out"), delta_doc(writes.minus, now_ms()))
+                txn.create(deltas.document(f"fb-{batch_id}-in"), delta_doc(writes.plus, now_ms()))
+            return writes
 
-            try:
-                duplicates += run_transaction(self.db, work)
-            except TransactionExhausted as exc:
-                raise Conflict("feedback could not be stored under contention; retry the request") from exc
-        return duplicates
+        try:
+            return run_transaction(db, work)
+        except TransactionExhausted as exc:
+            raise Conflict("feedback could not be stored under contention; retry the request") from exc
 
     def pending(self, limit: int = 500) -> list[tuple[str, dict[str, Any]]]:
         q = (self.db.collection(paths.FEEDBACK).where(filter=FieldFilter("status", "==", "pending"))

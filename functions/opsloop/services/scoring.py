@@ -50,7 +50,7 @@ Checkpoint = Callable[[str], None]
 FOLD_EVERY = 25  # chunks between folds, so pending deltas stay few
 FOLD_MAX_WRITES = 480  # ... and sooner when their buckets plus deletes would make too big a transaction
 STATS_READERS = 8  # bucket queries in flight while stats are refreshed
-MAX_COMMIT_WRITES = 500  # Firestore's documented limit of writes in one commit
+MAX_COMMIT_WRITES = 500  # writes per chunk commit: Firestore once limited commits to 500 (now only by size)
 
 
 @dataclass

@@ -639,7 +639,7 @@ class MemoryGenerationRepo:
                 self._obs.rewards[obs_id] = {**self._obs.rewards.get(obs_id, {}), **copy.deepcopy(data),
                                              "scores": scores}
             if chunk.deltas:
-                self._s.deltas[uuid.uuid4().hex] = (now_ms(), copy.deepcopy(chunk.deltas))
+                self._s.deltas[chunk.delta_id] = (now_ms(), copy.deepcopy(chunk.deltas))
             self._s.generations = copy.deepcopy(chunk.state)
             return chunk
 

@@ -131,6 +131,7 @@ def test_a_changed_config_is_backfilled_and_readers_switch_when_it_is_done(repos
     part = generations.backfill(repos, chunk_size=40, deadline=2, monotonic=lambda: float(next(ticks)))
     assert (part.scored, part.chunks, part.done, part.stopped) == (80, 2, False, "budget")
     assert generations.status(repos)["scored"] == 80 and generations.current(repos).read == 1
+    assert both_models(repos, 2)[0] == 60 + 80  # its deltas folded before it returned
 
     def crash(n: int) -> None:
         raise RuntimeError("killed")
@@ -140,7 +141,7 @@ def test_a_changed_config_is_backfilled_and_readers_switch_when_it_is_done(repos
     assert generations.status(repos)["scored"] == 120  # the chunk before the crash is kept, whole
     rest = generations.backfill(repos, chunk_size=40)
     assert rest.done and rest.scored == 30 and generations.current(repos).read == 2
-    assert scoring.fold_all(repos) > 0
+    assert repos.buckets.pending() == 0  # readers switched only once every delta was in the buckets
 
     n, mean = both_models(repos, 2)
     assert n == 210 and mean == pytest.approx(expected_mean(history + later, new_rules))
@@ -210,3 +211,24 @@ def test_a_store_scored_before_generations_is_adopted_and_backfilled(repos: port
     assert run.backfill == 50 and run.generation == 1
     assert both_models(repos, 1) == pytest.approx(both_models(repos, 0))
     assert sum(d["n"] for d in stats_24h(repos).values()) == 50
+
+
+def test_a_backfill_that_caught_up_but_crashed_before_the_switch_switches_on_the_next_run(
+        repos: ports.Store) -> None:
+    record(repos, observations(30, "g"))
+    scoring.score_observations(repos, now())
+    repos.configs.set("reward_config", QUALITY, merge=False)
+    generations.adopt(repos, config_domain.parse("reward_config", QUALITY))
+
+    def crash(n: int) -> None:
+        if n == 30:
+            raise RuntimeError("killed after the last chunk")
+
+    with pytest.raises(RuntimeError):
+        generations.backfill(repos, chunk_size=40, progress=crash)
+    status = generations.status(repos)
+    assert status["caughtUp"] and status["backfilling"] and status["readGeneration"] == 1  # not switched yet
+    assert repos.buckets.pending() > 0  # its delta was never folded: readers must not see generation 2 yet
+    again = generations.backfill(repos, chunk_size=40)
+    assert again.done and again.scored == 0 and generations.current(repos).read == 2
+    assert repos.buckets.pending() == 0 and both_models(repos, 2)[0] == 30

@@ -65,13 +65,16 @@ def test_changing_again_abandons_the_backfill_and_changing_back_cancels_it() -> 
     assert back is not None and (back.read, back.write) == (1, 1) and not back.backfilling
 
 
-def test_the_last_backfill_chunk_switches_every_reader_at_once() -> None:
+def test_readers_switch_at_once_after_the_backfill_caught_up() -> None:
     first = g.adopt(None, rules(), Cursor(), 1)
     assert first is not None
     changed = g.adopt(first, rules(QUALITY), AT, 2)
     assert changed is not None
-    half = changed.advanced(Cursor(AT.received_at, "obs-3"), 40, done=False, now_ms=5)
-    assert (half.read, half.scored, half.position) == (1, 40, Cursor(AT.received_at, "obs-3"))
-    done = half.advanced(AT, 10, done=True, now_ms=6)
-    assert (done.read, done.write, done.scored, done.finished_at) == (2, 2, 50, 6)
+    half = changed.advanced(Cursor(AT.received_at, "obs-3"), 40, done=False)
+    assert (half.read, half.scored, half.position, half.caught_up) == (1, 40, Cursor(AT.received_at, "obs-3"), False)
+    caught_up = half.advanced(AT, 10, done=True)
+    assert (caught_up.read, caught_up.write, caught_up.scored, caught_up.caught_up) == (1, 2, 50, True)
+    assert g.Generations.from_doc(caught_up.to_doc(), rules) == caught_up  # readers wait for the fold
+    done = caught_up.switched(now_ms=6)
+    assert (done.read, done.write, done.scored, done.finished_at, done.backfilling) == (2, 2, 50, 6, False)
     assert set(done.rules) == {2} and done.config("router:x").version == "q-1"

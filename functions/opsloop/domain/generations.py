@@ -8,8 +8,9 @@ rewards of two formulas. The state (``ops_runs/reward-generations``) says:
 * ``write`` -- the newest generation, equal to ``read`` unless a backfill is under way. While it is, the
   scorer adds every new observation to both (each under its own formula), and the backfill re-scores the
   observations ingested up to ``boundary`` (the scorer's cursor when ``write`` was adopted) into ``write``.
-  When the backfill reaches the boundary, ``read`` becomes ``write`` in the same commit: every reader
-  switches at once, and both arms of a canary are always compared under one generation;
+  When the backfill has reached the boundary (``caught_up``) and its bucket deltas are folded, ``read``
+  becomes ``write`` in one commit: every reader switches at once, to complete buckets, and both arms of a
+  canary are always compared under one generation;
 * ``rules`` -- the formulas of ``read`` and ``write``, so the old one can still be scored after a change.
 
 Generation 0 is the buckets written before generations existed (unversioned keys); a store that has scored
@@ -50,7 +51,7 @@ class Generations:
     boundary: Cursor | None = None  # the backfill re-scores up to here (inclusive), the scorer after it
     position: Cursor | None = None  # where the backfill got to (None: not started)
     scored: int = 0  # observations the backfill has re-scored
-    total: int | None = None  # observations up to the boundary when the backfill started (for progress)
+    caught_up: bool = False  # the backfill reached the boundary; readers switch once its deltas are folded
     started_at: int | None = None
     finished_at: int | None = None
 
@@ -76,13 +77,15 @@ class Generations:
     def config(self, component: str, generation: int | None = None) -> RewardConfig:
         return self.rules_of(self.read if generation is None else generation).for_component(component)
 
-    def advanced(self, position: Cursor, scored: int, done: bool, now_ms: int) -> Generations:
-        """After a backfill chunk: moved to ``position``; on ``done`` the readers switch to ``write``."""
-        if not done:
-            return dataclasses.replace(self, position=position, scored=self.scored + scored)
+    def advanced(self, position: Cursor, scored: int, done: bool) -> Generations:
+        """After a backfill chunk: moved to ``position``; ``done`` when it reached the boundary."""
+        return dataclasses.replace(self, position=position, scored=self.scored + scored,
+                                   caught_up=self.caught_up or done)
+
+    def switched(self, now_ms: int) -> Generations:
+        """Every reader on ``write`` (once the backfill caught up and its deltas are folded)."""
         return Generations(read=self.write, write=self.write, rules={self.write: self.rules_of(self.write)},
-                           scored=self.scored + scored, total=self.total, started_at=self.started_at,
-                           finished_at=now_ms)
+                           scored=self.scored, started_at=self.started_at, finished_at=now_ms)
 
     def to_doc(self) -> dict[str, Any]:
         def cursor(c: Cursor | None) -> dict[str, Any] | None:
@@ -92,7 +95,7 @@ class Generations:
                 "rules": {str(g): r.to_doc() for g, r in sorted(self.rules.items())},
                 "versions": {str(g): r.versions() for g, r in sorted(self.rules.items())},
                 "boundary": cursor(self.boundary), "position": cursor(self.position), "scored": self.scored,
-                "total": self.total, "startedAt": self.started_at, "finishedAt": self.finished_at}
+                "caughtUp": self.caught_up, "startedAt": self.started_at, "finishedAt": self.finished_at}
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any], parse_rules: Callable[[dict[str, Any]], RewardRules]) -> Generations:
@@ -100,10 +103,9 @@ class Generations:
             return Cursor(d.get("receivedAt"), str(d.get("docId") or "")) if isinstance(d, dict) else None
 
         rules = {int(g): parse_rules(r) for g, r in (doc.get("rules") or {}).items()}
-        total = doc.get("total")
         return cls(read=int(doc.get("read", 1)), write=int(doc.get("write", doc.get("read", 1))), rules=rules,
                    boundary=cursor(doc.get("boundary")), position=cursor(doc.get("position")),
-                   scored=int(doc.get("scored") or 0), total=total if isinstance(total, int) else None,
+                   scored=int(doc.get("scored") or 0), caught_up=bool(doc.get("caughtUp")),
                    started_at=doc.get("startedAt"), finished_at=doc.get("finishedAt"))
 
 
@@ -142,3 +144,4 @@ class BackfillChunk:
     deltas: dict[str, tuple[dict[str, Any], Summary]]
     scored: int
     done: bool
+    delta_id: str  # names its bucket-delta document, so the backfill can fold it from memory

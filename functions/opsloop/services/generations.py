@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +25,13 @@ from ..domain.ingest import Cursor, StoredObservation
 from ..domain.reward import RewardRules
 from ..domain.windows import ms
 from . import reward_docs
+from .folding import OwnDeltas, fold_all
 from .ports import Store
+
+
+def _no_checkpoint(_name: str) -> None:
+    return None
+
 
 CHUNK = 400  # observations per backfill transaction (their rewards, one delta and the state: < 500 writes)
 
@@ -83,8 +90,9 @@ def _build(expected_write: int, expire_days: int) -> Callable[[dict[str, Any], l
             rewards.append((obs.doc_id, reward))
             scored.append((obs, per_generation))
         position = Cursor(page[-1].received_at, page[-1].doc_id) if page else gens.position
-        after = gens.advanced(position or Cursor(), len(scored), complete, ms(dt.datetime.now(dt.UTC)))
-        return BackfillChunk(after.to_doc(), rewards, reward_docs.bucket_deltas(scored), len(scored), complete)
+        after = gens.advanced(position or Cursor(), len(scored), complete)
+        return BackfillChunk(after.to_doc(), rewards, reward_docs.bucket_deltas(scored), len(scored), complete,
+                             uuid.uuid4().hex)
 
     return build
 
@@ -100,7 +108,8 @@ def backfill(
 ) -> BackfillResult:
     """Re-score the observations behind the boundary into the newest generation, until done or ``deadline``.
 
-    Safe to stop at any point and to run twice at once: each chunk commits with the position it read.
+    Safe to stop at any point and to run twice at once: each chunk commits with the position it read. Its
+    bucket deltas are folded from memory every few chunks and before it returns, as the scorer's are.
     """
     result = BackfillResult()
     gens = current(store)
@@ -108,23 +117,39 @@ def backfill(
         result.done = True
         return result
     build = _build(gens.write, expire_days)
+    own = OwnDeltas()
     while True:
         if monotonic() >= deadline:
             result.stopped = "budget"
-            return result
+            break
         chunk = store.generations.backfill_chunk(chunk_size, build)
         if chunk is None:
-            after = current(store)
-            result.done = not after.backfilling
+            result.done = not current(store).backfilling
             result.stopped = None if result.done else "superseded"
-            return result
+            break
+        own.keep(store, chunk.delta_id, chunk.deltas, _no_checkpoint)
         result.scored += chunk.scored
         result.chunks += 1
         if progress is not None:
-            progress(result.scored)
+            progress(result.scored)  # an exception here (or a crash) leaves its deltas pending: any fold takes them
         if chunk.done:
-            result.done = True
-            return result
+            break
+    own.fold(store, _no_checkpoint)
+    if result.stopped is None and not result.done:  # caught up: fold what any crashed run left, then switch
+        fold_all(store)
+        result.done = not _switch(store, gens.write).backfilling
+    return result
+
+
+def _switch(store: Store, generation: int) -> Generations:
+    """Every reader on ``generation``, if its backfill caught up (in one transaction with that check)."""
+    now = ms(dt.datetime.now(dt.UTC))
+
+    def plan(doc: dict[str, Any] | None, _cursor: Cursor) -> dict[str, Any] | None:
+        gens = parse(doc)
+        return gens.switched(now).to_doc() if gens.write == generation and gens.caught_up else None
+
+    return parse(store.generations.adopt(plan))
 
 
 def status(store: Store) -> dict[str, Any]:
@@ -138,6 +163,7 @@ def status(store: Store) -> dict[str, Any]:
         "readVersions": gens.read_rules.versions(),
         "backfilling": gens.backfilling,
         "scored": gens.scored,
+        "caughtUp": gens.caught_up,
         "startedAt": gens.started_at,
         "finishedAt": gens.finished_at,
     }

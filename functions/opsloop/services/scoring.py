@@ -42,13 +42,11 @@ from ..domain.windows import ms
 from ..store import paths
 from . import alerts, generations, reward_docs, skill_cards
 from . import config as config_service
+from .folding import FOLD_MAX_WRITES, Checkpoint, OwnDeltas, fold_all
 from .ports import Store
 
-__all__ = ["ScoringSettings", "score_observations"]
+__all__ = ["ScoringSettings", "fold_all", "score_observations"]
 
-Checkpoint = Callable[[str], None]
-FOLD_EVERY = 25  # chunks between folds, so pending deltas stay few
-FOLD_MAX_WRITES = 480  # ... and sooner when their buckets plus deletes would make too big a transaction
 STATS_READERS = 8  # bucket queries in flight while stats are refreshed
 MAX_COMMIT_WRITES = 500  # writes per chunk commit: Firestore once limited commits to 500 (now only by size)
 
@@ -145,51 +143,6 @@ class _Chunk:
         """
         commit = len(self.rewards) + 2 + len(self.cursor.components or {})
         return commit <= MAX_COMMIT_WRITES and len(self.deltas) + 1 <= FOLD_MAX_WRITES
-
-
-@dataclass
-class _OwnDeltas:
-    """The deltas this run committed and has not folded yet, kept per bucket in commit order.
-
-    Folding them from memory saves reading back and decoding every delta (most of a fold's cost). The
-    parts are kept, not pre-summed: a bucket is always ((bucket + d1) + d2) + ..., so its floating-point
-    sums do not depend on how deltas were grouped into folds (a crashed-and-rerun run equals a clean one).
-    """
-
-    ids: list[str] = field(default_factory=list)
-    parts: dict[str, tuple[dict[str, Any], list[Summary]]] = field(default_factory=dict)
-
-    def add(self, delta_id: str, deltas: dict[str, tuple[dict[str, Any], Summary]]) -> None:
-        self.ids.append(delta_id)
-        for bid, (ident, summary) in deltas.items():
-            self.parts.setdefault(bid, (ident, []))[1].append(summary)
-
-    def writes(self, more: dict[str, Any] | None = None) -> int:
-        """Writes of folding them (a bucket each, a delete each), with ``more`` deltas added."""
-        extra = 0 if more is None else 1 + sum(1 for bid in more if bid not in self.parts)
-        return len(self.parts) + len(self.ids) + extra
-
-    def fold(self, store: Store, checkpoint: Checkpoint) -> None:
-        """Fold them (from memory when none was folded elsewhere, else by reading what is left)."""
-        if not self.ids:
-            return
-        if self.writes() <= FOLD_MAX_WRITES and store.buckets.fold_own(self.ids, self.parts):
-            checkpoint("after-fold")
-        else:
-            fold_all(store, checkpoint)
-        self.ids, self.parts = [], {}
-
-
-def fold_all(store: Store, checkpoint: Checkpoint | None = None) -> int:
-    """Fold every pending delta into the buckets; returns how many were folded."""
-    folded = 0
-    while True:
-        n, _ = store.buckets.fold_pending()
-        if n == 0:
-            return folded
-        folded += n
-        if checkpoint is not None:
-            checkpoint("after-fold")
 
 
 def score_observations(
@@ -293,7 +246,7 @@ def _score_backlog(
     expected = store.observations.cursor()
     buffer: list[StoredObservation] = []  # read, not yet handed to a commit; right after the last one
     in_flight: tuple[Future[bool], _Chunk, str] | None = None
-    own = _OwnDeltas()
+    own = OwnDeltas()
 
     def settle() -> bool:
         """Wait for the commit in flight; False when another run had moved the cursor first."""
@@ -307,18 +260,14 @@ def _score_backlog(
             expected = store.observations.cursor()  # read again from where the other run left it
             gens = generations.current(store, gens.read_rules)
             return False
-        if chunk.deltas:
-            if own.writes(chunk.deltas) > FOLD_MAX_WRITES:
-                own.fold(store, hit)  # fold what is held first, so a fold stays one transaction
-            own.add(delta_id, chunk.deltas)
+        own.keep(store, delta_id, chunk.deltas, hit, fold_now=False)
         hit("after-chunk-commit")
         result.scored += chunk.scored
         result.invalid += len(chunk.page) - chunk.scored
         result.chunks += 1
         if progress is not None:
             progress(result.scored + result.invalid)
-        if len(own.ids) >= FOLD_EVERY or own.writes() >= FOLD_MAX_WRITES:
-            own.fold(store, hit)
+        own.fold_if_due(store, hit)
         return True
 
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="opsloop-commit") as committer:

@@ -92,7 +92,7 @@ class FirestoreGenerationRepo:
             for obs_id, data in chunk.rewards:  # replaces the fields given; other generations' scores stay
                 txn.set(rewards.document(obs_id), data, merge=_merge_paths(data))
             if chunk.deltas:
-                txn.create(deltas.document(), delta_doc(chunk.deltas, now_ms()))
+                txn.create(deltas.document(chunk.delta_id), delta_doc(chunk.deltas, now_ms()))
             txn.set(self._ref(), {**chunk.state, "updatedAt": now_ms()})
             return chunk
 

@@ -297,3 +297,13 @@ def test_record_feedback_over_http_merges_late_metrics_once(server: str, seeded:
     assert bad.status_code == 400 and "metrics" in bad.text
     denied = requests.post(f"{server}/recordFeedback", json=body, timeout=60)
     assert denied.status_code == 401
+    # another project's service cannot reach this project's observations, and its own are unknown here
+    foreign = emulator_token("router-svc", project="another-project", role="service")
+    other = requests.post(f"{server}/recordFeedback", json={"observationId": "late-1", "metrics": {"thumbsUp": 0}},
+                          headers=bearer(foreign), timeout=60)
+    assert other.status_code == 401, other.text
+    theirs = requests.post(f"{server}/recordFeedback", json={"observationId": "their-obs-1", "metrics": {"x": 1}},
+                           headers=bearer(SERVICE), timeout=60)
+    assert theirs.status_code == 404 and theirs.json()["error"]["details"]["observationId"] == "their-obs-1"
+    assert seeded.db.collection("ops_observations").document("late-1").get().to_dict()["metrics"] == {"thumbsUp": 1}
+    assert count(seeded, "ops_feedback") == 2  # the two first ones (not scored yet: they wait for the scorer)

@@ -9,6 +9,7 @@ Everything it starts is stopped before it exits.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import random
 import subprocess
@@ -185,6 +186,9 @@ def main() -> int:
                 say(f"   Cloud Scheduler -> {name} @ {when:%H:%M:%S}Z: HTTP {r.status_code}")
             r.raise_for_status()
 
+        opsloop = [sys.executable, "-m", "opsloop.cli", "--emulator", emu.address, "--project", PROJECT]
+        cli_env = {**os.environ, "PYTHONPATH": str(ROOT / "functions")}
+
         def callable_(name: str, data: dict[str, Any], headers: dict[str, str] = admin) -> dict[str, Any]:
             r = requests.post(f"{base}/{name}", json={"data": data}, headers=headers, timeout=60)
             return dict(r.json())
@@ -324,7 +328,40 @@ def main() -> int:
                         "experiments", "list", "--id", "autoscaler-core"], check=True,
                        env={**os.environ, "PYTHONPATH": str(ROOT / "functions")})
 
-        step(13, "Audit trail (newest first)")
+        step(13, "Answer quality arrives later: recordFeedback, a quality term for router:*, and the backfill")
+        quality = {"gpt-5": 6.0, "gemini": 5.0, "claude": 9.0}  # hidden truth: a judge's 0-10 score per model
+        judged = [t for t in traffic + canary if t["outcome"] == "success"][:900]
+        sent = 0
+        for i in range(0, len(judged), 300):
+            batch = [{"observationId": t["id"], "id": f"judge-{t['id']}", "metrics": {
+                "judge": round(min(10.0, max(0.0, rng.gauss(quality[t["component"][7:]], 1.0))), 1)}}
+                for t in judged[i : i + 300]]
+            r = requests.post(f"{base}/recordFeedback", json={"feedback": batch}, headers=service, timeout=60)
+            r.raise_for_status()
+            sent += r.json()["created"]
+        say(f"   {sent} judge scores sent for scored observations (batches of 300; each batch one transaction)")
+        proposal = {"rules": [{"match": "router:*", "version": "router-quality-1", "terms": [
+            {"name": "quality", "source": "metric:judge", "weight": 0.5, "direction": "higher",
+             "range": {"min": 0, "max": 10}, "missing": "skip"},
+            {"name": "successBoost", "source": "success", "weight": 0.3, "direction": "higher"},
+            {"name": "latencyPenalty", "source": "durationMs", "weight": 0.1, "direction": "lower", "bound": 4000},
+            {"name": "costPenalty", "source": "costUsd", "weight": 0.1, "direction": "lower", "bound": 0.1}]}]}
+        proposal_file = ROOT / ".emulator-logs" / "reward-proposal.json"
+        proposal_file.parent.mkdir(exist_ok=True)
+        proposal_file.write_text(json.dumps(proposal))
+        say("   what-if of the proposal before adopting it (opsloop reward whatif; writes nothing):")
+        subprocess.run([*opsloop, "reward", "whatif", "--config", str(proposal_file), "--days", "1", "--quiet"],
+                       check=True, env=cli_env)
+        store.configs.set("reward_config", proposal, merge=False)
+        say("   config/reward_config adopted; the next scoring run re-scores history under it, then switches:")
+        schedule("scoreObservations")
+        subprocess.run([*opsloop, "reward", "backfill", "--status"], check=True, env=cli_env)
+        table([[st["component"], st["n"], f"{st['avgReward']:.3f}", st["rewardVersion"], st["rewardGeneration"]]
+               for st in sorted(store.stats.all(), key=lambda s: s["component"])
+               if st["window"] == "24h" and st["component"].startswith("router:")],
+              ["component", "n (24h)", "avg reward", "reward version", "generation"])
+
+        step(14, "Audit trail (newest first)")
         audit = store.audit.log(policy_id="router-core")
         table([[dt.datetime.fromtimestamp(a["ts"] / 1000, dt.UTC).strftime("%H:%M:%S"), a["actor"], a["action"],
                 a.get("from"), a["to"]] for a in audit], ["time", "actor", "action", "from", "to"])
@@ -334,9 +371,7 @@ def main() -> int:
         chains = ", ".join(f"{c}: {n} entries" for c, n in sorted(report.chains.items()))
         say(f"   hash chain verified ({chains}): {'intact' if report.ok else 'BROKEN ' + str(report.breaks)}")
 
-        step(14, "The operator's view: the CLI's skill card for gpt-5, then the HTML report")
-        opsloop = [sys.executable, "-m", "opsloop.cli", "--emulator", emu.address, "--project", PROJECT]
-        cli_env = {**os.environ, "PYTHONPATH": str(ROOT / "functions")}
+        step(15, "The operator's view: the CLI's skill card for gpt-5, then the HTML report")
         subprocess.run([*opsloop, "score", "--cards", "--quiet"], check=True, env=cli_env, stdout=subprocess.DEVNULL)
         subprocess.run([*opsloop, "status", "--component", "router:gpt-5"], check=True, env=cli_env)
         subprocess.run([*opsloop, "status", "--component", "policy~router-core"], check=True, env=cli_env)

@@ -16,7 +16,6 @@ import argparse
 import datetime as dt
 import sys
 import time
-import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "functions"), str(ROOT)]
 from bench import emulator_store, write_report  # noqa: E402
 from bench.perf import PROJECT, raw_write  # noqa: E402
-
-CHANGED = {"rules": [{"match": "svc:*", "version": "backfill-2", "terms": [
-    {"name": "speed", "source": "durationMs", "weight": 0.5, "direction": "lower", "bound": 2000},
-    {"name": "tokens", "source": "tokensOut", "weight": 0.2, "direction": "lower", "bound": 1000},
-    {"name": "ok", "source": "success", "weight": 0.3, "direction": "higher"}]}]}
+from bench.whatif_speed import PROPOSAL, timed  # noqa: E402  (a formula of its own for every svc:* component)
 
 
 def measure(n: int) -> dict[str, Any]:
@@ -46,15 +41,10 @@ def measure(n: int) -> dict[str, Any]:
         run = scoring.score_observations(store, dt.datetime.now(dt.UTC), settings=settings)
         score_s = time.perf_counter() - t0
         assert run.scored == n, run
-        store.configs.set("reward_config", CHANGED, merge=False)
+        store.configs.set("reward_config", PROPOSAL, merge=False)
         gens = generations.adopt(store, config_service.load(store).reward_rules)
         assert gens.backfilling, gens
-        tracemalloc.start()
-        t0 = time.perf_counter()
-        result = generations.backfill(store)
-        backfill_s = time.perf_counter() - t0
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
+        result, backfill_s, peak = timed(lambda: generations.backfill(store))
         assert result.done and result.scored == n, result
         folded_t0 = time.perf_counter()
         scoring.fold_all(store)

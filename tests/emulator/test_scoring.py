@@ -12,7 +12,7 @@ import pytest
 
 from opsloop.domain.reward import RewardConfig
 from opsloop.domain.reward import score as reward_score
-from opsloop.services import scoring
+from opsloop.services import folding, scoring
 from opsloop.services.record import record_batch
 from opsloop.store.buckets import FirestoreBucketRepo
 from opsloop.store.firestore_store import FirestoreStore
@@ -297,7 +297,7 @@ def test_a_fold_stays_within_one_transaction_s_writes(
     """Folds come early when the held buckets near the bound; a chunk over it alone is folded by reading."""
     items = make_batch(300, seed=14)
     ingest(seeded, items)
-    monkeypatch.setattr(scoring, "FOLD_MAX_WRITES", max_writes)
+    monkeypatch.setattr(folding, "FOLD_MAX_WRITES", max_writes)
     own = record_calls(monkeypatch, "fold_own")
     result = scoring.score_observations(seeded, NOW, settings=SMALL)
     if max_writes == 33:  # one chunk touches ~28 buckets, all 8 would need ~36 writes
@@ -314,7 +314,7 @@ def test_a_run_folds_its_own_deltas_from_memory_without_reading_them(
 ) -> None:
     items = make_batch(300, seed=11)
     ingest(seeded, items)
-    monkeypatch.setattr(scoring, "FOLD_EVERY", 3)
+    monkeypatch.setattr(folding, "FOLD_EVERY", 3)
     own, generic = record_calls(monkeypatch, "fold_own"), record_calls(monkeypatch, "fold_pending")
     result = scoring.score_observations(seeded, NOW, settings=SMALL)
     assert result.chunks == 8 and [(len(ids), ok) for (ids, _), ok in own] == [(3, True), (3, True), (2, True)]
@@ -329,7 +329,7 @@ def test_deltas_folded_by_another_run_meanwhile_are_counted_once(
     """Another run folds some of this run's deltas between its commits: its own fold must not add them."""
     items = make_batch(300, seed=12)
     ingest(seeded, items)
-    monkeypatch.setattr(scoring, "FOLD_EVERY", 4)
+    monkeypatch.setattr(folding, "FOLD_EVERY", 4)
     own = record_calls(monkeypatch, "fold_own")
     commits = {"n": 0}
 
@@ -363,7 +363,7 @@ def test_chunks_shrink_until_their_delta_payload_fits(seeded: FirestoreStore, mo
     items = make_batch(200, seed=13, components=40)
     ingest(seeded, items)
     limit = 30_000
-    monkeypatch.setattr(scoring, "MAX_DELTA_BYTES", limit)
+    monkeypatch.setattr(folding, "MAX_DELTA_BYTES", limit)
     sizes: list[int] = []
     real = FirestoreObservationRepo.commit_chunk
 

@@ -13,6 +13,28 @@ from .ports import Store
 Checkpoint = Callable[[str], None]
 FOLD_EVERY = 25  # chunks between folds, so pending deltas stay few
 FOLD_MAX_WRITES = 480  # ... and sooner when their buckets plus deletes would make too big a transaction
+MAX_DELTA_BYTES = 600_000  # a delta document must stay well under Firestore's 1 MiB
+
+
+def delta_fits(deltas: dict[str, tuple[dict[str, Any], Summary]]) -> bool:
+    """Whether one delta document holds these bucket deltas (payload under MAX_DELTA_BYTES) and one fold
+    of it alone stays within FOLD_MAX_WRITES (a bucket each, and its delete).
+
+    The payload bound is an upper bound of its JSON before compression: base64 sketches (4/3 of their
+    bytes), labels, and ~1,100 bytes for an entry's id, identity and 19 numbers written in full.
+    """
+
+    def sketch_bytes(bins: list[float]) -> int:
+        return 4 * min(8 * len(bins), 12 * sum(1 for c in bins if c)) // 3 + 4
+
+    def labels_bytes(labels: tuple[tuple[str, float], ...]) -> int:
+        return sum(6 * len(k.encode()) + 40 for k, _ in labels)  # JSON may escape a byte as \u00XX
+
+    if len(deltas) + 1 > FOLD_MAX_WRITES:
+        return False
+    size = sum(sketch_bytes(s.latency._store.bins) + sketch_bytes(s.reward._store.bins) + 1100
+               + labels_bytes(s.failures) + labels_bytes(s.versions) for _, s in deltas.values())
+    return size <= MAX_DELTA_BYTES
 
 
 @dataclass

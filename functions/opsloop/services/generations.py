@@ -25,7 +25,7 @@ from ..domain.ingest import Cursor, StoredObservation
 from ..domain.reward import RewardRules
 from ..domain.windows import ms
 from . import reward_docs
-from .folding import OwnDeltas, fold_all
+from .folding import OwnDeltas, delta_fits, fold_all
 from .ports import Store
 
 
@@ -33,6 +33,9 @@ def _no_checkpoint(_name: str) -> None:
     return None
 
 
+# what a backfill changes on a reward (merged: the other generations' scores, the inputs and the feedback
+# ids stay); the fewer fields, the cheaper the merge is to encode
+RESCORED = ("score", "details", "missingTerms", "rewardVersion", "generation", "scores", "scoredAt")
 CHUNK = 400  # observations per backfill transaction (their rewards, one delta and the state: < 500 writes)
 
 
@@ -87,12 +90,18 @@ def _build(expected_write: int, expire_days: int) -> Callable[[dict[str, Any], l
             if per_generation is None:
                 continue  # invalid under any formula: its reward says so already
             reward.setdefault("missingTerms", [])  # merged over the old reward: an old list must not stay
-            rewards.append((obs.doc_id, reward))
+            rewards.append((obs.doc_id, {k: reward[k] for k in RESCORED}))
             scored.append((obs, per_generation))
+        deltas = reward_docs.bucket_deltas(scored)
+        while len(page) > 1 and not delta_fits(deltas):  # too many buckets for one fold: take a shorter page
+            page, complete = page[: len(page) // 2], False
+            kept = {obs.doc_id for obs in page}
+            rewards = [r for r in rewards if r[0] in kept]
+            scored = [s for s in scored if s[0].doc_id in kept]
+            deltas = reward_docs.bucket_deltas(scored)
         position = Cursor(page[-1].received_at, page[-1].doc_id) if page else gens.position
         after = gens.advanced(position or Cursor(), len(scored), complete)
-        return BackfillChunk(after.to_doc(), rewards, reward_docs.bucket_deltas(scored), len(scored), complete,
-                             uuid.uuid4().hex)
+        return BackfillChunk(after.to_doc(), rewards, deltas, len(scored), complete, uuid.uuid4().hex)
 
     return build
 

@@ -42,7 +42,7 @@ from ..domain.windows import ms
 from ..store import paths
 from . import alerts, generations, reward_docs, skill_cards
 from . import config as config_service
-from .folding import FOLD_MAX_WRITES, Checkpoint, OwnDeltas, fold_all
+from .folding import Checkpoint, OwnDeltas, delta_fits, fold_all
 from .ports import Store
 
 __all__ = ["ScoringSettings", "fold_all", "score_observations"]
@@ -85,9 +85,6 @@ def apply_feedback(store: Store, gens: Generations, limit: int = 500) -> dict[st
     return counts
 
 
-MAX_DELTA_BYTES = 600_000  # a delta document must stay well under Firestore's 1 MiB
-
-
 @dataclass
 class _Chunk:
     """One commit's worth: rewards, bucket deltas and the cursor after its last observation."""
@@ -118,21 +115,9 @@ class _Chunk:
                    Cursor(last.received_at, last.doc_id, components), len(scored), gens.live)
 
     def fits(self) -> bool:
-        """Whether the delta payload stays under MAX_DELTA_BYTES.
-
-        An upper bound of its JSON before compression: base64 sketches (4/3 of their bytes), labels, and
-        ~1,100 bytes for an entry's id, identity and 19 numbers written in full.
-        """
-
-        def sketch_bytes(bins: list[float]) -> int:
-            return 4 * min(8 * len(bins), 12 * sum(1 for c in bins if c)) // 3 + 4
-
-        def labels_bytes(labels: tuple[tuple[str, float], ...]) -> int:
-            return sum(6 * len(k.encode()) + 40 for k, _ in labels)  # JSON may escape a byte as \u00XX
-
-        size = sum(sketch_bytes(s.latency._store.bins) + sketch_bytes(s.reward._store.bins) + 1100
-                   + labels_bytes(s.failures) + labels_bytes(s.versions) for _, s in self.deltas.values())
-        return size <= MAX_DELTA_BYTES and self.within_write_limits()
+        """Whether its delta fits one document and one fold (``folding.delta_fits``), and its commit the
+        write limit."""
+        return delta_fits(self.deltas) and self.within_write_limits()
 
     def within_write_limits(self) -> bool:
         """Whether its commit, and a fold of its delta alone, each stay within Firestore's write limit.
@@ -142,7 +127,7 @@ class _Chunk:
         either, so it is halved like an oversized payload.
         """
         commit = len(self.rewards) + 2 + len(self.cursor.components or {})
-        return commit <= MAX_COMMIT_WRITES and len(self.deltas) + 1 <= FOLD_MAX_WRITES
+        return commit <= MAX_COMMIT_WRITES
 
 
 def score_observations(

@@ -566,10 +566,10 @@ class MemoryFeedbackRepo:
                 obs["metrics"] = {**(obs.get("metrics") or {}), **copy.deepcopy(metrics)}
             for fid, doc in writes.pending:
                 self.docs[fid] = {**copy.deepcopy(doc), "status": "pending", "receivedAt": now_ms()}
-            if writes.minus:
-                batch_id = uuid.uuid4().hex
-                self._s.deltas[f"fb-{batch_id}-out"] = (now_ms(), copy.deepcopy(writes.minus))
-                self._s.deltas[f"fb-{batch_id}-in"] = (now_ms(), copy.deepcopy(writes.plus))
+            batch_id = uuid.uuid4().hex
+            for side, parts in (("out", writes.minus), ("in", writes.plus)):
+                for i, part in enumerate(parts):
+                    self._s.deltas[f"fb-{batch_id}-{side}-{i}"] = (now_ms(), copy.deepcopy(part))
             return writes
 
     def pending(self, limit: int = 500) -> list[tuple[str, dict[str, Any]]]:

@@ -157,3 +157,30 @@ def test_two_items_for_one_observation_apply_in_order_and_an_old_reward_is_resco
     scoring.score_observations(fresh, now())
     assert bucket(loop, ts).sum_reward == pytest.approx(bucket(fresh, ts).sum_reward, abs=1e-9)
     assert bucket(loop, ts).n == 4
+
+
+def test_a_batch_of_500_spread_over_a_week_is_one_request_whose_deltas_are_split_to_fit(loop: Any) -> None:
+    """500 corrections in 1,500 buckets: more than one delta document may hold or one fold may write."""
+    now_ms = windows.ms(now()) - 60_000
+    spread = [{**o, "id": f"w{i}", "ts": now_ms - i * 20 * 60_000, "component": f"router:m{i % 7}"}
+              for i, o in enumerate(items(500, now_ms, judged=False))]
+    record_batch(loop, {"observations": spread})
+    scoring.score_observations(loop, now())
+    got = feedback.record_feedback(loop, {"feedback": [
+        {"observationId": f"w{i}", "metrics": {"judge": i % 11}} for i in range(500)]})
+    assert got.corrected > 450  # (a judge of 0 on a call at the latency bound scores 0 either way)
+    assert loop.buckets.pending() > 4  # the corrections, in parts
+    scoring.fold_all(loop)
+    fresh = MemoryStore()
+    load_seed(fresh, ROOT / "seed")
+    fresh.configs.set("scoring", {"safetyMarginMs": 0})
+    fresh.configs.set("reward_config", QUALITY, merge=False)
+    record_batch(fresh, {"observations": [{**o, "metrics": {"judge": i % 11}} for i, o in enumerate(spread)]})
+    scoring.score_observations(fresh, now())
+    end = windows.window_end(windows.ms(now()))
+    for model in ("router:m0", "router:m3"):
+        key = generations.current(loop).read_key(model)
+        got_s = total(loop.buckets.load_segments(key, windows.cover(end - 8 * windows.DAY_MS, end)))
+        want = total(fresh.buckets.load_segments(generations.current(fresh).read_key(model),
+                                                 windows.cover(end - 8 * windows.DAY_MS, end)))
+        assert got_s.n == want.n and got_s.sum_reward == pytest.approx(want.sum_reward, abs=1e-9)

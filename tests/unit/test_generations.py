@@ -78,3 +78,16 @@ def test_readers_switch_at_once_after_the_backfill_caught_up() -> None:
     done = caught_up.switched(now_ms=6)
     assert (done.read, done.write, done.scored, done.finished_at, done.backfilling) == (2, 2, 50, 6, False)
     assert set(done.rules) == {2} and done.config("router:x").version == "q-1"
+
+
+def test_split_deltas_keeps_every_entry_in_parts_that_fit() -> None:
+    from opsloop.domain.stats import Summary
+    from opsloop.services import folding
+
+    deltas = {f"c~5m~{i}": ({"component": "c", "level": "5m", "start": i},
+                             Summary.of(reward=0.5, success=True, cost_usd=0.01, duration_ms=100.0 + i))
+              for i in range(1500)}
+    parts = folding.split_deltas(deltas)
+    assert len(parts) >= 3 and all(folding.delta_fits(p) for p in parts)
+    assert [k for p in parts for k in p] == list(deltas)
+    assert folding.split_deltas({}) == []

@@ -40,7 +40,8 @@ class FeedbackWrites:
     rewards: dict[str, dict[str, Any]] = field(default_factory=dict)  # rewritten whole
     metrics: dict[str, dict[str, float]] = field(default_factory=dict)  # merged into observations
     pending: list[tuple[str, dict[str, Any]]] = field(default_factory=list)  # new ops_feedback documents
-    minus: Deltas = field(default_factory=dict)  # the old contributions, taken out of the buckets
-    plus: Deltas = field(default_factory=dict)  # the new ones
+    # the old contributions, taken out of the buckets, and the new ones: each in parts that fit a delta document
+    minus: list[Deltas] = field(default_factory=list)
+    plus: list[Deltas] = field(default_factory=list)
     duplicates: list[str] = field(default_factory=list)
     corrected: int = 0

@@ -23,6 +23,7 @@ from ..domain.ingest import SCORED_FIELDS
 from ..domain.observation import InvalidBatch, parse_feedback
 from ..domain.stats import Summary, total
 from . import generations, reward_docs
+from .folding import split_deltas
 from .ports import Store
 
 E_EXPIRED = "E_LEARN_FEEDBACK_EXPIRED"
@@ -119,5 +120,5 @@ def plan(read: FeedbackRead, items: list[tuple[str, dict[str, Any]]], now_ms: in
         new["feedbackIds"] = [*(reward.get("feedbackIds") or []), fid][-MAX_IDS:]
         rewards[obs_id] = out.rewards[obs_id] = new
         out.metrics.setdefault(obs_id, {}).update(metrics)
-    out.minus, out.plus = _sum(minus), _sum(plus)
+    out.minus, out.plus = split_deltas(_sum(minus)), split_deltas(_sum(plus))
     return out

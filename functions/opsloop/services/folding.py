@@ -16,13 +16,12 @@ FOLD_MAX_WRITES = 480  # ... and sooner when their buckets plus deletes would ma
 MAX_DELTA_BYTES = 600_000  # a delta document must stay well under Firestore's 1 MiB
 
 
-def delta_fits(deltas: dict[str, tuple[dict[str, Any], Summary]]) -> bool:
-    """Whether one delta document holds these bucket deltas (payload under MAX_DELTA_BYTES) and one fold
-    of it alone stays within FOLD_MAX_WRITES (a bucket each, and its delete).
+Deltas = dict[str, tuple[dict[str, Any], Summary]]
 
-    The payload bound is an upper bound of its JSON before compression: base64 sketches (4/3 of their
-    bytes), labels, and ~1,100 bytes for an entry's id, identity and 19 numbers written in full.
-    """
+
+def _entry_bytes(s: Summary) -> int:
+    """An upper bound of one bucket entry's JSON in a delta payload before compression: base64 sketches
+    (4/3 of their bytes), labels, and ~1,100 bytes for its id, identity and 19 numbers written in full."""
 
     def sketch_bytes(bins: list[float]) -> int:
         return 4 * min(8 * len(bins), 12 * sum(1 for c in bins if c)) // 3 + 4
@@ -30,11 +29,31 @@ def delta_fits(deltas: dict[str, tuple[dict[str, Any], Summary]]) -> bool:
     def labels_bytes(labels: tuple[tuple[str, float], ...]) -> int:
         return sum(6 * len(k.encode()) + 40 for k, _ in labels)  # JSON may escape a byte as \u00XX
 
+    return (sketch_bytes(s.latency._store.bins) + sketch_bytes(s.reward._store.bins) + 1100
+            + labels_bytes(s.failures) + labels_bytes(s.versions))
+
+
+def delta_fits(deltas: Deltas) -> bool:
+    """Whether one delta document holds these bucket deltas (payload under MAX_DELTA_BYTES) and one fold
+    of it alone stays within FOLD_MAX_WRITES (a bucket each, and its delete)."""
     if len(deltas) + 1 > FOLD_MAX_WRITES:
         return False
-    size = sum(sketch_bytes(s.latency._store.bins) + sketch_bytes(s.reward._store.bins) + 1100
-               + labels_bytes(s.failures) + labels_bytes(s.versions) for _, s in deltas.values())
-    return size <= MAX_DELTA_BYTES
+    return sum(_entry_bytes(s) for _, s in deltas.values()) <= MAX_DELTA_BYTES
+
+
+def split_deltas(deltas: Deltas) -> list[Deltas]:
+    """``deltas`` in as few parts as needed for each to fit one delta document and one fold."""
+    parts: list[Deltas] = []
+    part: Deltas = {}
+    size = 0
+    for bid, (ident, summary) in deltas.items():
+        entry = _entry_bytes(summary)
+        if part and (len(part) + 2 > FOLD_MAX_WRITES or size + entry > MAX_DELTA_BYTES):
+            parts.append(part)
+            part, size = {}, 0
+        part[bid] = (ident, summary)
+        size += entry
+    return [*parts, part] if part else parts
 
 
 @dataclass

@@ -71,10 +71,11 @@ class FirestoreFeedbackRepo:
                            {FieldPath("metrics", name).to_api_repr(): value for name, value in metrics.items()})
             for fid, doc in writes.pending:
                 txn.create(fb_col.document(fid), {**doc, "status": "pending", "receivedAt": now_ms()})
-            if writes.minus:  # two documents: summed first, the sketches would cancel to a count of 0
-                batch_id = uuid.uuid4().hex
-                txn.create(deltas.document(f"fb-{batch_id}-out"), delta_doc(writes.minus, now_ms()))
-                txn.create(deltas.document(f"fb-{batch_id}-in"), delta_doc(writes.plus, now_ms()))
+            # apart: summed into one document, the sketches would cancel to a count of 0
+            batch_id = uuid.uuid4().hex
+            for side, parts in (("out", writes.minus), ("in", writes.plus)):
+                for i, part in enumerate(parts):
+                    txn.create(deltas.document(f"fb-{batch_id}-{side}-{i}"), delta_doc(part, now_ms()))
             return writes
 
         try:

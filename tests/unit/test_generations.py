@@ -91,3 +91,11 @@ def test_split_deltas_keeps_every_entry_in_parts_that_fit() -> None:
     assert len(parts) >= 3 and all(folding.delta_fits(p) for p in parts)
     assert [k for p in parts for k in p] == list(deltas)
     assert folding.split_deltas({}) == []
+
+
+def test_a_stored_formula_that_no_longer_parses_is_read_as_the_default_not_a_crash() -> None:
+    from opsloop.services import generations
+
+    state = {"read": 3, "write": 3, "rules": {"3": {"weights": {"latency": 5}}}}  # weight out of range
+    gens = generations.parse(state)
+    assert gens.read == 3 and gens.read_rules == RewardRules() and gens.read_key("c") == "c#g3"

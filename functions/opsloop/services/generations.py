@@ -11,6 +11,7 @@ generation, which the scorer keeps up to date meanwhile.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import math
 import time
 import uuid
@@ -28,6 +29,8 @@ from . import reward_docs
 from .folding import OwnDeltas, delta_fits, fold_all
 from .ports import Store
 
+log = logging.getLogger("opsloop.generations")
+
 
 def _no_checkpoint(_name: str) -> None:
     return None
@@ -40,7 +43,13 @@ CHUNK = 400  # observations per backfill transaction (their rewards, one delta a
 
 
 def _parse_rules(doc: dict[str, Any]) -> RewardRules:
-    rules: RewardRules = config_domain.parse(config_domain.REWARD, doc)
+    """A stored generation's formula. One a newer, stricter version of the loop refuses is read as the
+    default rather than stopping every reader (logged: its labels may then be wrong until the next change)."""
+    try:
+        rules: RewardRules = config_domain.parse(config_domain.REWARD, doc)
+    except config_domain.ConfigInvalid as exc:
+        log.error("a stored reward generation's formula no longer parses (%s); reading it as the default", exc)
+        return RewardRules()
     return rules
 
 

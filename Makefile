@@ -47,6 +47,9 @@ bench: $(STAMP) emulator-check
 	$(PY) bench/export_mem.py
 	$(PY) bench/feedback_cost.py
 	$(PY) bench/whatif_speed.py
+	$(PY) bench/backfill_speed.py
+	$(PY) bench/feedback_http.py
+	$(PY) bench/quality_sim.py
 
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit

@@ -19,6 +19,9 @@ Exactly-once, by construction rather than by luck:
 * A lease keeps concurrent runs from fighting over the cursor; correctness does not depend on it.
 * Stats documents are recomputed from buckets for windows ending at the schedule time, so a retry or a
   replay of the same schedule time computes the same stats from the same data.
+* Buckets are kept per reward generation (``services/generations``): each run first adopts
+  ``config/reward_config``; while a changed formula is backfilled, chunks are scored under both the
+  generation the readers use and the new one, and what is left of the run's budget goes to the backfill.
 """
 
 from __future__ import annotations

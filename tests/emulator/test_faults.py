@@ -10,7 +10,7 @@ import pytest
 from google.api_core import exceptions as gexc
 
 from opsloop.domain.errors import Conflict
-from opsloop.services import policies, scoring
+from opsloop.services import folding, policies, scoring
 from opsloop.services.record import record_batch
 from opsloop.services.seed import load_seed
 from opsloop.store import tx
@@ -76,7 +76,7 @@ def test_crash_between_writes_then_rerun_equals_a_clean_run(
     point: str, occurrence: int,
 ) -> None:
     monkeypatch.setattr(scoring, "STATS_GROUP", 5)  # several stats transactions, so crashes fall between them
-    monkeypatch.setattr(scoring, "FOLD_EVERY", 3)  # and several folds of pending deltas
+    monkeypatch.setattr(folding, "FOLD_EVERY", 3)  # and several folds of pending deltas
     fresh(emulator, store)
     seen = {"n": 0}
 

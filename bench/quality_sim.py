@@ -56,7 +56,6 @@ import argparse
 import datetime as dt
 import json
 import math
-import os
 import shutil
 import sys
 import tempfile
@@ -69,7 +68,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "functions"), str(ROOT)]
-from bench import write_report  # noqa: E402
+from bench import emulator_store, write_report  # noqa: E402
 from opsloop.domain import config as config_domain  # noqa: E402
 from opsloop.domain.reward import RewardConfig, RewardRules, score  # noqa: E402
 from scripts import emulator as emu_mod  # noqa: E402
@@ -405,24 +404,15 @@ def main(argv: list[str] | None = None) -> int:
     end_ms = int(dt.datetime.now(dt.UTC).timestamp() * 1000) // HOUR_MS * HOUR_MS
     start_ms = end_ms - hours * HOUR_MS
     results: dict[str, dict[str, Any]] = {}
-    emu = emu_mod.start(PROJECT, rules=ROOT / "firestore.rules", log_dir=ROOT / ".emulator-logs")
-    try:
-        os.environ["FIRESTORE_EMULATOR_HOST"] = emu.address
-        os.environ["GCLOUD_PROJECT"] = PROJECT
-        from opsloop.store import client
-
-        client.reset_for_tests()
-        with tempfile.TemporaryDirectory() as tmp:
-            seed_dir = prepare_seed(Path(tmp))
-            for arm in arms:
-                print(f"  arm {arm}:", flush=True)
-                t = time.monotonic()
-                res = run_arm(emu, arm, draws, seed_dir, start_ms, args.score_every, not args.no_drift_checks,
-                              args.tuning)
-                res["timing"]["total"] = round(time.monotonic() - t, 1)
-                results[arm] = res
-    finally:
-        emu.stop()
+    with emulator_store(PROJECT) as (emu, _, _), tempfile.TemporaryDirectory() as tmp:
+        seed_dir = prepare_seed(Path(tmp))
+        for arm in arms:
+            print(f"  arm {arm}:", flush=True)
+            t = time.monotonic()
+            res = run_arm(emu, arm, draws, seed_dir, start_ms, args.score_every, not args.no_drift_checks,
+                          args.tuning)
+            res["timing"]["total"] = round(time.monotonic() - t, 1)
+            results[arm] = res
 
     oracle_q = float(draws.reward["quality"][:, :, MODELS.index(BEST)].sum())  # always the best model
     oracle_tail = float(draws.reward["quality"][-last:, :, MODELS.index(BEST)].sum())

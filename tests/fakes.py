@@ -22,7 +22,7 @@ from opsloop.domain import feedback as feedback_domain
 from opsloop.domain import generations as gen_domain
 from opsloop.domain import policy as policy_domain
 from opsloop.domain.ingest import SCORED_FIELDS, Cursor, StoredObservation
-from opsloop.domain.stats import Summary, total
+from opsloop.domain.stats import Deltas, Summary, total
 from opsloop.domain.windows import Segment, keeps_newer
 from opsloop.services import ports
 from opsloop.store import paths
@@ -206,7 +206,7 @@ class MemoryObservationRepo:
             return {i: copy.deepcopy(self.rewards[i]) for i in obs_ids if i in self.rewards}
 
     def commit_chunk(self, expected: Cursor, new_cursor: Cursor, rewards: list[tuple[str, dict[str, Any]]],
-                     deltas: ports.Deltas, delta_id: str | None = None,
+                     deltas: Deltas, delta_id: str | None = None,
                      live: tuple[int, ...] | None = None) -> bool:
         with self._s.lock:
             if not self._cursor.same_position(expected):

@@ -392,3 +392,18 @@ def test_reward_whatif_prints_before_and_after_and_writes_nothing(scored: Firest
     path.write_text("{not json")
     code, _, err = run(capsys, "reward", "whatif", "--config", str(path), "--quiet")
     assert code == 2 and "not JSON" in err
+
+
+def test_reward_backfill_adopts_a_changed_config_runs_it_to_the_end_and_reports_status(
+        scored: FirestoreStore, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "reward", "backfill", "--status")
+    assert code == 0 and "readers read reward generation 1 (* 1.0.0)" in out, err
+    scored.configs.set("reward_config", {"rules": [{"match": "router:*", "version": "cheap-1", "terms": [
+        {"name": "cost", "source": "costUsd", "weight": 1.0, "direction": "lower", "bound": 0.05}]}]}, merge=False)
+    code, out, err = run(capsys, "reward", "backfill", "--chunk", "250", "--json", "--quiet")
+    assert code == 0, err
+    got = json.loads(out)
+    assert got["done"] and got["scored"] == 900 and got["chunks"] >= 4 and got["readGeneration"] == 2
+    assert got["readVersions"] == {"*": "1.0.0", "router:*": "cheap-1"} and not got["backfilling"]
+    code, out, _ = run(capsys, "reward", "backfill")
+    assert code == 0 and "nothing to backfill" in out and "generation 2" in out

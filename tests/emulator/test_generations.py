@@ -14,6 +14,7 @@ from opsloop.domain import config as config_domain
 from opsloop.domain import reward as reward_domain
 from opsloop.domain import windows
 from opsloop.domain.generations import Generations
+from opsloop.domain.ingest import Cursor
 from opsloop.domain.stats import total
 from opsloop.services import feedback, generations, ports, scoring
 from opsloop.services.record import record_batch
@@ -232,3 +233,18 @@ def test_a_backfill_that_caught_up_but_crashed_before_the_switch_switches_on_the
     again = generations.backfill(repos, chunk_size=40)
     assert again.done and again.scored == 0 and generations.current(repos).read == 2
     assert repos.buckets.pending() == 0 and both_models(repos, 2)[0] == 30
+
+
+def test_a_chunk_scored_under_generations_that_changed_meanwhile_is_refused(repos: ports.Store) -> None:
+    """The scorer's commit checks the live generations in its transaction, like the cursor."""
+    record(repos, observations(5, "h"))
+    scoring.score_observations(repos, now())
+    expected = repos.observations.cursor()
+    repos.configs.set("reward_config", QUALITY, merge=False)
+    generations.adopt(repos, config_domain.parse("reward_config", QUALITY))  # another run adopted a change
+    record(repos, observations(2, "i"))
+    page = repos.observations.after(expected, now(), 10)
+    new = Cursor(page[-1].received_at, page[-1].doc_id, {})
+    assert not repos.observations.commit_chunk(expected, new, [], {}, "d1", live=(1,))
+    assert repos.observations.cursor().same_position(expected)  # nothing written
+    assert repos.observations.commit_chunk(expected, new, [], {}, "d2", live=(1, 2))

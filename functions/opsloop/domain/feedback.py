@@ -12,9 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .stats import Summary
+from .stats import Deltas
 
-Deltas = dict[str, tuple[dict[str, Any], Summary]]
 MAX_IDS = 200  # feedback ids a reward remembers (a retried one changes nothing)
 
 

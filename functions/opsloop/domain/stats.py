@@ -352,6 +352,9 @@ def log_moments(sketch: BaseDDSketch) -> tuple[float, float] | None:
     return mean, max((s2 - s1 * mean) / (n - 1), 0.0)
 
 
+
+Deltas = dict[str, tuple[dict[str, Any], Summary]]  # bucket id -> (identity fields, summary to add to it)
+
 def total(summaries: list[Summary]) -> Summary:
     """Sum of many summaries, merging sketches in place (one allocation, not one per add)."""
     latency, reward = _empty_sketch(), _empty_sketch()

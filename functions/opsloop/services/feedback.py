@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..domain.errors import Conflict, InvalidArgument, NotFound
-from ..domain.feedback import MAX_IDS, Deltas, FeedbackRead, FeedbackWrites, needs_observation
+from ..domain.feedback import MAX_IDS, FeedbackRead, FeedbackWrites, needs_observation
 from ..domain.ingest import SCORED_FIELDS
 from ..domain.observation import InvalidBatch, parse_feedback
-from ..domain.stats import Summary, total
+from ..domain.stats import Deltas, Summary, total
 from . import generations, reward_docs
 from .folding import split_deltas
 from .ports import Store

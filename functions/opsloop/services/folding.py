@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..domain.stats import Summary
+from ..domain.stats import Deltas, Summary
 from .ports import Store
 
 Checkpoint = Callable[[str], None]
@@ -16,7 +16,6 @@ FOLD_MAX_WRITES = 480  # ... and sooner when their buckets plus deletes would ma
 MAX_DELTA_BYTES = 600_000  # a delta document must stay well under Firestore's 1 MiB
 
 
-Deltas = dict[str, tuple[dict[str, Any], Summary]]
 
 
 def _entry_bytes(s: Summary) -> int:

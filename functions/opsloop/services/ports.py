@@ -20,10 +20,9 @@ from ..domain import feedback as feedback_domain
 from ..domain import generations as gen_domain
 from ..domain import policy as policy_domain
 from ..domain.ingest import Cursor, StoredObservation
-from ..domain.stats import Summary
+from ..domain.stats import Deltas, Summary
 from ..domain.windows import Segment
 
-Deltas = dict[str, tuple[dict[str, Any], Summary]]  # bucket id -> (identity fields, summary to add)
 Parts = dict[str, tuple[dict[str, Any], list[Summary]]]  # bucket id -> (identity fields, summaries in order)
 Plan = Callable[[policy_domain.Head, policy_domain.StatusOf], policy_domain.Transition | None]
 

@@ -15,11 +15,10 @@ from ..domain import windows
 from ..domain.generations import Generations
 from ..domain.ingest import StoredObservation
 from ..domain.observation import stored_problem
-from ..domain.stats import Summary, total
+from ..domain.stats import Deltas, Summary, total
 from ..domain.windows import ms
 from ..store import paths
 
-Deltas = dict[str, tuple[dict[str, Any], Summary]]
 Scored = dict[int, Summary]  # generation -> what the observation adds to its buckets
 INPUTS = ("policyVersion", "arm", "propensity", "weight", "durationMs", "costUsd", "tokensIn", "tokensOut",
           "errorCode", "metrics")

@@ -19,13 +19,12 @@ from google.cloud.firestore_v1.field_path import FieldPath
 from ..domain.errors import Conflict
 from ..domain.feedback import FeedbackRead, FeedbackWrites, needs_observation
 from ..domain.ingest import SCORED_FIELDS
-from ..domain.stats import Summary
+from ..domain.stats import Deltas
 from . import paths
 from .buckets import delta_doc
 from .tx import TransactionExhausted, run_transaction
 from .util import now_ms
 
-Deltas = dict[str, tuple[dict[str, Any], Summary]]
 # (observation, its reward) -> (the corrected reward, deltas taking out the old, deltas adding the new);
 # None: nothing to correct
 Correction = Callable[[dict[str, Any], dict[str, Any]], tuple[dict[str, Any], Deltas, Deltas] | None]

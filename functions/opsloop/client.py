@@ -18,6 +18,7 @@ pydantic and requests, nothing of the functions or the CLI.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -25,11 +26,16 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .domain import routing
-from .domain.errors import FailedPrecondition, NotFound
+from .domain.cooldown import Cooldowns
+from .domain.errors import FailedPrecondition, InvalidArgument, NotFound
+from .domain.kinds import router as router_kind
 from .domain.policy import Head
 from .services.reporter import HttpSink, Reporter
 
-__all__ = ["Assignment", "HttpSink", "PolicyClient", "PolicyReader", "Reporter", "RoutedCall", "Router"]
+__all__ = ["Assignment", "CostReader", "HttpSink", "ModelStatus", "PolicyClient", "PolicyReader", "Reporter",
+           "RoutedCall", "Router"]
+
+logger = logging.getLogger("opsloop.client")
 
 
 class PolicyReader(Protocol):
@@ -138,12 +144,34 @@ class RoutedCall:
     version: str
     propensity: float  # probability of this arm
     model: str | None
-    model_propensity: float | None  # probability of this model under the chosen version
+    model_propensity: float | None  # probability this try had of this model (given the tries before it)
     policy_id: str
+    request_id: str = ""
+    attempt: int = 0  # 0 for the first try, 1.. for fallbacks
+    tried: tuple[str, ...] = ()  # the models tried before this one, in order
+    fallback_of: str | None = None  # the model whose outcome this try falls back from
 
     @property
     def policy_version(self) -> str:
         return f"{self.policy_id}@{self.version}"
+
+    def observation(self, **fields: Any) -> dict[str, Any]:
+        """The fields of this try's observation (``Reporter.report`` / ``recordObservation``); pass outcome,
+        durationMs, costUsd... The first try logs its model propensity (what off-policy estimates weigh
+        by). A fallback try is not the policy's choice for the request, so it logs no ``propensity``:
+        ``meta.fallbackOf``, ``meta.attempt`` and ``meta.fallbackPropensity`` say what it was."""
+        out: dict[str, Any] = {"policyVersion": self.policy_version, **fields}
+        if self.model is not None:
+            out.setdefault("component", f"router:{self.model}")
+        if self.arm is not None:
+            out["arm"] = self.arm
+        if self.fallback_of is None:
+            if self.model_propensity is not None:
+                out["propensity"] = self.model_propensity
+        else:
+            out["meta"] = {**(fields.get("meta") or {}), "fallbackOf": self.fallback_of, "attempt": self.attempt,
+                           "fallbackPropensity": self.model_propensity}
+        return out
 
 
 def pick_model(assignment: Assignment, request_id: str) -> tuple[str | None, float | None]:
@@ -154,11 +182,149 @@ def pick_model(assignment: Assignment, request_id: str) -> tuple[str | None, flo
     return routing.pick_weighted(request_id, assignment.policy_version, {m: float(w) for m, w in weights.items()})
 
 
+class CostReader(Protocol):
+    def expected_costs(self, models: list[str]) -> dict[str, float]: ...
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    model: str
+    weight: float  # in the active version
+    state: str  # ok | cooling | probing
+    cooldown_ends_in_ms: float | None
+    recent_failures: int  # in the last minute
+    expected_cost_usd: float | None
+    over_budget: bool  # expected cost above the version's maxCostUsd
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "weight": self.weight, "state": self.state,
+                "cooldownEndsInMs": self.cooldown_ends_in_ms, "recentFailures": self.recent_failures,
+                "expectedCostUsd": self.expected_cost_usd, "overBudget": self.over_budget}
+
+
 class Router(PolicyClient):
-    """The router kind's convenience: the assignment plus the model its weights pick."""
+    """The router kind's convenience: the assignment plus the model to call, and what to do after it.
+
+        call = router.route(request_id, "router-core")
+        while call is not None:
+            outcome, ms = call_model(call.model)
+            reporter.report(**call.observation(outcome=outcome, durationMs=ms))
+            call = router.next(call, outcome)      # the fallback to try, or None
+
+    The version's params steer it (``domain/kinds/router``): ``fallbackOn`` (on those outcomes ``next``
+    offers the next model of the request's deterministic chain, at most ``maxFallbacks``),
+    ``cooldownMs``/``allowedFails`` (a model failing that often in a minute is skipped for that long, then
+    probed), ``maxCostUsd`` (models whose expected cost — the ``router:<model>`` stats, read every
+    ``cost_ttl_s`` — is above it are chosen only when nothing else is left). The cooldowns are this
+    process's own record of the outcomes ``next`` was told.
+    """
+
+    def __init__(self, store: PolicyReader | None = None, ttl_s: float = 300.0,
+                 clock: Callable[[], float] = time.monotonic, costs: CostReader | None = None,
+                 cost_ttl_s: float = 300.0) -> None:
+        super().__init__(store, ttl_s=ttl_s, clock=clock)
+        if costs is None and hasattr(self._store, "expected_costs"):
+            costs = self._store  # type: ignore[assignment]
+        self._costs = costs
+        self._cost_ttl = cost_ttl_s
+        self._cost_cache: dict[tuple[str, ...], tuple[float, dict[str, float]]] = {}
+        self._health = Cooldowns()
+        self._settings_cache: dict[str, router_kind.RouterSettings] = {}
+
+    def _settings(self, policy_version: str, params: dict[str, Any]) -> router_kind.RouterSettings:
+        """The version's router settings, parsed once (versions never change); a stored version whose
+        settings do not parse routes by its weights alone rather than failing requests (logged)."""
+        cached = self._settings_cache.get(policy_version)
+        if cached is not None:
+            return cached
+        try:
+            cfg = router_kind.settings(params)
+        except InvalidArgument as exc:
+            logger.error("router: %s has bad router settings (%s); routing by its weights alone",
+                         policy_version, exc.message)
+            cfg = router_kind.RouterSettings()
+        with self._lock:
+            self._settings_cache[policy_version] = cfg
+        return cfg
+
+    def _now_ms(self) -> float:
+        return self._clock() * 1000.0
+
+    def _expected_costs(self, models: list[str]) -> dict[str, float]:
+        if self._costs is None:
+            return {}
+        key = tuple(sorted(models))
+        now = self._clock()
+        with self._lock:
+            cached = self._cost_cache.get(key)
+            if cached is not None and now - cached[0] < self._cost_ttl:
+                return cached[1]
+        try:
+            costs = self._costs.expected_costs(list(key))
+        except Exception:  # the cost cap is advice: routing goes on without it
+            logger.warning("router: expected costs unavailable; the cost cap is not applied", exc_info=True)
+            costs = {}
+        with self._lock:
+            self._cost_cache[key] = (now, costs)
+        return costs
+
+    def _choose(self, a: Assignment, request_id: str, attempt: int, tried: tuple[str, ...],
+                fallback_of: str | None) -> RoutedCall | None:
+        weights = a.params.get("modelWeights")
+        if not isinstance(weights, dict) or not weights:  # a version that reports only: no model to pick
+            return None if attempt else RoutedCall(a.arm, a.version, a.propensity, None, None, a.policy_id, request_id)
+        cfg = self._settings(a.policy_version, a.params)
+        models = {m: float(w) for m, w in weights.items()}
+        now = self._now_ms()
+        with self._lock:
+            cooling = self._health.cooling(now)
+        costs = self._expected_costs(list(models)) if cfg.maxCostUsd is not None else {}
+        picked = routing.choose_model(request_id, a.policy_version, models, attempt=attempt, tried=tried,
+                                      cooling=cooling, costs=costs, max_cost=cfg.maxCostUsd)
+        if picked is None:
+            return None
+        return RoutedCall(a.arm, a.version, a.propensity, picked[0], picked[1], a.policy_id, request_id,
+                          attempt, tried, fallback_of)
 
     def route(self, request_id: str, policy_id: str) -> RoutedCall:
-        """The arm and, for policies with ``modelWeights``, the model for this request."""
-        a = self.assign(request_id, policy_id)
-        model, model_p = pick_model(a, request_id)
-        return RoutedCall(a.arm, a.version, a.propensity, model, model_p, policy_id)
+        """The arm and, for policies with ``modelWeights``, the model for this request's first try."""
+        call = self._choose(self.assign(request_id, policy_id), request_id, 0, (), None)
+        assert call is not None
+        return call
+
+    def next(self, call: RoutedCall, outcome: str) -> RoutedCall | None:
+        """Record ``outcome`` of ``call``'s model (its cooldown count) and return the next try when the
+        version falls back on that outcome and a model is left, else None."""
+        if call.model is None:
+            return None
+        params = self.params(call.policy_id, call.version)
+        cfg = self._settings(call.policy_version, params)
+        with self._lock:
+            self._health.record(call.model, outcome == "success", self._now_ms(), cfg.allowedFails,
+                                float(cfg.cooldownMs))
+        if outcome == "success" or outcome not in cfg.fallbackOn:
+            return None
+        if cfg.maxFallbacks is not None and call.attempt >= cfg.maxFallbacks:
+            return None
+        a = Assignment(call.policy_id, call.version, call.arm, params, call.propensity)
+        return self._choose(a, call.request_id, call.attempt + 1, (*call.tried, call.model), call.model)
+
+    def status(self, policy_id: str) -> list[ModelStatus]:
+        """Each model of the active version: its weight, cooldown and recent failures, expected cost."""
+        head = self._head(policy_id)
+        assert head.active is not None
+        params = self.params(policy_id, head.active)
+        weights = params.get("modelWeights") or {}
+        cfg = self._settings(f"{policy_id}@{head.active}", params)
+        costs = self._expected_costs(list(weights)) if weights else {}
+        now = self._now_ms()
+        out = []
+        for model in sorted(weights):
+            with self._lock:
+                h = self._health.health(model, now)
+            cost = costs.get(model)
+            out.append(ModelStatus(
+                model, float(weights[model]), h.state,
+                None if h.cooldown_until is None else round(h.cooldown_until - now, 1), h.recent_failures,
+                cost, cost is not None and cfg.maxCostUsd is not None and cost > cfg.maxCostUsd))
+        return out

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -75,3 +76,38 @@ def pick_weighted(request_id: str, salt: str, weights: dict[str, float]) -> tupl
             break
     assert chosen is not None
     return chosen, weights[chosen] / total
+
+
+def choose_model(
+    request_id: str,
+    salt: str,
+    weights: Mapping[str, float],
+    *,
+    attempt: int = 0,
+    tried: Collection[str] = (),
+    cooling: Mapping[str, float] | None = None,
+    costs: Mapping[str, float] | None = None,
+    max_cost: float | None = None,
+) -> tuple[str, float] | None:
+    """The model for try ``attempt`` of ``request_id`` and the probability it had, or None when no model
+    is left to try.
+
+    The candidates are the models of ``weights`` with a positive weight not ``tried`` yet. Cooling models
+    are skipped while another candidate is ready; when all are cooling, the one whose cooldown ends first
+    is used (a request never fails for cooldown alone). Of the ready ones, models whose expected cost
+    (``costs``) exceeds ``max_cost`` are left out unless nothing else is left. The pick among the rest is
+    ``pick_weighted`` keyed by the request id (and the try), so the chain of a request is the same in every
+    process that sees the same cooldowns and costs, and the probability returned is the one it really had.
+    """
+    candidates = {m: float(w) for m, w in weights.items() if w > 0 and m not in tried}
+    if not candidates:
+        return None
+    cooling = cooling or {}
+    ready = {m: w for m, w in candidates.items() if m not in cooling}
+    if not ready:
+        return min(candidates, key=lambda m: (cooling[m], m)), 1.0
+    costs = costs or {}
+    affordable = {m: w for m, w in ready.items()
+                  if max_cost is None or costs.get(m) is None or costs[m] <= max_cost}
+    key = request_id if attempt == 0 else f"{request_id}#{attempt}"
+    return pick_weighted(key, salt, affordable or ready)

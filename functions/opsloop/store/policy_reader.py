@@ -35,6 +35,23 @@ def read_version(db: firestore.Client, policy_id: str, version: str) -> dict[str
     return snap.to_dict() if snap.exists else None
 
 
+COST_WINDOWS = ("1h", "24h")  # a model's expected cost: its last hour's mean, else its last day's
+
+
+def read_expected_costs(db: firestore.Client, models: list[str]) -> dict[str, float]:
+    """Model -> mean cost per call from the ``router:<model>`` stats (models without stats left out)."""
+    refs = [db.collection(paths.STATS).document(paths.stats_id(f"router:{m}", w)) for m in models for w in COST_WINDOWS]
+    found = {s.id: s.to_dict() or {} for s in db.get_all(refs) if s.exists}
+    out: dict[str, float] = {}
+    for m in models:
+        for w in COST_WINDOWS:
+            cost = found.get(paths.stats_id(f"router:{m}", w), {}).get("avgCostUsd")
+            if isinstance(cost, int | float) and not isinstance(cost, bool):
+                out[m] = float(cost)
+                break
+    return out
+
+
 class FirestorePolicyReader:
     def __init__(self, db: firestore.Client) -> None:
         self.db = db
@@ -44,3 +61,6 @@ class FirestorePolicyReader:
 
     def policy(self, policy_id: str, version: str) -> dict[str, Any] | None:
         return read_version(self.db, policy_id, version)
+
+    def expected_costs(self, models: list[str]) -> dict[str, float]:
+        return read_expected_costs(self.db, models)

@@ -139,8 +139,7 @@ def main() -> int:
         port = emu_mod.free_port()
         log = open(ROOT / ".emulator-logs" / f"functions-{port}.log", "wb")  # noqa: SIM115
         server = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "serve.py"), "--port", str(port)],
-                                  env={**os.environ, "PYTHONPATH": str(ROOT / "functions"),
-                                       "OPSLOOP_ASSIGN_CACHE_S": "0"},  # no head cache lag in a compressed demo
+                                  env={**os.environ, "PYTHONPATH": str(ROOT / "functions")},
                                   stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
         procs.append(server)
         base = f"http://127.0.0.1:{port}"

@@ -46,6 +46,21 @@ class PolicyReader(Protocol):
     def policy(self, policy_id: str, version: str) -> dict[str, Any] | None: ...
 
 
+class HeadWatch(Protocol):
+    """A running listener on one policy head (a Firestore ``Watch``)."""
+
+    @property
+    def is_active(self) -> bool: ...
+
+    def unsubscribe(self) -> None: ...
+
+
+class HeadWatcher(Protocol):
+    """A reader that can also push head changes (``FirestorePolicyReader``)."""
+
+    def watch_head(self, policy_id: str, on_head: Callable[[Head], None]) -> HeadWatch: ...
+
+
 @dataclass(frozen=True)
 class Assignment:
     policy_id: str
@@ -64,11 +79,31 @@ class Assignment:
                 "propensity": self.propensity}
 
 
+@dataclass
+class ListenerStats:
+    """How the live heads fared: pushed updates, listeners that dropped, heads a poll found newer."""
+
+    updates: int = 0
+    drops: int = 0
+    stale: int = 0  # a poll found a newer head than the listener had delivered: it had gone quiet
+    restarts: int = 0
+
+
 class PolicyClient:
-    """Kind-neutral assignment: which version (and so which params) a request runs."""
+    """Kind-neutral assignment: which version (and so which params) a request runs.
+
+    Heads are kept fresh two ways. With ``live`` (the default on Firestore) a listener (``on_snapshot``)
+    on each policy's head pushes every activation, rollback, promotion or canary start to this process as
+    it commits, so the next assignment uses it (well under 2 s on the emulator: ``bench/propagation.py``).
+    Underneath, the head is read again every ``ttl_s`` as before: that poll is all there is while a
+    listener is down, and it is how a listener that went quiet without closing is found (the poll's head
+    is newer than the listener's). A listener that drops or goes stale is logged, counted in
+    ``listener`` and started again after ``relisten_s``; a component is never left on a stale version for
+    longer than ``ttl_s``.
+    """
 
     def __init__(self, store: PolicyReader | None = None, ttl_s: float = 300.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, live: bool = True, relisten_s: float = 30.0) -> None:
         if store is None:
             from .store.client import get_db
             from .store.policy_reader import FirestorePolicyReader
@@ -80,7 +115,28 @@ class PolicyClient:
         self._lock = threading.Lock()
         self._heads: dict[str, tuple[float, Head]] = {}
         self._versions: dict[str, dict[str, Any]] = {}  # versions never change params: cached for good
+        self._live = live and hasattr(store, "watch_head")
+        self._relisten = relisten_s
+        self._watches: dict[str, HeadWatch] = {}
+        self._relisten_at: dict[str, float] = {}
+        self._tokens: dict[str, object] = {}  # each listener's token: its callbacks say which listener spoke
+        self._heard: set[int] = set()  # tokens (by id) of listeners that delivered a head: only they can be stale
         self.reads = 0
+        self.listener = ListenerStats()
+
+    def close(self) -> None:
+        """Stop the listeners (polling goes on if the client is used again)."""
+        with self._lock:
+            watches, self._watches = list(self._watches.values()), {}
+            self._live = False
+        for watch in watches:
+            watch.unsubscribe()
+
+    def __enter__(self) -> PolicyClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _head(self, policy_id: str) -> Head:
         head = self._cached_head(policy_id)
@@ -88,8 +144,56 @@ class PolicyClient:
             raise NotFound(f"policy {policy_id} has no active version", {"id": policy_id})
         return head
 
+    def _on_head(self, policy_id: str, head: Head, watch_id: int) -> None:
+        """A listener's push: kept unless the cache already holds a newer head (a poll that raced it)."""
+        now = self._clock()
+        with self._lock:
+            self._heard.add(watch_id)
+            cached = self._heads.get(policy_id)
+            if cached is None or head.seq >= cached[1].seq:
+                self._heads[policy_id] = (now, head)
+            self.listener.updates += 1
+
+    def _check_listener(self, policy_id: str, now: float) -> None:
+        """Start the head's listener (again, after a drop, once ``relisten_s`` passed); count a drop."""
+        if not self._live:
+            return
+        with self._lock:
+            watch = self._watches.get(policy_id)
+            if watch is not None and watch.is_active:
+                return
+            if watch is not None:
+                del self._watches[policy_id]
+                self._relisten_at[policy_id] = now + self._relisten
+                self.listener.drops += 1
+                logger.warning("policy client: the listener on %s dropped; polling its head every %.0f s, "
+                               "listening again in %.0f s", policy_id, self._ttl, self._relisten)
+                return
+            if now < self._relisten_at.get(policy_id, 0.0):
+                return
+            restart = policy_id in self._relisten_at
+        try:
+            watcher: HeadWatcher = self._store  # type: ignore[assignment]
+            token = object()
+            new = watcher.watch_head(policy_id, lambda head: self._on_head(policy_id, head, id(token)))
+            self._tokens[policy_id] = token
+        except Exception:  # polling goes on; try again later
+            logger.warning("policy client: could not listen to %s; polling", policy_id, exc_info=True)
+            with self._lock:
+                self._relisten_at[policy_id] = now + self._relisten
+            return
+        with self._lock:
+            if not self._live or policy_id in self._watches:
+                new.unsubscribe()
+                return
+            self._watches[policy_id] = new
+            self._relisten_at.pop(policy_id, None)
+            if restart:
+                self.listener.restarts += 1
+
     def _cached_head(self, policy_id: str) -> Head:
         now = self._clock()
+        self._check_listener(policy_id, now)
         with self._lock:
             cached = self._heads.get(policy_id)
             if cached is not None and now - cached[0] < self._ttl:
@@ -97,8 +201,24 @@ class PolicyClient:
         head = self._store.head(policy_id)
         self.reads += 1
         with self._lock:  # an unknown policy is remembered too: asking again costs no read within ttl_s
+            cached = self._heads.get(policy_id)
+            if cached is not None and cached[1].seq > head.seq:
+                head = cached[1]  # a listener delivered a newer head while this read was on its way
+            elif (cached is not None and head.seq > cached[1].seq and policy_id in self._watches
+                  and self._watches[policy_id].is_active and id(self._tokens.get(policy_id)) in self._heard):
+                self.listener.stale += 1  # the listener is up but missed this change: start it again
+                stale = self._watches.pop(policy_id)
+                self._relisten_at[policy_id] = now
+                logger.warning("policy client: the listener on %s missed a change (seq %d, had %d); restarting it",
+                               policy_id, head.seq, cached[1].seq)
+                stale.unsubscribe()
             self._heads[policy_id] = (now, head)
         return head
+
+    def forget_heads(self) -> None:
+        """Read every head afresh at its next use (``assignPolicy`` does, once per call)."""
+        with self._lock:
+            self._heads.clear()
 
     def _version(self, policy_id: str, version: str) -> dict[str, Any]:
         key = f"{policy_id}@{version}"
@@ -221,8 +341,8 @@ class Router(PolicyClient):
 
     def __init__(self, store: PolicyReader | None = None, ttl_s: float = 300.0,
                  clock: Callable[[], float] = time.monotonic, costs: CostReader | None = None,
-                 cost_ttl_s: float = 300.0) -> None:
-        super().__init__(store, ttl_s=ttl_s, clock=clock)
+                 cost_ttl_s: float = 300.0, live: bool = True, relisten_s: float = 30.0) -> None:
+        super().__init__(store, ttl_s=ttl_s, clock=clock, live=live, relisten_s=relisten_s)
         if costs is None and hasattr(self._store, "expected_costs"):
             costs = self._store  # type: ignore[assignment]
         self._costs = costs

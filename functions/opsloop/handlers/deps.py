@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
 
 from ..client import PolicyClient
 from ..services.ports import Store
@@ -18,6 +17,7 @@ def store() -> Store:
 
 @functools.cache
 def policy_client() -> PolicyClient:
-    """Heads cached for ``OPSLOOP_ASSIGN_CACHE_S`` seconds (default 30): a started canary reaches every
-    instance within that; versions never change, so they stay cached."""
-    return PolicyClient(store().policies, ttl_s=float(os.environ.get("OPSLOOP_ASSIGN_CACHE_S", "30")))
+    """``assignPolicy``'s client: it reads each head afresh once per call (``services.assign``), so a change
+    is seen by the next call; versions never change, so they stay cached. No listener: a function
+    instance's background threads are throttled between requests."""
+    return PolicyClient(store().policies, live=False)

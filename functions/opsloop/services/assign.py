@@ -71,7 +71,9 @@ def answer(client: PolicyClient, policy_id: str, request_id: str) -> dict[str, A
 
 
 def assign(client: PolicyClient, body: Any) -> dict[str, Any]:
+    """The answer to one call: every head it names is read afresh (once per call), versions come from cache."""
     pairs, batch = parse(body)
+    client.forget_heads()
     answers = []
     for i, (policy_id, request_id) in enumerate(pairs):
         try:

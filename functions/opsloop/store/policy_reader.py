@@ -6,13 +6,18 @@ google-cloud-firestore and the pure policy model.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
+from google.cloud.firestore_v1.watch import Watch
 
 from ..domain import policy as policy_domain
 from . import paths
+
+logger = logging.getLogger("opsloop.client")
 
 
 def read_head(db: firestore.Client, policy_id: str) -> policy_domain.Head:
@@ -64,3 +69,18 @@ class FirestorePolicyReader:
 
     def expected_costs(self, models: list[str]) -> dict[str, float]:
         return read_expected_costs(self.db, models)
+
+    def watch_head(self, policy_id: str, on_head: Callable[[policy_domain.Head], None]) -> Watch:
+        """Listen to the policy's head document: ``on_head`` gets every version of it as it commits (on the
+        listener's thread). A policy without a head document pushes nothing; polling reads it."""
+        ref = self.db.collection(paths.POLICY_HEADS).document(policy_id)
+
+        def changed(docs: list[Any], _changes: Any, _read_time: Any) -> None:
+            for snap in docs:
+                if snap.exists:
+                    try:
+                        on_head(policy_domain.Head.from_doc(policy_id, snap.to_dict()))
+                    except Exception:  # a bad head must not kill the listener: the poll reports it
+                        logger.exception("policy head %s could not be read from its listener", policy_id)
+
+        return ref.on_snapshot(changed)

@@ -50,6 +50,7 @@ bench: $(STAMP) emulator-check
 	$(PY) bench/backfill_speed.py
 	$(PY) bench/feedback_http.py
 	$(PY) bench/quality_sim.py
+	$(PY) bench/propagation.py
 
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit

@@ -360,7 +360,49 @@ def main() -> int:
                if st["window"] == "24h" and st["component"].startswith("router:")],
               ["component", "n (24h)", "avg reward", "reward version", "generation"])
 
-        step(14, "Audit trail (newest first)")
+        step(14, "A live Router: fallbacks on a rate-limited model, its cooldown, and a rollback that reaches it")
+        from opsloop.client import Router as LiveRouter
+        from opsloop.store.policy_reader import FirestorePolicyReader
+
+        live = LiveRouter(FirestorePolicyReader(store.db))  # as deployed: a head listener, 5-minute poll beneath
+        active = live.status("router-core")
+        limited = max(active, key=lambda m: m.weight).model  # its provider answers 429 from now on
+        say(f"   {limited} (weight {max(m.weight for m in active):.2f}) is rate-limited; the policy falls back on "
+            f"{', '.join(live.params('router-core', live.choose_arm('x', 'router-core').version)['fallbackOn'])}")
+        tries, rows = [], []
+        ts = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+        for i in range(8):
+            call = live.route(f"fb-{i:03d}", "router-core")
+            chain = []
+            while call is not None:
+                median, _, cost = MODELS[call.model or ""]
+                outcome = "rate_limit" if call.model == limited else "success"
+                tries.append(call.observation(id=f"fb-{i:03d}-{call.attempt}", ts=ts, outcome=outcome,
+                                              durationMs=40.0 if outcome != "success" else median, costUsd=cost))
+                chain.append(f"{call.model} ({outcome})")
+                call = live.next(call, outcome)
+            rows.append([f"fb-{i:03d}", " -> ".join(chain)])
+        table(rows, ["request", "tries, each reported with its own outcome (fallbacks carry meta.fallbackOf)"])
+        send(tries)
+        table([[m.model, f"{m.weight:.2f}", m.state, m.cooldown_ends_in_ms and f"{m.cooldown_ends_in_ms / 1000:.0f} s",
+                m.recent_failures, m.expected_cost_usd and f"${m.expected_cost_usd:.4f}", m.over_budget]
+               for m in live.status("router-core")],
+              ["model", "weight", "state", "cooldown ends in", "failures (1 min)", "expected cost", "over budget"])
+        current = live.choose_arm("x", "router-core").version
+        for name, data in (("rollbackPolicy", {"id": "router-core"}),
+                           ("activatePolicy", {"id": "router-core", "version": current})):
+            answer = callable_(name, data)["result"]
+            answered = time.perf_counter()
+            waited = 0
+            while live.choose_arm("x", "router-core").version != answer["active"]:
+                time.sleep(0.001)
+                waited += 1
+            lag = f"{(time.perf_counter() - answered) * 1000:.1f} ms after" if waited else "already when"
+            say(f"   {name} -> {answer['active']}: the running Router assigned it {lag} the callable answered")
+        say(f"   listener: {live.listener.updates} pushes, {live.listener.drops} drops")
+        live.close()
+
+        step(15, "Audit trail (newest first)")
         audit = store.audit.log(policy_id="router-core")
         table([[dt.datetime.fromtimestamp(a["ts"] / 1000, dt.UTC).strftime("%H:%M:%S"), a["actor"], a["action"],
                 a.get("from"), a["to"]] for a in audit], ["time", "actor", "action", "from", "to"])
@@ -370,7 +412,7 @@ def main() -> int:
         chains = ", ".join(f"{c}: {n} entries" for c, n in sorted(report.chains.items()))
         say(f"   hash chain verified ({chains}): {'intact' if report.ok else 'BROKEN ' + str(report.breaks)}")
 
-        step(15, "The operator's view: the CLI's skill card for gpt-5, then the HTML report")
+        step(16, "The operator's view: the CLI's skill card for gpt-5, then the HTML report")
         subprocess.run([*opsloop, "score", "--cards", "--quiet"], check=True, env=cli_env, stdout=subprocess.DEVNULL)
         subprocess.run([*opsloop, "status", "--component", "router:gpt-5"], check=True, env=cli_env)
         subprocess.run([*opsloop, "status", "--component", "policy~router-core"], check=True, env=cli_env)

@@ -651,6 +651,24 @@ class MemoryGenerationRepo:
                        if received <= upper and (lower is None or received > lower))
 
 
+class MemoryLearningRepo:
+    def __init__(self, shared: _Shared) -> None:
+        self._s = shared
+        self.docs: dict[str, dict[str, Any]] = {}
+
+    def get(self, policy_id: str) -> dict[str, Any] | None:
+        with self._s.lock:
+            return copy.deepcopy(self.docs.get(policy_id))
+
+    def all(self) -> list[dict[str, Any]]:
+        with self._s.lock:
+            return copy.deepcopy(list(self.docs.values()))
+
+    def write(self, policy_id: str, doc: dict[str, Any]) -> None:
+        with self._s.lock:
+            self.docs[policy_id] = copy.deepcopy(doc)
+
+
 class MemoryStore:
     """Every repository in memory; satisfies ``ports.Store``."""
 
@@ -671,6 +689,7 @@ class MemoryStore:
         self.drift = MemoryDriftRepo(shared)
         self.feedback = MemoryFeedbackRepo(shared, self.observations)
         self.generations = MemoryGenerationRepo(shared, self.observations)
+        self.learning = MemoryLearningRepo(shared)
 
 
 def _typed(store: MemoryStore) -> ports.Store:

@@ -237,6 +237,58 @@ def _cmd_experiments_show(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_learning(args: argparse.Namespace) -> int:
+    from ..services import learning
+    from .render import table, when
+
+    store = _store()
+    if args.policy is not None and not store.policies.versions(args.policy):
+        raise CliError(f"unknown policy {args.policy!r} (see `opsloop policies list`)", EXIT_USAGE,
+                       "E_LEARN_NOT_FOUND")
+    only = None if args.policy is None else {args.policy}
+    if args.refresh:
+        docs = learning.refresh(store, only=only)
+    else:
+        docs = sorted((d for d in store.learning.all() if only is None or d.get("id") in only),
+                      key=lambda d: str(d.get("id")))
+    if args.json:
+        _print_json(docs)
+        return EXIT_OK
+    if not docs:
+        print("no learning records yet (evaluateRollouts writes them; or run `opsloop learning --refresh`)")
+        return EXIT_OK
+
+    def num(x: Any, fmt: str) -> str:
+        return "–" if x is None else format(x, fmt)
+
+    def minutes(x: Any) -> str:
+        return "–" if x is None else f"{x / 60_000:.0f} min"
+
+    for doc in docs:
+        r, sm = doc.get("rates") or {}, doc.get("summary") or {}
+        print(f"{doc.get('id')}: {sm.get('changes', 0)} changes, {sm.get('improved', 0)} improved the reward, "
+              f"{sm.get('worsened', 0)} worsened it (95 % intervals clear of 0); mean change "
+              f"{num(sm.get('meanDiff'), '+.4f')}; median time from a detected change to its fix "
+              f"{minutes(sm.get('medianTimeToFixMs'))}")
+        print(f"  over {num(r.get('periodDays'), '.1f')} days: rollback rate {num(r.get('rollbackRate'), '.0%')}, "
+              f"{num(r.get('draftsPerDay'), '.1f')} drafts/day, auto-activation rate "
+              f"{num(r.get('autoActivationRate'), '.0%')}, {r.get('manualOverrides', 0)} manual overrides")
+        rows = []
+        for c in (doc.get("changes") or [])[: args.limit]:
+            e = c.get("effect") or {}
+            rows.append([when(c.get("ts")), c.get("action"), "loop" if c.get("auto") else c.get("actor"),
+                         f"{c.get('from')} → {c.get('to')}", minutes(c.get("windowMs")),
+                         f"{num(e.get('beforeMean'), '.4f')} (n {e.get('beforeN', 0)})",
+                         f"{num(e.get('afterMean'), '.4f')} (n {e.get('afterN', 0)})", num(e.get("diff"), "+.4f"),
+                         f"[{num(e.get('ciLow'), '+.4f')}, {num(e.get('ciHigh'), '+.4f')}]",
+                         "final" if e.get("final") else ("pending" if e else c.get("note", "–")),
+                         minutes(c.get("timeToFixMs"))])
+        if rows:
+            print(table(rows, ["when", "change", "by", "versions", "window", "reward before", "after", "diff",
+                               "95% CI", "", "time to fix"]))
+    return EXIT_OK
+
+
 def _cmd_policies_show(args: argparse.Namespace) -> int:
     policy_id, version = _split_ref(args.ref)
     doc = _version_or_active(_store(), policy_id, version)
@@ -505,8 +557,19 @@ def _cmd_reward_whatif(args: argparse.Namespace) -> int:
 def _cmd_export(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from ..services.export import check_out, export_dataset, export_experiments, parse_time
+    from ..services.export import check_out, export_dataset, export_experiments, export_learning, parse_time
 
+    if args.learning:
+        if args.components is not None or args.experiments or args.since is not None or args.until is not None:
+            raise CliError("--learning exports every policy's record: no --components, --experiments, --since or "
+                           "--until", EXIT_USAGE, "E_LEARN_INVALID_ARGUMENT")
+        got = export_learning(_store(), _out_file(args.out))
+        if args.json:
+            _print_json({"file": str(got.path), "manifest": str(got.manifest_path), **got.manifest})
+        else:
+            print(f"wrote {got.manifest['rows']} policy changes of {len(got.manifest['policies'])} policies to "
+                  f"{got.path} (manifest {got.manifest_path})")
+        return EXIT_OK
     if args.experiments:
         if args.components is not None:
             raise CliError("--components does not apply to --experiments", EXIT_USAGE, "E_LEARN_INVALID_ARGUMENT")
@@ -715,12 +778,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dir", default="seed", help="seed directory (default: ./seed)")
     p.add_argument("--force", action="store_true", help="overwrite config documents that exist")
 
+    p = cmd("learning", _cmd_learning, "what each policy change did to the reward, and the loop's decision rates")
+    p.add_argument("--policy", help="one policy id (default all)")
+    p.add_argument("--refresh", action="store_true", help="recompute (and store) the records now")
+    p.add_argument("--limit", type=_positive(50), default=20, help="changes shown per policy (default 20)")
+    p.add_argument("--json", action="store_true")
+
     p = cmd("export", _cmd_export, "observations joined with rewards to Parquet, with a manifest")
     p.add_argument("--since", help="event time from (ISO date/time or ms), inclusive; required for observations")
     p.add_argument("--until", help="event time to (exclusive; default now)")
     p.add_argument("--components", help="comma-separated components (default all)")
     p.add_argument("--experiments", action="store_true",
                    help="the experiment registry instead (ended in [--since, --until) when given)")
+    p.add_argument("--learning", action="store_true",
+                   help="every policy change's effect on the reward instead (ops_learning; see `opsloop learning`)")
     p.add_argument("--out", default="opsloop-export.parquet", help="Parquet file (manifest beside it)")
     p.add_argument("--page-size", type=_positive(MAX_ROWS), default=5000, help="rows per read and per row group")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -199,6 +199,60 @@ def _experiments_html(data: ReportData) -> str:
                    "reward challenger", "diff", "CI low", "CI high", "changed", "decided by"], rows)
 
 
+LEARNING_CHARTS = 6  # changes charted per policy, newest first
+
+
+def learning_chart(policy_id: str, change: dict[str, Any]) -> tuple[str, str, int] | None:
+    """Reward per 5-minute bucket around one change (minutes from it), both matched windows shaded."""
+    series = change.get("series") or []
+    if not series:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ts = int(change["ts"])
+    fig, ax = plt.subplots(figsize=(4.6, 2.4))
+    xs = [(int(p[0]) + 150_000 - ts) / 60_000 for p in series]  # bucket midpoints
+    ax.plot(xs, [float(p[1]) for p in series], marker=".", linewidth=1.2)
+    spans = ((change.get("before") or (ts, ts), "#c9d6ea"), (change.get("after") or (ts, ts), "#cfe8d4"))
+    for (lo, hi), colour in spans:
+        ax.axvspan((int(lo) - ts) / 60_000, (int(hi) - ts) / 60_000, color=colour, alpha=0.6, linewidth=0)
+    ax.axvline(0.0, color="#c62828", linewidth=1.0)
+    effect = change.get("effect") or {}
+    diff, lo_ci, hi_ci = effect.get("diff"), effect.get("ciLow"), effect.get("ciHigh")
+    title = f"{policy_id}: {change.get('action')} {change.get('from')} → {change.get('to')}"
+    if diff is not None:
+        title += f", {diff:+.3f}" + ("" if lo_ci is None or hi_ci is None else f" [{lo_ci:+.3f}, {hi_ci:+.3f}]")
+    ax.set_title(title, fontsize=8)
+    ax.set_xlabel(f"minutes from the change ({when(ts)} UTC)", fontsize=7)
+    ax.set_ylabel("mean reward", fontsize=7)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+    b64 = _png(fig)
+    plt.close(fig)
+    return title, b64, len(series)
+
+
+def _learning_html(data: ReportData) -> str:
+    """Per policy: the decision rates, then a chart of the reward around each recent change."""
+    parts = []
+    for doc in sorted(data.learning, key=lambda d: str(d.get("id"))):
+        r, sm = doc.get("rates") or {}, doc.get("summary") or {}
+        rows = [[doc.get("id"), sm.get("changes"), sm.get("improved"), sm.get("worsened"), sm.get("meanDiff"),
+                 r.get("rollbackRate"), r.get("draftsPerDay"), r.get("autoActivationRate"), r.get("manualOverrides"),
+                 sm.get("medianTimeToFixMs")]]
+        parts.append(_table(["policy", "changes", "improved", "worsened", "mean diff", "rollback rate", "drafts/day",
+                             "auto-activation rate", "manual overrides", "median time to fix (ms)"], rows))
+        charts = [c for c in (learning_chart(str(doc.get("id")), ch)
+                              for ch in (doc.get("changes") or [])[:LEARNING_CHARTS]) if c is not None]
+        parts.append('<div class="grid">' + "".join(
+            f"<figure>{_img(b64, t, n)}<figcaption>{html.escape(t)}: {n} points</figcaption></figure>"
+            for t, b64, n in charts) + "</div>")
+    return "".join(parts) or '<p class="empty">no learning records yet (evaluateRollouts writes them)</p>'
+
+
 def _cards_html(data: ReportData) -> str:
     parts = []
     for c in sorted(data.cards, key=lambda c: (str(c.get("kind")), str(c.get("component")))):
@@ -243,6 +297,7 @@ def render(data: ReportData, title: str = "opsloop report") -> str:
 <h2>Policies: active vs draft / shadow / canary</h2>{_policies_html(data)}
 <h2>Rollout evaluations</h2>{_rollouts_html(data)}
 <h2>Experiments</h2>{_experiments_html(data)}
+<h2>Learning: the reward around each change</h2>{_learning_html(data)}
 <h2>Drift alerts</h2>{_table(["time", "component", "metric", "statistic", "p"], alert_rows)}
 <h2>Audit trail</h2>{_table(["time", "actor", "action", "policy", "from", "to", "chain", "seq"], audit_rows)}
 <script>{SCRIPT}</script>

@@ -15,7 +15,7 @@ from typing import Any
 from firebase_functions import logger, scheduler_fn
 
 from ..domain.errors import InvalidArgument
-from ..services import alerts, drift, retrain, rollouts, scoring, tuning
+from ..services import alerts, drift, learning, retrain, rollouts, scoring, tuning
 from . import deps
 
 
@@ -63,7 +63,8 @@ def tune(event: scheduler_fn.ScheduledEvent) -> None:
 
 def evaluate(event: scheduler_fn.ScheduledEvent) -> None:
     """Every running canary (safety rollbacks first) and shadow, then drift checks, then components below
-    their reward's retrain threshold (``services/retrain``), each on its own.
+    their reward's retrain threshold (``services/retrain``), then the policies' learning records
+    (``services/learning``), each on its own.
 
     Drift raises exploration floors but never gates a rollback, so it runs after the rollouts, and a
     failure in it is recorded (``ops_alerts``) without failing the run.
@@ -82,8 +83,13 @@ def evaluate(event: scheduler_fn.ScheduledEvent) -> None:
     except Exception as exc:
         alerts.item_failed(store, "evaluateRollouts.retrain", "all components", exc)
         retrains = []
+    try:
+        learned = len(learning.refresh(store, schedule_time(event)))
+    except Exception as exc:
+        alerts.item_failed(store, "evaluateRollouts.learning", "all policies", exc)
+        learned = 0
     logger.info(
         "evaluateRollouts finished",
         job=event.job_name, drift=[d.__dict__ for d in drifts], rollouts=[o.__dict__ for o in outcomes],
-        retrain=[r.__dict__ for r in retrains],
+        retrain=[r.__dict__ for r in retrains], learningRecords=learned,
     )

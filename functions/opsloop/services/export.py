@@ -277,9 +277,6 @@ def experiment_row(doc: dict[str, Any]) -> dict[str, Any]:
 def export_experiments(store: Store, out: Path, since_ms: int | None = None,
                        until_ms: int | None = None) -> ExportResult:
     """``ops_experiments`` (ended in [since, until) when given) to Parquet, oldest first, with a manifest."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     from . import experiments
 
     out = Path(out)
@@ -288,16 +285,53 @@ def export_experiments(store: Store, out: Path, since_ms: int | None = None,
             if (since_ms is None or int(d.get("endedAt") or 0) >= since_ms)
             and (until_ms is None or int(d.get("endedAt") or 0) < until_ms)]
     rows = [experiment_row(d) for d in sorted(docs, key=lambda d: (d.get("endedAt") or 0, str(d.get("experimentId"))))]
-    schema = pa.schema([(name, getattr(pa, kind)()) for name, kind in EXPERIMENT_COLUMNS])
+    return _write_rows(out, "experiments", rows, EXPERIMENT_COLUMNS, {
+        "requested": {"since": since_ms, "until": until_ms}, "order": ["endedAt", "experimentId"],
+        "outcomes": {o: sum(r["outcome"] == o for r in rows) for o in sorted({str(r["outcome"]) for r in rows})}})
+
+
+LEARNING_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("policyId", "string"), ("auditId", "string"), ("ts", "int64"), ("action", "string"), ("actor", "string"),
+    ("auto", "bool"), ("from", "string"), ("to", "string"), ("windowMs", "int64"), ("beforeN", "int64"),
+    ("beforeMean", "float64"), ("afterN", "int64"), ("afterMean", "float64"), ("diff", "float64"),
+    ("ciLow", "float64"), ("ciHigh", "float64"), ("final", "bool"), ("timeToFixMs", "int64"),
+)
+
+
+def learning_rows(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per change of a policy's ``ops_learning`` record, oldest first."""
+    rows = []
+    for change in reversed(doc.get("changes") or []):
+        raw = {**change, **(change.get("effect") or {}), "policyId": doc.get("id")}
+        rows.append({name: _coerce(raw.get(name), kind) for name, kind in LEARNING_COLUMNS})
+    return rows
+
+
+def export_learning(store: Store, out: Path) -> ExportResult:
+    """Every change of every policy's learning record (``ops_learning``) to Parquet, with a manifest."""
+    out = Path(out)
+    check_out(out)
+    docs = sorted(store.learning.all(), key=lambda d: str(d.get("id")))
+    rows = [row for d in docs for row in learning_rows(d)]
+    policies = {str(d.get("id")): {"rates": d.get("rates"), "summary": d.get("summary")} for d in docs}
+    return _write_rows(out, "learning", rows, LEARNING_COLUMNS, {"order": ["policyId", "ts"], "policies": policies})
+
+
+def _write_rows(out: Path, dataset: str, rows: list[dict[str, Any]], columns: tuple[tuple[str, str], ...],
+                extra: dict[str, Any]) -> ExportResult:
+    """``rows`` to Parquet at ``out`` and its manifest beside it, both published only once written whole."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pa.schema([(name, getattr(pa, "bool_" if kind == "bool" else kind)()) for name, kind in columns])
     manifest_path = _manifest_path(out)
     tmp, manifest_tmp = out.with_name(f".{out.name}.partial"), out.with_name(f".{manifest_path.name}.partial")
     content = hashlib.sha256("".join(json.dumps(r, sort_keys=True, separators=(",", ":")) + "\n"
                                      for r in rows).encode())
     manifest: dict[str, Any] = {
-        "manifestVersion": MANIFEST_VERSION, "file": out.name, "format": "parquet", "dataset": "experiments",
-        "rows": len(rows), "requested": {"since": since_ms, "until": until_ms}, "order": ["endedAt", "experimentId"],
-        "outcomes": {o: sum(r["outcome"] == o for r in rows) for o in sorted({str(r["outcome"]) for r in rows})},
-        "columns": [{"name": n, "type": t} for n, t in EXPERIMENT_COLUMNS], "contentSha256": content.hexdigest(),
+        "manifestVersion": MANIFEST_VERSION, "file": out.name, "format": "parquet", "dataset": dataset,
+        "rows": len(rows), **extra,
+        "columns": [{"name": n, "type": t} for n, t in columns], "contentSha256": content.hexdigest(),
     }
     try:
         pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp, compression="zstd")

@@ -32,6 +32,7 @@ class ReportData:
     cards: list[dict[str, Any]]
     alerts: list[dict[str, Any]]
     experiments: list[dict[str, Any]] = field(default_factory=list)  # ended canaries, newest first
+    learning: list[dict[str, Any]] = field(default_factory=list)  # ops_learning: one record per policy
 
 
 def point(start: int, s: Summary) -> dict[str, Any]:
@@ -68,7 +69,7 @@ def gather(store: Store, end_ms: int, hours: int = 48, audit_limit: int = 200) -
         stats=sorted(store.stats.all(), key=lambda d: (str(d.get("component")), str(d.get("window")))),
         policies=[by_id[k] for k in sorted(by_id)], rollouts=rollouts,
         audit=store.audit.log(limit=audit_limit), cards=store.cards.all(), alerts=store.alerts.recent(limit=50),
-        experiments=experiments.experiments(store, limit=50),
+        experiments=experiments.experiments(store, limit=50), learning=store.learning.all(),
     )
 
 

@@ -94,14 +94,17 @@ def reward_doc(obs: StoredObservation, gens: Generations, expire_at: dt.datetime
 
 
 def bucket_deltas(scored: list[tuple[StoredObservation, Scored]]) -> Deltas:
-    """Per bucket (component and rollout arm, each level, each generation) the sum of what it gains."""
+    """Per bucket (component, policy and rollout arm, each level, each generation) the sum of what it gains."""
     grouped: dict[tuple[str, str, int], list[Summary]] = defaultdict(list)
     for obs, per_generation in scored:
         ts = int(obs.data["ts"])
         keys = [str(obs.data["component"])]
-        if obs.data.get("policyVersion") and obs.data.get("arm"):
+        policy_version = str(obs.data.get("policyVersion") or "")
+        if "@" in policy_version:  # the policy's own reward, across its versions: what a change did (learning)
+            keys.append(paths.policy_key(policy_version.rsplit("@", 1)[0]))
+        if policy_version and obs.data.get("arm"):
             # rollout arms are bucketed too, so a canary's arms compare over its lifetime cheaply
-            keys.append(paths.arm_key(str(obs.data["policyVersion"]), str(obs.data["arm"])))
+            keys.append(paths.arm_key(policy_version, str(obs.data["arm"])))
         for g, summary in per_generation.items():
             for key in keys:
                 for level in windows.LEVELS:

@@ -16,6 +16,7 @@ from .drift import FirestoreDriftRepo
 from .experiments import FirestoreExperimentRepo
 from .feedback import FirestoreFeedbackRepo
 from .generations import FirestoreGenerationRepo
+from .learning import FirestoreLearningRepo
 from .observations import FirestoreObservationRepo
 from .policies import FirestorePolicyRepo
 from .rollouts import FirestoreRolloutRepo
@@ -42,6 +43,7 @@ class FirestoreStore:
         self.drift = FirestoreDriftRepo(db)
         self.feedback = FirestoreFeedbackRepo(db)
         self.generations = FirestoreGenerationRepo(db)
+        self.learning = FirestoreLearningRepo(db)
 
     def count(self, collection: str) -> int:
         """How many documents a collection holds (one aggregation query; for diagnostics and tests)."""

@@ -18,6 +18,7 @@ POLICY_HEADS = "ops_policy_heads"  # per policy id: active version, activation h
 ROLLOUTS = "ops_rollouts"  # one per shadow/canary, with its evaluations as a subcollection
 COMPONENTS = "ops_components"  # per component: the newest event time scored (which components stats cover)
 DRIFT = "ops_drift"  # per component: the latest drift tests and open episodes
+LEARNING = "ops_learning"  # per policy: what each change did (matched windows) and the loop's decision rates
 FEEDBACK = "ops_feedback"  # per feedback id: metrics that arrived after an observation, pending or applied
 
 REWARD_CONFIG_DOC = "reward_config"
@@ -40,6 +41,11 @@ def bucket_id(component: str, level: str, start_ms: int) -> str:
 def arm_key(policy_version: str, arm: str) -> str:
     """The pseudo-component under which observations of one rollout arm are bucketed."""
     return f"arm:{policy_version}:{arm}"
+
+
+def policy_key(policy_id: str) -> str:
+    """The pseudo-component under which every observation of any version of a policy is bucketed."""
+    return f"policy:{policy_id}"
 
 
 def stats_id(component: str, window: str) -> str:

@@ -85,6 +85,10 @@ def test_shadow_canary_evaluate_promote_over_http(server: str, seeded: Firestore
     assert error(call(server, "rejectPolicy", {**ref, "reason": 7}))["status"] == "INVALID_ARGUMENT"
     actions = [a["action"] for a in reversed(seeded.audit.log(policy_id="router-core"))]
     assert actions == ["seed", "draft", "shadow", "canary", "promote"]
+    assert trigger(server, "evaluateRollouts", dt.datetime.now(dt.UTC)).status_code == 200
+    learned = seeded.learning.get("router-core") or {}  # the run refreshed the policy's learning record
+    assert [c["action"] for c in learned["changes"]] == ["promote"] and learned["rates"]["counts"]["canary"] == 1
+    assert learned["changes"][0]["windowMs"] == 3_600_000 and not learned["changes"][0]["effect"]["final"]
 
 
 def test_rollout_callables_validate_arguments(server: str, seeded: FirestoreStore) -> None:

@@ -214,8 +214,8 @@ def learning_chart(policy_id: str, change: dict[str, Any]) -> tuple[str, str, in
 
     ts = int(change["ts"])
     fig, ax = plt.subplots(figsize=(4.6, 2.4))
-    xs = [(int(p[0]) + 150_000 - ts) / 60_000 for p in series]  # bucket midpoints
-    ax.plot(xs, [float(p[1]) for p in series], marker=".", linewidth=1.2)
+    xs = [(int(p["start"]) + 150_000 - ts) / 60_000 for p in series]  # bucket midpoints
+    ax.plot(xs, [float(p["reward"]) for p in series], marker=".", linewidth=1.2)
     spans = ((change.get("before") or (ts, ts), "#c9d6ea"), (change.get("after") or (ts, ts), "#cfe8d4"))
     for (lo, hi), colour in spans:
         ax.axvspan((int(lo) - ts) / 60_000, (int(hi) - ts) / 60_000, color=colour, alpha=0.6, linewidth=0)

@@ -51,7 +51,8 @@ def _change_doc(store: Store, key: str, change: learning.Change, span: learning.
     series = store.buckets.series(key, "5m", span.before[0], span.after[1])
     return {**doc, "windowMs": span.length_ms, "before": list(span.before), "after": list(span.after),
             "effect": learning.effect(before, after, final).to_doc(),
-            "series": [[start, round(s.mean_reward or 0.0, 6), s.n] for start, s in series if s.n]}
+            "series": [{"start": start, "reward": round(s.mean_reward or 0.0, 6), "n": s.n}  # Firestore: no nested
+                       for start, s in series if s.n]}  # arrays
 
 
 def refresh_policy(store: Store, policy_id: str, now_ms: int,

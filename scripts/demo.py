@@ -416,6 +416,8 @@ def main() -> int:
         subprocess.run([*opsloop, "score", "--cards", "--quiet"], check=True, env=cli_env, stdout=subprocess.DEVNULL)
         subprocess.run([*opsloop, "status", "--component", "router:gpt-5"], check=True, env=cli_env)
         subprocess.run([*opsloop, "status", "--component", "policy~router-core"], check=True, env=cli_env)
+        subprocess.run([*opsloop, "learning", "--policy", "router-core", "--refresh", "--limit", "4"], check=True,
+                       env=cli_env)
         out = ROOT / "opsloop-report.html"
         subprocess.run([*opsloop, "report", "--hours", "2", "--out", str(out)], check=True, env=cli_env)
         say(f"   open {out} in a browser")

@@ -239,7 +239,7 @@ def _cmd_experiments_show(args: argparse.Namespace) -> int:
 
 def _cmd_learning(args: argparse.Namespace) -> int:
     from ..services import learning
-    from .render import table, when
+    from .render import num, table, when
 
     store = _store()
     if args.policy is not None and not store.policies.versions(args.policy):
@@ -258,11 +258,8 @@ def _cmd_learning(args: argparse.Namespace) -> int:
         print("no learning records yet (evaluateRollouts writes them; or run `opsloop learning --refresh`)")
         return EXIT_OK
 
-    def num(x: Any, fmt: str) -> str:
-        return "–" if x is None else format(x, fmt)
-
     def minutes(x: Any) -> str:
-        return "–" if x is None else f"{x / 60_000:.0f} min"
+        return "-" if x is None else f"{x / 60_000:.0f} min"
 
     for doc in docs:
         r, sm = doc.get("rates") or {}, doc.get("summary") or {}
@@ -281,7 +278,7 @@ def _cmd_learning(args: argparse.Namespace) -> int:
                          f"{num(e.get('beforeMean'), '.4f')} (n {e.get('beforeN', 0)})",
                          f"{num(e.get('afterMean'), '.4f')} (n {e.get('afterN', 0)})", num(e.get("diff"), "+.4f"),
                          f"[{num(e.get('ciLow'), '+.4f')}, {num(e.get('ciHigh'), '+.4f')}]",
-                         "final" if e.get("final") else ("pending" if e else c.get("note", "–")),
+                         "final" if e.get("final") else ("pending" if e else c.get("note", "-")),
                          minutes(c.get("timeToFixMs"))])
         if rows:
             print(table(rows, ["when", "change", "by", "versions", "window", "reward before", "after", "diff",
@@ -554,6 +551,15 @@ def _cmd_reward_whatif(args: argparse.Namespace) -> int:
 
 
 # ----------------------------------------------------------------------------------------- export
+def _exported(args: argparse.Namespace, got: Any, text: str) -> int:
+    """What an export wrote: its manifest as JSON with ``--json``, else ``text``."""
+    if args.json:
+        _print_json({"file": str(got.path), "manifest": str(got.manifest_path), **got.manifest})
+    else:
+        print(text)
+    return EXIT_OK
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -564,24 +570,16 @@ def _cmd_export(args: argparse.Namespace) -> int:
             raise CliError("--learning exports every policy's record: no --components, --experiments, --since or "
                            "--until", EXIT_USAGE, "E_LEARN_INVALID_ARGUMENT")
         got = export_learning(_store(), _out_file(args.out))
-        if args.json:
-            _print_json({"file": str(got.path), "manifest": str(got.manifest_path), **got.manifest})
-        else:
-            print(f"wrote {got.manifest['rows']} policy changes of {len(got.manifest['policies'])} policies to "
-                  f"{got.path} (manifest {got.manifest_path})")
-        return EXIT_OK
+        return _exported(args, got, f"wrote {got.manifest['rows']} policy changes of {len(got.manifest['policies'])} "
+                                    f"policies to {got.path} (manifest {got.manifest_path})")
     if args.experiments:
         if args.components is not None:
             raise CliError("--components does not apply to --experiments", EXIT_USAGE, "E_LEARN_INVALID_ARGUMENT")
         out = _out_file(args.out)
         got = export_experiments(_store(), out, None if args.since is None else parse_time(args.since, "since"),
                                  None if args.until is None else parse_time(args.until, "until"))
-        if args.json:
-            _print_json({"file": str(got.path), "manifest": str(got.manifest_path), **got.manifest})
-        else:
-            print(f"wrote {got.manifest['rows']} experiments to {got.path} (manifest {got.manifest_path}); "
-                  f"outcomes {got.manifest['outcomes'] or 'none'}")
-        return EXIT_OK
+        return _exported(args, got, f"wrote {got.manifest['rows']} experiments to {got.path} (manifest "
+                                    f"{got.manifest_path}); outcomes {got.manifest['outcomes'] or 'none'}")
     if args.since is None:
         raise CliError("--since is required (the observations' event time to start from)", EXIT_USAGE,
                        "E_LEARN_INVALID_ARGUMENT")

@@ -267,7 +267,10 @@ def _cmd_learning(args: argparse.Namespace) -> int:
               f"{sm.get('worsened', 0)} worsened it (95 % intervals clear of 0); mean change "
               f"{num(sm.get('meanDiff'), '+.4f')}; median time from a detected change to its fix "
               f"{minutes(sm.get('medianTimeToFixMs'))}")
-        print(f"  over {num(r.get('periodDays'), '.1f')} days: rollback rate {num(r.get('rollbackRate'), '.0%')}, "
+        days = r.get("periodDays")
+        period = (f"{num(days, '.1f')} days" if not isinstance(days, int | float) or days >= 1
+                  else f"{days * 24:.1f} hours")
+        print(f"  over {period}: rollback rate {num(r.get('rollbackRate'), '.0%')}, "
               f"{num(r.get('draftsPerDay'), '.1f')} drafts/day, auto-activation rate "
               f"{num(r.get('autoActivationRate'), '.0%')}, {r.get('manualOverrides', 0)} manual overrides")
         rows = []

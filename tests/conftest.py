@@ -65,7 +65,9 @@ def server(emulator: emu_mod.Emulator) -> Iterator[str]:
     """The functions served over HTTP by scripts/serve.py; yields the base URL."""
     port = emu_mod.free_port()
     # OPSLOOP_CONFIG_CACHE_S=0: ingestion reads config/scoring afresh, so a test's config change is seen at once
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "functions"), "OPSLOOP_CONFIG_CACHE_S": "0"}
+    # and OPSLOOP_COST_CACHE_S=0: assignPolicy reads the models' expected costs afresh
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "functions"), "OPSLOOP_CONFIG_CACHE_S": "0",
+           "OPSLOOP_COST_CACHE_S": "0"}
     log = open(ROOT / ".emulator-logs" / f"functions-{port}.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "scripts" / "serve.py"), "--port", str(port)],

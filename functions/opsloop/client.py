@@ -408,7 +408,11 @@ class Router(PolicyClient):
 
     def route(self, request_id: str, policy_id: str) -> RoutedCall:
         """The arm and, for policies with ``modelWeights``, the model for this request's first try."""
-        call = self._choose(self.assign(request_id, policy_id), request_id, 0, (), None)
+        return self.first_try(self.assign(request_id, policy_id), request_id)
+
+    def first_try(self, assignment: Assignment, request_id: str) -> RoutedCall:
+        """The model of an assignment's first try (cooldowns and the cost cap applied)."""
+        call = self._choose(assignment, request_id, 0, (), None)
         assert call is not None
         return call
 

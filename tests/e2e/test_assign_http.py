@@ -10,6 +10,7 @@ import requests
 from opsloop.client import PolicyClient, Router
 from opsloop.services import experiments
 from opsloop.store.firestore_store import FirestoreStore
+from opsloop.store.policy_reader import FirestorePolicyReader
 from tests.e2e.test_functions_http import ADMIN, NO_ROLE, SERVICE
 from tests.helpers import bearer
 
@@ -61,6 +62,20 @@ def test_a_router_policy_s_assignment_names_the_model(server: str, seeded: Fires
     call = Router(seeded.policies, ttl_s=0).route("req-7", "router-core")
     assert r.json()["model"] == call.model and r.json()["modelPropensity"] == call.model_propensity
     assert r.json()["version"] == call.version == "1.0.0"
+
+
+def test_a_router_policy_s_model_respects_max_cost_like_the_library(server: str, seeded: FirestoreStore) -> None:
+    from tests.emulator.test_router_params import record_costs
+
+    record_costs(seeded)  # gpt-5 costs 0.12 a call in its stats; router-core caps at 0.09
+    body = {"requests": [{"policyId": "router-core", "requestId": f"c-{i}"} for i in range(200)]}
+    r = assign(server, body)
+    assert r.status_code == 200, r.text
+    got = r.json()["assignments"]
+    assert {a["model"] for a in got} == {"gemini", "claude"}
+    library = Router(FirestorePolicyReader(seeded.db), ttl_s=0, live=False)
+    assert [(a["model"], a["modelPropensity"]) for a in got] == [
+        (c.model, c.model_propensity) for c in (library.route(f"c-{i}", "router-core") for i in range(200))]
 
 
 @pytest.mark.parametrize(("body", "field"), [

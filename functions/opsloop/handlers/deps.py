@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import functools
+import os
 
-from ..client import PolicyClient
+from ..client import PolicyClient, Router
 from ..services.ports import Store
 from ..store.client import get_db
 from ..store.firestore_store import FirestoreStore
@@ -19,5 +20,9 @@ def store() -> Store:
 def policy_client() -> PolicyClient:
     """``assignPolicy``'s client: it reads each head afresh once per call (``services.assign``), so a change
     is seen by the next call; versions never change, so they stay cached. No listener: a function
-    instance's background threads are throttled between requests."""
-    return PolicyClient(store().policies, live=False)
+    instance's background threads are throttled between requests. A ``Router``, so a router version's model
+    respects ``maxCostUsd`` (the models' expected costs are read every ``OPSLOOP_COST_CACHE_S``, 300 s)."""
+    from ..store.policy_reader import FirestorePolicyReader
+
+    return Router(store().policies, live=False, costs=FirestorePolicyReader(get_db()),
+                  cost_ttl_s=float(os.environ.get("OPSLOOP_COST_CACHE_S", "300")))

@@ -6,14 +6,17 @@
       -> {"assignments": [...]}                                          (in the same order)
 
 The same deterministic SHA-256 bucketing as ``opsloop.client``; a router version's answer also carries
-the ``model`` its weights pick and that model's ``modelPropensity`` (what the component reports).
+the ``model`` its weights pick and that model's ``modelPropensity`` (what the component reports). With a
+``Router`` (as served) the pick leaves out models whose expected cost is above the version's
+``maxCostUsd`` unless nothing else is left, as the library does; cooldowns are a component's own record
+of its outcomes, which this function never sees.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from ..client import PolicyClient, pick_model
+from ..client import PolicyClient, Router, pick_model
 from ..domain import semver
 from ..domain.errors import InvalidArgument, NotFound
 
@@ -64,7 +67,11 @@ def answer(client: PolicyClient, policy_id: str, request_id: str) -> dict[str, A
     a = client.assign(request_id, policy_id)
     out = a.to_dict()
     if a.kind == "router":
-        model, model_p = pick_model(a, request_id)
+        if isinstance(client, Router):
+            call = client.first_try(a, request_id)
+            model, model_p = call.model, call.model_propensity
+        else:
+            model, model_p = pick_model(a, request_id)
         if model is not None:
             out.update(model=model, modelPropensity=model_p)
     return out

@@ -36,6 +36,7 @@ __all__ = ["Assignment", "CostReader", "HttpSink", "ModelStatus", "PolicyClient"
            "RoutedCall", "Router"]
 
 logger = logging.getLogger("opsloop.client")
+POLL_RETRY_S = 10.0  # after a failed poll, the cached head is used this long before reading again
 
 
 class PolicyReader(Protocol):
@@ -87,6 +88,7 @@ class ListenerStats:
     drops: int = 0
     stale: int = 0  # a poll found a newer head than the listener had delivered: it had gone quiet
     restarts: int = 0
+    poll_failures: int = 0  # a poll failed (Firestore unreachable): the cached head was kept
 
 
 class PolicyClient:
@@ -198,7 +200,17 @@ class PolicyClient:
             cached = self._heads.get(policy_id)
             if cached is not None and now - cached[0] < self._ttl:
                 return cached[1]
-        head = self._store.head(policy_id)
+        try:
+            head = self._store.head(policy_id)
+        except Exception:
+            if cached is None:
+                raise
+            with self._lock:  # keep routing on the head we have; try again in a little while, not every request
+                self.listener.poll_failures += 1
+                self._heads[policy_id] = (now - max(0.0, self._ttl - POLL_RETRY_S), cached[1])
+            logger.warning("policy client: could not read the head of %s; keeping seq %d, retrying in %.0f s",
+                           policy_id, cached[1].seq, min(self._ttl, POLL_RETRY_S), exc_info=True)
+            return cached[1]
         self.reads += 1
         with self._lock:  # an unknown policy is remembered too: asking again costs no read within ttl_s
             cached = self._heads.get(policy_id)

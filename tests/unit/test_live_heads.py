@@ -120,3 +120,25 @@ def test_a_reader_that_cannot_listen_polls_and_close_stops_listening() -> None:
     client.assign("r", "p")
     client.close()
     assert reader.watches[0].unsubscribed
+
+
+def test_a_failed_poll_keeps_the_cached_head_and_retries_later(caplog: pytest.LogCaptureFixture) -> None:
+    reader, clock = Reader(), Clock()
+    client = PolicyClient(reader, ttl_s=60, clock=clock, live=False)
+    assert client.assign("r", "p").version == "1.0.0"
+
+    def down(policy_id: str) -> Head:
+        raise ConnectionError("firestore unreachable")
+
+    reader.head = down  # type: ignore[method-assign]
+    clock.t += 61
+    assert client.assign("r", "p").version == "1.0.0"  # routing goes on with what it had
+    assert client.listener.poll_failures == 1 and "could not read the head of p; keeping seq 1" in caplog.text
+    clock.t += 5
+    client.assign("r", "p")
+    assert client.listener.poll_failures == 1  # not retried on every request
+    clock.t += 6
+    client.assign("r", "p")
+    assert client.listener.poll_failures == 2
+    with pytest.raises(ConnectionError):  # nothing cached: nothing to route by
+        PolicyClient(reader, ttl_s=60, clock=clock, live=False).assign("r", "p")

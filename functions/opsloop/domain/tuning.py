@@ -8,7 +8,8 @@ share; a model that is clearly worse goes down to the exploration floor at once 
 A proposal is made only when a test that the models' mean rewards differ at all rejects at level
 ``alpha`` (Cochran's Q among the judged models; and, when some are not judged, a test that a judged
 one is below minAcceptable), so identical models move traffic only at that rate, however many there
-are; without such a gate, Thompson's allocation would chase noise every hour.
+are; without such a gate, Thompson's allocation would chase noise every hour. A raised floor (a probe,
+below) is honoured even when the gate stays closed: the current weights are lifted to it.
 
 ``multiplicative`` is a multiplicative-weights step on the policy's current weights:
 
@@ -56,7 +57,8 @@ rewarded or punished for noise. A proposal is made only when the weights move by
 **Latency target.** A router policy's ``params.latencyTargetMs`` is a term the tuner uses: a judged model
 whose p95 latency (over the data it is judged on) exceeds it is treated as below acceptable: its mean
 is capped at ``minAcceptable`` (so it falls to the floor like a failing model) and it is listed in the
-proposal's ``below_acceptable``.
+proposal's ``below_acceptable``. A model with too few samples to be judged is not penalised on a p95 it
+has no data for.
 """
 
 from __future__ import annotations

@@ -7,7 +7,12 @@ A simulated LLM router with four models whose latency, cost and success distribu
 best one (``gpt-5``) drifts halfway through the run: its success rate drops from 0.97 to 0.60.
 ``--world improves`` is the opposite test: nothing degrades, and the model the loop has pushed down to
 its exploration floor (``llama``, fast and cheap but unreliable) becomes reliable (0.80 -> 0.99) and the
-best: does a loop that explores little still notice?
+best: does a loop that explores little still notice? ``--world recovers``: the best model fails for six
+hours (0.97 -> 0.20) and comes back, from the floor the loop pushed it to; ``--world drift3``: three models
+drift over 12 hours (gpt-5 wears down, a new gemini version rolls out) and the best changes half way. Per
+change of the best model the report gives the share of traffic on it from 2 hours after the change and
+the hours to recover (``recovery``); ``--steps-per-hour 4`` scores every 15 simulated minutes and runs
+event-driven tuning after each (docs/RECOVERY.md).
 
 **Our loop** runs for real, in simulated time, against a fresh Firestore emulator this script starts:
 the seed is loaded (its router policy given the four models), ``learning.autoActivatePolicies`` is on
@@ -449,8 +454,9 @@ def change_hours(draws: Draws) -> list[int]:
 def recovery(run: Run, draws: Draws) -> list[dict[str, Any]]:
     """Per change of the best model: the share of traffic on the new best model from SETTLE_HOURS after
     the change to the next change (or the end), and the hours to recover: the first hour k after the
-    change from which every hour up to the next change has >= RECOVERED_SHARE of its traffic on the best
-    model (None: never), and the first hour k with such a share at all."""
+    change that has >= RECOVERED_SHARE of its traffic on the best model and from which on, up to the next
+    change, so has the traffic taken together (None: never). Also the first hour k from which *every*
+    hour has such a share (a single noisy hour later resets it), and the first hour with it at all."""
     best = np.argmax(draws.expected, axis=1)
     hours = len(best)
     changes = change_hours(draws)
@@ -461,10 +467,13 @@ def recovery(run: Run, draws: Draws) -> list[dict[str, Any]]:
         share = (sum(run.picks[h][best[h]] for h in settled) / max(sum(sum(run.picks[h]) for h in settled), 1)
                  if settled else None)
         sustained = next((k for k in range(len(on)) if all(x >= RECOVERED_SHARE for x in on[k:])), None)
+        held = next((k for k in range(len(on)) if on[k] >= RECOVERED_SHARE and sum(
+            run.picks[h][best[h]] for h in range(c + k, nxt)) >= RECOVERED_SHARE * sum(
+            sum(run.picks[h]) for h in range(c + k, nxt))), None)
         first = next((k for k, x in enumerate(on) if x >= RECOVERED_SHARE), None)
         out.append({"changeHour": c, "until": nxt, "best": MODELS[int(best[c])],
                     "onBestFrom2h": None if share is None else round(share, 4),
-                    "hoursToRecover": sustained, "firstHourAt80": first,
+                    "hoursToRecover": held, "hoursToRecoverEveryHour": sustained, "firstHourAt80": first,
                     "onBestPerHour": [round(x, 3) for x in on]})
     return out
 

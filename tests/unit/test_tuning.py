@@ -561,3 +561,21 @@ def test_judge_takes_a_changed_model_since_its_change_and_a_floor_model_on_its_r
     assert at_floor.shift is None and at_floor.start == 7 * HOUR and at_floor.summary.n == 50  # newest 50
     busy = judge(steady, THOMPSON, at_floor=False)
     assert busy.start is None and busy.summary.n == 120  # the whole window
+
+
+def test_judge_pools_a_floor_model_beyond_a_short_window_but_not_a_change_before_it() -> None:
+    from opsloop.domain.stats import Summary, total
+    from opsloop.domain.tuning import judge
+
+    def hour(h: int, n: int, success: bool) -> tuple[int, Summary]:
+        return h * HOUR, total([Summary.of(reward=0.9 if success else 0.0, success=success, cost_usd=0.01,
+                                           duration_ms=500.0 + i) for i in range(n)])
+
+    steady = [hour(h, 15, h % 5 != 0) for h in range(24)]  # 15 an hour: a 1 h window never holds 50
+    j = judge(steady, THOMPSON, at_floor=True, window_start=23 * HOUR)
+    assert j.start == 20 * HOUR and j.summary.n == 60  # pooled back four hours, beyond the window
+    busy = [hour(h, 300, h < 12) for h in range(24)]  # broke 12 hours ago: the 1 h window is all after it
+    j = judge(busy, THOMPSON, at_floor=False, window_start=23 * HOUR)
+    assert j.shift is None and j.start is None and j.summary.n == 300  # judged on its window, as asked
+    j = judge(busy, THOMPSON, at_floor=False, window_start=0)
+    assert j.shift is not None and j.start == 12 * HOUR  # a 24 h window: since the break

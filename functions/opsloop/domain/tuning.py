@@ -47,7 +47,10 @@ rewarded or punished for noise. A proposal is made only when the weights move by
   an hour (sooner when tuning is event-driven: ``services.tuning.tune_on_change`` runs after scoring).
 * A model at (or near, <= 2x) the exploration floor without a change is judged on its most recent
   data pooled back until it holds ``min_samples`` (``recent``), not on the whole window: the window of a
-  floor model holds many hours of old behaviour and a small, steady trickle of new.
+  floor model holds many hours of old behaviour and a small, steady trickle of new. With a window shorter
+  than a day the series reaches back a day, so a floor model of a short window is pooled back *beyond* it
+  until it can be judged (else, with a 1 h window, floor models are never judged and a degraded model
+  that is not clearly below minAcceptable keeps its traffic).
 * The drift check's raised floor (``driftExplorationFloor``) is not applied: the probe above does its
   job only while the evidence is short, instead of keeping 15 % on a failing model for hours.
 * A router younger than its window sizes the floor by its traffic rate (``window_traffic``).
@@ -238,14 +241,22 @@ class Judged:
     shift: Shift | None = None
 
 
-def judge(series: list[tuple[int, Summary]], cfg: TuningConfig, at_floor: bool) -> Judged:
-    """A model's evidence from its series over the window (module docstring: Recovery and change detection):
-    its data since a change, else, for a model at the floor, its most recent ``min_samples``."""
+def judge(series: list[tuple[int, Summary]], cfg: TuningConfig, at_floor: bool, window_start: int | None = None
+          ) -> Judged:
+    """A model's evidence from its series (module docstring: Recovery and change detection): its data since
+    a change, else, for a model at the floor, its most recent ``min_samples``; else (start None) its window.
+
+    The series may reach back before the tuning window (``window_start``): a floor model is pooled back
+    as far as its traffic needs, but a change before the window is no reason to judge on more than it.
+    """
     pieces = [Piece(start, x.n, x.estimated_count, x.sum_reward, x.sum_reward2) for start, x in series]
     shift = find_shift(pieces, cfg)
+    if shift is not None and window_start is not None and shift.start <= window_start:
+        shift = None  # the whole window is after the change
     start = shift.start if shift is not None else (recent(pieces, cfg.min_samples) if at_floor else None)
+    window = total([x for t, x in series if window_start is None or t >= window_start])
     if start is None or start <= min((p.start for p in pieces), default=start):
-        return Judged(None, total([x for _, x in series]), shift)
+        return Judged(None, window, shift)
     return Judged(start, total([x for t, x in series if t >= start]), shift)
 
 

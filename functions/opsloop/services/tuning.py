@@ -129,12 +129,13 @@ def _tune_weights(
     if cfg.change_test:
         raised = {}  # the change test's probes replace the drift check's raised floors
         every = {model: _series(store, comp, cfg, now_ms, gens) for model, comp in components.items()}
-        first = min((t for series in every.values() for t, x in series if x.n), default=None)
+        first = min((t for series in every.values() for t, x in series if x.n), default=None)  # in a day at least
         traffic = window_traffic(traffic, first, windows.window_end(now_ms), windows.WINDOWS[cfg.window])
         floor = exploration_floor(cfg, traffic)
         total_w = sum(float(w) for w in weights.values()) or 1.0
         for model, comp in components.items():
-            j = judge(every[model], cfg, at_floor=float(weights[model]) / total_w <= 2 * floor)
+            j = judge(every[model], cfg, at_floor=float(weights[model]) / total_w <= 2 * floor,
+                      window_start=_window_start(cfg, now_ms))
             if j.shift is not None:
                 shifts[comp] = j.shift
                 if j.summary.n < cfg.min_samples:  # a probing burst until the new behaviour can be judged
@@ -232,11 +233,17 @@ def _change_points(
 
 
 def _series(store: Store, comp: str, cfg: TuningConfig, now_ms: int, gens: Generations) -> list[tuple[int, Summary]]:
-    """The component's buckets over the tuning window, hour by hour (5 minutes at the ragged ends)."""
+    """The component's buckets over the tuning window, and at least the last day (``domain.tuning.judge``),
+    hour by hour (5 minutes at the ragged ends)."""
     end = windows.window_end(now_ms)
     key = gens.read_key(comp)
-    return [item for seg in windows.cover(end - windows.WINDOWS[cfg.window], end, largest="1h")
+    lookback = max(windows.WINDOWS[cfg.window], windows.DAY_MS)
+    return [item for seg in windows.cover(end - lookback, end, largest="1h")
             for item in store.buckets.series(key, seg.level, seg.start, seg.end)]
+
+
+def _window_start(cfg: TuningConfig, now_ms: int) -> int:
+    return windows.window_end(now_ms) - windows.WINDOWS[cfg.window]
 
 
 def tune_on_change(store: Store, schedule_time: dt.datetime, now: dt.datetime | None = None) -> TuneRunResult:
@@ -263,7 +270,7 @@ def tune_on_change(store: Store, schedule_time: dt.datetime, now: dt.datetime | 
     kept = store.drift.get_many(comps)
     answers: dict[str, dict[str, Any] | None] = {}
     for comp in comps:
-        j = judge(_series(store, comp, cfg, now_ms, gens), cfg, at_floor=False)
+        j = judge(_series(store, comp, cfg, now_ms, gens), cfg, at_floor=False, window_start=_window_start(cfg, now_ms))
         answers[comp] = None if j.shift is None else {"start": j.shift.start, "judged": j.summary.n >= cfg.min_samples}
     changed = {c for c in comps if (kept.get(c) or {}).get("tunerShift") != answers[c]}
     for comp in sorted(changed):

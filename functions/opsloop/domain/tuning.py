@@ -55,7 +55,7 @@ rewarded or punished for noise. A proposal is made only when the weights move by
   job only while the evidence is short, instead of keeping 15 % on a failing model for hours.
 * A router younger than its window sizes the floor by its traffic rate (``window_traffic``).
 
-``change_test = False`` turns all of this off (the tuner as it was before).
+``change_test = False`` turns all of this off (the probe-passes-the-gate rule and the latency target stay).
 
 **Latency target.** A router policy's ``params.latencyTargetMs`` is a term the tuner uses: a judged model
 whose p95 latency (over the data it is judged on) exceeds it is treated as below acceptable: its mean

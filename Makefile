@@ -42,7 +42,9 @@ bench: $(STAMP) emulator-check
 	$(PY) bench/canary_sim.py
 	$(PY) bench/load_test.py
 	$(PY) bench/tuning_sim.py
-	$(PY) bench/tuning_sim.py --windows 24h --world improves --out bench/results/tuning_sim_improves.json
+	for w in degrades improves recovers drift3; do \
+	  $(PY) bench/tuning_sim.py --windows 24h --steps-per-hour 4 --world $$w --out bench/results/tuning_sim_$$w.json || exit 1; \
+	done
 	$(PY) bench/autoscaler_sim.py
 	$(PY) bench/export_mem.py
 	$(PY) bench/feedback_cost.py

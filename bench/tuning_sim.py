@@ -7,7 +7,12 @@ A simulated LLM router with four models whose latency, cost and success distribu
 best one (``gpt-5``) drifts halfway through the run: its success rate drops from 0.97 to 0.60.
 ``--world improves`` is the opposite test: nothing degrades, and the model the loop has pushed down to
 its exploration floor (``llama``, fast and cheap but unreliable) becomes reliable (0.80 -> 0.99) and the
-best: does a loop that explores little still notice?
+best: does a loop that explores little still notice? ``--world recovers``: the best model fails for six
+hours (0.97 -> 0.20) and comes back, from the floor the loop pushed it to; ``--world drift3``: three models
+drift over 12 hours (gpt-5 wears down, a new gemini version rolls out) and the best changes half way. Per
+change of the best model the report gives the share of traffic on it from 2 hours after the change and
+the hours to recover (``recovery``); ``--steps-per-hour 4`` scores every 15 simulated minutes and runs
+event-driven tuning after each (docs/RECOVERY.md).
 
 **Our loop** runs for real, in simulated time, against a fresh Firestore emulator this script starts:
 the seed is loaded (its router policy given the four models), ``learning.autoActivatePolicies`` is on
@@ -70,8 +75,19 @@ class ModelTruth:
     latency_sigma: float
     cost_usd: float  # mean; cost is lognormal with sigma 0.3 around it
     success_after_drift: float | None = None
+    # (hour relative to the drift hour, success rate) points, linear in between and flat outside: a step
+    # is two points an hour apart; when given, it replaces success / success_after_drift from its first hour
+    path: tuple[tuple[int, float], ...] = ()
 
     def success_at(self, hour: int, drift_hour: int) -> float:
+        if self.path:
+            x = hour - drift_hour
+            if x <= self.path[0][0]:
+                return self.path[0][1]
+            for (x0, p0), (x1, p1) in zip(self.path, self.path[1:], strict=False):
+                if x <= x1:
+                    return p0 + (p1 - p0) * (x - x0) / (x1 - x0)
+            return self.path[-1][1]
         if self.success_after_drift is not None and hour >= drift_hour:
             return self.success_after_drift
         return self.success
@@ -90,8 +106,23 @@ WORLDS: dict[str, dict[str, ModelTruth]] = {
         "claude": ModelTruth(0.95, 1800.0, 0.4, 0.040),
         "llama": ModelTruth(0.80, 500.0, 0.5, 0.003, success_after_drift=0.99),  # then the best by far
     },
+    # an outage: the best model fails for six hours, then comes back (from the floor it was pushed to)
+    "recovers": {
+        "gpt-5": ModelTruth(0.97, 800.0, 0.4, 0.020, path=((-1, 0.97), (0, 0.20), (5, 0.20), (6, 0.97))),
+        "gemini": ModelTruth(0.92, 1000.0, 0.4, 0.015),
+        "claude": ModelTruth(0.95, 1800.0, 0.4, 0.040),
+        "llama": ModelTruth(0.80, 500.0, 0.5, 0.003),
+    },
+    # three models drifting slowly over 12 hours: gpt-5 wears down while a new gemini version rolls out;
+    # the best model changes about half way
+    "drift3": {
+        "gpt-5": ModelTruth(0.97, 800.0, 0.4, 0.020, path=((-6, 0.97), (6, 0.80))),
+        "gemini": ModelTruth(0.90, 1000.0, 0.4, 0.015, path=((-6, 0.90), (6, 0.99))),
+        "claude": ModelTruth(0.95, 1800.0, 0.4, 0.040),
+    },
 }
 WORLD = WORLDS["degrades"]  # set by --world
+INITIAL_BY_WORLD = {"drift3": {"gpt-5": 0.6, "gemini": 0.2, "claude": 0.2}}
 COST_SIGMA = 0.3
 
 
@@ -301,7 +332,8 @@ def check_hour(stats: dict[str, dict[str, Any]], batch: list[dict[str, Any]], dr
 
 
 def run_loop(emu: emu_mod.Emulator, draws: Draws, seed_dir: Path, window: str, start_ms: int,
-             drift_checks: bool, tuning_extra: dict[str, Any]) -> tuple[Run, list[dict[str, Any]], dict[str, float]]:
+             drift_checks: bool, tuning_extra: dict[str, Any], steps: int = 1,
+             event_tuning: bool = True) -> tuple[Run, list[dict[str, Any]], dict[str, float]]:
     from opsloop.services import drift, scoring, seed, tuning
     from opsloop.services.record import record_batch
     from opsloop.services.routing import Router
@@ -318,66 +350,132 @@ def run_loop(emu: emu_mod.Emulator, draws: Draws, seed_dir: Path, window: str, s
     index = {m: j for j, m in enumerate(MODELS)}
     hours, requests, _ = draws.reward.shape
     per_hour, picks, timeline = [], [], []
-    timing = {"route": 0.0, "record": 0.0, "drift": 0.0, "score": 0.0, "tune": 0.0}
+    timing = {"route": 0.0, "record": 0.0, "drift": 0.0, "score": 0.0, "tune": 0.0, "event": 0.0}
+    step_ms = HOUR_MS // steps
+    on_change = getattr(tuning, "tune_on_change", None) if event_tuning else None
     for h in range(hours):
         hour_start = start_ms + h * HOUR_MS
-        end = dt.datetime.fromtimestamp((hour_start + HOUR_MS) / 1000, dt.UTC)
         earned, counts, batch = 0.0, [0] * len(MODELS), []
-        t = time.monotonic()
-        version = None
-        for i in range(requests):
-            rid = request_id(h, i)
-            call = router.route(rid, POLICY)
-            assert call.model is not None
-            version = call.policy_version
-            j = index[call.model]
-            earned += float(draws.reward[h, i, j])
-            counts[j] += 1
-            batch.append({
-                "id": rid, "ts": hour_start + (i * HOUR_MS) // requests, "component": f"router:{call.model}",
-                "outcome": "success" if draws.success[h, i, j] else "failure",
-                "durationMs": float(draws.latency[h, i, j]), "costUsd": float(draws.cost[h, i, j]),
-                "policyVersion": call.policy_version, "propensity": call.model_propensity,
-            })
-        timing["route"] += time.monotonic() - t
-        t = time.monotonic()
-        for k in range(0, len(batch), 500):
-            record_batch(store, {"observations": batch[k : k + 500]})
-        timing["record"] += time.monotonic() - t
-        t = time.monotonic()
-        scored = scoring.score_observations(store, schedule_time=end)
-        timing["score"] += time.monotonic() - t
+        versions: list[str] = []
+        drifting: list[str] = []
+        events: list[str] = []
+        for k in range(steps):
+            lo, hi = k * requests // steps, (k + 1) * requests // steps
+            step_end = hour_start + (k + 1) * step_ms
+            at = dt.datetime.fromtimestamp(step_end / 1000, dt.UTC)
+            t = time.monotonic()
+            step_batch = []
+            for i in range(lo, hi):
+                rid = request_id(h, i)
+                call = router.route(rid, POLICY)
+                assert call.model is not None
+                if not versions or versions[-1] != call.policy_version:
+                    versions.append(str(call.policy_version))
+                j = index[call.model]
+                earned += float(draws.reward[h, i, j])
+                counts[j] += 1
+                step_batch.append({
+                    "id": rid, "ts": hour_start + (i * HOUR_MS) // requests, "component": f"router:{call.model}",
+                    "outcome": "success" if draws.success[h, i, j] else "failure",
+                    "durationMs": float(draws.latency[h, i, j]), "costUsd": float(draws.cost[h, i, j]),
+                    "policyVersion": call.policy_version, "propensity": call.model_propensity,
+                })
+            timing["route"] += time.monotonic() - t
+            t = time.monotonic()
+            for b in range(0, len(step_batch), 500):
+                record_batch(store, {"observations": step_batch[b : b + 500]})
+            timing["record"] += time.monotonic() - t
+            batch += step_batch
+            t = time.monotonic()
+            scored = scoring.score_observations(store, schedule_time=at)
+            timing["score"] += time.monotonic() - t
+            assert scored.scored == hi - lo, scored
+            t = time.monotonic()
+            if drift_checks:
+                drifting += [f"{r.component}:{','.join(r.drifting)}" for r in drift.check_drift(store, at)
+                             if r.drifting]
+            timing["drift"] += time.monotonic() - t
+            if k < steps - 1 and on_change is not None:  # the hourly run follows the last step anyway
+                t = time.monotonic()
+                fired = on_change(store, at)
+                timing["event"] += time.monotonic() - t
+                events += [f"+{(k + 1) * 60 // steps}m {o.action}: {o.version or ''} {o.reason}"[:160]
+                           for o in getattr(fired, "outcomes", [])]
         check_hour(scored.stats, batch, draws, h, index)
         t = time.monotonic()
-        drifting = []
-        if drift_checks:
-            drifting = [f"{r.component}:{','.join(r.drifting)}" for r in drift.check_drift(store, end) if r.drifting]
-        timing["drift"] += time.monotonic() - t
-        t = time.monotonic()
-        tuned = tuning.auto_tune(store, end)
+        tuned = tuning.auto_tune(store, at)
         timing["tune"] += time.monotonic() - t
-        assert scored.scored == requests, scored
         outcome = tuned.outcomes[0] if tuned.outcomes else None
         active = store.policies.head(POLICY).active
         weights = (store.policies.policy(POLICY, str(active)) or {}).get("params", {}).get("modelWeights", {})
         per_hour.append(earned)
         picks.append(counts)
-        timeline.append({"hour": h, "routedWith": version, "reward": round(earned / requests, 4),
-                         "picks": dict(zip(MODELS, counts, strict=True)), "drifting": drifting,
+        timeline.append({"hour": h, "routedWith": versions[0] if len(versions) == 1 else versions,
+                         "reward": round(earned / requests, 4),
+                         "picks": dict(zip(MODELS, counts, strict=True)), "drifting": sorted(set(drifting)),
+                         "events": events,
                          "tune": None if outcome is None else f"{outcome.action}: {outcome.reason}",
                          "activeAfter": active, "weightsAfter": weights})
-        print(f"    h{h:02d} reward {earned / requests:.3f} routed with {version}  "
-              f"-> {active} {json.dumps(weights)}" + (f"  drifting {drifting}" if drifting else ""), flush=True)
+        print(f"    h{h:02d} reward {earned / requests:.3f} routed with {','.join(versions)}  "
+              f"-> {active} {json.dumps(weights)}" + (f"  drifting {sorted(set(drifting))}" if drifting else "")
+              + (f"  events {events}" if events else ""), flush=True)
     label = (f"opsloop tuner, window {window}" + ("" if drift_checks else ", no drift checks")
+             + (f", scored {steps}x/hour" if steps > 1 else "")
+             + (", no event tuning" if steps > 1 and on_change is None else "")
              + "".join(f", {k} {v}" for k, v in tuning_extra.items()))
     return Run(label, per_hour, picks), timeline, {k: round(v, 1) for k, v in timing.items()}
 
 
 # ------------------------------------------------------------------------------------------ report
+def _pct(x: float | None) -> str:
+    return "-" if x is None else f"{x:.1%}"
+
+
+def _hrs(x: int | None) -> str:
+    return "never" if x is None else str(x)
+
+
 def shares(run: Run, best: Run, drift_hour: int) -> dict[str, float]:
     pre = sum(run.per_hour[:drift_hour]) / sum(best.per_hour[:drift_hour])
     post = sum(run.per_hour[drift_hour:]) / sum(best.per_hour[drift_hour:])
     return {"share": run.total() / best.total(), "sharePreDrift": pre, "sharePostDrift": post}
+
+
+RECOVERED_SHARE = 0.8  # "recovered": at least this share of an hour's traffic on the best model
+SETTLE_HOURS = 2  # the goal is judged from this many hours after each change
+
+
+def change_hours(draws: Draws) -> list[int]:
+    """Hours at which the best model (highest expected reward) differs from the hour before."""
+    best = np.argmax(draws.expected, axis=1)
+    return [h for h in range(1, len(best)) if best[h] != best[h - 1]]
+
+
+def recovery(run: Run, draws: Draws) -> list[dict[str, Any]]:
+    """Per change of the best model: the share of traffic on the new best model from SETTLE_HOURS after
+    the change to the next change (or the end), and the hours to recover: the first hour k after the
+    change that has >= RECOVERED_SHARE of its traffic on the best model and from which on, up to the next
+    change, so has the traffic taken together (None: never). Also the first hour k from which *every*
+    hour has such a share (a single noisy hour later resets it), and the first hour with it at all."""
+    best = np.argmax(draws.expected, axis=1)
+    hours = len(best)
+    changes = change_hours(draws)
+    out = []
+    for c, nxt in zip(changes, [*changes[1:], hours], strict=True):
+        on = [run.picks[h][best[h]] / max(sum(run.picks[h]), 1) for h in range(c, nxt)]
+        settled = range(c + SETTLE_HOURS, nxt)
+        share = (sum(run.picks[h][best[h]] for h in settled) / max(sum(sum(run.picks[h]) for h in settled), 1)
+                 if settled else None)
+        sustained = next((k for k in range(len(on)) if all(x >= RECOVERED_SHARE for x in on[k:])), None)
+        held = next((k for k in range(len(on)) if on[k] >= RECOVERED_SHARE and sum(
+            run.picks[h][best[h]] for h in range(c + k, nxt)) >= RECOVERED_SHARE * sum(
+            sum(run.picks[h]) for h in range(c + k, nxt))), None)
+        first = next((k for k, x in enumerate(on) if x >= RECOVERED_SHARE), None)
+        out.append({"changeHour": c, "until": nxt, "best": MODELS[int(best[c])],
+                    "onBestFrom2h": None if share is None else round(share, 4),
+                    "hoursToRecover": held, "hoursToRecoverEveryHour": sustained, "firstHourAt80": first,
+                    "onBestPerHour": [round(x, 3) for x in on]})
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -390,18 +488,30 @@ def main(argv: list[str] | None = None) -> int:
                         help='extra config/tuning fields for the loop, e.g. \'{"learningRate": 20}\'')
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--world", choices=sorted(WORLDS), default="degrades",
-                        help="degrades: the best model gets worse at half time; improves: a floor model gets best")
+                        help="degrades: the best model gets worse at half time; improves: a floor model gets "
+                             "best; recovers: the best model fails for 6 hours, then comes back; drift3: three "
+                             "models drift over 12 hours and the best changes half way")
+    parser.add_argument("--steps-per-hour", type=int, default=1,
+                        help="scoring runs per simulated hour (the deployed schedule runs 12): routing, "
+                             "recording, scoring, the drift check and event-driven tuning step this often; "
+                             "the hourly tuning run stays at the end of each hour")
+    parser.add_argument("--no-event-tuning", action="store_true",
+                        help="do not run the event-driven tuning check after each scoring run")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "tuning_sim.json")
     args = parser.parse_args(argv)
-    global WORLD
+    global WORLD, MODELS, INITIAL_WEIGHTS
     WORLD = WORLDS[args.world]
+    MODELS = tuple(sorted(WORLD))
+    INITIAL_WEIGHTS = INITIAL_BY_WORLD.get(args.world, INITIAL_WEIGHTS)
     t0 = time.monotonic()
     cfg = RewardConfig()
     hours, requests, drift_hour = args.hours, args.requests, args.hours // 2
     windows = [w for w in args.windows.split(",") if w]
-    change = ", ".join(f"{m} success {t.success:.2f} -> {t.success_after_drift:.2f}"
-                       for m, t in WORLD.items() if t.success_after_drift is not None)
-    print(f"tuning simulation: {hours} hours x {requests} requests, {change} at hour "
+    change = ", ".join([f"{m} success {t.success:.2f} -> {t.success_after_drift:.2f}"
+                        for m, t in WORLD.items() if t.success_after_drift is not None and not t.path]
+                       + [f"{m} success " + " ".join(f"{p:.2f}@{drift_hour + x:+d}h" for x, p in t.path)
+                          for m, t in WORLD.items() if t.path])
+    print(f"tuning simulation: {hours} hours x {requests} requests, {change} around hour "
           f"{drift_hour}; loop windows {windows}; seed {args.seed}")
     draws = draw_world(hours, requests, drift_hour, cfg, args.seed)
     for j, m in enumerate(MODELS):
@@ -437,7 +547,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"  loop, config/tuning.window = {window}:", flush=True)
                     t = time.monotonic()
                     run, timeline, timing = run_loop(emu, draws, seed_dir, window, start_ms,
-                                                     not args.no_drift_checks, args.tuning)
+                                                     not args.no_drift_checks, args.tuning, args.steps_per_hour,
+                                                     not args.no_event_tuning)
                     timing["total"] = round(time.monotonic() - t, 1)
                     loops.append(run)
                     timelines[run.name] = timeline
@@ -448,28 +559,36 @@ def main(argv: list[str] | None = None) -> int:
     best = baselines[0]
     rows = []
     print()
-    header = f"{'policy':<44} {'reward/req':>10} {'% oracle':>9} {'pre-drift':>10} {'post-drift':>11}"
+    changes = change_hours(draws)
+    header = (f"{'policy':<44} {'reward/req':>10} {'% oracle':>9} {'pre-drift':>10} {'post-drift':>11}"
+              + "".join(f"  h{c}: on best ≥2h, h to 80%" for c in changes))
     print(header)
     print("-" * len(header))
     for run in loops + baselines:
         sh = shares(run, best, drift_hour)
-        rows.append({"policy": run.name, "meanReward": run.total() / (hours * requests), **sh,
+        rec = recovery(run, draws)
+        rows.append({"policy": run.name, "meanReward": run.total() / (hours * requests), **sh, "recovery": rec,
                      "picks": dict(zip(MODELS, np.sum(run.picks, axis=0).tolist(), strict=True)),
                      "perHour": [round(x / requests, 4) for x in run.per_hour]})
         print(f"{run.name:<44} {run.total() / (hours * requests):>10.4f} {sh['share']:>9.1%} "
-              f"{sh['sharePreDrift']:>10.1%} {sh['sharePostDrift']:>11.1%}")
+              f"{sh['sharePreDrift']:>10.1%} {sh['sharePostDrift']:>11.1%}"
+              + "".join(f"  {_pct(r['onBestFrom2h']):>15} {_hrs(r['hoursToRecover']):>8}" for r in rec))
     seconds = round(time.monotonic() - t0, 1)
     print(f"\n{seconds} s; loop timings (s): {json.dumps(timings)}")
     report = {
         "command": f"bench/tuning_sim.py --hours {hours} --requests {requests} --windows {args.windows}"
                    + (" --no-drift-checks" if args.no_drift_checks else "")
                    + (f" --tuning '{json.dumps(args.tuning)}'" if args.tuning else "") + f" --seed {args.seed}"
-                   + (f" --world {args.world}" if args.world != "degrades" else ""),
+                   + (f" --world {args.world}" if args.world != "degrades" else "")
+                   + (f" --steps-per-hour {args.steps_per_hour}" if args.steps_per_hour != 1 else "")
+                   + (" --no-event-tuning" if args.no_event_tuning else ""),
         "worldName": args.world,
-        "hours": hours, "requestsPerHour": requests, "driftHour": drift_hour,
+        "hours": hours, "requestsPerHour": requests, "driftHour": drift_hour, "changeHours": changes,
+        "stepsPerHour": args.steps_per_hour,
         "world": {m: asdict(t) for m, t in WORLD.items()},
         "expectedReward": {m: {"beforeDrift": float(draws.expected[0, j]), "afterDrift": float(draws.expected[-1, j])}
                            for j, m in enumerate(MODELS)},
+        "expectedRewardPerHour": {m: [round(float(x), 4) for x in draws.expected[:, j]] for j, m in enumerate(MODELS)},
         "initialWeights": INITIAL_WEIGHTS,
         "rewardConfig": cfg.to_doc(),
         "results": rows,

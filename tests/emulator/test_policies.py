@@ -159,18 +159,24 @@ def test_tuning_drafts_bumped_version_from_newest_with_evidence(seeded: Firestor
     w = draft["params"]["modelWeights"]
     # gemini is certainly better than claude, which is not judged (taken as exactly minAcceptable):
     # all but the exploration floors go to gemini
-    assert w == {"gpt-5": 0.05, "gemini": 0.9, "claude": 0.05}
-    assert ev["explorationFloor"] == 0.05  # 150 samples of each would need more than 5 % of 180 observations
+    assert w == {"gpt-5": 0.0348, "gemini": 0.9304, "claude": 0.0348}
+    # 150 samples of each in a window as busy as this router's rate: its 180 observations of the last
+    # minute taken as an hour's, 4,320 a day (a router younger than its window; domain.tuning.window_traffic)
+    assert ev["explorationFloor"] == 0.0348
     assert draft["params"]["fallbackOn"] == ["timeout", "rate_limit"]  # untuned params carried over
 
 
-def test_the_exploration_floor_follows_the_windows_traffic(seeded: FirestoreStore) -> None:
-    seeded.configs.set("tuning", {"explorationSamples": 3})  # 3 of each model's next 180 observations
+@pytest.mark.parametrize(("change_test", "floor"), [(False, 0.0167), (True, 0.0007)])
+def test_the_exploration_floor_follows_the_windows_traffic(seeded: FirestoreStore, change_test: bool,
+                                                           floor: float) -> None:
+    # 3 of each model's next window: of the 180 observations counted (the tuner before the change test),
+    # or of 180 x 24 at this young router's rate (with it); on the weights' 1e-4 grid
+    seeded.configs.set("tuning", {"explorationSamples": 3, "changeTest": change_test})
     failing_gpt5(seeded)
     [outcome] = tuning.auto_tune(seeded, NOW).outcomes
     draft = seeded.policies.policy("router-core", str(outcome.version)) or {}
-    assert draft["evidence"]["explorationFloor"] == 0.0167  # 3 / 180, on the weights' 1e-4 grid
-    assert draft["params"]["modelWeights"] == {"gpt-5": 0.0167, "gemini": 0.9666, "claude": 0.0167}
+    assert draft["evidence"]["explorationFloor"] == floor
+    assert draft["params"]["modelWeights"] == {"gpt-5": floor, "gemini": round(1 - 2 * floor, 4), "claude": floor}
 
 
 def test_kill_switch_stops_drafting_but_not_scoring(seeded: FirestoreStore) -> None:

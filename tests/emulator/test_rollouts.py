@@ -210,7 +210,9 @@ def test_drift_alerts_once_per_episode_and_raises_the_exploration_floor(rollout_
     assert [(a["component"], a["metric"]) for a in alerts if a["metric"] == "latency"] == [("router:claude", "latency")]
     assert alerts[0]["p"] < 0.001
 
-    # the tuner keeps exploring the drifting model: its floor is raised
+    # the tuner keeps exploring the drifting model: its floor is raised (the tuner without its change test:
+    # with it, a probe replaces this raised floor, tests/emulator/test_recovery.py)
+    rollout_store.configs.set("tuning", {"changeTest": False})
     record_batch(rollout_store, {"observations": [
         {"component": "router:gpt-5", "outcome": "failure", "durationMs": 4000, "ts": t_ms - 1000}] * 120})
     scoring.score_observations(rollout_store, t)
@@ -259,7 +261,9 @@ def test_a_model_that_changed_is_judged_on_its_data_since_the_change(rollout_sto
              + obs("claude", 400, t_ms - 20 * hour, 20 * hour, 0.80, 1200))
     for i in range(0, len(items), 500):
         record_batch(rollout_store, {"observations": items[i : i + 500]})
-    rollout_store.configs.set("tuning", {"explorationSamples": 50})  # 2 % of the window's 2,500 observations
+    # 2 % of the window's 2,500 observations; the drift check's change point and raised floor, as the tuner
+    # uses them without its own change test (with it: tests/emulator/test_recovery.py)
+    rollout_store.configs.set("tuning", {"explorationSamples": 50, "changeTest": False})
     scoring.score_observations(rollout_store, t)
     [gpt5] = [d for d in drift.check_drift(rollout_store, t) if d.component == "router:gpt-5"]
     assert "successRate" in gpt5.alerted
@@ -308,3 +312,35 @@ def test_a_sample_ratio_mismatch_freezes_the_canary_and_raises_an_alert(rollout_
     assert alert["rolloutId"] == outcome.rollout_id and alert["srmP"] < 0.005
     running = rollout_store.rollouts.get(outcome.rollout_id) or {}
     assert running["srmP"] == alert["srmP"] and running["status"] == "running"
+
+
+def test_the_tuners_change_test_finds_a_break_without_the_drift_check(rollout_store: FirestoreStore) -> None:
+    """The same good day and break as above, with the tuner's own change test (the default) and no drift
+    check run: the break is found, gpt-5 is judged on its data since it and gets no raised floor."""
+    t = now().replace(second=0, microsecond=0)
+    t -= dt.timedelta(minutes=t.minute % 5)
+    t_ms = int(t.timestamp() * 1000)
+    rng = random.Random(21)
+
+    def obs(model: str, n: int, start: int, span: int, ok: float, median: float) -> list[dict[str, Any]]:
+        return [{"component": f"router:{model}", "outcome": "success" if rng.random() < ok else "failure",
+                 "durationMs": round(median * rng.lognormvariate(0, 0.3), 1), "costUsd": 0.01,
+                 "ts": start + rng.randrange(0, span)} for _ in range(n)]
+
+    hour = 3_600_000
+    items = (obs("gpt-5", 1500, t_ms - 20 * hour, 18 * hour, 0.99, 500)
+             + obs("gpt-5", 200, t_ms - hour + 60_000, hour - 120_000, 0.2, 500)
+             + obs("gemini", 400, t_ms - 20 * hour, 20 * hour, 0.85, 700)
+             + obs("claude", 400, t_ms - 20 * hour, 20 * hour, 0.80, 1200))
+    for i in range(0, len(items), 500):
+        record_batch(rollout_store, {"observations": items[i : i + 500]})
+    rollout_store.configs.set("tuning", {"explorationSamples": 50})
+    scoring.score_observations(rollout_store, t)
+    first = tuning.auto_tune(rollout_store, t).outcomes[0]
+    draft = rollout_store.policies.policy("router-core", first.version or "") or {}
+    shift = draft["evidence"]["shifts"]["router:gpt-5"]
+    assert shift["z"] < 0 and t_ms - 2 * hour < shift["start"] <= t_ms - hour + 60_000
+    assert draft["evidence"]["judgedSinceChange"]["router:gpt-5"] == shift["start"]
+    assert 200 <= draft["evidence"]["models"]["gpt-5"]["n"] < 300  # the break, not the good day
+    assert draft["evidence"]["raisedFloors"] == {}  # judged on 200: no probe, and no drift floor
+    assert draft["params"]["modelWeights"]["gpt-5"] == draft["evidence"]["explorationFloor"]

@@ -222,3 +222,14 @@ def test_drift_episodes_open_once_close_and_keep_the_change_point() -> None:
     assert closed.state["changedAt"] == 1000  # the change point outlives the episode
     reopened = advance_episodes("router:gpt-5", closed.state, {"latency": test(True)}, 4000)
     assert reopened.raised == ["latency"] and reopened.state["changedAt"] == 4000
+
+
+def test_drift_episodes_keep_the_tuners_change_answer() -> None:
+    from opsloop.domain.drift import advance_episodes
+
+    kept = {"start": 5000, "judged": False}
+    state = {"component": "router:llama", "tunerShift": kept}
+    update = advance_episodes("router:llama", state, {"reward": {"drifted": False, "statistic": 0.0, "p": 0.9}},
+                              6000)
+    assert update.state["tunerShift"] == kept
+    assert "tunerShift" not in advance_episodes("router:llama", {}, {}, 6000).state

@@ -243,3 +243,34 @@ def test_the_router_tuner_judges_models_by_their_own_formulas_min_acceptable(sto
     _router_traffic(strict_store)
     strict = next(o for o in tuning.auto_tune(strict_store, now()).outcomes if o.policy_id == "router-core")
     assert "minAcceptable 0.95" in strict.reason, strict.reason
+
+
+def test_the_scoring_schedule_tunes_on_a_change_and_survives_a_failing_tuner(
+    store: MemoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from firebase_functions import scheduler_fn
+
+    from opsloop.handlers import deps, schedules
+
+    monkeypatch.setattr(deps, "store", lambda: store)
+    at = now().replace(second=0, microsecond=0)
+    at -= dt.timedelta(minutes=at.minute % 5)
+    event = scheduler_fn.ScheduledEvent(job_name="score", schedule_time=at)
+    seen: list[dt.datetime] = []
+
+    def tune_on_change(s: Any, schedule_time: dt.datetime) -> tuning.TuneRunResult:
+        assert s is store
+        seen.append(schedule_time)
+        return tuning.TuneRunResult(enabled=True)
+
+    monkeypatch.setattr(tuning, "tune_on_change", tune_on_change)
+    schedules.score(event)
+    assert seen == [at]  # after scoring, event-driven tuning runs at the same schedule time
+
+    def broken(s: Any, schedule_time: dt.datetime) -> tuning.TuneRunResult:
+        raise RuntimeError("tuner down")
+
+    monkeypatch.setattr(tuning, "tune_on_change", broken)
+    schedules.score(event)  # the scoring run's work is done: a failing tuner is recorded, not raised
+    assert any("tuneOnChange" in str(a.get("job")) and "tuner down" in str(a.get("error"))
+               for a in store.alerts.recent())

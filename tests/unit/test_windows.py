@@ -208,3 +208,15 @@ def test_a_newer_schedule_wins_but_a_time_beyond_the_clock_never_blocks() -> Non
     assert windows.keeps_newer(now + windows.MAX_SCHEDULE_SKEW_MS, now, now)  # within the skew it counts
     assert windows.trusted_marker(beyond, now) is None and windows.trusted_marker(now - 5, now) == now - 5
     assert windows.trusted_marker(None, now) is None
+
+
+def test_cover_with_a_largest_level_goes_hour_by_hour() -> None:
+    from opsloop.domain.windows import DAY_MS, HOUR_MS, Segment, cover
+
+    start = 10 * DAY_MS - 10 * 60_000  # ten minutes before a day boundary
+    segments = cover(start, start + DAY_MS + 10 * 60_000, largest="1h")
+    assert segments == [Segment("5m", start, 10 * DAY_MS), Segment("1h", 10 * DAY_MS, 11 * DAY_MS)]
+    assert [s.level for s in cover(start, start + DAY_MS + 10 * 60_000)] == ["5m", "1d"]
+    assert sum(s.count for s in cover(0, 3 * HOUR_MS + 15 * 60_000, largest="5m")) == 39
+    with pytest.raises(ValueError, match="largest"):
+        cover(0, HOUR_MS, largest="1w")

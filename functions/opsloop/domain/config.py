@@ -191,6 +191,10 @@ class TuningDoc(_Doc):
     method: Literal["thompson", "multiplicative"] = "thompson"  # tuning.METHODS (tested equal)
     alpha: Num = Field(TuningConfig.alpha, gt=0, lt=1)
     explorationSamples: Int = Field(TuningConfig.exploration_samples, ge=0, le=MAX_SAMPLES)  # noqa: N815
+    changeTest: StrictBool = TuningConfig.change_test  # noqa: N815
+    shiftAlpha: Num = Field(TuningConfig.shift_alpha, gt=0, lt=1)  # noqa: N815
+    shiftMinSamples: Int = Field(TuningConfig.shift_min_samples, ge=1, le=MAX_SAMPLES)  # noqa: N815
+    probeFloor: Num = Field(TuningConfig.probe_floor, ge=0, lt=0.5)  # noqa: N815
 
 
 class RolloutDoc(_Doc):
@@ -278,7 +282,9 @@ def _scoring(d: ScoringDoc) -> ScoringSettings:
 def _tuning(d: TuningDoc) -> TuningConfig:
     return TuningConfig(min_samples=d.minSamples, exploration_floor=d.explorationFloor,
                         learning_rate=d.learningRate, z=d.z, min_change=d.minChange, window=d.window,
-                        method=d.method, alpha=d.alpha, exploration_samples=d.explorationSamples)
+                        method=d.method, alpha=d.alpha, exploration_samples=d.explorationSamples,
+                        change_test=d.changeTest, shift_alpha=d.shiftAlpha, shift_min_samples=d.shiftMinSamples,
+                        probe_floor=d.probeFloor)
 
 
 def _rollout(d: RolloutDoc) -> tuple[RolloutConfig, ShadowSettings]:

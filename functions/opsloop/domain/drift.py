@@ -129,4 +129,6 @@ def advance_episodes(component: str, state: dict[str, Any], tests: dict[str, dic
     changed_at = schedule_ms if alerts else state.get("changedAt")
     if changed_at is not None:
         doc["changedAt"] = changed_at
+    if "tunerShift" in state:  # the tuner's change test's last answer (services.tuning.tune_on_change)
+        doc["tunerShift"] = state["tunerShift"]
     return EpisodeUpdate(doc, alerts)

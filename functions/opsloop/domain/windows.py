@@ -59,13 +59,17 @@ def window_end(schedule_ms: int) -> int:
     return schedule_ms if rem == 0 else schedule_ms - rem + FINEST_MS
 
 
-def cover(start: int, end: int) -> list[Segment]:
-    """The fewest aligned buckets that tile ``[start, end)`` exactly, grouped into segments."""
+def cover(start: int, end: int, largest: str | None = None) -> list[Segment]:
+    """The fewest aligned buckets that tile ``[start, end)`` exactly, grouped into segments; with
+    ``largest``, no bucket of a level coarser than it (``"1h"``: an hour-by-hour series)."""
     if start % FINEST_MS or end % FINEST_MS:
         raise ValueError(f"window bounds must be multiples of {FINEST_MS} ms, got {start!r}..{end!r}")
     if end < start:
         raise ValueError(f"window end {end!r} is before its start {start!r}")
-    by_size = sorted(LEVELS.items(), key=lambda kv: kv[1], reverse=True)
+    if largest is not None and largest not in LEVELS:
+        raise ValueError(f"largest must be one of {sorted(LEVELS)}, got {largest!r}")
+    cap = LEVELS[largest] if largest is not None else max(LEVELS.values())
+    by_size = sorted(((n, s) for n, s in LEVELS.items() if s <= cap), key=lambda kv: kv[1], reverse=True)
     segments: list[Segment] = []
     t = start
     while t < end:

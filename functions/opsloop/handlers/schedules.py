@@ -37,16 +37,27 @@ def _refused(job: str, event: scheduler_fn.ScheduledEvent, work: Callable[[dt.da
 
 
 def score(event: scheduler_fn.ScheduledEvent) -> None:
-    """Score the backlog; an unexpected exception answers 500 so Cloud Scheduler retries the run."""
+    """Score the backlog; an unexpected exception answers 500 so Cloud Scheduler retries the run.
+
+    Then event-driven tuning (``tuning.tune_on_change``): a policy one of whose models' change test has
+    a new answer is tuned now, not at the next hourly run. A failure there is recorded (``ops_alerts``)
+    and does not fail the scoring run, whose work is done.
+    """
     result = _refused("scoreObservations", event, lambda at: scoring.score_observations(deps.store(), at))
     if result is None:
         return
+    tuned: list[dict[str, Any]] = []
+    if result.lease_acquired:
+        try:
+            tuned = [o.__dict__ for o in tuning.tune_on_change(deps.store(), schedule_time(event)).outcomes]
+        except Exception as exc:
+            alerts.item_failed(deps.store(), "scoreObservations.tuneOnChange", "all policies", exc)
     logger.info(
         "scoreObservations finished",
         job=event.job_name, scheduleTime=result.schedule_ms, leaseAcquired=result.lease_acquired,
         scored=result.scored, invalid=result.invalid, chunks=result.chunks, statsWritten=result.stats_written,
         cardsWritten=result.cards_written, cardsError=result.cards_error, budgetExhausted=result.budget_exhausted,
-        configErrors=result.config_errors,
+        configErrors=result.config_errors, tunedOnChange=tuned,
     )
 
 

@@ -1,4 +1,5 @@
-"""Drafting better policy versions from the stats (``autoTunePolicies``)."""
+"""Drafting better policy versions from the stats (``autoTunePolicies``), hourly and when scoring finds a
+model's behaviour changed (``tune_on_change``, run after each scoring run)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,20 @@ from typing import Any
 
 from ..domain import kinds, semver, windows
 from ..domain.config import Settings
-from ..domain.drift import DriftConfig
+from ..domain.drift import DriftConfig, EpisodeUpdate
 from ..domain.generations import Generations
 from ..domain.stats import Summary, total, window_stats
-from ..domain.tuning import ArmStats, Proposal, TuningConfig, equivalent, propose_weights
+from ..domain.tuning import (
+    ArmStats,
+    Proposal,
+    Shift,
+    TuningConfig,
+    equivalent,
+    exploration_floor,
+    judge,
+    propose_weights,
+    window_traffic,
+)
 from ..domain.windows import ms
 from . import alerts, experiments, generations, policies
 from . import config as config_service
@@ -113,15 +124,41 @@ def _tune_weights(
     # the traffic the exploration floor is sized by: the whole window's, also for models judged since a change
     traffic = sum(_samples(s) for s in stats.values())
     since = _change_points(store, components, drifting, cfg, drift_cfg, now_ms, gens)
+    shifts: dict[str, Shift] = {}
+    pooled: dict[str, int] = {}
+    if cfg.change_test:
+        raised = {}  # the change test's probes replace the drift check's raised floors
+        every = {model: _series(store, comp, cfg, now_ms, gens) for model, comp in components.items()}
+        first = min((t for series in every.values() for t, x in series if x.n), default=None)  # in a day at least
+        traffic = window_traffic(traffic, first, windows.window_end(now_ms), windows.WINDOWS[cfg.window])
+        floor = exploration_floor(cfg, traffic)
+        total_w = sum(float(w) for w in weights.values()) or 1.0
+        for model, comp in components.items():
+            j = judge(every[model], cfg, at_floor=float(weights[model]) / total_w <= 2 * floor,
+                      window_start=_window_start(cfg, now_ms))
+            if j.shift is not None:
+                shifts[comp] = j.shift
+                if j.summary.n < cfg.min_samples:  # a probing burst until the new behaviour can be judged
+                    raised[model] = max(raised.get(model, 0.0), cfg.probe_floor)
+            elif j.start is not None:
+                pooled[comp] = j.start
+            if j.start is not None and (comp not in since or since[comp][0] < j.start):
+                since[comp] = (j.start, j.summary)
     for comp, (_, summary) in since.items():
         stats[comp] = window_stats(summary)
+    target = params.get("latencyTargetMs")
+    slow = {
+        model for model, comp in components.items()
+        if isinstance(target, int | float) and not isinstance(target, bool)
+        and isinstance(p95 := (stats.get(comp) or {}).get("p95Latency"), int | float) and p95 > target
+    }
     arms = {
         model: ArmStats(_samples(s), s.get("avgReward"), s.get("rewardStd"))
         for model, comp in components.items()
         if (s := stats.get(comp)) is not None
     }
     proposal = propose_weights({m: float(w) for m, w in weights.items()}, arms, reward_cfg.min_acceptable, cfg,
-                               raised_floors=raised, window_traffic=traffic)
+                               raised_floors=raised, window_traffic=traffic, over_latency_target=slow)
     if proposal is None:
         return TuneOutcome(policy_id, "skipped", "no change called for by the evidence")
     versions = store.policies.versions(policy_id)
@@ -143,7 +180,12 @@ def _tune_weights(
         "notes": f"Auto-tuned from {active['version']}",
         "params": {**params, "modelWeights": proposal.weights},
         "evidence": {**_evidence(proposal, cfg, stats, schedule_time), "raisedFloors": raised,
-                     "judgedSinceChange": {comp: start for comp, (start, _) in sorted(since.items())}},
+                     "judgedSinceChange": {comp: start for comp, (start, _) in sorted(since.items())
+                                           if comp not in pooled},
+                     "judgedRecent": dict(sorted(pooled.items())),
+                     "shifts": {comp: {"start": x.start, "z": x.z, "p": x.p, "nAfter": x.n_after}
+                                for comp, x in sorted(shifts.items())},
+                     "overLatencyTarget": sorted(slow)},
     }
     kinds.validate(doc)
     audit = {"actor": UPDATER, "action": "draft", "id": policy_id, "from": active["version"], "to": version,
@@ -188,6 +230,57 @@ def _change_points(
         if window_start < start < end:
             out[comp] = (start, total(store.buckets.load_segments(gens.read_key(comp), windows.cover(start, end))))
     return out
+
+
+def _series(store: Store, comp: str, cfg: TuningConfig, now_ms: int, gens: Generations) -> list[tuple[int, Summary]]:
+    """The component's buckets over the tuning window, and at least the last day (``domain.tuning.judge``),
+    hour by hour (5 minutes at the ragged ends)."""
+    end = windows.window_end(now_ms)
+    key = gens.read_key(comp)
+    lookback = max(windows.WINDOWS[cfg.window], windows.DAY_MS)
+    return [item for seg in windows.cover(end - lookback, end, largest="1h")
+            for item in store.buckets.series(key, seg.level, seg.start, seg.end)]
+
+
+def _window_start(cfg: TuningConfig, now_ms: int) -> int:
+    return windows.window_end(now_ms) - windows.WINDOWS[cfg.window]
+
+
+def tune_on_change(store: Store, schedule_time: dt.datetime, now: dt.datetime | None = None) -> TuneRunResult:
+    """After a scoring run: tune at once the policies one of whose models' change test has a new answer.
+
+    The answer per model (no change; a change from ``start``, judged or still probing) is kept in its
+    ``ops_drift`` document (``tunerShift``); a policy is tuned (``auto_tune(only=...)``) when the answer
+    of one of its models differs from the kept one, so a change is acted on within minutes, not at the
+    next hourly run, and each answer triggers one run.
+    """
+    windows.check_schedule_time(ms(schedule_time), ms(now or dt.datetime.now(dt.UTC)))
+    loaded = config_service.load(store)
+    cfg = loaded.tuning
+    if not loaded.flags.enabled or not cfg.change_test:
+        return TuneRunResult(enabled=loaded.flags.enabled)
+    gens = generations.current(store, loaded.reward_rules)
+    now_ms = ms(schedule_time)
+    routers = {
+        str(active["id"]): [f"router:{m}" for m in weights]
+        for active in store.policies.with_status("active")
+        if isinstance(weights := (active.get("params") or {}).get("modelWeights"), dict) and weights
+    }
+    comps = sorted({c for cs in routers.values() for c in cs})
+    kept = store.drift.get_many(comps)
+    answers: dict[str, dict[str, Any] | None] = {}
+    for comp in comps:
+        j = judge(_series(store, comp, cfg, now_ms, gens), cfg, at_floor=False, window_start=_window_start(cfg, now_ms))
+        answers[comp] = None if j.shift is None else {"start": j.shift.start, "judged": j.summary.n >= cfg.min_samples}
+    changed = {c for c in comps if (kept.get(c) or {}).get("tunerShift") != answers[c]}
+    for comp in sorted(changed):
+        answer = answers[comp]
+        store.drift.update(comp, lambda st, c=comp, a=answer: EpisodeUpdate(  # type: ignore[misc]
+            {**st, "component": c, "tunerShift": a}))
+    due = {policy_id for policy_id, cs in routers.items() if changed & set(cs)}
+    if not due:
+        return TuneRunResult(enabled=True)
+    return auto_tune(store, schedule_time, now=now, only=due)
 
 
 def _evidence(

@@ -67,7 +67,8 @@ def history(seeded: FirestoreStore) -> dict[str, int]:
         record_batch(seeded, {"observations": items[i : i + 500]})
     scoring.score_observations(seeded, dt.datetime.now(dt.UTC))
     seeded.db.collection("ops_drift").document("router:gpt-5").set(
-        {"component": "router:gpt-5", "drifting": True, "changedAt": t_a - 40 * M, "updatedAt": t_a - 40 * M})
+        {"component": "router:gpt-5", "drifting": True, "changedAt": t_a - 70 * M, "updatedAt": t_a - 70 * M,
+         "tunerShift": {"start": t_a - 40 * M, "judged": True}})  # the change test placed it later: newest wins
     return {"a": t_a, "b": t_b, "now": now}
 
 

@@ -8,8 +8,9 @@ the next change so that a window never spans another change. The difference afte
 Welch interval (t with Welch-Satterthwaite degrees of freedom). An effect is *final* once its after
 window has ended; until then it is provisional and recomputed.
 
-*Time to fix*: from the last change the drift check detected in one of the policy's components (its
-``changedAt``) to the change that followed it (and came after the previous change of the policy).
+*Time to fix*: from the last change detected in one of the policy's components — by the drift check
+(``changedAt``) or by the tuner's change test (the start of its shift, ``tunerShift.start``) — to the
+change that followed it (and came after the previous change of the policy).
 
 Rates over ``period_ms`` of audit history:
 

@@ -9,6 +9,7 @@ reads the buckets of the recent changes only (two window totals and a 5-minute s
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from typing import Any
 
 from ..domain import learning, windows
@@ -31,6 +32,18 @@ def _components(store: Store, policy_id: str) -> list[str]:
         if isinstance(weights, dict):
             models |= {str(m) for m in weights}
     return sorted(f"router:{m}" for m in models)
+
+
+def _detections(states: Iterable[dict[str, Any]]) -> set[int]:
+    """When a change was detected in a component: the drift check's last episode (``changedAt``) and the
+    start of the tuner's change test's last shift (``tunerShift.start``)."""
+    out: set[int] = set()
+    for st in states:
+        shift = st.get("tunerShift")
+        for value in (st.get("changedAt"), shift.get("start") if isinstance(shift, dict) else None):
+            if isinstance(value, int) and not isinstance(value, bool):
+                out.add(value)
+    return out
 
 
 def _change_doc(store: Store, key: str, change: learning.Change, span: learning.Windows | None, now_ms: int,
@@ -68,7 +81,7 @@ def refresh_policy(store: Store, policy_id: str, now_ms: int,
             if same_basis and (c.get("effect") or {}).get("final")}
     components = _components(store, policy_id)
     drift = store.drift.get_many(components) if components else {}
-    detections = sorted({int(d["changedAt"]) for d in drift.values() if isinstance(d.get("changedAt"), int)})
+    detections = sorted(_detections(drift.values()))
     docs = []
     for i, change in enumerate(changes):
         if change.audit_id in kept:

@@ -18,6 +18,7 @@ pydantic and requests, nothing of the functions or the CLI.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
@@ -121,8 +122,9 @@ class PolicyClient:
         self._relisten = relisten_s
         self._watches: dict[str, HeadWatch] = {}
         self._relisten_at: dict[str, float] = {}
-        self._tokens: dict[str, object] = {}  # each listener's token: its callbacks say which listener spoke
-        self._heard: set[int] = set()  # tokens (by id) of listeners that delivered a head: only they can be stale
+        self._token_counter = itertools.count(1)
+        self._tokens: dict[str, int] = {}  # the registered listener's token: its callbacks say which one spoke
+        self._heard: set[int] = set()  # tokens of listeners that delivered a head: only they can be stale
         self.reads = 0
         self.listener = ListenerStats()
 
@@ -176,20 +178,23 @@ class PolicyClient:
             restart = policy_id in self._relisten_at
         try:
             watcher: HeadWatcher = self._store  # type: ignore[assignment]
-            token = object()
-            new = watcher.watch_head(policy_id, lambda head: self._on_head(policy_id, head, id(token)))
-            self._tokens[policy_id] = token
+            token = next(self._token_counter)
+            new = watcher.watch_head(policy_id, lambda head: self._on_head(policy_id, head, token))
         except Exception:  # polling goes on; try again later
             logger.warning("policy client: could not listen to %s; polling", policy_id, exc_info=True)
             with self._lock:
                 self._relisten_at[policy_id] = now + self._relisten
             return
         with self._lock:
-            if not self._live or policy_id in self._watches:
-                new.unsubscribe()
-                return
-            self._watches[policy_id] = new
-            self._relisten_at.pop(policy_id, None)
+            lost = not self._live or policy_id in self._watches
+            if not lost:
+                self._watches[policy_id] = new
+                self._tokens[policy_id] = token
+                self._relisten_at.pop(policy_id, None)
+        if lost:  # another thread registered one first (unsubscribed outside the lock: it joins a thread)
+            new.unsubscribe()
+            return
+        with self._lock:
             if restart:
                 self.listener.restarts += 1
 
@@ -207,24 +212,27 @@ class PolicyClient:
                 raise
             with self._lock:  # keep routing on the head we have; try again in a little while, not every request
                 self.listener.poll_failures += 1
-                self._heads[policy_id] = (now - max(0.0, self._ttl - POLL_RETRY_S), cached[1])
+                kept = self._heads.get(policy_id, cached)[1]  # a push may have come while the read failed
+                self._heads[policy_id] = (now - max(0.0, self._ttl - POLL_RETRY_S), kept)
             logger.warning("policy client: could not read the head of %s; keeping seq %d, retrying in %.0f s",
-                           policy_id, cached[1].seq, min(self._ttl, POLL_RETRY_S), exc_info=True)
-            return cached[1]
+                           policy_id, kept.seq, min(self._ttl, POLL_RETRY_S), exc_info=True)
+            return kept
         self.reads += 1
+        stale: HeadWatch | None = None
         with self._lock:  # an unknown policy is remembered too: asking again costs no read within ttl_s
             cached = self._heads.get(policy_id)
             if cached is not None and cached[1].seq > head.seq:
                 head = cached[1]  # a listener delivered a newer head while this read was on its way
             elif (cached is not None and head.seq > cached[1].seq and policy_id in self._watches
-                  and self._watches[policy_id].is_active and id(self._tokens.get(policy_id)) in self._heard):
+                  and self._watches[policy_id].is_active and self._tokens.get(policy_id) in self._heard):
                 self.listener.stale += 1  # the listener is up but missed this change: start it again
                 stale = self._watches.pop(policy_id)
                 self._relisten_at[policy_id] = now
                 logger.warning("policy client: the listener on %s missed a change (seq %d, had %d); restarting it",
                                policy_id, head.seq, cached[1].seq)
-                stale.unsubscribe()
             self._heads[policy_id] = (now, head)
+        if stale is not None:  # outside the lock: closing waits for the listener's thread, which may want it
+            stale.unsubscribe()
         return head
 
     def forget_heads(self) -> None:

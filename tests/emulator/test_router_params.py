@@ -97,3 +97,20 @@ def test_a_seed_with_bad_router_settings_is_refused_with_the_field_named(store: 
             load_seed(store, tmp_path)
         assert err.value.details["field"] == field and field in err.value.message
     assert store.policies.versions("router-core") == []  # nothing written
+
+
+def test_a_version_stored_with_settings_the_schema_now_refuses_is_still_tuned(seeded: FirestoreStore) -> None:
+    from opsloop.services import tuning
+
+    seeded.db.collection("ops_policies").document("router-core@1.0.0").update(
+        {"params.fallbackOn": "timeout"})  # stored before the router settings were checked
+    rng, ts = random.Random(9), just_now_ms()
+    items = [{"id": f"t-{m}-{i}", "ts": ts, "component": f"router:{m}",
+              "outcome": "success" if rng.random() < ok else "failure", "durationMs": 600.0, "costUsd": 0.01}
+             for m, ok in (("gpt-5", 0.3), ("gemini", 0.98), ("claude", 0.97)) for i in range(120)]
+    record_batch(seeded, {"observations": items})
+    scoring.score_observations(seeded, dt.datetime.now(dt.UTC))
+    outcome = tuning.auto_tune(seeded, dt.datetime.now(dt.UTC)).outcomes[0]
+    assert outcome.action == "drafted", outcome.reason
+    draft = seeded.policies.policy("router-core", outcome.version or "") or {}
+    assert draft["params"]["fallbackOn"] == "timeout"  # carried over as it was; the Router ignores it, logged

@@ -142,3 +142,27 @@ def test_a_failed_poll_keeps_the_cached_head_and_retries_later(caplog: pytest.Lo
     assert client.listener.poll_failures == 2
     with pytest.raises(ConnectionError):  # nothing cached: nothing to route by
         PolicyClient(reader, ttl_s=60, clock=clock, live=False).assign("r", "p")
+
+
+def test_two_first_assignments_at_once_keep_one_listener_whose_pushes_count() -> None:
+    import threading
+    import time
+
+    class Slow(Reader):
+        def watch_head(self, policy_id: str, on_head: Callable[[Head], None]) -> Watch:
+            time.sleep(0.05)  # both threads are inside watch_head together
+            return super().watch_head(policy_id, on_head)
+
+    reader, clock = Slow(), Clock()
+    client = PolicyClient(reader, ttl_s=60, clock=clock)
+    threads = [threading.Thread(target=client.assign, args=("r", "p")) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    live = [w for w in reader.watches if not w.unsubscribed]
+    assert len(reader.watches) == 2 and len(live) == 1 and client._watches["p"] is live[0]
+    assert client._tokens["p"] in client._heard  # the registered listener's own first push was heard
+    reader.commit("1.0.1", push=False)  # it then misses a change: the poll must notice
+    clock.t += 61
+    assert client.assign("r", "p").version == "1.0.1" and client.listener.stale == 1

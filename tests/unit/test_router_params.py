@@ -202,3 +202,14 @@ def test_a_stored_version_with_bad_settings_still_routes_by_its_weights(caplog: 
     call = r.route("req-1", "router-core")
     assert call.model in WEIGHTS and r.next(call, "timeout") is None
     assert "bad router settings" in caplog.text and "routing by its weights alone" in caplog.text
+
+
+def test_a_success_while_cooling_does_not_end_the_cooldown() -> None:
+    cooldowns = Cooldowns()
+    for t in (0.0, 1.0, 2.0):
+        cooldowns.record("gpt-5", False, t, allowed_fails=3, cooldown_ms=30_000)
+    cooldowns.record("gpt-5", True, 5.0, allowed_fails=3, cooldown_ms=30_000)  # a call that was in flight
+    assert cooldowns.cooling(6.0) == {"gpt-5": 30_002.0}
+    assert cooldowns.health("gpt-5", 6.0).recent_failures == 0
+    cooldowns.record("gpt-5", True, 30_003.0, allowed_fails=3, cooldown_ms=30_000)  # the probe succeeds
+    assert cooldowns.health("gpt-5", 30_004.0).state == "ok"

@@ -3,8 +3,9 @@
 A model that fails ``allowed_fails`` times within a minute (``FAIL_WINDOW_MS``) cools down for
 ``cooldown_ms``: the ``Router`` skips it while another model is ready. When the cooldown ends it is
 *probed*: it gets traffic again, a success resets its count, and a failure puts it straight back into
-cooldown without waiting for ``allowed_fails`` more. Every outcome other than success counts as a
-failure. Times are milliseconds on the caller's clock; this module only keeps the record.
+cooldown without waiting for ``allowed_fails`` more. A success while it cools (a call already in flight,
+or one sent because every model was cooling) does not end the cooldown early. Every outcome other than
+success counts as a failure. Times are milliseconds on the caller's clock; this module only keeps the record.
 """
 
 from __future__ import annotations
@@ -41,7 +42,10 @@ class Cooldowns:
     def record(self, model: str, ok: bool, now: float, allowed_fails: int, cooldown_ms: float) -> None:
         h = self._models.setdefault(model, _Health())
         if ok:
-            self._models[model] = _Health()
+            if h.until is not None and now < h.until:
+                h.failures.clear()  # an in-flight or forced call succeeded: the cooldown still runs its time
+            else:
+                self._models[model] = _Health()
             return
         while h.failures and h.failures[0] <= now - FAIL_WINDOW_MS:
             h.failures.popleft()

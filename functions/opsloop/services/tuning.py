@@ -11,6 +11,7 @@ from ..domain import kinds, semver, windows
 from ..domain.config import Settings
 from ..domain.drift import DriftConfig, EpisodeUpdate
 from ..domain.generations import Generations
+from ..domain.kinds import router as router_kind
 from ..domain.stats import Summary, total, window_stats
 from ..domain.tuning import (
     ArmStats,
@@ -82,11 +83,22 @@ def _problems(loaded: Settings) -> list[str]:
     return [message for _, message in loaded.problems]
 
 
+def _check(doc: dict[str, Any]) -> kinds.PolicyKind:
+    """The version's kind once it fits; a router version's settings are left to the ``Router`` (one
+    stored before they were checked is still tuned, its settings carried over as they are)."""
+    kind = kinds.kind_of(doc)
+    if kind.name == "router":
+        router_kind.validate_tunable(doc)
+    else:
+        kind.validate(doc)
+    return kind
+
+
 def _tune_one(store: Store, active: dict[str, Any], loaded: Settings, gens: Generations,
               schedule_time: dt.datetime | None) -> TuneOutcome:
     """Dispatch on the policy's kind: weights from the stats, or the next experiment."""
     policy_id = str(active["id"])
-    kind = kinds.validate(active)  # a version that does not fit its kind is reported, never tuned
+    kind = _check(active)  # a version that does not fit its kind is reported, never tuned
     if kind.tuning == "experiment":
         d = experiments.tune(store, active, loaded.rollout, loaded.flags.auto_activate, schedule_time)
         return TuneOutcome(policy_id, d.action, d.reason, version=d.version, experiment_started=d.started)
@@ -187,7 +199,7 @@ def _tune_weights(
                                 for comp, x in sorted(shifts.items())},
                      "overLatencyTarget": sorted(slow)},
     }
-    kinds.validate(doc)
+    _check(doc)
     audit = {"actor": UPDATER, "action": "draft", "id": policy_id, "from": active["version"], "to": version,
              "reason": proposal.reason}
     if not store.policies.create_version(doc, audit, require_learning=True):

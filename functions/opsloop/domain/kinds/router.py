@@ -69,13 +69,20 @@ def settings(params: Mapping[str, Any]) -> RouterSettings:
 
 
 def validate(doc: Mapping[str, Any]) -> None:
+    validate_tunable(doc)
+    settings(doc["params"])
+
+
+def validate_tunable(doc: Mapping[str, Any]) -> None:
+    """What the tuner needs of a stored version: its ``params`` and ``modelWeights``. Its router settings
+    are the ``Router``'s business: a version stored before they were checked still gets tuned (the
+    ``Router`` routes it by its weights alone and logs why)."""
     params = doc.get("params", {})
     if not isinstance(params, dict):
         raise InvalidArgument("'params' must be an object", {"field": "params"})
     if "search" in doc:
         raise InvalidArgument("'search': a router policy has no search space (its modelWeights are tuned)",
                               {"field": "search"})
-    settings(params)
     weights = params.get("modelWeights")
     if weights is None:
         return  # reports only: the tuner skips it

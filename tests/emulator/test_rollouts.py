@@ -237,13 +237,9 @@ def test_router_caches_heads_for_the_ttl(rollout_store: FirestoreStore) -> None:
     assert {router.choose_arm(f"r{i}", "router-core").version for i in range(100)} == {"1.0.0", "1.0.1"}
 
 
-def test_a_model_that_changed_is_judged_on_its_data_since_the_change(rollout_store: FirestoreStore) -> None:
-    """After gpt-5 breaks, the tuner looks at gpt-5's hours since the break, not at its good day before.
-
-    Two hours later the drift state has gone stale (too little traffic to re-test) and the raised floor
-    is gone, but the change point still bounds gpt-5's data: 24 h of mostly good history does not win
-    its traffic back.
-    """
+def good_day_then_break(store: FirestoreStore) -> tuple[dt.datetime, int]:
+    """20 hours of router traffic recorded up to now (on the 5-minute grid): gpt-5 good for 18 hours, then
+    broken for the last hour (200 calls); gemini and claude steady. Returns the time and its ms."""
     t = now().replace(second=0, microsecond=0)
     t -= dt.timedelta(minutes=t.minute % 5)  # on the 5-minute grid, never in the future
     t_ms = int(t.timestamp() * 1000)
@@ -260,7 +256,19 @@ def test_a_model_that_changed_is_judged_on_its_data_since_the_change(rollout_sto
              + obs("gemini", 400, t_ms - 20 * hour, 20 * hour, 0.85, 700)
              + obs("claude", 400, t_ms - 20 * hour, 20 * hour, 0.80, 1200))
     for i in range(0, len(items), 500):
-        record_batch(rollout_store, {"observations": items[i : i + 500]})
+        record_batch(store, {"observations": items[i : i + 500]})
+    return t, t_ms
+
+
+def test_a_model_that_changed_is_judged_on_its_data_since_the_change(rollout_store: FirestoreStore) -> None:
+    """After gpt-5 breaks, the tuner looks at gpt-5's hours since the break, not at its good day before.
+
+    Two hours later the drift state has gone stale (too little traffic to re-test) and the raised floor
+    is gone, but the change point still bounds gpt-5's data: 24 h of mostly good history does not win
+    its traffic back.
+    """
+    t, t_ms = good_day_then_break(rollout_store)
+    hour = 3_600_000
     # 2 % of the window's 2,500 observations; the drift check's change point and raised floor, as the tuner
     # uses them without its own change test (with it: tests/emulator/test_recovery.py)
     rollout_store.configs.set("tuning", {"explorationSamples": 50, "changeTest": False})
@@ -317,23 +325,8 @@ def test_a_sample_ratio_mismatch_freezes_the_canary_and_raises_an_alert(rollout_
 def test_the_tuners_change_test_finds_a_break_without_the_drift_check(rollout_store: FirestoreStore) -> None:
     """The same good day and break as above, with the tuner's own change test (the default) and no drift
     check run: the break is found, gpt-5 is judged on its data since it and gets no raised floor."""
-    t = now().replace(second=0, microsecond=0)
-    t -= dt.timedelta(minutes=t.minute % 5)
-    t_ms = int(t.timestamp() * 1000)
-    rng = random.Random(21)
-
-    def obs(model: str, n: int, start: int, span: int, ok: float, median: float) -> list[dict[str, Any]]:
-        return [{"component": f"router:{model}", "outcome": "success" if rng.random() < ok else "failure",
-                 "durationMs": round(median * rng.lognormvariate(0, 0.3), 1), "costUsd": 0.01,
-                 "ts": start + rng.randrange(0, span)} for _ in range(n)]
-
+    t, t_ms = good_day_then_break(rollout_store)
     hour = 3_600_000
-    items = (obs("gpt-5", 1500, t_ms - 20 * hour, 18 * hour, 0.99, 500)
-             + obs("gpt-5", 200, t_ms - hour + 60_000, hour - 120_000, 0.2, 500)
-             + obs("gemini", 400, t_ms - 20 * hour, 20 * hour, 0.85, 700)
-             + obs("claude", 400, t_ms - 20 * hour, 20 * hour, 0.80, 1200))
-    for i in range(0, len(items), 500):
-        record_batch(rollout_store, {"observations": items[i : i + 500]})
     rollout_store.configs.set("tuning", {"explorationSamples": 50})
     scoring.score_observations(rollout_store, t)
     first = tuning.auto_tune(rollout_store, t).outcomes[0]

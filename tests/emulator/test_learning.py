@@ -68,7 +68,7 @@ def history(seeded: FirestoreStore) -> dict[str, int]:
     scoring.score_observations(seeded, dt.datetime.now(dt.UTC))
     seeded.db.collection("ops_drift").document("router:gpt-5").set(
         {"component": "router:gpt-5", "drifting": True, "changedAt": t_a - 70 * M, "updatedAt": t_a - 70 * M,
-         "tunerShift": {"start": t_a - 40 * M, "judged": True}})  # the change test placed it later: newest wins
+         "tunerShift": {"start": t_a - 40 * M, "judged": True}})  # the change test's shift is newer: it counts
     return {"a": t_a, "b": t_b, "now": now}
 
 
@@ -81,7 +81,7 @@ def test_each_change_s_effect_in_matched_windows_time_to_fix_and_rates(history: 
     e = activation["effect"]
     assert e["final"] and e["beforeN"] == 240 and e["afterN"] == 240
     assert e["ciLow"] > 0.1 and e["diff"] > e["ciLow"]  # the fix raised the reward, clear of noise
-    assert activation["timeToFixMs"] == 40 * M  # from the drift check's detection to the activation
+    assert activation["timeToFixMs"] == 40 * M  # from the newer detection (the change test's) to the activation
     assert len(activation["series"]) == 24 and activation["before"][1] == activation["after"][0] - 5 * M
     assert rollback["action"] == "rollback" and not rollback["auto"] and rollback["actor"] == "alice"
     assert not rollback["effect"]["final"] and rollback["effect"]["beforeN"] == 120

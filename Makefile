@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit emulator-check browser seed serve bench clean
+.PHONY: demo test lint typecheck unit emulator-check browser seed serve bench clean node console console-build
 
 $(STAMP): requirements-dev.txt functions/requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -12,11 +12,30 @@ $(STAMP): requirements-dev.txt functions/requirements.txt pyproject.toml
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
 
+# The console (TypeScript, Firebase JS SDK, uPlot) and firebase-tools, pinned by package-lock.json.
+NODE_STAMP := node_modules/.installed
+$(NODE_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null 2>&1 || { echo "error: Node.js 20+ with npm is needed for the console and firebase-tools (apt-get install nodejs npm)"; exit 3; }
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $(NODE_STAMP)
+
+node: $(NODE_STAMP)
+
+console/dist/app.js: $(NODE_STAMP) $(wildcard console/src/*.ts) $(wildcard console/static/*) console/tsconfig.json
+	npm run --silent typecheck
+	npm run --silent build
+
+console-build: console/dist/app.js
+
+# The demo's data on the Firebase emulator suite, with the console, until Ctrl-C.
+console: $(STAMP) emulator-check console-build
+	$(PY) scripts/demo.py --keep
+
 emulator-check: $(STAMP)
 	@$(PY) scripts/emulator.py check >/dev/null
 
-demo: $(STAMP) emulator-check
-	$(PY) scripts/demo.py
+demo: $(STAMP) emulator-check console-build
+	$(PY) scripts/demo.py $(if $(KEEP),--keep)
 
 # Headless Chromium for the report's rendering test (Debian's package; root or sudo installs it).
 browser:
@@ -26,7 +45,7 @@ browser:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null \
 	  || { echo "error: could not install chromium (apt-get install chromium)"; exit 3; }; }
 
-test: $(STAMP) emulator-check browser lint typecheck
+test: $(STAMP) emulator-check browser console-build lint typecheck
 	$(PY) -m pytest
 
 lint: $(STAMP)
@@ -64,4 +83,4 @@ serve: $(STAMP)
 	PYTHONPATH=functions $(PY) scripts/serve.py
 
 clean:
-	rm -rf $(VENV) .emulator-logs .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .emulator-logs .pytest_cache .mypy_cache .ruff_cache node_modules console/dist .emulators

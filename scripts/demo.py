@@ -1,13 +1,16 @@
-"""`make demo`: the whole loop on the real Firestore emulator, driven over HTTP.
+"""`make demo`: the whole loop on the Firebase emulator suite (Google's real Firestore emulator), over HTTP.
 
-Starts the emulator and the functions (functions-framework), loads the seed, then a router sends
+Starts the suite (`firebase emulators:start`: Firestore, Auth, Functions, Hosting with the console), serves
+the functions for the demo's own calls with functions-framework (the fast path), loads the seed, then a router sends
 traffic across three models while gpt-5 degrades; Cloud Scheduler's calls are replayed with its
 headers; the stats, the drafted policy and the admin's activation are printed with the audit trail.
+It ends with the console's URL; with ``--keep`` (`make console`) the suite stays up until Ctrl-C.
 Everything it starts is stopped before it exits.
 """
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import os
@@ -24,10 +27,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT / "functions"), str(ROOT)]
 
 from scripts import emulator as emu_mod  # noqa: E402
+from scripts import suite as suite_mod  # noqa: E402
 from scripts.serve import FUNCTIONS  # noqa: E402
 from scripts.tokens import bearer, emulator_token  # noqa: E402
 
 PROJECT = "demo-opsloop"
+CONSOLE_ADMIN = ("admin@opsloop.test", "opsloop-demo")  # the Auth emulator's only admin; local only
 MODELS = {  # hidden truth of the simulated models: (median latency ms, failure rate, cost per call)
     "gpt-5": (900.0, 0.02, 0.030),
     "gemini": (700.0, 0.03, 0.012),
@@ -114,16 +119,20 @@ def expected_reward(params: dict[str, Any]) -> float:
     return sum(score(o, lat, cost, cfg).score for o, lat, cost in draws) / len(draws)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--keep", action="store_true", help="keep the suite and the console up until Ctrl-C")
+    keep = parser.parse_args(argv).keep
     t0 = time.monotonic()
     procs: list[Any] = []
     try:
-        step(1, "Start the Cloud Firestore emulator (firestore.rules loaded)")
-        emu = emu_mod.start(PROJECT, rules=ROOT / "firestore.rules", log_dir=ROOT / ".emulator-logs")
-        procs.append(emu)
-        os.environ.update(FIRESTORE_EMULATOR_HOST=emu.address, GCLOUD_PROJECT=PROJECT,
-                          FIREBASE_AUTH_EMULATOR_HOST="127.0.0.1:9099")
-        say(f"   emulator on {emu.address}, project {PROJECT}")
+        step(1, "Start the Firebase emulator suite: Firestore (firestore.rules), Auth, Functions, Hosting (console)")
+        suite = suite_mod.start_suite(free=True)
+        procs.append(suite)
+        os.environ.update(suite.env())
+        emu = emu_mod.Emulator("127.0.0.1", suite.ports["firestore"], PROJECT, suite.proc, suite.log)
+        say(f"   Firestore {emu.address}, Auth {suite.host('auth')}, Functions {suite.host('functions')}, "
+            f"console {suite.console_url} (project {PROJECT})")
 
         step(2, "Load the seed (idempotent)")
         subprocess.run([sys.executable, str(ROOT / "scripts" / "seed.py"), "--emulator", emu.address,
@@ -421,14 +430,27 @@ def main() -> int:
         out = ROOT / "opsloop-report.html"
         subprocess.run([*opsloop, "report", "--hours", "2", "--out", str(out)], check=True, env=cli_env)
         say(f"   open {out} in a browser")
+
+        step(17, "The admin console on the emulator suite (Firebase Hosting, Auth, the callables)")
+        suite.create_user(*CONSOLE_ADMIN, claims={"role": "admin"})
+        say(f"   {suite.console_url}   sign in as {CONSOLE_ADMIN[0]} / {CONSOLE_ADMIN[1]}")
         say(f"\nDemo finished in {time.monotonic() - t0:.1f}s.")
+        if keep:
+            say("The suite stays up with the demo's data until Ctrl-C (make console).")
+            try:
+                while suite.proc.poll() is None:
+                    time.sleep(1)
+            except KeyboardInterrupt:
+                say("stopping the suite")
+        else:
+            say("`make console` (or `make demo KEEP=1`) keeps the suite and the console up until Ctrl-C.")
         return 0
     except emu_mod.EmulatorNotInstalled as exc:
         say(f"error: {exc}")
         return 3
     finally:
         for p in reversed(procs):
-            if isinstance(p, emu_mod.Emulator):
+            if isinstance(p, emu_mod.Emulator | suite_mod.Suite):
                 p.stop()
             else:
                 p.terminate()

@@ -150,6 +150,24 @@ def test_callables_enforce_auth_and_arguments(server: str, seeded: Any) -> None:
     assert count(seeded, "ops_audit") == 1  # only the seed's entry
 
 
+def test_an_admins_change_is_audited_with_her_email_and_the_client_it_came_through(server: str, seeded: Any) -> None:
+    add = {"id": "router-core", "version": "1.0.3", "status": "draft", "createdBy": "test",
+           "params": {"modelWeights": {"gpt-5": 0.5, "gemini": 0.5}}}
+    assert seeded.policies.create_version(add, {"actor": "test", "action": "draft", "id": "router-core",
+                                                "from": None, "to": "1.0.3"})
+    carol = emulator_token("carol-uid", role="admin", email="carol@example.com")
+    r = call(server, "activatePolicy", {"id": "router-core", "version": "1.0.3", "via": "admin-ui"}, carol)
+    assert r.status_code == 200, r.text
+    r = call(server, "rollbackPolicy", {"id": "router-core"}, ADMIN)  # a token without email, no via
+    assert r.status_code == 200, r.text
+    entries = {d["action"]: d for d in (s.to_dict() for s in seeded.db.collection("ops_audit").stream())}
+    assert (entries["activate"]["actor"], entries["activate"]["actorEmail"], entries["activate"]["via"]) == (
+        "carol-uid", "carol@example.com", "admin-ui")
+    assert entries["rollback"]["via"] == "callable" and "actorEmail" not in entries["rollback"]
+    bad = call(server, "activatePolicy", {"id": "router-core", "version": "1.0.3", "via": "Admin UI!"}, carol)
+    assert bad.json()["error"]["status"] == "INVALID_ARGUMENT" and "via" in bad.json()["error"]["message"]
+
+
 @pytest.mark.parametrize(("raw", "says"), [
     (b"{not json", "not valid JSON"), (b'{"data": NaN}', "not valid JSON"), (b'"data"', "JSON object"),
     (b"5", "JSON object"), (b"[1]", "JSON object"), (b"null", "JSON object"), (b"{}", '"data" field'),

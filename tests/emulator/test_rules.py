@@ -225,9 +225,10 @@ ACCESS: dict[str, dict[str, frozenset[str]]] = {
     # Versions and audit entries are created by the loop only (sealed into the audit hash chain).
     "ops_policies":     {"get": SERVICE, "list": SERVICE, "create": NOBODY, "update": ADMIN, "delete": NOBODY},
     "ops_audit":        {"get": ADMIN, "list": ADMIN, "create": NOBODY, "update": NOBODY, "delete": NOBODY},
-    "ops_audit_chains":             dict.fromkeys(("get", "list", "create", "update", "delete"), NOBODY),
-    # Admin SDK only: config, the loop's internal state, anything unknown, any subcollection.
-    "config":                       dict.fromkeys(("get", "list", "create", "update", "delete"), NOBODY),
+    # Read by the admin console; written by the Admin SDK only.
+    "ops_audit_chains": {"get": ADMIN, "list": ADMIN, "create": NOBODY, "update": NOBODY, "delete": NOBODY},
+    "config":           {"get": ADMIN, "list": ADMIN, "create": NOBODY, "update": NOBODY, "delete": NOBODY},
+    # Admin SDK only: the loop's internal state, anything unknown, any subcollection.
     "ops_buckets":                  dict.fromkeys(("get", "list", "create", "update", "delete"), NOBODY),
     "ops_runs":                     dict.fromkeys(("get", "list", "create", "update", "delete"), NOBODY),
     "ops_policy_heads":             dict.fromkeys(("get", "list", "create", "update", "delete"), NOBODY),
@@ -237,7 +238,7 @@ ACCESS: dict[str, dict[str, frozenset[str]]] = {
                                      "delete": NOBODY},
     "ops_experiments":  {"get": ADMIN, "list": ADMIN, "create": NOBODY, "update": NOBODY, "delete": NOBODY},
     "ops_learning":     {"get": ADMIN, "list": ADMIN, "create": NOBODY, "update": NOBODY, "delete": NOBODY},
-    "ops_drift":                    dict.fromkeys(("get", "list", "create", "update", "delete"), NOBODY),
+    "ops_drift":        {"get": ADMIN, "list": ADMIN, "create": NOBODY, "update": NOBODY, "delete": NOBODY},
     "ops_feedback":                 dict.fromkeys(("get", "list", "create", "update", "delete"), NOBODY),
     "ops_components":               dict.fromkeys(("get", "list", "create", "update", "delete"), NOBODY),
     "anything_else":                dict.fromkeys(("get", "list", "create", "update", "delete"), NOBODY),

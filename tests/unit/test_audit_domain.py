@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from opsloop.domain.audit import GENESIS, ChainHead, canonical, digest, seal, verify
+from opsloop.domain.audit import GENESIS, ChainHead, canonical, digest, provenance, seal, verify
 
 
 def build(n: int) -> tuple[list[tuple[str, dict]], ChainHead]:
@@ -58,3 +58,15 @@ def test_sealing_refuses_a_hash_and_nan_cannot_be_encoded() -> None:
         seal({"hash": "x"}, "c", ChainHead())
     with pytest.raises(ValueError):
         canonical({"p": float("nan")})
+
+
+def test_provenance_names_the_client_of_every_entry_sealed_inside_it_and_is_hashed() -> None:
+    with provenance(via="admin-ui", actorEmail="a@example.com", unused=None):
+        inside, head = seal({"actor": "uid-1", "action": "activate"}, "policy:p", ChainHead())
+        own, _ = seal({"actor": "uid-1", "action": "x", "via": "cli"}, "policy:p", head)
+    outside, _ = seal({"actor": "uid-1", "action": "activate"}, "policy:p", ChainHead())
+    assert inside["via"] == "admin-ui" and inside["actorEmail"] == "a@example.com" and "unused" not in inside
+    assert own["via"] == "cli"  # the entry's own field wins
+    assert "via" not in outside and "actorEmail" not in outside
+    assert inside["hash"] != outside["hash"]
+    assert verify("policy:p", [("1", inside), ("2", own)], ChainHead(2, own["hash"])) is None

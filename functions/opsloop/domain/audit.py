@@ -10,9 +10,11 @@ Changing, removing or reordering any entry breaks every link after it.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,11 +49,26 @@ class ChainHead:
         return cls(int(doc.get("seq", 0)), str(doc.get("hash", GENESIS)))
 
 
+_PROVENANCE: contextvars.ContextVar[dict[str, Any] | None] = contextvars.ContextVar("audit_provenance",
+                                                                                   default=None)
+
+
+@contextlib.contextmanager
+def provenance(**fields: Any) -> Iterator[None]:
+    """Every entry sealed inside the block also names where the change came from (e.g. ``via``,
+    ``actorEmail``): a callable sets it once for the whole request instead of threading it through."""
+    token = _PROVENANCE.set({k: v for k, v in fields.items() if v is not None})
+    try:
+        yield
+    finally:
+        _PROVENANCE.reset(token)
+
+
 def seal(entry: dict[str, Any], chain: str, head: ChainHead) -> tuple[dict[str, Any], ChainHead]:
     """The entry as stored (with chain, seq, prevHash and hash) and the chain's new head."""
     if "hash" in entry:
         raise ValueError(f"an entry to seal must not carry a hash yet, got {entry['hash']!r}")
-    body = {**entry, "chain": chain, "seq": head.seq + 1, "prevHash": head.hash}
+    body = {**(_PROVENANCE.get() or {}), **entry, "chain": chain, "seq": head.seq + 1, "prevHash": head.hash}
     sealed = {**body, "hash": digest(body)}
     return sealed, ChainHead(head.seq + 1, sealed["hash"])
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +11,7 @@ from firebase_functions import https_fn, logger, options
 from flask import Request, Response
 from flask_cors import cross_origin
 
+from ..domain import audit as audit_domain
 from ..domain.errors import InvalidArgument
 from ..services import flags, policies, rollouts, whatif
 from . import auth, deps
@@ -83,11 +85,31 @@ def _claims(req: https_fn.CallableRequest[Any]) -> dict[str, Any] | None:
     return None if req.auth is None else {"uid": req.auth.uid, **(req.auth.token or {})}
 
 
+VIA = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+
+
+def _via(data: Any) -> tuple[str, Any]:
+    """The client that sent the call (``"via": "admin-ui"`` in the arguments, taken out of them); "callable"
+    when it does not say."""
+    if not isinstance(data, dict) or "via" not in data:
+        return "callable", data
+    via = data["via"]
+    if not isinstance(via, str) or not VIA.match(via):
+        raise InvalidArgument("'via' names the client: lowercase letters, digits and '-', at most 32 (e.g. "
+                              "\"admin-ui\")", {"field": "via"})
+    return via, {k: v for k, v in data.items() if k != "via"}
+
+
 def _admin(req: https_fn.CallableRequest[Any], name: str, work: Callable[[str, Any], dict[str, Any]]) -> dict[str, Any]:
-    """Authorise an admin, run ``work(actor, data)``, map every error to its callable code."""
+    """Authorise an admin, run ``work(actor, data)``, map every error to its callable code. Audit entries
+    written meanwhile name the admin's email and the client (``via``)."""
     try:
-        actor = auth.require_role(_claims(req), auth.ADMIN_ROLES)
-        result = work(actor, req.data)
+        claims = _claims(req)
+        actor = auth.require_role(claims, auth.ADMIN_ROLES)
+        via, data = _via(req.data)
+        email = (claims or {}).get("email")
+        with audit_domain.provenance(via=via, actorEmail=email if isinstance(email, str) else None):
+            result = work(actor, data)
     except Exception as exc:
         raise to_https_error(exc) from None
     logger.info(f"{name} done", actor=actor, result=result)

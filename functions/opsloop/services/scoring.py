@@ -193,8 +193,8 @@ def score_observations(
         hit("after-stats")
         try:  # out of budget: the cards stay due, and the next run refreshes them
             if refresh_cards or not result.budget_exhausted:
-                result.cards_written = skill_cards.refresh_if_due(store, schedule_ms, summaries, gens, loaded.cards,
-                                                                  force=refresh_cards)
+                result.cards_written = skill_cards.refresh_if_due(store, schedule_ms, summaries.totals, gens,
+                                                                  loaded.cards, force=refresh_cards)
         except (ArithmeticError, KeyError, TypeError, ValueError) as exc:  # cards are derived; scoring goes on
             result.cards_error = alerts.item_failed(store, "scoreObservations", "skill cards", exc)[:500]
         store.runs.record(run_id, {"status": "done", "scored": result.scored, "invalid": result.invalid,
@@ -294,33 +294,57 @@ def _score_backlog(
                 in_flight[0].exception()
 
 
-def window_summaries(store: Store, schedule_ms: int, gens: Generations) -> dict[str, dict[str, Summary]]:
-    """Per component seen within the longest window, its summary for each window ending at ``schedule_ms``,
-    from the buckets of the generation readers use."""
+# The points of each window's chart (``series`` of an ops_stats document): the whole buckets of one level
+# that start in the window (the 7 d chart ends at the last whole day).
+SERIES_LEVELS: dict[str, str] = {"1h": "5m", "24h": "1h", "7d": "1d"}
+
+
+@dataclass
+class WindowSummaries:
+    """Per component, per window: the summary, and the chart's points (bucket start, summary)."""
+
+    totals: dict[str, dict[str, Summary]]
+    series: dict[str, dict[str, list[tuple[int, Summary]]]]
+
+
+def window_summaries(store: Store, schedule_ms: int, gens: Generations) -> WindowSummaries:
+    """Per component seen within the longest window, its summary for each window ending at ``schedule_ms``
+    and the window's series, from the buckets of the generation readers use."""
     longest = max(windows.WINDOWS.values())
     end = windows.window_end(schedule_ms)
     components = sorted(store.observations.active_components(end - longest))
     jobs = [(comp, name) for comp in components for name in windows.WINDOWS]
 
-    def load(job: tuple[str, str]) -> Summary:
+    def load(job: tuple[str, str]) -> tuple[Summary, list[tuple[int, Summary]]]:
         start, stop = windows.window_bounds(schedule_ms, job[1])
-        return total(store.buckets.load_segments(gens.read_key(job[0]), windows.cover(start, stop)))
+        key = gens.read_key(job[0])
+        level = SERIES_LEVELS[job[1]]
+        # whole buckets only: one that holds ``stop`` holds later data too, and a replay must not see it
+        return (total(store.buckets.load_segments(key, windows.cover(start, stop))),
+                store.buckets.series(key, level, windows.bucket_start(start, level),
+                                     stop - windows.LEVELS[level] + 1))
 
     # The queries are independent and each waits on a round trip: a few in flight hide the latency.
     with ThreadPoolExecutor(max_workers=STATS_READERS, thread_name_prefix="opsloop-stats") as pool:
         loaded = list(pool.map(load, jobs))
-    out: dict[str, dict[str, Summary]] = {comp: {} for comp in components}
-    for (comp, name), summary in zip(jobs, loaded, strict=True):
-        out[comp][name] = summary
+    out = WindowSummaries({comp: {} for comp in components}, {comp: {} for comp in components})
+    for (comp, name), (summary, points) in zip(jobs, loaded, strict=True):
+        out.totals[comp][name] = summary
+        out.series[comp][name] = points
     return out
 
 
-def stats_docs(summaries: dict[str, dict[str, Summary]], schedule_ms: int,
+def _point(start: int, summary: Summary) -> dict[str, Any]:
+    figures = window_stats(summary)
+    return {"t": start, **{k: figures[k] for k in ("n", "avgReward", "successRate", "p95Latency", "avgCostUsd")}}
+
+
+def stats_docs(summaries: WindowSummaries, schedule_ms: int,
                gens: Generations) -> dict[str, dict[str, Any]]:
     """The ``ops_stats`` documents of those summaries, each labelled with the one reward version (and
-    generation) its buckets were computed under."""
+    generation) its buckets were computed under, with the window's chart points in ``series``."""
     out: dict[str, dict[str, Any]] = {}
-    for comp, per_window in summaries.items():
+    for comp, per_window in summaries.totals.items():
         for name, summary in per_window.items():
             start, stop = windows.window_bounds(schedule_ms, name)
             out[paths.stats_id(comp, name)] = {
@@ -332,6 +356,8 @@ def stats_docs(summaries: dict[str, dict[str, Summary]], schedule_ms: int,
                 "rewardVersion": gens.config(comp).version,
                 "rewardGeneration": gens.read,
                 **window_stats(summary),
+                "seriesLevel": SERIES_LEVELS[name],
+                "series": [_point(t, s) for t, s in summaries.series[comp][name]],
             }
     return out
 

@@ -1,0 +1,236 @@
+"""The Firebase emulator suite for this repo, offline: Firestore, Auth, Functions (Python) and Hosting.
+
+    python scripts/suite.py start            # runs until Ctrl-C; prints the console's URL
+    python scripts/suite.py start --seed     # ... with the seed loaded
+
+`firebase emulators:start` (firebase-tools 13.35, pinned in package.json) needs three things on these
+machines, which this script prepares before it runs the CLI:
+
+- the Firestore emulator: firebase-tools downloads its own JAR, which fails offline. We point
+  FIRESTORE_EMULATOR_BINARY_PATH at a launcher JAR (one manifest: Main-Class and Class-Path naming
+  gcloud's cloud-firestore-emulator.jar). firebase-tools runs ``java -jar`` on it and chmods it, so it
+  lives in ``.emulators/``, never at a system path;
+- the Python functions run from ``functions/venv``: a link to the repo's ``.venv``;
+- the Emulator UI is a download: firebase.json disables it.
+
+The ports of firebase.json are the defaults; ``start_suite(free=True)`` (the tests) picks free ones and
+writes a config of its own beside firebase.json. The CLI runs in its own process group: after SIGINT its
+functions-framework workers outlive it, so ``Suite.stop`` ends the whole group.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from scripts import emulator as emu_mod  # noqa: E402
+from scripts.tokens import PROJECT  # noqa: E402
+
+FIREBASE = ROOT / "node_modules" / ".bin" / "firebase"
+DIST = ROOT / "console" / "dist"
+LAUNCHER = ROOT / ".emulators" / "firestore-launcher.jar"
+NPM_HINT = "firebase-tools is not installed: run `make node` (npm ci) first"
+EMULATORS = ("firestore", "auth", "functions", "hosting")
+
+
+def launcher_jar() -> Path:
+    """A JAR whose manifest starts gcloud's Firestore emulator, for `java -jar` (firebase-tools)."""
+    target = emu_mod.find_jar().resolve()
+    manifest = (f"Manifest-Version: 1.0\nMain-Class: {emu_mod.MAIN_CLASS}\n"
+                f"Class-Path: {target.as_uri()}\n\n")
+    if LAUNCHER.exists():
+        with zipfile.ZipFile(LAUNCHER) as z:
+            if z.read("META-INF/MANIFEST.MF").decode() == manifest:
+                return LAUNCHER
+    LAUNCHER.parent.mkdir(parents=True, exist_ok=True)
+    tmp = LAUNCHER.with_suffix(".tmp")
+    with zipfile.ZipFile(tmp, "w") as z:
+        z.writestr("META-INF/MANIFEST.MF", manifest)
+    tmp.replace(LAUNCHER)
+    return LAUNCHER
+
+
+def functions_venv() -> None:
+    """functions/venv, where firebase-tools looks for the functions' Python: the repo's .venv."""
+    venv = ROOT / "functions" / "venv"
+    if venv.exists() or venv.is_symlink():
+        return
+    if not (ROOT / ".venv" / "bin" / "activate").exists():
+        raise SystemExit("error: .venv is missing: run `make .venv/.installed` first")
+    venv.symlink_to(Path("..") / ".venv")
+
+
+@dataclass
+class Suite:
+    proc: subprocess.Popen[bytes]
+    ports: dict[str, int]
+    config: Path
+    log: Path
+
+    def host(self, name: str) -> str:
+        return f"127.0.0.1:{self.ports[name]}"
+
+    @property
+    def console_url(self) -> str:
+        return f"http://{self.host('hosting')}/"
+
+    def functions_url(self, name: str) -> str:
+        return f"http://{self.host('functions')}/{PROJECT}/us-central1/{name}"
+
+    def clear_firestore(self) -> None:
+        url = f"http://{self.host('firestore')}/emulator/v1/projects/{PROJECT}/databases/(default)/documents"
+        urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=30).close()
+
+    def clear_auth(self) -> None:
+        url = f"http://{self.host('auth')}/emulator/v1/projects/{PROJECT}/accounts"
+        urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=30).close()
+
+    def create_user(self, email: str, password: str, claims: dict[str, Any] | None = None) -> str:
+        """A user of the Auth emulator (its REST API, as firebase_admin uses it), with custom claims; its uid."""
+        auth = f"http://{self.host('auth')}/identitytoolkit.googleapis.com/v1"
+        made = _post(f"{auth}/accounts:signUp?key=fake-api-key", {"email": email, "password": password})
+        uid = str(made["localId"])
+        if claims:  # "Bearer owner": the emulator's admin credential, what firebase_admin sends it
+            _post(f"{auth}/projects/{PROJECT}/accounts:update",
+                  {"localId": uid, "customAttributes": json.dumps(claims)}, {"Authorization": "Bearer owner"})
+        return uid
+
+    def env(self) -> dict[str, str]:
+        """What a Python client needs to talk to this suite."""
+        return {"FIRESTORE_EMULATOR_HOST": self.host("firestore"), "FIREBASE_AUTH_EMULATOR_HOST": self.host("auth"),
+                "GCLOUD_PROJECT": PROJECT}
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                os.killpg(self.proc.pid, signal.SIGINT)
+                self.proc.wait(timeout=20)
+        with contextlib.suppress(ProcessLookupError):  # the functions-framework workers outlive the CLI
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+        if self.config.name != "firebase.json":
+            self.config.unlink(missing_ok=True)
+
+
+def _post(url: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json", **(headers or {})})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        out: dict[str, Any] = json.loads(resp.read())
+        return out
+
+
+def _config(ports: dict[str, int]) -> dict[str, Any]:
+    config: dict[str, Any] = json.loads((ROOT / "firebase.json").read_text())
+    for name, port in ports.items():
+        config["emulators"].setdefault(name, {})["port"] = port
+    hub = config["emulators"].setdefault("hub", {})
+    hub["port"] = emu_mod.free_port()
+    config["emulators"]["logging"] = {"port": emu_mod.free_port()}
+    return config
+
+
+def write_console_config(ports: dict[str, int]) -> None:
+    """console/dist/emulators.json: tells the console to talk to this suite's emulators."""
+    (DIST / "emulators.json").write_text(json.dumps({
+        "projectId": PROJECT, "auth": f"http://127.0.0.1:{ports['auth']}",
+        "firestore": {"host": "127.0.0.1", "port": ports["firestore"]},
+        "functions": {"host": "127.0.0.1", "port": ports["functions"]},
+    }, indent=2))
+
+
+def start_suite(free: bool = True, env: dict[str, str] | None = None, timeout: float = 120.0) -> Suite:
+    """Start `firebase emulators:start` (its own process group); return once every emulator answers."""
+    if not FIREBASE.exists():
+        raise SystemExit(NPM_HINT)
+    if not (DIST / "index.html").exists():
+        raise SystemExit("error: the console is not built: run `make console-build` (npm run build) first")
+    launcher = launcher_jar()
+    functions_venv()
+    defaults: dict[str, Any] = json.loads((ROOT / "firebase.json").read_text())["emulators"]
+    if free:
+        ports = {name: emu_mod.free_port() for name in EMULATORS}
+        config_path = ROOT / f".firebase.suite-{ports['hosting']}.json"
+        config_path.write_text(json.dumps(_config(ports), indent=2))
+    else:
+        ports = {name: int(defaults[name]["port"]) for name in EMULATORS}
+        config_path = ROOT / "firebase.json"
+    write_console_config(ports)
+    log_dir = ROOT / ".emulator-logs"
+    log_dir.mkdir(exist_ok=True)
+    log = log_dir / f"suite-{ports['hosting']}.log"
+    cmd = [str(FIREBASE), "emulators:start", "--project", PROJECT, "--config", str(config_path),
+           "--only", ",".join(EMULATORS)]
+    full_env = {**os.environ, **(env or {}), "FIRESTORE_EMULATOR_BINARY_PATH": str(launcher),
+                "FIREBASE_CLI_DISABLE_UPDATE_CHECK": "true", "CI": "true"}
+    for var in ("FIRESTORE_EMULATOR_HOST", "FIREBASE_AUTH_EMULATOR_HOST"):
+        full_env.pop(var, None)  # firebase-tools sets them for the functions it runs
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    suite = Suite(proc, ports, config_path, log)
+    try:
+        deadline = time.monotonic() + timeout
+        for name in EMULATORS:
+            emu_mod.wait_http(f"http://{suite.host(name)}/", timeout=max(1.0, deadline - time.monotonic()),
+                              proc=proc)
+        _wait_functions(suite, deadline)
+    except BaseException:
+        suite.stop()
+        tail = log.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"the emulator suite did not start; log {log}:\n{tail}") from None
+    return suite
+
+
+def _wait_functions(suite: Suite, deadline: float) -> None:
+    """The functions emulator answers before it has loaded the functions: wait for the log line."""
+    while time.monotonic() < deadline:
+        if "All emulators ready" in suite.log.read_text(errors="replace"):
+            return
+        if suite.proc.poll() is not None:
+            raise RuntimeError("firebase emulators:start exited")
+        time.sleep(0.3)
+    raise TimeoutError("the emulator suite was not ready in time")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    start = sub.add_parser("start", help="run the suite until Ctrl-C")
+    start.add_argument("--seed", action="store_true", help="load seed/ into Firestore first")
+    start.add_argument("--free-ports", action="store_true", help="pick free ports instead of firebase.json's")
+    args = parser.parse_args(argv)
+    suite = start_suite(free=args.free_ports)
+    try:
+        if args.seed:
+            os.environ.update(suite.env())
+            subprocess.run([sys.executable, str(ROOT / "scripts" / "seed.py"), "--emulator", suite.host("firestore")],
+                           check=True, cwd=ROOT)
+        print(f"emulator suite up: Firestore {suite.host('firestore')}, Auth {suite.host('auth')}, "
+              f"Functions {suite.host('functions')}", flush=True)
+        print(f"console: {suite.console_url}   (Ctrl-C stops the suite)", flush=True)
+        while suite.proc.poll() is None:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        suite.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,261 @@
+"""The admin console in a real browser (Debian's chromium, driven by Playwright) on the Firebase emulator suite.
+
+`firebase emulators:start` serves the built console (Hosting), Auth, Firestore and the Python callables
+(Functions); the data is made by the loop's own services against the suite's Firestore.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import os
+import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from google.cloud.firestore_v1.base_query import FieldFilter
+from playwright import sync_api as playwright_sync
+from playwright.sync_api import Page, expect
+
+from scripts import suite as suite_mod
+
+pytestmark = pytest.mark.browser
+
+
+NOW = dt.datetime.now(dt.UTC)
+NOW_MS = int(NOW.timestamp() * 1000)
+ADMIN = ("alice@example.com", "correct-horse-1")
+VIEWER = ("bob@example.com", "battery-staple-2")
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+
+
+@contextmanager
+def suite_env(suite: suite_mod.Suite) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in suite.env()}
+    os.environ.update(suite.env())
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@pytest.fixture(scope="module")
+def suite() -> Iterator[suite_mod.Suite]:
+    s = suite_mod.start_suite(free=True, env={"OPSLOOP_CONFIG_CACHE_S": "0", "OPSLOOP_COST_CACHE_S": "0"})
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture(scope="module")
+def loop(suite: suite_mod.Suite) -> Any:
+    """The suite's Firestore with the seed, two components' traffic scored, and a draft from the tuner."""
+    from google.auth.credentials import AnonymousCredentials
+    from google.cloud import firestore
+
+    from opsloop.services import scoring, tuning
+    from opsloop.services.record import record_batch
+    from opsloop.services.seed import load_seed
+    from opsloop.store.firestore_store import FirestoreStore
+
+    with suite_env(suite):
+        db = firestore.Client(project=suite_mod.PROJECT, credentials=AnonymousCredentials())
+    store = FirestoreStore(db)
+    load_seed(store, suite_mod.ROOT / "seed")
+    store.configs.set("scoring", {"safetyMarginMs": 0})
+    items: list[dict[str, Any]] = []
+    for i in range(180):
+        ts = NOW_MS - 50 * 60_000 + i * 15_000
+        bad = i % 3 == 0
+        items.append({"component": "router:gpt-5", "outcome": "failure" if bad else "success",
+                      "durationMs": 5000 if bad else 900, "costUsd": 0.03, "ts": ts})
+        items.append({"component": "router:gemini", "outcome": "success", "durationMs": 400 + i % 50,
+                      "costUsd": 0.012, "ts": ts})
+        items.append({"component": "router", "outcome": "success" if i % 9 else "failure",
+                      "durationMs": 700 + (i * 37) % 900, "costUsd": 0.02, "ts": ts})
+    for i in range(0, len(items), 500):
+        record_batch(store, {"observations": items[i : i + 500]})
+    scoring.score_observations(store, NOW)
+    drafted = tuning.auto_tune(store, NOW).outcomes
+    assert [(o.action, o.version) for o in drafted] == [("drafted", "1.0.1")]
+    suite.create_user(*ADMIN, claims={"role": "admin"})
+    suite.create_user(*VIEWER)
+    return store
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert exe, "Debian's chromium is installed by `make test` (make browser)"
+    with playwright_sync.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=exe, headless=True, args=FLAGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture()
+def page(browser: Any) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    pg = context.new_page()
+    errors: list[str] = []
+    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield pg
+    context.close()
+    assert errors == [], f"uncaught errors in the console: {errors}"
+
+
+def sign_in(page: Page, suite: suite_mod.Suite, who: tuple[str, str]) -> None:
+    page.goto(suite.console_url)
+    page.get_by_label("Email").fill(who[0])
+    page.get_by_label("Password").fill(who[1])
+    page.get_by_label("Password").press("Enter")  # the keyboard submits the form
+
+
+SHOTS = suite_mod.ROOT / ".emulator-logs" / "console"
+
+
+def not_blank(png: bytes, name: str) -> None:
+    """The screenshot has content (kept in .emulator-logs/console/ to look at)."""
+    from PIL import Image
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    (SHOTS / f"{name}.png").write_bytes(png)
+    img = Image.open(io.BytesIO(png)).convert("RGB")
+    colours = img.getcolors(maxcolors=1 << 20)
+    assert colours is not None and len(colours) > 20, "the screenshot is (nearly) one colour"
+    dominant = max(c for c, _ in colours)
+    assert dominant < 0.97 * img.width * img.height, "the screenshot is blank"
+
+
+def status_of(page: Page, version: str) -> Any:
+    return page.locator(f'span.status[data-version="{version}"]')
+
+
+def audit_entries(store: Any, action: str) -> list[dict[str, Any]]:
+    q = store.db.collection("ops_audit").where(filter=FieldFilter("action", "==", action))
+    return [d.to_dict() for d in q.stream()]
+
+
+def test_admin_sees_stats_and_a_draft_activates_it_live_rolls_back_and_sees_the_audit(
+    page: Page, suite: suite_mod.Suite, loop: Any,
+) -> None:
+    sign_in(page, suite, ADMIN)
+    # Components: the scored stats, formatted for people, and the charts over time
+    expect(page.get_by_role("heading", name="Components", exact=True)).to_be_visible(timeout=20_000)
+    stats = page.locator("table.stats").first
+    expect(stats.get_by_role("row", name="router")).to_be_visible()
+    row = stats.get_by_role("row", name="router").inner_text()
+    assert "%" in row and " ms" in row and "$" in row, row
+    assert "0.987854" not in page.content()
+    expect(page.locator("figure.chart canvas").first).to_be_visible()
+    page.get_by_role("radio", name="1h").check()
+    expect(page.get_by_role("table", name="Components, last 1h")).to_be_visible()
+    not_blank(page.screenshot(full_page=True), "components")
+
+    # Policies: the tuner's draft beside the active version, differing params marked
+    page.get_by_role("link", name="Policies").click()
+    expect(status_of(page, "1.0.1")).to_have_text("draft", timeout=20_000)
+    expect(status_of(page, "1.0.0")).to_have_text("active")
+    assert page.locator("table.policies mark").count() >= 1
+    expect(page.get_by_role("columnheader", name="Version")).to_be_visible()
+    not_blank(page.screenshot(full_page=True), "policies")
+
+    page.get_by_role("button", name="Activate router-core 1.0.1").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("1.0.1 becomes the active version; 1.0.0 is archived")
+    dialog.get_by_role("button", name="Activate").click()
+    expect(status_of(page, "1.0.1")).to_have_text("active", timeout=20_000)  # no reload: a listener
+    expect(status_of(page, "1.0.0")).to_have_text("archived")
+    expect(page.locator("#outcome")).to_have_text("router-core 1.0.1 is active.")
+
+    page.get_by_role("button", name="Roll back router-core").click()
+    page.get_by_role("dialog").get_by_role("button", name="Roll back").click()
+    expect(status_of(page, "1.0.0")).to_have_text("active", timeout=20_000)
+
+    # a change made elsewhere (the CLI, another admin) shows up without a reload too
+    from opsloop.services import policies
+
+    policies.activate(loop, "router-core", "1.0.1", actor="cli-operator")
+    expect(status_of(page, "1.0.1")).to_have_text("active", timeout=20_000)
+
+    # Audit: the admin's entries name her uid and email and the console
+    page.get_by_role("link", name="Audit").click()
+    entries = page.get_by_role("table", name="Audit entries, newest first")
+    expect(entries.get_by_role("row").filter(has_text="rollback")).to_contain_text(ADMIN[0])
+    expect(entries.get_by_role("row").filter(has_text="rollback")).to_contain_text("admin-ui")
+    expect(page.get_by_role("table", name="Chain status")).to_contain_text("intact")
+    not_blank(page.screenshot(full_page=True), "audit")
+    [rollback] = audit_entries(loop, "rollback")
+    assert rollback["via"] == "admin-ui" and rollback["actorEmail"] == ADMIN[0]
+    assert rollback["actor"] not in ("", "unknown", ADMIN[0])  # the uid
+
+
+def test_a_refused_action_shows_its_code_and_flags_are_set_from_the_console(
+    page: Page, suite: suite_mod.Suite, loop: Any,
+) -> None:
+    from opsloop.services import policies
+
+    assert loop.policies.create_version(
+        {"id": "router-core", "version": "1.0.7", "status": "draft", "createdBy": "test",
+         "params": {"modelWeights": {"gpt-5": 0.2, "gemini": 0.7, "claude": 0.1}}},
+        {"actor": "test", "action": "draft", "id": "router-core", "from": None, "to": "1.0.7"})
+    sign_in(page, suite, ADMIN)
+    page.get_by_role("link", name="Learning").click()
+    page.get_by_label("Learning enabled").uncheck()
+    page.get_by_role("button", name="Save flags").click()
+    page.get_by_role("dialog").get_by_role("button", name="Save flags").click()
+    expect(page.locator("#outcome")).to_have_text("Flags saved.", timeout=20_000)
+    expect(page.get_by_text("Now: learning off")).to_be_visible()
+    not_blank(page.screenshot(full_page=True), "learning")
+
+    page.get_by_role("link", name="Policies").click()
+    page.get_by_role("button", name="Start canary router-core 1.0.7").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Canary split").select_option("canary20")
+    dialog.get_by_role("button", name="Start canary").click()
+    outcome = page.locator("#outcome")
+    expect(outcome).to_contain_text("E_LEARN_DISABLED", timeout=20_000)
+    expect(outcome).to_contain_text("Refused:")
+    expect(status_of(page, "1.0.7")).to_have_text("draft")  # nothing changed
+    flags = loop.db.collection("config").document("flags").get().to_dict()
+    assert flags["learning"]["enabled"] is False
+    [entry] = audit_entries(loop, "set_flags")
+    assert entry["via"] == "admin-ui" and entry["actorEmail"] == ADMIN[0]
+    policies.activate(loop, "router-core", "1.0.0", actor="test")  # leave the first test's state readable
+
+
+def test_a_signed_in_user_without_the_admin_role_sees_only_not_an_admin(
+    page: Page, suite: suite_mod.Suite, loop: Any,
+) -> None:
+    sign_in(page, suite, VIEWER)
+    expect(page.get_by_role("heading", name="Not an admin")).to_be_visible(timeout=20_000)
+    expect(page.get_by_role("navigation")).to_have_count(0)
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+    not_blank(page.screenshot(), "not-admin")
+
+
+def test_every_view_renders_at_390px_without_sideways_scrolling(
+    browser: Any, suite: suite_mod.Suite, loop: Any,
+) -> None:
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    try:
+        sign_in(page, suite, ADMIN)
+        expect(page.get_by_role("navigation", name="Views")).to_be_visible(timeout=20_000)
+        for name in ("Components", "Policies", "Rollouts", "Drift", "Audit", "Learning"):
+            page.get_by_role("link", name=name).click()
+            expect(page.locator("main h1")).to_be_visible()
+            page.wait_for_timeout(300)
+            width = page.evaluate("document.documentElement.scrollWidth")
+            assert width <= 390, f"{name}: the page is {width}px wide at a 390px viewport"
+            not_blank(page.screenshot(full_page=True), f"390-{name.lower()}")
+    finally:
+        context.close()

@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit emulator-check browser seed serve bench clean node console console-build
+.PHONY: demo test lint typecheck unit emulator-check browser seed serve bench clean node console console-build deploy-prep
 
 $(STAMP): requirements-dev.txt functions/requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ console-build: console/dist/app.js
 # The demo's data on the Firebase emulator suite, with the console, until Ctrl-C.
 console: $(STAMP) emulator-check console-build
 	$(PY) scripts/demo.py --keep
+
+# What `firebase deploy` needs before it reads the functions (firebase.json's predeploy hooks run these):
+# firebase-tools looks for the functions' Python in functions/venv, a link to .venv.
+deploy-prep: $(STAMP)
+	@test -e functions/venv || ln -s ../.venv functions/venv
 
 emulator-check: $(STAMP)
 	@$(PY) scripts/emulator.py check >/dev/null

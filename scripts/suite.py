@@ -11,6 +11,9 @@ machines, which this script prepares before it runs the CLI:
   gcloud's cloud-firestore-emulator.jar). firebase-tools runs ``java -jar`` on it and chmods it, so it
   lives in ``.emulators/``, never at a system path;
 - the Python functions run from ``functions/venv``: a link to the repo's ``.venv``;
+- Pub/Sub (only so that the functions emulator loads the scheduled functions; they are run over HTTP, see
+  ``Suite.trigger``): gcloud's pubsub-emulator, through PUBSUB_EMULATOR_BINARY_PATH and a wrapper script in
+  ``.emulators/`` (firebase-tools chmods the path it is given);
 - the Emulator UI is a download: firebase.json disables it.
 
 The ports of firebase.json are the defaults; ``start_suite(free=True)`` (the tests) picks free ones and
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import json
 import os
 import signal
@@ -44,7 +48,27 @@ FIREBASE = ROOT / "node_modules" / ".bin" / "firebase"
 DIST = ROOT / "console" / "dist"
 LAUNCHER = ROOT / ".emulators" / "firestore-launcher.jar"
 NPM_HINT = "firebase-tools is not installed: run `make node` (npm ci) first"
-EMULATORS = ("firestore", "auth", "functions", "hosting")
+EMULATORS = ("firestore", "auth", "functions", "hosting", "pubsub")
+
+
+PUBSUB_RELATIVE = Path("platform/pubsub-emulator/bin/cloud-pubsub-emulator")
+
+
+def pubsub_wrapper() -> Path:
+    """A script in .emulators/ that runs gcloud's Pub/Sub emulator (firebase-tools chmods the path it runs)."""
+    sdk = emu_mod.find_jar().resolve().parents[2]  # <sdk>/platform/cloud-firestore-emulator/<jar>
+    target = sdk / PUBSUB_RELATIVE
+    if not target.exists():
+        raise emu_mod.EmulatorNotInstalled(f"the Pub/Sub emulator is not at {target}: install it with\n"
+                                           "    gcloud components install pubsub-emulator\n"
+                                           "(Debian/Ubuntu packages: apt-get install google-cloud-cli-pubsub-emulator)")
+    wrapper = LAUNCHER.parent / "pubsub-emulator"
+    text = f'#!/bin/sh\nexec "{target}" "$@"\n'
+    if not wrapper.exists() or wrapper.read_text() != text:
+        wrapper.parent.mkdir(parents=True, exist_ok=True)
+        wrapper.write_text(text)
+        wrapper.chmod(0o755)
+    return wrapper
 
 
 def launcher_jar() -> Path:
@@ -90,6 +114,16 @@ class Suite:
 
     def functions_url(self, name: str) -> str:
         return f"http://{self.host('functions')}/{PROJECT}/us-central1/{name}"
+
+    def trigger(self, name: str, when: dt.datetime) -> dict[str, Any]:
+        """Run a scheduled function as Cloud Scheduler does: POST to its HTTP trigger (the functions emulator
+        names it ``<name>-0`` once Pub/Sub runs) with the scheduler's headers."""
+        headers = {"X-CloudScheduler-JobName": f"firebase-schedule-{name}-us-central1",
+                   "X-CloudScheduler-ScheduleTime": when.astimezone(dt.UTC).isoformat(timespec="milliseconds")
+                   .replace("+00:00", "Z")}
+        req = urllib.request.Request(self.functions_url(f"{name}-0"), data=b"", method="POST", headers=headers)
+        with urllib.request.urlopen(req, timeout=600) as resp:
+            return {"status": resp.status}
 
     def clear_firestore(self) -> None:
         url = f"http://{self.host('firestore')}/emulator/v1/projects/{PROJECT}/databases/(default)/documents"
@@ -141,6 +175,7 @@ def _config(ports: dict[str, int]) -> dict[str, Any]:
     hub = config["emulators"].setdefault("hub", {})
     hub["port"] = emu_mod.free_port()
     config["emulators"]["logging"] = {"port": emu_mod.free_port()}
+    config["emulators"]["firestore"]["websocketPort"] = emu_mod.free_port()  # else 9150 for every suite
     return config
 
 
@@ -160,6 +195,7 @@ def start_suite(free: bool = True, env: dict[str, str] | None = None, timeout: f
     if not (DIST / "index.html").exists():
         raise SystemExit("error: the console is not built: run `make console-build` (npm run build) first")
     launcher = launcher_jar()
+    pubsub = pubsub_wrapper()
     functions_venv()
     defaults: dict[str, Any] = json.loads((ROOT / "firebase.json").read_text())["emulators"]
     if free:
@@ -176,6 +212,7 @@ def start_suite(free: bool = True, env: dict[str, str] | None = None, timeout: f
     cmd = [str(FIREBASE), "emulators:start", "--project", PROJECT, "--config", str(config_path),
            "--only", ",".join(EMULATORS)]
     full_env = {**os.environ, **(env or {}), "FIRESTORE_EMULATOR_BINARY_PATH": str(launcher),
+                "PUBSUB_EMULATOR_BINARY_PATH": str(pubsub),
                 "FIREBASE_CLI_DISABLE_UPDATE_CHECK": "true", "CI": "true"}
     for var in ("FIRESTORE_EMULATOR_HOST", "FIREBASE_AUTH_EMULATOR_HOST"):
         full_env.pop(var, None)  # firebase-tools sets them for the functions it runs

@@ -18,13 +18,17 @@ export function h(tag: string, attrs: Attrs = {}, ...children: (Child | Child[])
   return el;
 }
 
-/** A real table: caption, column headers (scope=col), row cells; the first cell of a row is its header. */
+/** A real table: caption, column headers (scope=col), row cells; the first cell of a row is its header.
+ *  Below 600 px wide, CSS stacks each row into a card whose cells carry their column's name (data-label);
+ *  the explicit roles keep it a table for assistive technology when display changes. */
 export function table(caption: string, headers: string[], rows: (Child | Child[])[][], cls = ""): HTMLElement {
   return h("div", { class: "table-wrap" },
-    h("table", { class: cls },
+    h("table", { class: cls, role: "table" },
       h("caption", {}, caption),
-      h("thead", {}, h("tr", {}, headers.map((x) => h("th", { scope: "col" }, x)))),
-      h("tbody", {}, rows.map((r) => h("tr", {}, r.map((c, i) => (i === 0 ? h("th", { scope: "row" }, c) : h("td", {}, c))))))));
+      h("thead", { role: "rowgroup" }, h("tr", { role: "row" }, headers.map((x) => h("th", { scope: "col", role: "columnheader" }, x)))),
+      h("tbody", { role: "rowgroup" }, rows.map((r) => h("tr", { role: "row" }, r.map((c, i) => (i === 0
+        ? h("th", { scope: "row", role: "rowheader", "data-label": headers[i] }, c)
+        : h("td", { role: "cell", "data-label": headers[i] }, c))))))));
 }
 
 export function replace(el: HTMLElement, ...children: Child[]): void {

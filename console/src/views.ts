@@ -285,6 +285,18 @@ const policies: View = {
 
 // ------------------------------------------------------------------------------------------------ rollouts
 
+/** The difference challenger − champion with its interval, over the evaluations that measured one. */
+function diffChart(evaluations: Doc[]): HTMLElement {
+  const measured = evaluations.filter((x) => typeof x.diff === "number");
+  const title = "Reward difference (challenger − champion) with its interval, per evaluation";
+  if (!measured.length) return h("p", { class: "muted" }, `${title}: none yet, the arms are still collecting.`);
+  return lineChart(title, measured.map((x) => x.ts ?? Number(x._id)), [
+    { label: "difference", values: measured.map((x) => x.diff) },
+    { label: "interval low", values: measured.map((x) => x.ciLow ?? null), dash: [4, 4], color: "#888" },
+    { label: "interval high", values: measured.map((x) => x.ciHigh ?? null), dash: [4, 4], color: "#888" },
+  ], num);
+}
+
 const rollouts: View = {
   id: "rollouts", title: "Rollouts",
   mount(el, ctx) {
@@ -299,7 +311,7 @@ const rollouts: View = {
         ...list.map((r) => {
           const e: Doc = r.lastEvaluation ?? {};
           const series = evals.get(r._id) ?? [];
-          const checks = Object.entries((e.checks ?? {}) as Record<string, Doc>);
+          const checks = Object.entries((e.checks ?? {}) as Record<string, Doc>).sort(([a], [b]) => a.localeCompare(b));
           return h("section", { class: "rollout", "aria-label": `Rollout ${r._id}` },
             h("h2", {}, `${r.id} ${r.version} vs ${r.champion}`, h("span", { class: `status s-${r.status}` }, ` ${r.stage} · ${r.status}`)),
             h("p", {}, `Split ${pct(r.split)} · started ${when(r.startedAt)}`),
@@ -312,11 +324,7 @@ const rollouts: View = {
               ["SRM p", `${p(e.srmP)}${e.srm ? " · sample ratio mismatch" : ""}`],
               ...checks.map(([name, c]) => [name, `p ${p(c.p)} · ${c.breached ? "breached" : "ok"}${c.waived ? " (waived)" : ""}`]),
             ], "evaluation") : h("p", { class: "muted" }, "Not evaluated yet (evaluateRollouts runs every 10 minutes)."),
-            lineChart("Reward difference with its interval, per evaluation", series.map((x) => x.ts ?? Number(x._id)), [
-              { label: "difference", values: series.map((x) => x.diff ?? null) },
-              { label: "interval low", values: series.map((x) => x.ciLow ?? null), dash: [4, 4], color: "#888" },
-              { label: "interval high", values: series.map((x) => x.ciHigh ?? null), dash: [4, 4], color: "#888" },
-            ], num));
+            diffChart(series));
         }));
     };
     const stop = onSnapshot(query(collection(ctx.db, "ops_rollouts"), orderBy("startedAt", "desc"), limit(10)), (snap) => {
@@ -461,4 +469,44 @@ const learning: View = {
   },
 };
 
-export const VIEWS: View[] = [components, policies, rollouts, drift, audit, learning];
+// ------------------------------------------------------------------------------------------------ experiments
+
+const experimentsView: View = {
+  id: "experiments", title: "Experiments",
+  mount(el, ctx) {
+    const body = h("div");
+    el.append(h("h1", {}, "Experiments"),
+      h("p", { class: "muted" }, "Every canary that ended: what the tuner learns from (any policy kind)."), body);
+    const badge = live(el);
+    return onSnapshot(query(collection(ctx.db, "ops_experiments"), orderBy("endedAt", "desc"), limit(100)), (snap) => {
+      const list = docs(snap);
+      badge.textContent = `live · ${when(Date.now())}`;
+      replace(body, list.length ? table("Ended canaries, newest first",
+        ["Policy", "Kind", "Version vs champion", "Outcome", "Decided by", "n champion / challenger", "Difference [interval]", "Ended"],
+        list.map((x) => [x.id, x.kind ?? "–", `${x.version} vs ${x.champion}`, x.outcome ?? "–", String(x.decidedBy ?? "–"),
+          `${count(x.nChampion)} / ${count(x.nChallenger)}`, `${num(x.diff)} [${num(x.ciLow)}, ${num(x.ciHigh)}]`, when(x.endedAt)]),
+        "experiments") : h("p", { class: "muted" }, "No canary has ended yet."));
+    }, failed(body, "ops_experiments"));
+  },
+};
+
+// ------------------------------------------------------------------------------------------------ config
+
+const configView: View = {
+  id: "config", title: "Config",
+  mount(el, ctx) {
+    const body = h("div");
+    el.append(h("h1", {}, "Config"), h("p", { class: "muted" },
+      "The loop's config documents as stored (reward terms, scoring, tuning, rollout gates, drift). ",
+      "They change through the CLI (opsloop reward adopt, opsloop config) and are audited there."), body);
+    live(el);
+    return onSnapshot(collection(ctx.db, "config"), (snap) => {
+      replace(body, ...docs(snap).sort((a, b) => a._id.localeCompare(b._id)).map((d) => {
+        const flat = Object.entries(flatten(Object.fromEntries(Object.entries(d).filter(([k]) => k !== "_id"))));
+        return table(`config/${d._id}`, ["Setting", "Value"], flat.map(([k, v]) => [k, value(v)]), "config");
+      }));
+    }, failed(body, "config"));
+  },
+};
+
+export const VIEWS: View[] = [components, policies, rollouts, experimentsView, drift, audit, learning, configView];

@@ -61,7 +61,7 @@ def loop(suite: suite_mod.Suite) -> Any:
     from google.auth.credentials import AnonymousCredentials
     from google.cloud import firestore
 
-    from opsloop.services import scoring, tuning
+    from opsloop.services import tuning
     from opsloop.services.record import record_batch
     from opsloop.services.seed import load_seed
     from opsloop.store.firestore_store import FirestoreStore
@@ -75,15 +75,18 @@ def loop(suite: suite_mod.Suite) -> Any:
     for i in range(180):
         ts = NOW_MS - 50 * 60_000 + i * 15_000
         bad = i % 3 == 0
+        logged = {"policyVersion": "router-core@1.0.0", "id": f"req-{i:04d}"}  # the router's logged decisions
         items.append({"component": "router:gpt-5", "outcome": "failure" if bad else "success",
-                      "durationMs": 5000 if bad else 900, "costUsd": 0.03, "ts": ts})
+                      "durationMs": 5000 if bad else 900, "costUsd": 0.03, "ts": ts, "propensity": 0.6, **logged})
         items.append({"component": "router:gemini", "outcome": "success", "durationMs": 400 + i % 50,
-                      "costUsd": 0.012, "ts": ts})
+                      "costUsd": 0.012, "ts": ts, "propensity": 0.25, **logged, "id": f"req-g{i:04d}"})
         items.append({"component": "router", "outcome": "success" if i % 9 else "failure",
                       "durationMs": 700 + (i * 37) % 900, "costUsd": 0.02, "ts": ts})
     for i in range(0, len(items), 500):
         record_batch(store, {"observations": items[i : i + 500]})
-    scoring.score_observations(store, NOW)
+    # the scheduled function, run on the suite's Functions emulator as Cloud Scheduler calls it
+    assert suite.trigger("scoreObservations", NOW)["status"] == 200
+    assert store.db.collection("ops_stats").document("router~24h").get().exists
     drafted = tuning.auto_tune(store, NOW).outcomes
     assert [(o.action, o.version) for o in drafted] == [("drafted", "1.0.1")]
     suite.create_user(*ADMIN, claims={"role": "admin"})
@@ -250,7 +253,7 @@ def test_every_view_renders_at_390px_without_sideways_scrolling(
     try:
         sign_in(page, suite, ADMIN)
         expect(page.get_by_role("navigation", name="Views")).to_be_visible(timeout=20_000)
-        for name in ("Components", "Policies", "Rollouts", "Drift", "Audit", "Learning"):
+        for name in ("Components", "Policies", "Rollouts", "Experiments", "Drift", "Audit", "Learning", "Config"):
             page.get_by_role("link", name=name).click()
             expect(page.locator("main h1")).to_be_visible()
             page.wait_for_timeout(300)
@@ -259,3 +262,81 @@ def test_every_view_renders_at_390px_without_sideways_scrolling(
             not_blank(page.screenshot(full_page=True), f"390-{name.lower()}")
     finally:
         context.close()
+
+
+def test_stats_update_in_the_open_console_when_the_scheduled_scorer_runs(
+    page: Page, suite: suite_mod.Suite, loop: Any,
+) -> None:
+    from opsloop.services.record import record_batch
+
+    sign_in(page, suite, ADMIN)
+    row = page.get_by_role("table", name="Components, last 24h").get_by_role("row", name="router")
+    expect(row.get_by_role("cell").first).to_have_text("180", timeout=20_000)
+    later = NOW + dt.timedelta(minutes=5)
+    record_batch(loop, {"observations": [
+        {"component": "router", "outcome": "success", "durationMs": 500, "costUsd": 0.02,
+         "ts": NOW_MS - 60_000 + i} for i in range(20)]})
+    assert suite.trigger("scoreObservations", later)["status"] == 200
+    expect(row.get_by_role("cell").first).to_have_text("200", timeout=20_000)  # no reload: a listener
+
+
+def test_a_shadow_then_canary_started_from_the_console_is_evaluated_shown_and_rejected_with_a_reason(
+    page: Page, suite: suite_mod.Suite, loop: Any,
+) -> None:
+    from opsloop.services import flags
+
+    flags.set_learning_flags(loop, {"enabled": True}, "test")
+    assert loop.policies.create_version(
+        {"id": "router-core", "version": "1.0.8", "status": "draft", "createdBy": "test",
+         "params": {"modelWeights": {"gpt-5": 0.1, "gemini": 0.8, "claude": 0.1}}},
+        {"actor": "test", "action": "draft", "id": "router-core", "from": None, "to": "1.0.8"})
+    sign_in(page, suite, ADMIN)
+    page.get_by_role("link", name="Policies").click()
+    page.get_by_role("button", name="Start shadow router-core 1.0.8").click()
+    page.get_by_role("dialog").get_by_role("button", name="Start shadow").click()
+    expect(status_of(page, "1.0.8")).to_have_text("shadow", timeout=20_000)
+    page.get_by_role("button", name="Start canary router-core 1.0.8").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("The chosen share of traffic gets 1.0.8")
+    dialog.get_by_label("Canary split").select_option("canary20")
+    dialog.get_by_role("button", name="Start canary").click()
+    expect(page.locator("#outcome")).to_have_text("Canary of router-core 1.0.8 started.", timeout=20_000)
+    expect(status_of(page, "1.0.8")).to_have_text("canary")
+
+    from opsloop.services.record import record_batch
+
+    now_ms = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+    record_batch(loop, {"observations": [  # the canary's arms, as the router reports them
+        {"component": "router:gemini" if arm == "challenger" else "router:gpt-5", "arm": arm,
+         "policyVersion": f"router-core@{version}", "outcome": "success" if i % (9 if arm == "challenger" else 3) else
+         "failure", "durationMs": 600, "costUsd": 0.02, "ts": now_ms - 30_000 + i}
+        for arm, version in (("champion", "1.0.0"), ("challenger", "1.0.8")) for i in range(60)]})
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
+    assert suite.trigger("scoreObservations", later)["status"] == 200
+    assert suite.trigger("evaluateRollouts", later)["status"] == 200
+    page.get_by_role("link", name="Rollouts").click()
+    expect(page.locator("section.rollout").first).to_contain_text("router-core 1.0.8 vs 1.0.0", timeout=20_000)
+    evaluation = page.get_by_role("table", name="Latest evaluation").first
+    expect(evaluation.get_by_role("row", name="Decision")).to_be_visible(timeout=20_000)
+    expect(evaluation.get_by_role("row", name="n champion / challenger")).to_contain_text("60 / 60")
+    expect(evaluation.get_by_role("row", name="Difference (challenger − champion)")).to_contain_text("[")
+    expect(evaluation.get_by_role("row", name="SRM p")).to_be_visible()
+    expect(page.locator("section.rollout figure.chart").first).to_contain_text("Reward difference")
+    not_blank(page.screenshot(full_page=True), "rollouts")
+
+    page.get_by_role("link", name="Policies").click()
+    page.get_by_role("button", name="Reject router-core 1.0.8").click()
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_role("button", name="Reject").click()  # the reason is required: the dialog stays
+    expect(dialog).to_be_visible()
+    dialog.get_by_label("Reason").fill("p95 latency too high for checkout")
+    dialog.get_by_role("button", name="Reject").click()
+    expect(status_of(page, "1.0.8")).to_have_text("rejected", timeout=20_000)
+    [entry] = audit_entries(loop, "reject")
+    assert entry["reason"] == "p95 latency too high for checkout" and entry["via"] == "admin-ui"
+    page.get_by_role("link", name="Audit").click()
+    expect(page.get_by_role("table", name="Audit entries, newest first")).to_contain_text(
+        "p95 latency too high for checkout")
+    page.get_by_role("link", name="Experiments").click()
+    expect(page.get_by_role("table", name="Ended canaries, newest first").get_by_role("row", name="router-core")
+           ).to_contain_text("1.0.8 vs 1.0.0", timeout=20_000)

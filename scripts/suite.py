@@ -179,15 +179,6 @@ def _config(ports: dict[str, int]) -> dict[str, Any]:
     return config
 
 
-def write_console_config(ports: dict[str, int]) -> None:
-    """console/dist/emulators.json: tells the console to talk to this suite's emulators."""
-    (DIST / "emulators.json").write_text(json.dumps({
-        "projectId": PROJECT, "auth": f"http://127.0.0.1:{ports['auth']}",
-        "firestore": {"host": "127.0.0.1", "port": ports["firestore"]},
-        "functions": {"host": "127.0.0.1", "port": ports["functions"]},
-    }, indent=2))
-
-
 def start_suite(free: bool = True, env: dict[str, str] | None = None, timeout: float = 120.0) -> Suite:
     """Start `firebase emulators:start` (its own process group); return once every emulator answers."""
     if not FIREBASE.exists():
@@ -205,7 +196,6 @@ def start_suite(free: bool = True, env: dict[str, str] | None = None, timeout: f
     else:
         ports = {name: int(defaults[name]["port"]) for name in EMULATORS}
         config_path = ROOT / "firebase.json"
-    write_console_config(ports)
     log_dir = ROOT / ".emulator-logs"
     log_dir.mkdir(exist_ok=True)
     log = log_dir / f"suite-{ports['hosting']}.log"

@@ -10,23 +10,22 @@ import { connectFunctionsEmulator, getFunctions, httpsCallable, type Functions }
 import { h, replace } from "./dom";
 import { VIEWS, type Ctx } from "./views";
 
-interface EmulatorConfig {
-  projectId: string;
-  auth: string;
-  firestore: { host: string; port: number };
-  functions: { host: string; port: number };
+interface Emulators {
+  auth?: { host: string; port: number };
+  firestore?: { host: string; port: number };
+  functions?: { host: string; port: number };
 }
 
-/** The suite's emulators.json (written by scripts/suite.py) or, deployed, Hosting's own init.json. */
-async function loadConfig(): Promise<{ options: FirebaseOptions; emulators: EmulatorConfig | null }> {
-  const local = await fetch("emulators.json", { cache: "no-store" }).catch(() => null);
-  if (local && local.ok) {
-    const emulators = (await local.json()) as EmulatorConfig;
-    return { options: { projectId: emulators.projectId, apiKey: "fake-api-key", authDomain: "localhost" }, emulators };
-  }
-  const init = await fetch("/__/firebase/init.json");
-  if (!init.ok) throw new Error("no Firebase config: deploy with Firebase Hosting, or run `make console`");
-  return { options: (await init.json()) as FirebaseOptions, emulators: null };
+/** Firebase Hosting serves the app's config at /__/firebase/init.json; its emulator also names the running
+ *  emulators in /__/firebase/init.js?useEmulator=true (``var firebaseEmulators = {...}``; deployed, that
+ *  variable is undefined). So `firebase emulators:start` needs no config of ours. */
+async function loadConfig(): Promise<{ options: FirebaseOptions; emulators: Emulators | null }> {
+  const init = await fetch("/__/firebase/init.json", { cache: "no-store" });
+  if (!init.ok) throw new Error("no Firebase config at /__/firebase/init.json: serve the console with Firebase Hosting");
+  const options = (await init.json()) as FirebaseOptions;
+  const js = await fetch("/__/firebase/init.js?useEmulator=true", { cache: "no-store" }).then((r) => r.text()).catch(() => "");
+  const found = /var firebaseEmulators = (\{[\s\S]*?\n\});/.exec(js);
+  return { options, emulators: found ? (JSON.parse(found[1]) as Emulators) : null };
 }
 
 const root = document.getElementById("app") as HTMLElement;
@@ -102,10 +101,10 @@ async function start(): Promise<void> {
   const db: Firestore = getFirestore(app);
   const functions: Functions = getFunctions(app, "us-central1");
   if (emulators) {
-    connectAuthEmulator(auth, emulators.auth, { disableWarnings: true });
-    connectFirestoreEmulator(db, emulators.firestore.host, emulators.firestore.port);
-    connectFunctionsEmulator(functions, emulators.functions.host, emulators.functions.port);
-    status.textContent = "emulators";
+    if (emulators.auth) connectAuthEmulator(auth, `http://${emulators.auth.host}:${emulators.auth.port}`, { disableWarnings: true });
+    if (emulators.firestore) connectFirestoreEmulator(db, emulators.firestore.host, emulators.firestore.port);
+    if (emulators.functions) connectFunctionsEmulator(functions, emulators.functions.host, emulators.functions.port);
+    status.textContent = `emulators: ${Object.keys(emulators).join(", ")}`;
   }
   const call = async (name: string, data: Record<string, unknown>): Promise<Record<string, unknown>> => {
     const result = await httpsCallable(functions, name)({ ...data, via: "admin-ui" });

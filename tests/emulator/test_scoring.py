@@ -375,3 +375,26 @@ def test_chunks_shrink_until_their_delta_payload_fits(seeded: FirestoreStore, mo
     result = scoring.score_observations(seeded, NOW, settings=SMALL)
     assert result.chunks > 200 // 40 and max(sizes) <= limit
     assert_counted_once(seeded, items, result.stats)
+
+
+def test_stats_carry_each_windows_chart_points_with_the_bucket_in_progress_counted_to_the_windows_end(
+    seeded: FirestoreStore,
+) -> None:
+    from collections import Counter
+
+    from opsloop.domain import windows
+
+    minutes = (2, 7, 20, 65, 130, 190, 60 * 30)  # the last is outside every window but 7 d
+    items = [{"component": "router:m0", "outcome": "success", "durationMs": 100 + k, "costUsd": 0.01,
+              "ts": NOW_MS - k * 60_000 - j} for k in minutes for j in range(3)]
+    ingest(seeded, items)
+    scoring.score_observations(seeded, NOW, settings=SMALL)
+    for window, level in scoring.SERIES_LEVELS.items():
+        start, stop = windows.window_bounds(NOW_MS, window)
+        first = windows.bucket_start(start, level)
+        expected = Counter(windows.bucket_start(int(o["ts"]), level) for o in items if first <= o["ts"] < stop)
+        doc = seeded.db.collection("ops_stats").document(f"router:m0~{window}").get().to_dict()
+        assert doc["seriesLevel"] == level
+        assert {p["t"]: p["n"] for p in doc["series"]} == dict(expected), window
+        assert [p["t"] for p in doc["series"]] == sorted(expected)
+        assert all(p["successRate"] == 1.0 and p["avgCostUsd"] == 0.01 for p in doc["series"])

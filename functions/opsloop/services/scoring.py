@@ -294,8 +294,8 @@ def _score_backlog(
                 in_flight[0].exception()
 
 
-# The points of each window's chart (``series`` of an ops_stats document): the whole buckets of one level
-# that start in the window (the 7 d chart ends at the last whole day).
+# The points of each window's chart (``series`` of an ops_stats document): the buckets of one level that
+# overlap the window, the last one (in progress) counted up to the window's end.
 SERIES_LEVELS: dict[str, str] = {"1h": "5m", "24h": "1h", "7d": "1d"}
 
 
@@ -319,10 +319,15 @@ def window_summaries(store: Store, schedule_ms: int, gens: Generations) -> Windo
         start, stop = windows.window_bounds(schedule_ms, job[1])
         key = gens.read_key(job[0])
         level = SERIES_LEVELS[job[1]]
-        # whole buckets only: one that holds ``stop`` holds later data too, and a replay must not see it
-        return (total(store.buckets.load_segments(key, windows.cover(start, stop))),
-                store.buckets.series(key, level, windows.bucket_start(start, level),
-                                     stop - windows.LEVELS[level] + 1))
+        # whole buckets of the level, then the one in progress from the finer buckets that cover it up to
+        # ``stop`` (the bucket itself holds later data too, which a replay must not see)
+        in_progress = windows.bucket_start(stop, level)
+        points = store.buckets.series(key, level, windows.bucket_start(start, level), in_progress)
+        if in_progress < stop:
+            last = total(store.buckets.load_segments(key, windows.cover(in_progress, stop)))
+            if last.n:
+                points.append((in_progress, last))
+        return total(store.buckets.load_segments(key, windows.cover(start, stop))), points
 
     # The queries are independent and each waits on a round trip: a few in flight hide the latency.
     with ThreadPoolExecutor(max_workers=STATS_READERS, thread_name_prefix="opsloop-stats") as pool:

@@ -2,6 +2,7 @@
 
     python scripts/suite.py start            # runs until Ctrl-C; prints the console's URL
     python scripts/suite.py start --seed     # ... with the seed loaded
+    python scripts/suite.py exec -- CMD      # firebase emulators:exec: CMD runs against the suite
 
 `firebase emulators:start` (firebase-tools 13.35, pinned in package.json) needs three things on these
 machines, which this script prepares before it runs the CLI:
@@ -28,6 +29,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -179,8 +181,8 @@ def _config(ports: dict[str, int]) -> dict[str, Any]:
     return config
 
 
-def start_suite(free: bool = True, env: dict[str, str] | None = None, timeout: float = 120.0) -> Suite:
-    """Start `firebase emulators:start` (its own process group); return once every emulator answers."""
+def _prepare(free: bool, env: dict[str, str] | None) -> tuple[dict[str, int], Path, dict[str, str]]:
+    """Ports, the config file and the environment for firebase-tools; the launcher, wrapper and venv link."""
     if not FIREBASE.exists():
         raise SystemExit(NPM_HINT)
     if not (DIST / "index.html").exists():
@@ -196,16 +198,40 @@ def start_suite(free: bool = True, env: dict[str, str] | None = None, timeout: f
     else:
         ports = {name: int(defaults[name]["port"]) for name in EMULATORS}
         config_path = ROOT / "firebase.json"
+    full_env = {**os.environ, **(env or {}), "FIRESTORE_EMULATOR_BINARY_PATH": str(launcher),
+                "PUBSUB_EMULATOR_BINARY_PATH": str(pubsub),
+                "FIREBASE_CLI_DISABLE_UPDATE_CHECK": "true", "CI": "true"}
+    for var in ("FIRESTORE_EMULATOR_HOST", "FIREBASE_AUTH_EMULATOR_HOST"):
+        full_env.pop(var, None)  # firebase-tools sets them for the functions (and the script) it runs
+    return ports, config_path, full_env
+
+
+def exec_in_suite(command: list[str], free: bool = True, env: dict[str, str] | None = None) -> int:
+    """`firebase emulators:exec`: start the suite, run ``command`` with FIRESTORE_EMULATOR_HOST and the
+    other emulator variables set, stop the suite; the command's exit code."""
+    _, config_path, full_env = _prepare(free, env)
+    cmd = [str(FIREBASE), "emulators:exec", "--project", PROJECT, "--config", str(config_path),
+           "--only", ",".join(EMULATORS), shlex.join(command)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, start_new_session=True)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # functions-framework workers outlive the CLI
+            os.killpg(proc.pid, signal.SIGKILL)
+        if config_path.name != "firebase.json":
+            config_path.unlink(missing_ok=True)
+
+
+def start_suite(free: bool = True, env: dict[str, str] | None = None, timeout: float = 120.0) -> Suite:
+    """Start `firebase emulators:start` (its own process group); return once every emulator answers."""
+    ports, config_path, full_env = _prepare(free, env)
     log_dir = ROOT / ".emulator-logs"
     log_dir.mkdir(exist_ok=True)
     log = log_dir / f"suite-{ports['hosting']}.log"
     cmd = [str(FIREBASE), "emulators:start", "--project", PROJECT, "--config", str(config_path),
            "--only", ",".join(EMULATORS)]
-    full_env = {**os.environ, **(env or {}), "FIRESTORE_EMULATOR_BINARY_PATH": str(launcher),
-                "PUBSUB_EMULATOR_BINARY_PATH": str(pubsub),
-                "FIREBASE_CLI_DISABLE_UPDATE_CHECK": "true", "CI": "true"}
-    for var in ("FIRESTORE_EMULATOR_HOST", "FIREBASE_AUTH_EMULATOR_HOST"):
-        full_env.pop(var, None)  # firebase-tools sets them for the functions it runs
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
@@ -240,7 +266,15 @@ def main(argv: list[str] | None = None) -> int:
     start = sub.add_parser("start", help="run the suite until Ctrl-C")
     start.add_argument("--seed", action="store_true", help="load seed/ into Firestore first")
     start.add_argument("--free-ports", action="store_true", help="pick free ports instead of firebase.json's")
+    run = sub.add_parser("exec", help="firebase emulators:exec: run a command against the suite, then stop it")
+    run.add_argument("--free-ports", action="store_true", help="pick free ports instead of firebase.json's")
+    run.add_argument("command", nargs=argparse.REMAINDER, help="the command (after --)")
     args = parser.parse_args(argv)
+    if args.cmd == "exec":
+        command = args.command[1:] if args.command[:1] == ["--"] else args.command
+        if not command:
+            parser.error("exec needs a command: scripts/suite.py exec -- pytest tests/emulator")
+        return exec_in_suite(command, free=args.free_ports)
     suite = start_suite(free=args.free_ports)
     try:
         if args.seed:

@@ -372,7 +372,7 @@ const drift: View = {
 // ------------------------------------------------------------------------------------------------ audit
 
 /** Links of each chain among the loaded entries: seq consecutive, prevHash = the previous entry's hash,
- *  and the head names the newest. (The hashes themselves are recomputed by `opsloop audit --verify`.) */
+ *  and the head names the newest. (The hashes themselves are recomputed by `opsloop audit verify`.) */
 function chainStatus(entries: Doc[], heads: Doc[]): { chain: string; ok: boolean; text: string }[] {
   return heads.map((head) => {
     const chain = String(head._id);

@@ -340,3 +340,27 @@ def test_a_shadow_then_canary_started_from_the_console_is_evaluated_shown_and_re
     page.get_by_role("link", name="Experiments").click()
     expect(page.get_by_role("table", name="Ended canaries, newest first").get_by_role("row", name="router-core")
            ).to_contain_text("1.0.8 vs 1.0.0", timeout=20_000)
+
+
+def test_the_keyboard_alone_opens_cancels_and_confirms_an_action(page: Page, suite: suite_mod.Suite,
+                                                                 loop: Any) -> None:
+    from opsloop.services import policies
+
+    policies.activate(loop, "router-core", "1.0.0", actor="test")
+    sign_in(page, suite, ADMIN)
+    expect(page.get_by_role("link", name="Policies")).to_be_visible(timeout=20_000)
+    page.get_by_role("link", name="Policies").focus()
+    page.keyboard.press("Enter")
+    activate = page.get_by_role("button", name="Activate router-core 1.0.1")
+    activate.focus()
+    page.keyboard.press("Enter")
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_be_visible()
+    page.keyboard.press("Escape")  # cancels: nothing changes
+    expect(dialog).to_have_count(0)
+    expect(status_of(page, "1.0.1")).not_to_have_text("active")
+    activate.focus()
+    page.keyboard.press("Enter")
+    expect(dialog.get_by_role("button", name="Activate")).to_be_focused()  # the dialog takes the focus
+    page.keyboard.press("Enter")
+    expect(status_of(page, "1.0.1")).to_have_text("active", timeout=20_000)

@@ -345,6 +345,14 @@ const rollouts: View = {
 
 // ------------------------------------------------------------------------------------------------ drift and alerts
 
+function alertDetail(a: Doc): string {
+  if (a.kind === "drift") return `${a.component} ${a.metric}: ${a.statistic ?? "test"} p ${p(a.p)}`;
+  if (a.kind === "config") return `${a.path ?? "config"}${a.field ? ` (${a.field})` : ""}: ${a.message ?? ""} ${a.code ? `(${a.code})` : ""}`;
+  if (a.kind === "item_failed") return `${a.job ?? "job"} · ${a.item ?? ""}: ${a.error ?? ""} ${a.count ? `×${count(a.count)}` : ""}`;
+  if (a.kind === "srm") return `${a.id ?? ""} ${a.version ?? ""}: sample ratio mismatch, p ${p(a.srmP)}`;
+  return a.reason ?? a.message ?? "";
+}
+
 const drift: View = {
   id: "drift", title: "Drift",
   mount(el, ctx) {
@@ -353,16 +361,23 @@ const drift: View = {
     el.append(h("h1", {}, "Drift"), body, h("h2", {}, "Alerts"), alertsBody);
     live(el);
     const s1 = onSnapshot(collection(ctx.db, "ops_drift"), (snap) => {
-      const list = docs(snap);
-      replace(body, list.length ? table("Drift state per component", ["Component", "Drifting", "Open episodes", "Changed at", "Updated"],
-        list.map((d) => [d.component ?? d._id, d.drifting ? "yes" : "no",
-          value(Object.keys(d.episodes ?? d.open ?? {})), when(d.changedAt), when(d.updatedAt ?? d.ts)]), "drift")
-        : h("p", { class: "muted" }, "No drift checks yet."));
+      const list = docs(snap).sort((a, b) => Number(Boolean(b.drifting)) - Number(Boolean(a.drifting)) || String(a._id).localeCompare(String(b._id)));
+      replace(body, list.length ? table("Drift per component (evaluateRollouts tests each metric's recent window against its baseline)",
+        ["Component", "Drifting", "Metrics", "Last change point", "Tuner's change test", "Checked"],
+        list.map((d) => {
+          const metrics = Object.entries((d.metrics ?? {}) as Record<string, Doc>).sort(([a], [b]) => a.localeCompare(b));
+          const shift: Doc | undefined = d.tunerShift;
+          return [d.component ?? d._id, h("span", { class: d.drifting ? "error" : "ok" }, d.drifting ? "yes" : "no"),
+            h("ul", { class: "params" }, metrics.map(([name, m]) => h("li", {},
+              m.drifting ? h("mark", {}, `${name}: drifting since ${when(m.since)} (p ${p(m.p)})`) : `${name}: p ${p(m.p)}`))),
+            when(d.changedAt), !("tunerShift" in d) ? "–" : shift ? `shift from ${when(shift.start)}` : "no shift", when(d.updatedAt)];
+        }), "drift")
+        : h("p", { class: "muted" }, "No drift checks yet (evaluateRollouts runs them)."));
     }, failed(body, "ops_drift"));
-    const s2 = onSnapshot(query(collection(ctx.db, "ops_alerts"), limit(100)), (snap) => {
-      const list = docs(snap).sort((a, b) => Number(b.ts ?? 0) - Number(a.ts ?? 0));
-      replace(alertsBody, list.length ? table("Alerts, newest first", ["Alert", "Kind", "When", "Detail"],
-        list.map((a) => [a._id, a.kind ?? "–", when(a.ts ?? a.lastSeen), a.reason ?? a.message ?? value(a.metric ?? a.component ?? "")]), "alerts")
+    const s2 = onSnapshot(query(collection(ctx.db, "ops_alerts"), limit(200)), (snap) => {
+      const list = docs(snap).sort((a, b) => Number(b.ts ?? 0) - Number(a.ts ?? 0)).slice(0, 100);
+      replace(alertsBody, list.length ? table("Alerts, newest first", ["When", "Kind", "What"],
+        list.map((a) => [when(a.ts), a.kind ?? "–", alertDetail(a)]), "alerts")
         : h("p", { class: "muted" }, "No alerts."));
     }, failed(alertsBody, "ops_alerts"));
     return () => { s1(); s2(); };

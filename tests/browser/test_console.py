@@ -364,3 +364,21 @@ def test_the_keyboard_alone_opens_cancels_and_confirms_an_action(page: Page, sui
     expect(dialog.get_by_role("button", name="Activate")).to_be_focused()  # the dialog takes the focus
     page.keyboard.press("Enter")
     expect(status_of(page, "1.0.1")).to_have_text("active", timeout=20_000)
+
+
+def test_drift_episodes_and_their_alerts_are_shown(page: Page, suite: suite_mod.Suite, loop: Any) -> None:
+    from opsloop.domain.drift import advance_episodes
+
+    tests = {"p95Latency": {"drifted": True, "statistic": "ks", "p": 0.00002},
+             "successRate": {"drifted": False, "statistic": "binomial", "p": 0.41}}
+    raised = loop.drift.update("router:gpt-5", lambda st: advance_episodes("router:gpt-5", st, tests, NOW_MS))
+    assert raised == ["p95Latency"]
+    sign_in(page, suite, ADMIN)
+    page.get_by_role("link", name="Drift").click()
+    row = page.locator("table.drift").get_by_role("row", name="router:gpt-5")
+    expect(row).to_contain_text("yes", timeout=20_000)
+    expect(row).to_contain_text("p95Latency: drifting since")
+    expect(row).to_contain_text("successRate: p 0.41")
+    alerts = page.get_by_role("table", name="Alerts, newest first")
+    expect(alerts.get_by_role("row").filter(has_text="drift")).to_contain_text("router:gpt-5 p95Latency: ks p < 0.001")
+    not_blank(page.screenshot(full_page=True), "drift")

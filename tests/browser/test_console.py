@@ -382,3 +382,31 @@ def test_drift_episodes_and_their_alerts_are_shown(page: Page, suite: suite_mod.
     alerts = page.get_by_role("table", name="Alerts, newest first")
     expect(alerts.get_by_role("row").filter(has_text="drift")).to_contain_text("router:gpt-5 p95Latency: ks p < 0.001")
     not_blank(page.screenshot(full_page=True), "drift")
+
+
+def test_a_canary_is_promoted_from_the_console(page: Page, suite: suite_mod.Suite, loop: Any) -> None:
+    from opsloop.services import flags, policies
+
+    flags.set_learning_flags(loop, {"enabled": True}, "test")
+    policies.activate(loop, "router-core", "1.0.0", actor="test")
+    assert loop.policies.create_version(
+        {"id": "router-core", "version": "1.0.9", "status": "draft", "createdBy": "test",
+         "params": {"modelWeights": {"gpt-5": 0.2, "gemini": 0.7, "claude": 0.1}}},
+        {"actor": "test", "action": "draft", "id": "router-core", "from": None, "to": "1.0.9"})
+    sign_in(page, suite, ADMIN)
+    page.get_by_role("link", name="Policies").click()
+    page.get_by_role("button", name="Start shadow router-core 1.0.9").click()
+    page.get_by_role("dialog").get_by_role("button", name="Start shadow").click()
+    expect(status_of(page, "1.0.9")).to_have_text("shadow", timeout=20_000)
+    page.get_by_role("button", name="Start canary router-core 1.0.9").click()
+    page.get_by_role("dialog").get_by_label("Canary split").select_option("ab")
+    page.get_by_role("dialog").get_by_role("button", name="Start canary").click()
+    expect(status_of(page, "1.0.9")).to_have_text("canary", timeout=20_000)
+    page.get_by_role("button", name="Promote router-core 1.0.9").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text("1.0.9 becomes the active version for all traffic; 1.0.0 is archived")
+    dialog.get_by_role("button", name="Promote").click()
+    expect(status_of(page, "1.0.9")).to_have_text("active", timeout=20_000)
+    expect(status_of(page, "1.0.0")).to_have_text("archived")
+    [entry] = audit_entries(loop, "promote")
+    assert (entry["to"], entry["via"], entry["actorEmail"]) == ("1.0.9", "admin-ui", ADMIN[0])

@@ -235,6 +235,16 @@ def test_a_refused_action_shows_its_code_and_flags_are_set_from_the_console(
     policies.activate(loop, "router-core", "1.0.0", actor="test")  # leave the first test's state readable
 
 
+def test_hosting_serves_the_console_with_its_security_headers(suite: suite_mod.Suite) -> None:
+    import urllib.request
+
+    with urllib.request.urlopen(suite.console_url, timeout=30) as resp:
+        headers = resp.headers
+        assert b'<div id="app">' in resp.read()
+    assert headers["X-Frame-Options"] == "DENY" and headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Referrer-Policy"] == "same-origin"
+
+
 def test_a_signed_in_user_without_the_admin_role_sees_only_not_an_admin(
     page: Page, suite: suite_mod.Suite, loop: Any,
 ) -> None:

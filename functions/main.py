@@ -43,6 +43,11 @@ def autoTunePolicies(event: scheduler_fn.ScheduledEvent) -> None:
     schedules.tune(event)
 
 
+@scheduler_fn.on_schedule(schedule="every 1 minutes", timeout_sec=120)
+def deliverEvents(event: scheduler_fn.ScheduledEvent) -> None:
+    schedules.deliver(event)
+
+
 @callables.on_call()
 def activatePolicy(req: https_fn.CallableRequest[Any]) -> dict[str, Any]:
     return callables.activate_policy(req)

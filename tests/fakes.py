@@ -114,9 +114,18 @@ class MemoryConfigRepo:
             return change
 
 
+def _since(rows: dict[str, dict[str, Any]], ts: int, limit: int) -> list[tuple[str, dict[str, Any]]]:
+    found = [(i, copy.deepcopy(d)) for i, d in rows.items() if isinstance(d.get("ts"), int) and d["ts"] >= ts]
+    return sorted(found, key=lambda row: (row[1]["ts"], row[0]))[:limit]
+
+
 class MemoryAlertRepo:
     def __init__(self, shared: _Shared) -> None:
         self._s = shared
+
+    def since(self, ts: int, limit: int) -> list[tuple[str, dict[str, Any]]]:
+        with self._s.lock:
+            return _since(self._s.alerts, ts, limit)
 
     def raise_once(self, alert_id: str, doc: dict[str, Any]) -> bool:
         with self._s.lock:
@@ -469,6 +478,10 @@ class MemoryAuditRepo:
     def __init__(self, shared: _Shared) -> None:
         self._s = shared
 
+    def since(self, ts: int, limit: int) -> list[tuple[str, dict[str, Any]]]:
+        with self._s.lock:
+            return _since(self._s.audit, ts, limit)
+
     def chains(self) -> dict[str, audit_domain.ChainHead]:
         with self._s.lock:
             return dict(self._s.chains)
@@ -669,6 +682,42 @@ class MemoryLearningRepo:
             self.docs[policy_id] = copy.deepcopy(doc)
 
 
+class MemoryEventRepo:
+    def __init__(self, shared: _Shared) -> None:
+        self._s = shared
+        self.docs: dict[str, dict[str, Any]] = {}
+        self._cursor: dict[str, Any] = {}
+
+    def cursor(self) -> dict[str, Any]:
+        with self._s.lock:
+            return copy.deepcopy(self._cursor)
+
+    def save_cursor(self, cursor: dict[str, Any]) -> None:
+        with self._s.lock:
+            self._cursor = _merge(self._cursor, copy.deepcopy(cursor))
+
+    def add(self, docs: list[dict[str, Any]]) -> list[str]:
+        with self._s.lock:
+            created = [str(d["id"]) for d in docs if d["id"] not in self.docs]
+            for d in docs:
+                self.docs.setdefault(str(d["id"]), copy.deepcopy(d))
+            return created
+
+    def due(self, now_ms: int, limit: int) -> list[dict[str, Any]]:
+        with self._s.lock:
+            rows = [copy.deepcopy(d) for d in self.docs.values()
+                    if d.get("status") == "pending" and d.get("nextAttemptAt", 0) <= now_ms]
+            return sorted(rows, key=lambda d: d["nextAttemptAt"])[:limit]
+
+    def update(self, event_id: str, fields: dict[str, Any]) -> None:
+        with self._s.lock:
+            self.docs[event_id] = {**self.docs[event_id], **copy.deepcopy(fields)}
+
+    def get(self, event_id: str) -> dict[str, Any] | None:
+        with self._s.lock:
+            return copy.deepcopy(self.docs.get(event_id))
+
+
 class MemoryStore:
     """Every repository in memory; satisfies ``ports.Store``."""
 
@@ -690,6 +739,7 @@ class MemoryStore:
         self.feedback = MemoryFeedbackRepo(shared, self.observations)
         self.generations = MemoryGenerationRepo(shared, self.observations)
         self.learning = MemoryLearningRepo(shared)
+        self.events = MemoryEventRepo(shared)
 
 
 def _typed(store: MemoryStore) -> ports.Store:

@@ -505,6 +505,27 @@ const experimentsView: View = {
   },
 };
 
+// ------------------------------------------------------------------------------------------------ events
+
+const eventsView: View = {
+  id: "events", title: "Events",
+  mount(el, ctx) {
+    const body = h("div");
+    el.append(h("h1", {}, "Events"), h("p", { class: "muted" },
+      "What deliverEvents sent to Pub/Sub and the webhook (config/events), is retrying, or gave up on."), body);
+    const badge = live(el);
+    return onSnapshot(query(collection(ctx.db, "ops_events"), orderBy("createdAt", "desc"), limit(100)), (snap) => {
+      badge.textContent = `live · ${when(Date.now())}`;
+      const list = docs(snap);
+      replace(body, list.length ? table("Events, newest first", ["When", "Type", "What", "Status", "Sinks", "Attempts", "Last error"],
+        list.map((x) => [when(x.event?.ts), String(x.event?.type ?? "–").replace(/^opsloop\./, ""), x.event?.summary ?? "–",
+          h("span", { class: x.status === "dead" ? "error" : x.status === "delivered" ? "ok" : "" }, x.status ?? "–"),
+          value(x.sinks), count(x.attempts), x.lastError ?? ""]), "events")
+        : h("p", { class: "muted" }, "No events yet."));
+    }, failed(body, "ops_events"));
+  },
+};
+
 // ------------------------------------------------------------------------------------------------ config
 
 const configView: View = {
@@ -524,4 +545,5 @@ const configView: View = {
   },
 };
 
-export const VIEWS: View[] = [components, policies, rollouts, experimentsView, drift, audit, learning, configView];
+export const VIEWS: View[] = [components, policies, rollouts, experimentsView, drift, eventsView, audit, learning,
+  configView];

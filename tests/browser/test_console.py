@@ -263,7 +263,8 @@ def test_every_view_renders_at_390px_without_sideways_scrolling(
     try:
         sign_in(page, suite, ADMIN)
         expect(page.get_by_role("navigation", name="Views")).to_be_visible(timeout=20_000)
-        for name in ("Components", "Policies", "Rollouts", "Experiments", "Drift", "Audit", "Learning", "Config"):
+        for name in ("Components", "Policies", "Rollouts", "Experiments", "Drift", "Events", "Audit", "Learning",
+                     "Config"):
             page.get_by_role("link", name=name).click()
             expect(page.locator("main h1")).to_be_visible()
             page.wait_for_timeout(300)
@@ -392,6 +393,23 @@ def test_drift_episodes_and_their_alerts_are_shown(page: Page, suite: suite_mod.
     alerts = page.get_by_role("table", name="Alerts, newest first")
     expect(alerts.get_by_role("row").filter(has_text="drift")).to_contain_text("router:gpt-5 p95Latency: ks p < 0.001")
     not_blank(page.screenshot(full_page=True), "drift")
+
+    # the drift alert goes out as an event (here to a webhook of the test's); the console shows its delivery
+    from opsloop.services import events as delivery
+    from opsloop.store.sinks import WebhookSink
+    from tests.emulator.test_events import Receiver
+
+    hook = Receiver()
+    try:
+        loop.configs.set("events", {"topic": None, "webhookUrl": hook.url})
+        result = delivery.deliver(loop, lambda cfg: [WebhookSink(hook.url, 5)], dt.datetime.now(dt.UTC))
+        assert result.delivered >= 1 and any("drifted" in b["text"] for b in hook.bodies)
+    finally:
+        hook.server.shutdown()
+    page.get_by_role("link", name="Events").click()
+    row = page.get_by_role("table", name="Events, newest first").get_by_role("row").filter(has_text="drift.detected")
+    expect(row).to_contain_text("delivered", timeout=20_000)
+    expect(row).to_contain_text("router:gpt-5: p95Latency drifted")
 
 
 def test_a_canary_is_promoted_from_the_console(page: Page, suite: suite_mod.Suite, loop: Any) -> None:

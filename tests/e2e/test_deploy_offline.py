@@ -29,7 +29,7 @@ CALLABLES = ("activatePolicy", "rollbackPolicy", "startShadow", "startCanary", "
              "setLearningFlags", "previewRewardConfig")
 # name -> (schedule, memory MB, timeout s)
 SCHEDULED = {"scoreObservations": ("every 5 minutes", 1024, 540), "autoTunePolicies": ("every 60 minutes", None, 300),
-             "evaluateRollouts": ("every 10 minutes", None, 300)}
+             "evaluateRollouts": ("every 10 minutes", None, 300), "deliverEvents": ("every 1 minutes", None, 120)}
 HTTPS = {"recordObservation": 512, "assignPolicy": None, "recordFeedback": None}
 
 

@@ -325,3 +325,20 @@ def test_record_feedback_over_http_merges_late_metrics_once(server: str, seeded:
     assert theirs.status_code == 404 and theirs.json()["error"]["details"]["observationId"] == "their-obs-1"
     assert seeded.db.collection("ops_observations").document("late-1").get().to_dict()["metrics"] == {"thumbsUp": 1}
     assert count(seeded, "ops_feedback") == 2  # the two first ones (not scored yet: they wait for the scorer)
+
+
+def test_deliver_events_runs_as_the_scheduler_calls_it(server: str, seeded: Any) -> None:
+    from tests.emulator.test_events import Receiver
+
+    hook = Receiver()
+    try:
+        seeded.configs.set("events", {"topic": None, "webhookUrl": hook.url})
+        now = dt.datetime.now(dt.UTC)
+        seeded.alerts.raise_once("failure~e2e", {"kind": "item_failed", "job": "scoreObservations", "item": "chunk 7",
+                                                 "error": "DeadlineExceeded", "ts": int(now.timestamp() * 1000)})
+        assert trigger(server, "deliverEvents", now).status_code == 200
+        assert [b["cloudevent"]["type"] for b in hook.bodies] == ["opsloop.run.failed"]
+        assert "scoreObservations failed on chunk 7" in hook.bodies[0]["text"]
+        assert seeded.db.collection("ops_events").document("alert-failure~e2e").get().to_dict()["status"] == "delivered"
+    finally:
+        hook.server.shutdown()

@@ -260,3 +260,27 @@ def test_a_missing_version_cannot_be_updated_or_transitioned(repos: ports.Store)
     with pytest.raises(Exception, match=r"1\.0\.9|No document|not found|NOT_FOUND"):
         repos.policies.update("p", "1.0.9", {"estimate": 1})
     assert repos.policies.policy("p", "1.0.9") is None
+
+
+def test_event_sources_in_time_order_and_the_ledger_creates_once(repos: ports.Store) -> None:
+    repos.alerts.raise_once("b", {"kind": "drift", "ts": NOW_MS + 2})
+    repos.alerts.raise_once("a", {"kind": "drift", "ts": NOW_MS + 1})
+    repos.alerts.raise_once("old", {"kind": "drift", "ts": NOW_MS - 5})
+    assert [i for i, _ in repos.alerts.since(NOW_MS, 10)] == ["a", "b"]
+    assert [i for i, _ in repos.alerts.since(NOW_MS, 1)] == ["a"]
+    create(repos, "1.0.1")
+    [(doc_id, entry)] = repos.audit.since(0, 10)
+    assert entry["action"] == "draft" and entry["to"] == "1.0.1" and doc_id
+    assert repos.audit.since(int(entry["ts"]) + 1, 10) == []
+    doc = {"id": "alert-a", "event": {"id": "alert-a"}, "status": "pending", "nextAttemptAt": NOW_MS, "attempts": 0}
+    assert repos.events.add([doc, {**doc, "id": "alert-b", "nextAttemptAt": NOW_MS + 60_000}]) == ["alert-a", "alert-b"]
+    assert repos.events.add([{**doc, "status": "delivered"}]) == []  # created once: the first one stays
+    assert [d["id"] for d in repos.events.due(NOW_MS, 10)] == ["alert-a"]
+    assert [d["id"] for d in repos.events.due(NOW_MS + 60_000, 10)] == ["alert-a", "alert-b"]
+    repos.events.update("alert-a", {"status": "delivered", "sinks": {"pubsub": "delivered"}})
+    assert repos.events.get("alert-a") == {**doc, "status": "delivered", "sinks": {"pubsub": "delivered"}}
+    assert [d["id"] for d in repos.events.due(NOW_MS + 60_000, 10)] == ["alert-b"]
+    assert repos.events.cursor() == {}
+    repos.events.save_cursor({"auditTs": 5, "alertTs": 7})
+    repos.events.save_cursor({"alertTs": 9})
+    assert repos.events.cursor() == {"auditTs": 5, "alertTs": 9}

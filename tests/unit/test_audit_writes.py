@@ -6,7 +6,7 @@ import ast
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[2] / "functions" / "opsloop"
-READERS = {"log", "entries", "unchained"}  # FirestoreAuditRepo
+READERS = {"log", "entries", "unchained", "since"}  # FirestoreAuditRepo
 
 
 def _audit_uses() -> list[tuple[Path, str]]:

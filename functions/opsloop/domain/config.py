@@ -33,7 +33,8 @@ TUNING = "tuning"
 ROLLOUT = "rollout"
 DRIFT = "drift"
 SKILL_CARDS = "skill_cards"
-NAMES = (REWARD, FLAGS, SCORING, TUNING, ROLLOUT, DRIFT, SKILL_CARDS)
+EVENTS = "events"
+NAMES = (REWARD, FLAGS, SCORING, TUNING, ROLLOUT, DRIFT, SKILL_CARDS, EVENTS)
 
 
 class ConfigInvalid(OpsError):
@@ -241,6 +242,26 @@ class SkillCardsDoc(_Doc):
     topFailures: Int = Field(CardSettings.top_failures, ge=0, le=24)  # noqa: N815
 
 
+@dataclass(frozen=True)
+class EventsSettings:
+    """``config/events``: where the loop's events go (``services/events``)."""
+
+    enabled: bool = True
+    topic: str | None = "opsloop-events"  # a Pub/Sub topic of this project; None: no Pub/Sub
+    webhook_url: str | None = None  # a Slack-compatible incoming webhook, or any HTTPS receiver
+    webhook_timeout_s: float = 10.0
+    max_attempts: int = 8  # then the event is dead-lettered (an ops_alerts entry) and not tried again
+
+
+class EventsDoc(_Doc):
+    enabled: StrictBool = True
+    # Pub/Sub topic ids: 3-255 characters, a letter first, then letters, digits and - _ . ~ + %
+    topic: Annotated[str, Field(pattern=r"^[A-Za-z][A-Za-z0-9_.~+%-]{2,254}$")] | None = EventsSettings.topic
+    webhookUrl: Annotated[str, Field(pattern=r"^https?://[^\s]+$", max_length=2000)] | None = None  # noqa: N815
+    webhookTimeoutS: Num = Field(EventsSettings.webhook_timeout_s, gt=0, le=60)  # noqa: N815
+    maxAttempts: Int = Field(EventsSettings.max_attempts, ge=1, le=50)  # noqa: N815
+
+
 # --------------------------------------------------------------------------- documents -> settings
 def _term(d: _TermDoc, where: str) -> Term:
     try:
@@ -316,6 +337,11 @@ def _cards(d: SkillCardsDoc) -> CardSettings:
                         trend_alpha=d.trendAlpha, top_failures=d.topFailures)
 
 
+def _events(d: EventsDoc) -> EventsSettings:
+    return EventsSettings(enabled=d.enabled, topic=d.topic, webhook_url=d.webhookUrl,
+                          webhook_timeout_s=d.webhookTimeoutS, max_attempts=d.maxAttempts)
+
+
 _PARSERS: dict[str, tuple[type[_Doc], Any]] = {
     REWARD: (RewardDoc, _reward),
     FLAGS: (FlagsDoc, _flags),
@@ -324,6 +350,7 @@ _PARSERS: dict[str, tuple[type[_Doc], Any]] = {
     ROLLOUT: (RolloutDoc, _rollout),
     DRIFT: (DriftDoc, _drift),
     SKILL_CARDS: (SkillCardsDoc, _cards),
+    EVENTS: (EventsDoc, _events),
 }
 
 
@@ -376,6 +403,7 @@ class Settings:
     shadow: ShadowSettings = field(default_factory=ShadowSettings)
     drift: DriftConfig = field(default_factory=DriftConfig)
     cards: CardSettings = field(default_factory=CardSettings)
+    events: EventsSettings = field(default_factory=EventsSettings)
     problems: tuple[tuple[str, str], ...] = ()  # (path, message) of every document that did not parse
 
     def replace(self, name: str, value: Any) -> Settings:
@@ -391,7 +419,7 @@ class Settings:
 
 
 _ATTR = {REWARD: "reward", FLAGS: "flags", SCORING: "scoring", TUNING: "tuning", DRIFT: "drift",
-         SKILL_CARDS: "cards"}
+         SKILL_CARDS: "cards", EVENTS: "events"}
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from typing import Any
 from firebase_functions import logger, scheduler_fn
 
 from ..domain.errors import InvalidArgument
-from ..services import alerts, drift, learning, retrain, rollouts, scoring, tuning
+from ..services import alerts, drift, events, learning, retrain, rollouts, scoring, tuning
 from . import deps
 
 
@@ -104,3 +104,15 @@ def evaluate(event: scheduler_fn.ScheduledEvent) -> None:
         job=event.job_name, drift=[d.__dict__ for d in drifts], rollouts=[o.__dict__ for o in outcomes],
         retrain=[r.__dict__ for r in retrains], learningRecords=learned,
     )
+
+
+def deliver(event: scheduler_fn.ScheduledEvent) -> None:
+    """The loop's events (drift, safety rollbacks, promotions, drafts awaiting approval, config errors, failed
+    runs) to Pub/Sub and the webhook of ``config/events`` (``services/events``)."""
+    result = _refused("deliverEvents", event,
+                      lambda at: events.deliver(deps.store(), deps.event_sinks, at))
+    if result is None:
+        return
+    logger.info("deliverEvents finished", job=event.job_name, runId=result.run_id, enabled=result.enabled,
+                leaseAcquired=result.lease_acquired, found=result.found, delivered=result.delivered,
+                retried=result.retried, dead=result.dead, errors=result.errors)

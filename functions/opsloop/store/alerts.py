@@ -6,6 +6,7 @@ from typing import Any
 
 from google.api_core import exceptions as gexc
 from google.cloud import firestore
+from google.cloud.firestore_v1.base_query import FieldFilter
 
 from . import paths
 
@@ -26,6 +27,11 @@ class FirestoreAlertRepo:
         """Create or refresh a recurring entry: its fields updated, ``count`` incremented."""
         self.db.collection(paths.ALERTS).document(alert_id).set({**doc, "count": firestore.Increment(1)},
                                                                  merge=True)
+
+    def since(self, ts: int, limit: int) -> list[tuple[str, dict[str, Any]]]:
+        """Alerts whose ``ts`` (raised, or last refreshed) is at or after ``ts``, oldest first, with their ids."""
+        q = self.db.collection(paths.ALERTS).where(filter=FieldFilter("ts", ">=", ts)).order_by("ts").limit(limit)
+        return [(s.id, s.to_dict() or {}) for s in q.stream()]
 
     def recent(self, limit: int = 100) -> list[dict[str, Any]]:
         q = self.db.collection(paths.ALERTS).order_by("ts", direction=firestore.Query.DESCENDING).limit(limit)

@@ -45,6 +45,11 @@ class FirestoreAuditRepo:
     def __init__(self, db: firestore.Client) -> None:
         self.db = db
 
+    def since(self, ts: int, limit: int) -> list[tuple[str, dict[str, Any]]]:
+        """Entries at or after ``ts``, oldest first, with their document ids (the events' source)."""
+        q = self.db.collection(paths.AUDIT).where(filter=FieldFilter("ts", ">=", ts)).order_by("ts").limit(limit)
+        return [(s.id, s.to_dict() or {}) for s in q.stream()]
+
     def chains(self) -> dict[str, audit_domain.ChainHead]:
         return {s.id: audit_domain.ChainHead.from_doc(s.to_dict()) for s in
                 self.db.collection(paths.AUDIT_CHAINS).stream()}

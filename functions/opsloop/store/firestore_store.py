@@ -13,6 +13,7 @@ from .audit import FirestoreAuditRepo
 from .buckets import FirestoreBucketRepo
 from .config import FirestoreConfigRepo
 from .drift import FirestoreDriftRepo
+from .events import FirestoreEventRepo
 from .experiments import FirestoreExperimentRepo
 from .feedback import FirestoreFeedbackRepo
 from .generations import FirestoreGenerationRepo
@@ -44,6 +45,7 @@ class FirestoreStore:
         self.feedback = FirestoreFeedbackRepo(db)
         self.generations = FirestoreGenerationRepo(db)
         self.learning = FirestoreLearningRepo(db)
+        self.events = FirestoreEventRepo(db)
 
     def count(self, collection: str) -> int:
         """How many documents a collection holds (one aggregation query; for diagnostics and tests)."""

@@ -19,6 +19,7 @@ ROLLOUTS = "ops_rollouts"  # one per shadow/canary, with its evaluations as a su
 COMPONENTS = "ops_components"  # per component: the newest event time scored (which components stats cover)
 DRIFT = "ops_drift"  # per component: the latest drift tests and open episodes
 LEARNING = "ops_learning"  # per policy: what each change did (matched windows) and the loop's decision rates
+EVENTS = "ops_events"  # per event (drift, safety rollback, promotion, draft, config error, failure): delivery
 FEEDBACK = "ops_feedback"  # per feedback id: metrics that arrived after an observation, pending or applied
 
 REWARD_CONFIG_DOC = "reward_config"
@@ -32,6 +33,7 @@ GENERATIONS_DOC = "reward-generations"  # in RUNS: which reward generation reade
 CONFIG_GOOD_DOC = "config-good"  # in RUNS: the last config/* documents that parsed, per name
 SKILL_CARDS_RUN_DOC = "skill-cards"  # in RUNS: the schedule time the cards were last refreshed for
 SKILL_CARDS_DOC = "skill_cards"  # in CONFIG: thresholds of the judgement
+EVENTS_CURSOR_DOC = "events-cursor"  # in RUNS: the newest audit and alert times the event delivery has seen
 
 
 def bucket_id(component: str, level: str, start_ms: int) -> str:

@@ -158,8 +158,30 @@ class Suite:
         with contextlib.suppress(ProcessLookupError):  # the functions-framework workers outlive the CLI
             os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc.wait(timeout=10)
+        end_orphans(self.ports)
         if self.config.name != "firebase.json":
             self.config.unlink(missing_ok=True)
+
+
+def end_orphans(ports: dict[str, int]) -> list[int]:
+    """firebase-tools starts the Java emulators detached (their own process groups): one left behind by a CLI
+    that was killed before its clean shutdown is found by its command line (our launcher or Pub/Sub wrapper,
+    and its port) and killed. Linux only (/proc); elsewhere nothing is done."""
+    marks = (str(LAUNCHER), str(LAUNCHER.parent / "pubsub-emulator"), "cloud-pubsub-emulator", "CloudFirestore")
+    wanted = {str(ports[name]) for name in ("firestore", "pubsub") if name in ports}
+    killed = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            args = (entry / "cmdline").read_bytes().decode(errors="replace").split("\0")
+        except OSError:
+            continue
+        line = " ".join(args)
+        if any(m in line for m in marks) and any(f"port={p}" in line or f"port {p}" in line or p in args
+                                                 for p in wanted):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(int(entry.name), signal.SIGKILL)
+                killed.append(int(entry.name))
+    return killed
 
 
 def _post(url: str, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
@@ -209,17 +231,22 @@ def _prepare(free: bool, env: dict[str, str] | None) -> tuple[dict[str, int], Pa
 def exec_in_suite(command: list[str], free: bool = True, env: dict[str, str] | None = None) -> int:
     """`firebase emulators:exec`: start the suite, run ``command`` with FIRESTORE_EMULATOR_HOST and the
     other emulator variables set, stop the suite; the command's exit code."""
-    _, config_path, full_env = _prepare(free, env)
+    ports, config_path, full_env = _prepare(free, env)
     cmd = [str(FIREBASE), "emulators:exec", "--project", PROJECT, "--config", str(config_path),
            "--only", ",".join(EMULATORS), shlex.join(command)]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, start_new_session=True)
     try:
         return proc.wait()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # the CLI is in its own session: pass the interrupt on, let it shut down cleanly
+        with contextlib.suppress(ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(proc.pid, signal.SIGINT)
+            proc.wait(timeout=20)
         return 130
     finally:
         with contextlib.suppress(ProcessLookupError):  # functions-framework workers outlive the CLI
             os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+        end_orphans(ports)
         if config_path.name != "firebase.json":
             config_path.unlink(missing_ok=True)
 

@@ -29,7 +29,7 @@ export function count(x: unknown): string {
 }
 
 export function when(ts: unknown): string {
-  if (typeof ts !== "number") return "–";
+  if (typeof ts !== "number" || !Number.isFinite(ts) || Math.abs(ts) > 8.64e15) return "–";
   const d = new Date(ts);
   return d.toISOString().replace("T", " ").slice(0, 19) + " UTC";
 }

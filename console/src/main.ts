@@ -68,7 +68,8 @@ function notAdminPage(user: User, auth: ReturnType<typeof getAuth>): HTMLElement
     h("button", { type: "button", onclick: () => void signOut(auth) }, "Sign out"));
 }
 
-function shell(ctx: Ctx, user: User, auth: ReturnType<typeof getAuth>): void {
+/** Shows the signed-in admin's console; returns what ends it (the open view's listeners). */
+function shell(ctx: Ctx, user: User, auth: ReturnType<typeof getAuth>): () => void {
   const nav = h("nav", { "aria-label": "Views" },
     h("ul", {}, VIEWS.map((v) => h("li", {}, h("a", { href: `#/${v.id}`, id: `nav-${v.id}` }, v.title)))));
   const main = h("main", { id: "view", tabindex: "-1" });
@@ -92,6 +93,7 @@ function shell(ctx: Ctx, user: User, auth: ReturnType<typeof getAuth>): void {
   };
   window.onhashchange = route;
   route();
+  return () => { window.onhashchange = null; if (stop) stop(); stop = null; };
 }
 
 async function start(): Promise<void> {
@@ -110,18 +112,23 @@ async function start(): Promise<void> {
     const result = await httpsCallable(functions, name)({ ...data, via: "admin-ui" });
     return result.data as Record<string, unknown>;
   };
+  let end: (() => void) | null = null;
+  let generation = 0;  // a sign-out while a token is being read must not open the console afterwards
   onAuthStateChanged(auth, (user) => {
-    window.onhashchange = null;
+    generation += 1;
+    const mine = generation;
+    if (end) { end(); end = null; }
     if (!user) {
       replace(root, signInPage(auth, emulators !== null));
       return;
     }
     void user.getIdTokenResult().then((token) => {
+      if (mine !== generation) return;
       if (token.claims.role !== "admin") {
         replace(root, notAdminPage(user, auth));
         return;
       }
-      shell({ db, call, user }, user, auth);
+      end = shell({ db, call, user }, user, auth);
     });
   });
 }

@@ -69,7 +69,10 @@ interface CallError { code?: string; message?: string; details?: { code?: string
 
 async function act(out: HTMLElement, ctx: Ctx, name: string, data: Record<string, unknown>, done: string): Promise<void> {
   out.className = "outcome";
+  out.setAttribute("role", "status");
   out.textContent = "Working…";
+  const buttons = [...document.querySelectorAll<HTMLButtonElement>("main button")].filter((b) => !b.disabled);
+  for (const b of buttons) b.disabled = true;  // one change at a time
   try {
     await ctx.call(name, data);
     out.className = "outcome ok";
@@ -80,6 +83,8 @@ async function act(out: HTMLElement, ctx: Ctx, name: string, data: Record<string
     out.className = "outcome error";
     out.setAttribute("role", "alert");
     out.textContent = `Refused: ${err.message ?? String(e)} (${code})`;
+  } finally {
+    for (const b of buttons) if (b.isConnected) b.disabled = false;
   }
 }
 
@@ -104,11 +109,15 @@ function skillCard(card: Doc | undefined): HTMLElement {
     };
     return h("div", {}, h("h4", {}, title), h("ul", {}, items.map((x) => h("li", {}, say(x)))));
   };
-  const known = new Set(["strengths", "weaknesses", "failureModes", "trends"]);
+  const trends = card.trends && typeof card.trends === "object" && !Array.isArray(card.trends)
+    ? h("div", {}, h("h4", {}, "Trends"), h("ul", {}, Object.entries(card.trends as Record<string, Doc>).map(([period, t]) =>
+      h("li", {}, `${period}: ${t.direction ?? "–"}${typeof t.slopePerDay === "number" ? `, ${num(t.slopePerDay)} per day (p ${p(t.p)})` : ""}`))))
+    : null;
+  const known = new Set(["strengths", "weaknesses", "failureModes", "failureModes7d", "trends"]);
   const rest = Object.entries(card).filter(([k, v]) => !known.has(k) && !k.startsWith("_") && typeof v !== "object");
   return h("div", { class: "card" },
     list("Strengths", card.strengths), list("Weaknesses", card.weaknesses),
-    list("Failure modes", card.failureModes), list("Trends", card.trends),
+    list("Failure modes", card.failureModes), trends,
     h("dl", {}, rest.flatMap(([k, v]) => [h("dt", {}, k), h("dd", {}, k.toLowerCase().endsWith("at") || k === "ts" ? when(v) : value(v))])));
 }
 
@@ -127,7 +136,8 @@ const components: View = {
     el.append(h("h1", {}, "Components"), picker, body);
     const badge = live(el);
     const render = (): void => {
-      const rows = stats.filter((s) => !String(s.component).includes(":")).sort((a, b) => String(a.component).localeCompare(String(b.component)));
+      const pseudo = (c: string): boolean => c.startsWith("router:") || c.startsWith("arm:") || c.startsWith("policy:");
+      const rows = stats.filter((s) => !pseudo(String(s.component))).sort((a, b) => String(a.component).localeCompare(String(b.component)));
       const models = stats.filter((s) => String(s.component).startsWith("router:"));
       if (!selected && rows.length) selected = rows[0].component;
       const sel = stats.find((s) => s.component === selected);
@@ -330,6 +340,10 @@ const rollouts: View = {
     const stop = onSnapshot(query(collection(ctx.db, "ops_rollouts"), orderBy("startedAt", "desc"), limit(10)), (snap) => {
       list = docs(snap);
       badge.textContent = `live · ${when(Date.now())}`;
+      const ids = new Set(list.map((r) => r._id));
+      for (const [id, unsubscribe] of stops) {
+        if (!ids.has(id)) { unsubscribe(); stops.delete(id); evals.delete(id); }
+      }
       for (const r of list) {
         if (stops.has(r._id)) continue;
         stops.set(r._id, onSnapshot(collection(ctx.db, "ops_rollouts", r._id, "evaluations"), (es) => {
@@ -374,8 +388,8 @@ const drift: View = {
         }), "drift")
         : h("p", { class: "muted" }, "No drift checks yet (evaluateRollouts runs them)."));
     }, failed(body, "ops_drift"));
-    const s2 = onSnapshot(query(collection(ctx.db, "ops_alerts"), limit(200)), (snap) => {
-      const list = docs(snap).sort((a, b) => Number(b.ts ?? 0) - Number(a.ts ?? 0)).slice(0, 100);
+    const s2 = onSnapshot(query(collection(ctx.db, "ops_alerts"), orderBy("ts", "desc"), limit(100)), (snap) => {
+      const list = docs(snap);
       replace(alertsBody, list.length ? table("Alerts, newest first", ["When", "Kind", "What"],
         list.map((a) => [when(a.ts), a.kind ?? "–", alertDetail(a)]), "alerts")
         : h("p", { class: "muted" }, "No alerts."));
@@ -387,22 +401,24 @@ const drift: View = {
 // ------------------------------------------------------------------------------------------------ audit
 
 /** Links of each chain among the loaded entries: seq consecutive, prevHash = the previous entry's hash,
- *  and the head names the newest. (The hashes themselves are recomputed by `opsloop audit verify`.) */
+ *  and the head names the newest (a removed tail shows). The hashes themselves are recomputed by
+ *  `opsloop audit verify` (JSON number formatting differs between Python and the browser). */
 function chainStatus(entries: Doc[], heads: Doc[]): { chain: string; ok: boolean; text: string }[] {
   return heads.map((head) => {
     const chain = String(head._id);
     const mine = entries.filter((e) => e.chain === chain).sort((a, b) => a.seq - b.seq);
+    const last = mine[mine.length - 1];
+    if (!last) return { chain, ok: true, text: `${head.seq} entries, none among the newest shown: not checked here` };
     for (let i = 1; i < mine.length; i += 1) {
-      if (mine[i].seq === mine[i - 1].seq + 1 && mine[i].prevHash !== mine[i - 1].hash) {
+      if (mine[i].seq !== mine[i - 1].seq + 1) continue;
+      if (mine[i].prevHash !== mine[i - 1].hash) {
         return { chain, ok: false, text: `broken at seq ${mine[i].seq}: its prevHash is not the hash of seq ${mine[i - 1].seq}` };
       }
     }
-    const last = mine[mine.length - 1];
-    if (last && last.seq === head.seq && last.hash !== head.hash) {
-      return { chain, ok: false, text: `broken: the head's hash is not the newest entry's (seq ${head.seq})` };
-    }
-    if (last && last.seq > head.seq) return { chain, ok: false, text: `broken: entry seq ${last.seq} is past the head (${head.seq})` };
-    return { chain, ok: true, text: `intact: ${head.seq} entries, links of the ${mine.length} shown checked` };
+    if (last.seq < head.seq) return { chain, ok: false, text: `broken: the head names seq ${head.seq}, the newest entry is seq ${last.seq}` };
+    if (last.seq > head.seq) return { chain, ok: false, text: `broken: entry seq ${last.seq} is past the head (${head.seq})` };
+    if (last.hash !== head.hash) return { chain, ok: false, text: `broken: the head's hash is not the newest entry's (seq ${head.seq})` };
+    return { chain, ok: true, text: `links consistent: ${head.seq} entries, the ${mine.length} shown checked` };
   });
 }
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -155,9 +156,12 @@ def test_admin_sees_stats_and_a_draft_activates_it_live_rolls_back_and_sees_the_
     expect(page.get_by_role("heading", name="Components", exact=True)).to_be_visible(timeout=20_000)
     stats = page.locator("table.stats").first
     expect(stats.get_by_role("row", name="router")).to_be_visible()
-    row = stats.get_by_role("row", name="router").inner_text()
-    assert "%" in row and " ms" in row and "$" in row, row
-    assert "0.987854" not in page.content()
+    cells = stats.get_by_role("row", name="router").get_by_role("cell").all_inner_texts()
+    requests_, reward, success, p95, cost = cells
+    assert requests_ == "180" and success.endswith(" %") and p95.endswith(" ms") and cost.startswith("$"), cells
+    for text in (reward, success, p95, cost):  # people's numbers: at most 3 significant digits
+        digits = re.sub(r"[^0-9]", "", text).lstrip("0").rstrip("0")
+        assert 1 <= len(digits) <= 3, f"{text!r} has more than 3 significant digits"
     expect(page.locator("figure.chart canvas").first).to_be_visible()
     page.get_by_role("radio", name="1h").check()
     expect(page.get_by_role("table", name="Components, last 1h")).to_be_visible()
@@ -194,11 +198,17 @@ def test_admin_sees_stats_and_a_draft_activates_it_live_rolls_back_and_sees_the_
     entries = page.get_by_role("table", name="Audit entries, newest first")
     expect(entries.get_by_role("row").filter(has_text="rollback")).to_contain_text(ADMIN[0])
     expect(entries.get_by_role("row").filter(has_text="rollback")).to_contain_text("admin-ui")
-    expect(page.get_by_role("table", name="Chain status")).to_contain_text("intact")
+    chains = page.get_by_role("table", name="Chain status")
+    expect(chains).to_contain_text("links consistent")
     not_blank(page.screenshot(full_page=True), "audit")
     [rollback] = audit_entries(loop, "rollback")
     assert rollback["via"] == "admin-ui" and rollback["actorEmail"] == ADMIN[0]
     assert rollback["actor"] not in ("", "unknown", ADMIN[0])  # the uid
+
+    # a removed tail is seen at once: the chain's head still names the entry
+    [newest] = [d for d in loop.db.collection("ops_audit").stream() if d.to_dict()["actor"] == "cli-operator"]
+    newest.reference.delete()
+    expect(chains).to_contain_text("broken: the head names seq", timeout=20_000)
 
 
 def test_a_refused_action_shows_its_code_and_flags_are_set_from_the_console(
@@ -207,9 +217,9 @@ def test_a_refused_action_shows_its_code_and_flags_are_set_from_the_console(
     from opsloop.services import policies
 
     assert loop.policies.create_version(
-        {"id": "router-core", "version": "1.0.7", "status": "draft", "createdBy": "test",
+        {"id": "router-core", "version": "2.0.0", "status": "draft", "createdBy": "test",
          "params": {"modelWeights": {"gpt-5": 0.2, "gemini": 0.7, "claude": 0.1}}},
-        {"actor": "test", "action": "draft", "id": "router-core", "from": None, "to": "1.0.7"})
+        {"actor": "test", "action": "draft", "id": "router-core", "from": None, "to": "2.0.0"})
     sign_in(page, suite, ADMIN)
     page.get_by_role("link", name="Learning").click()
     page.get_by_label("Learning enabled").uncheck()
@@ -220,14 +230,14 @@ def test_a_refused_action_shows_its_code_and_flags_are_set_from_the_console(
     not_blank(page.screenshot(full_page=True), "learning")
 
     page.get_by_role("link", name="Policies").click()
-    page.get_by_role("button", name="Start canary router-core 1.0.7").click()
+    page.get_by_role("button", name="Start canary router-core 2.0.0").click()
     dialog = page.get_by_role("dialog")
     dialog.get_by_label("Canary split").select_option("canary20")
     dialog.get_by_role("button", name="Start canary").click()
     outcome = page.locator("#outcome")
     expect(outcome).to_contain_text("E_LEARN_DISABLED", timeout=20_000)
     expect(outcome).to_contain_text("Refused:")
-    expect(status_of(page, "1.0.7")).to_have_text("draft")  # nothing changed
+    expect(status_of(page, "2.0.0")).to_have_text("draft")  # nothing changed
     flags = loop.db.collection("config").document("flags").get().to_dict()
     assert flags["learning"]["enabled"] is False
     [entry] = audit_entries(loop, "set_flags")
@@ -270,6 +280,9 @@ def test_every_view_renders_at_390px_without_sideways_scrolling(
             page.wait_for_timeout(300)
             width = page.evaluate("document.documentElement.scrollWidth")
             assert width <= 390, f"{name}: the page is {width}px wide at a 390px viewport"
+            inner = page.evaluate("""[...document.querySelectorAll('.table-wrap, figure.chart')]
+                .filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.className + ' ' + e.scrollWidth)""")
+            assert inner == [], f"{name}: these scroll sideways at 390px: {inner}"
             not_blank(page.screenshot(full_page=True), f"390-{name.lower()}")
     finally:
         context.close()
@@ -298,21 +311,21 @@ def test_a_shadow_then_canary_started_from_the_console_is_evaluated_shown_and_re
 
     flags.set_learning_flags(loop, {"enabled": True}, "test")
     assert loop.policies.create_version(
-        {"id": "router-core", "version": "1.0.8", "status": "draft", "createdBy": "test",
+        {"id": "router-core", "version": "3.0.0", "status": "draft", "createdBy": "test",
          "params": {"modelWeights": {"gpt-5": 0.1, "gemini": 0.8, "claude": 0.1}}},
-        {"actor": "test", "action": "draft", "id": "router-core", "from": None, "to": "1.0.8"})
+        {"actor": "test", "action": "draft", "id": "router-core", "from": None, "to": "3.0.0"})
     sign_in(page, suite, ADMIN)
     page.get_by_role("link", name="Policies").click()
-    page.get_by_role("button", name="Start shadow router-core 1.0.8").click()
+    page.get_by_role("button", name="Start shadow router-core 3.0.0").click()
     page.get_by_role("dialog").get_by_role("button", name="Start shadow").click()
-    expect(status_of(page, "1.0.8")).to_have_text("shadow", timeout=20_000)
-    page.get_by_role("button", name="Start canary router-core 1.0.8").click()
+    expect(status_of(page, "3.0.0")).to_have_text("shadow", timeout=20_000)
+    page.get_by_role("button", name="Start canary router-core 3.0.0").click()
     dialog = page.get_by_role("dialog")
-    expect(dialog).to_contain_text("The chosen share of traffic gets 1.0.8")
+    expect(dialog).to_contain_text("The chosen share of traffic gets 3.0.0")
     dialog.get_by_label("Canary split").select_option("canary20")
     dialog.get_by_role("button", name="Start canary").click()
-    expect(page.locator("#outcome")).to_have_text("Canary of router-core 1.0.8 started.", timeout=20_000)
-    expect(status_of(page, "1.0.8")).to_have_text("canary")
+    expect(page.locator("#outcome")).to_have_text("Canary of router-core 3.0.0 started.", timeout=20_000)
+    expect(status_of(page, "3.0.0")).to_have_text("canary")
 
     from opsloop.services.record import record_batch
 
@@ -320,13 +333,13 @@ def test_a_shadow_then_canary_started_from_the_console_is_evaluated_shown_and_re
     record_batch(loop, {"observations": [  # the canary's arms, as the router reports them
         {"component": "router:gemini" if arm == "challenger" else "router:gpt-5", "arm": arm,
          "policyVersion": f"router-core@{version}", "outcome": "success" if i % (9 if arm == "challenger" else 3) else
-         "failure", "durationMs": 600, "costUsd": 0.02, "ts": now_ms - 30_000 + i}
-        for arm, version in (("champion", "1.0.0"), ("challenger", "1.0.8")) for i in range(60)]})
+         "failure", "durationMs": 600, "costUsd": 0.02, "ts": now_ms + i}  # after the canary started
+        for arm, version in (("champion", "1.0.0"), ("challenger", "3.0.0")) for i in range(60)]})
     later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
     assert suite.trigger("scoreObservations", later)["status"] == 200
     assert suite.trigger("evaluateRollouts", later)["status"] == 200
     page.get_by_role("link", name="Rollouts").click()
-    expect(page.locator("section.rollout").first).to_contain_text("router-core 1.0.8 vs 1.0.0", timeout=20_000)
+    expect(page.locator("section.rollout").first).to_contain_text("router-core 3.0.0 vs 1.0.0", timeout=20_000)
     evaluation = page.get_by_role("table", name="Latest evaluation").first
     expect(evaluation.get_by_role("row", name="Decision")).to_be_visible(timeout=20_000)
     expect(evaluation.get_by_role("row", name="n champion / challenger")).to_contain_text("60 / 60")
@@ -336,13 +349,13 @@ def test_a_shadow_then_canary_started_from_the_console_is_evaluated_shown_and_re
     not_blank(page.screenshot(full_page=True), "rollouts")
 
     page.get_by_role("link", name="Policies").click()
-    page.get_by_role("button", name="Reject router-core 1.0.8").click()
+    page.get_by_role("button", name="Reject router-core 3.0.0").click()
     dialog = page.get_by_role("dialog")
     dialog.get_by_role("button", name="Reject").click()  # the reason is required: the dialog stays
     expect(dialog).to_be_visible()
     dialog.get_by_label("Reason").fill("p95 latency too high for checkout")
     dialog.get_by_role("button", name="Reject").click()
-    expect(status_of(page, "1.0.8")).to_have_text("rejected", timeout=20_000)
+    expect(status_of(page, "3.0.0")).to_have_text("rejected", timeout=20_000)
     [entry] = audit_entries(loop, "reject")
     assert entry["reason"] == "p95 latency too high for checkout" and entry["via"] == "admin-ui"
     page.get_by_role("link", name="Audit").click()
@@ -350,7 +363,7 @@ def test_a_shadow_then_canary_started_from_the_console_is_evaluated_shown_and_re
         "p95 latency too high for checkout")
     page.get_by_role("link", name="Experiments").click()
     expect(page.get_by_role("table", name="Ended canaries, newest first").get_by_role("row", name="router-core")
-           ).to_contain_text("1.0.8 vs 1.0.0", timeout=20_000)
+           ).to_contain_text("3.0.0 vs 1.0.0", timeout=20_000)
 
 
 def test_the_keyboard_alone_opens_cancels_and_confirms_an_action(page: Page, suite: suite_mod.Suite,
@@ -418,23 +431,23 @@ def test_a_canary_is_promoted_from_the_console(page: Page, suite: suite_mod.Suit
     flags.set_learning_flags(loop, {"enabled": True}, "test")
     policies.activate(loop, "router-core", "1.0.0", actor="test")
     assert loop.policies.create_version(
-        {"id": "router-core", "version": "1.0.9", "status": "draft", "createdBy": "test",
+        {"id": "router-core", "version": "4.0.0", "status": "draft", "createdBy": "test",
          "params": {"modelWeights": {"gpt-5": 0.2, "gemini": 0.7, "claude": 0.1}}},
-        {"actor": "test", "action": "draft", "id": "router-core", "from": None, "to": "1.0.9"})
+        {"actor": "test", "action": "draft", "id": "router-core", "from": None, "to": "4.0.0"})
     sign_in(page, suite, ADMIN)
     page.get_by_role("link", name="Policies").click()
-    page.get_by_role("button", name="Start shadow router-core 1.0.9").click()
+    page.get_by_role("button", name="Start shadow router-core 4.0.0").click()
     page.get_by_role("dialog").get_by_role("button", name="Start shadow").click()
-    expect(status_of(page, "1.0.9")).to_have_text("shadow", timeout=20_000)
-    page.get_by_role("button", name="Start canary router-core 1.0.9").click()
+    expect(status_of(page, "4.0.0")).to_have_text("shadow", timeout=20_000)
+    page.get_by_role("button", name="Start canary router-core 4.0.0").click()
     page.get_by_role("dialog").get_by_label("Canary split").select_option("ab")
     page.get_by_role("dialog").get_by_role("button", name="Start canary").click()
-    expect(status_of(page, "1.0.9")).to_have_text("canary", timeout=20_000)
-    page.get_by_role("button", name="Promote router-core 1.0.9").click()
+    expect(status_of(page, "4.0.0")).to_have_text("canary", timeout=20_000)
+    page.get_by_role("button", name="Promote router-core 4.0.0").click()
     dialog = page.get_by_role("dialog")
-    expect(dialog).to_contain_text("1.0.9 becomes the active version for all traffic; 1.0.0 is archived")
+    expect(dialog).to_contain_text("4.0.0 becomes the active version for all traffic; 1.0.0 is archived")
     dialog.get_by_role("button", name="Promote").click()
-    expect(status_of(page, "1.0.9")).to_have_text("active", timeout=20_000)
+    expect(status_of(page, "4.0.0")).to_have_text("active", timeout=20_000)
     expect(status_of(page, "1.0.0")).to_have_text("archived")
     [entry] = audit_entries(loop, "promote")
-    assert (entry["to"], entry["via"], entry["actorEmail"]) == ("1.0.9", "admin-ui", ADMIN[0])
+    assert (entry["to"], entry["via"], entry["actorEmail"]) == ("4.0.0", "admin-ui", ADMIN[0])

@@ -164,8 +164,9 @@ def test_an_admins_change_is_audited_with_her_email_and_the_client_it_came_throu
     assert (entries["activate"]["actor"], entries["activate"]["actorEmail"], entries["activate"]["via"]) == (
         "carol-uid", "carol@example.com", "admin-ui")
     assert entries["rollback"]["via"] == "callable" and "actorEmail" not in entries["rollback"]
-    bad = call(server, "activatePolicy", {"id": "router-core", "version": "1.0.3", "via": "Admin UI!"}, carol)
-    assert bad.json()["error"]["status"] == "INVALID_ARGUMENT" and "via" in bad.json()["error"]["message"]
+    for via in ("Admin UI!", "admin-ui\n", "", 7, "x" * 33):
+        bad = call(server, "activatePolicy", {"id": "router-core", "version": "1.0.3", "via": via}, carol)
+        assert bad.json()["error"]["status"] == "INVALID_ARGUMENT" and "via" in bad.json()["error"]["message"], via
 
 
 @pytest.mark.parametrize(("raw", "says"), [

@@ -85,7 +85,7 @@ def _claims(req: https_fn.CallableRequest[Any]) -> dict[str, Any] | None:
     return None if req.auth is None else {"uid": req.auth.uid, **(req.auth.token or {})}
 
 
-VIA = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
+VIA = re.compile(r"[a-z][a-z0-9-]{0,31}")
 
 
 def _via(data: Any) -> tuple[str, Any]:
@@ -94,7 +94,7 @@ def _via(data: Any) -> tuple[str, Any]:
     if not isinstance(data, dict) or "via" not in data:
         return "callable", data
     via = data["via"]
-    if not isinstance(via, str) or not VIA.match(via):
+    if not isinstance(via, str) or not VIA.fullmatch(via):
         raise InvalidArgument("'via' names the client: lowercase letters, digits and '-', at most 32 (e.g. "
                               "\"admin-ui\")", {"field": "via"})
     return via, {k: v for k, v in data.items() if k != "via"}

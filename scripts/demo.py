@@ -431,7 +431,32 @@ def main(argv: list[str] | None = None) -> int:
         subprocess.run([*opsloop, "report", "--hours", "2", "--out", str(out)], check=True, env=cli_env)
         say(f"   open {out} in a browser")
 
-        step(17, "The admin console on the emulator suite (Firebase Hosting, Auth, the callables)")
+        step(17, "Events out: deliverEvents publishes what happened as CloudEvents (the suite's Pub/Sub emulator)")
+        from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient
+
+        publisher, subscriber = PublisherClient(), SubscriberClient()
+        topic = publisher.topic_path(PROJECT, "opsloop-events")  # config/events.topic, as seeded
+        publisher.create_topic(name=topic)
+        sub = subscriber.subscription_path(PROJECT, "demo-ops-team")
+        subscriber.create_subscription(name=sub, topic=topic)
+        schedule("deliverEvents")
+        received = []
+        for _ in range(5):
+            got = subscriber.pull(subscription=sub, max_messages=100, timeout=5).received_messages
+            if got:
+                subscriber.acknowledge(subscription=sub, ack_ids=[m.ack_id for m in got])
+            received += [m.message for m in got]
+            if not got and received:
+                break
+        counts: dict[str, int] = {}
+        for m in received:
+            counts[m.attributes["ce-type"]] = counts.get(m.attributes["ce-type"], 0) + 1
+        table([[t, n] for t, n in sorted(counts.items())], ["CloudEvent type (ce-type)", "messages"])
+        for m in received[:3]:
+            say(f"   {m.attributes['ce-time']} {m.attributes['ce-type']} {m.attributes['ce-subject']} "
+                f"id={m.attributes['ce-id']}")
+
+        step(18, "The admin console on the emulator suite (Firebase Hosting, Auth, the callables)")
         suite.create_user(*CONSOLE_ADMIN, claims={"role": "admin"})
         say(f"   {suite.console_url}   sign in as {CONSOLE_ADMIN[0]} / {CONSOLE_ADMIN[1]}")
         say(f"\nDemo finished in {time.monotonic() - t0:.1f}s.")

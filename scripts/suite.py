@@ -148,7 +148,7 @@ class Suite:
     def env(self) -> dict[str, str]:
         """What a Python client needs to talk to this suite."""
         return {"FIRESTORE_EMULATOR_HOST": self.host("firestore"), "FIREBASE_AUTH_EMULATOR_HOST": self.host("auth"),
-                "GCLOUD_PROJECT": PROJECT}
+                "PUBSUB_EMULATOR_HOST": self.host("pubsub"), "GCLOUD_PROJECT": PROJECT}
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -143,6 +143,29 @@ def status_of(page: Page, version: str) -> Any:
     return page.locator(f'span.status[data-version="{version}"]')
 
 
+def add_draft(store: Any, version: str, weights: dict[str, float]) -> None:
+    """A draft of router-core, as an admin's tool or the tuner would write it."""
+    assert store.policies.create_version(
+        {"id": "router-core", "version": version, "status": "draft", "createdBy": "test",
+         "params": {"modelWeights": weights}},
+        {"actor": "test", "action": "draft", "id": "router-core", "from": None, "to": version})
+
+
+def shadow_then_canary(page: Page, version: str, split: str) -> None:
+    """Start the version's shadow, then its canary at ``split``, through the console's buttons and dialogs."""
+    page.get_by_role("link", name="Policies").click()
+    page.get_by_role("button", name=f"Start shadow router-core {version}").click()
+    page.get_by_role("dialog").get_by_role("button", name="Start shadow").click()
+    expect(status_of(page, version)).to_have_text("shadow", timeout=20_000)
+    page.get_by_role("button", name=f"Start canary router-core {version}").click()
+    dialog = page.get_by_role("dialog")
+    expect(dialog).to_contain_text(f"The chosen share of traffic gets {version}")
+    dialog.get_by_label("Canary split").select_option(split)
+    dialog.get_by_role("button", name="Start canary").click()
+    expect(page.locator("#outcome")).to_have_text(f"Canary of router-core {version} started.", timeout=20_000)
+    expect(status_of(page, version)).to_have_text("canary")
+
+
 def audit_entries(store: Any, action: str) -> list[dict[str, Any]]:
     q = store.db.collection("ops_audit").where(filter=FieldFilter("action", "==", action))
     return [d.to_dict() for d in q.stream()]
@@ -216,10 +239,7 @@ def test_a_refused_action_shows_its_code_and_flags_are_set_from_the_console(
 ) -> None:
     from opsloop.services import policies
 
-    assert loop.policies.create_version(
-        {"id": "router-core", "version": "2.0.0", "status": "draft", "createdBy": "test",
-         "params": {"modelWeights": {"gpt-5": 0.2, "gemini": 0.7, "claude": 0.1}}},
-        {"actor": "test", "action": "draft", "id": "router-core", "from": None, "to": "2.0.0"})
+    add_draft(loop, "2.0.0", {"gpt-5": 0.2, "gemini": 0.7, "claude": 0.1})
     sign_in(page, suite, ADMIN)
     page.get_by_role("link", name="Learning").click()
     page.get_by_label("Learning enabled").uncheck()
@@ -310,22 +330,9 @@ def test_a_shadow_then_canary_started_from_the_console_is_evaluated_shown_and_re
     from opsloop.services import flags
 
     flags.set_learning_flags(loop, {"enabled": True}, "test")
-    assert loop.policies.create_version(
-        {"id": "router-core", "version": "3.0.0", "status": "draft", "createdBy": "test",
-         "params": {"modelWeights": {"gpt-5": 0.1, "gemini": 0.8, "claude": 0.1}}},
-        {"actor": "test", "action": "draft", "id": "router-core", "from": None, "to": "3.0.0"})
+    add_draft(loop, "3.0.0", {"gpt-5": 0.1, "gemini": 0.8, "claude": 0.1})
     sign_in(page, suite, ADMIN)
-    page.get_by_role("link", name="Policies").click()
-    page.get_by_role("button", name="Start shadow router-core 3.0.0").click()
-    page.get_by_role("dialog").get_by_role("button", name="Start shadow").click()
-    expect(status_of(page, "3.0.0")).to_have_text("shadow", timeout=20_000)
-    page.get_by_role("button", name="Start canary router-core 3.0.0").click()
-    dialog = page.get_by_role("dialog")
-    expect(dialog).to_contain_text("The chosen share of traffic gets 3.0.0")
-    dialog.get_by_label("Canary split").select_option("canary20")
-    dialog.get_by_role("button", name="Start canary").click()
-    expect(page.locator("#outcome")).to_have_text("Canary of router-core 3.0.0 started.", timeout=20_000)
-    expect(status_of(page, "3.0.0")).to_have_text("canary")
+    shadow_then_canary(page, "3.0.0", "canary20")
 
     from opsloop.services.record import record_batch
 
@@ -430,19 +437,9 @@ def test_a_canary_is_promoted_from_the_console(page: Page, suite: suite_mod.Suit
 
     flags.set_learning_flags(loop, {"enabled": True}, "test")
     policies.activate(loop, "router-core", "1.0.0", actor="test")
-    assert loop.policies.create_version(
-        {"id": "router-core", "version": "4.0.0", "status": "draft", "createdBy": "test",
-         "params": {"modelWeights": {"gpt-5": 0.2, "gemini": 0.7, "claude": 0.1}}},
-        {"actor": "test", "action": "draft", "id": "router-core", "from": None, "to": "4.0.0"})
+    add_draft(loop, "4.0.0", {"gpt-5": 0.2, "gemini": 0.7, "claude": 0.1})
     sign_in(page, suite, ADMIN)
-    page.get_by_role("link", name="Policies").click()
-    page.get_by_role("button", name="Start shadow router-core 4.0.0").click()
-    page.get_by_role("dialog").get_by_role("button", name="Start shadow").click()
-    expect(status_of(page, "4.0.0")).to_have_text("shadow", timeout=20_000)
-    page.get_by_role("button", name="Start canary router-core 4.0.0").click()
-    page.get_by_role("dialog").get_by_label("Canary split").select_option("ab")
-    page.get_by_role("dialog").get_by_role("button", name="Start canary").click()
-    expect(status_of(page, "4.0.0")).to_have_text("canary", timeout=20_000)
+    shadow_then_canary(page, "4.0.0", "ab")
     page.get_by_role("button", name="Promote router-core 4.0.0").click()
     dialog = page.get_by_role("dialog")
     expect(dialog).to_contain_text("4.0.0 becomes the active version for all traffic; 1.0.0 is archived")

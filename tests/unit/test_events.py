@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from opsloop.domain import events as ev
-from opsloop.domain.config import EventsSettings, Flags, Settings
+from opsloop.domain.config import EventsSettings, Settings
 from opsloop.services import events as delivery
 from opsloop.services.learning import LOOP_ACTORS
 from tests.fakes import MemoryStore
@@ -25,21 +25,28 @@ def audit(action: str, actor: str = "uid-1", **kw: Any) -> dict[str, Any]:
 
 
 def test_promotions_safety_rollbacks_and_the_loops_waiting_drafts_are_events() -> None:
-    promoted = ev.from_audit("a1", audit("promote", actorEmail="alice@example.com"), LOOP_ACTORS, False)
+    def draft_(pid: str, version: str) -> bool:
+        return version == "1.0.1"
+
+    def gone(pid: str, version: str) -> bool:
+        return False
+
+    promoted = ev.from_audit("a1", audit("promote", actorEmail="alice@example.com"), LOOP_ACTORS, draft_)
     assert promoted is not None and (promoted.id, promoted.type, promoted.subject) == (
         "audit-a1", ev.PROMOTED, "router-core")
     assert "alice@example.com" in promoted.summary and promoted.data["to"] == "1.0.1"
     rolled = ev.from_audit("a2", audit("canary_rollback", actor="rollout-controller", reason="p95 up 40 %"),
-                           LOOP_ACTORS, False)
+                           LOOP_ACTORS, draft_)
     assert rolled is not None and rolled.type == ev.SAFETY_ROLLBACK and "p95 up 40 %" in rolled.summary
-    draft = ev.from_audit("a3", audit("draft", actor=UPDATER), LOOP_ACTORS, auto_activate=False)
+    draft = ev.from_audit("a3", audit("draft", actor=UPDATER), LOOP_ACTORS, draft_)
     assert draft is not None and draft.type == ev.DRAFT
-    # a draft the loop activates itself waits for nobody; an admin's own actions are not news to her
-    assert ev.from_audit("a3", audit("draft", actor=UPDATER), LOOP_ACTORS, auto_activate=True) is None
-    assert ev.from_audit("a4", audit("draft", actor="test"), LOOP_ACTORS, False) is None
+    # a draft already activated, shadowed or canaried (by an admin, or by the loop itself) waits for nobody;
+    # an admin's own drafts are not news to her
+    assert ev.from_audit("a3", audit("draft", actor=UPDATER), LOOP_ACTORS, gone) is None
+    assert ev.from_audit("a4", audit("draft", actor="test"), LOOP_ACTORS, draft_) is None
     for action in ("activate", "rollback", "seed", "shadow", "canary", "reject", "set_flags"):
-        assert ev.from_audit("a5", audit(action), LOOP_ACTORS, False) is None
-    assert ev.from_audit("a6", {**audit("promote"), "ts": None}, LOOP_ACTORS, False) is None
+        assert ev.from_audit("a5", audit(action), LOOP_ACTORS, draft_) is None
+    assert ev.from_audit("a6", {**audit("promote"), "ts": None}, LOOP_ACTORS, draft_) is None
 
 
 def test_drift_config_failure_and_srm_alerts_are_events_but_the_deliverys_own_alerts_are_not() -> None:
@@ -92,7 +99,7 @@ class FakeSink:
 
 
 def settings(**kw: Any) -> Settings:
-    return Settings(events=EventsSettings(**kw), flags=Flags())
+    return Settings(events=EventsSettings(**kw))
 
 
 def run(store: MemoryStore, sinks: list[FakeSink], at: dt.datetime = NOW, **kw: Any) -> delivery.DeliveryResult:

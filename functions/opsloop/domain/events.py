@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,9 +81,11 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def from_audit(doc_id: str, entry: dict[str, Any], loop_actors: Collection[str], auto_activate: bool) -> Event | None:
+def from_audit(doc_id: str, entry: dict[str, Any], loop_actors: Collection[str],
+               still_draft: Callable[[str, str], bool]) -> Event | None:
     """The event an audit entry means, if any: a promotion, a safety rollback, or a draft of the loop's
-    waiting for an admin (when drafts are not activated automatically)."""
+    that is still a draft (``still_draft(id, version)``: not activated, shadowed or canaried meanwhile,
+    by an admin or by the loop itself when it activates its drafts)."""
     action, pid = entry.get("action"), str(entry.get("id", ""))
     ts = entry.get("ts")
     if not isinstance(ts, int):
@@ -96,7 +98,7 @@ def from_audit(doc_id: str, entry: dict[str, Any], loop_actors: Collection[str],
     if action == "canary_rollback":
         return Event(f"audit-{doc_id}", SAFETY_ROLLBACK, pid, ts, f"{pid}: the canary of {entry.get('from')} was "
                      f"rolled back to {entry.get('to')}: {entry.get('reason') or 'a safety check breached'}", data)
-    if action == "draft" and str(entry.get("actor")) in loop_actors and not auto_activate:
+    if action == "draft" and str(entry.get("actor")) in loop_actors and still_draft(pid, str(entry.get("to"))):
         return Event(f"audit-{doc_id}", DRAFT, pid, ts, f"{pid} {entry.get('to')} drafted from {entry.get('from')}, "
                      "waiting for an admin (activate, shadow or canary it)", data)
     return None

@@ -64,15 +64,19 @@ class DeliveryResult:
     errors: dict[str, str] = field(default_factory=dict)  # sink -> its first error this run
 
 
-def collect(store: Store, now_ms: int, auto_activate: bool, sink_names: list[str]) -> int:
+def collect(store: Store, now_ms: int, sink_names: list[str]) -> int:
     """Put the events of new audit entries and alerts in the ledger; how many were new."""
+
+    def still_draft(policy_id: str, version: str) -> bool:
+        return (store.policies.policy(policy_id, version) or {}).get("status") == "draft"
+
     cursor = store.events.cursor()
     start = now_ms - FIRST_LOOKBACK_MS
     audit_ts, alert_ts = int(cursor.get("auditTs", start)), int(cursor.get("alertTs", start))
     audit = store.audit.since(audit_ts, SOURCE_LIMIT)
     raised = store.alerts.since(alert_ts, SOURCE_LIMIT)
     found = [e for doc_id, entry in audit
-             if (e := events_domain.from_audit(doc_id, entry, learning.LOOP_ACTORS, auto_activate)) is not None]
+             if (e := events_domain.from_audit(doc_id, entry, learning.LOOP_ACTORS, still_draft)) is not None]
     found += [e for alert_id, doc in raised if (e := events_domain.from_alert(alert_id, doc)) is not None]
     expire = dt.datetime.fromtimestamp((now_ms + KEEP_DAYS * DAY_MS) / 1000, dt.UTC)
     created = store.events.add([
@@ -134,7 +138,7 @@ def _attempt(store: Store, doc: dict[str, Any], sinks: list[Sink], broken: dict[
 def deliver(store: Store, make_sinks: Callable[[EventsSettings], list[Sink]], now: dt.datetime,
             loaded: Settings | None = None, monotonic: Callable[[], float] = time.monotonic) -> DeliveryResult:
     """One delivery run: collect new events, then send what is due (see the module's docstring)."""
-    loaded = loaded or config_service.load(store, (config_domain.FLAGS, config_domain.EVENTS))
+    loaded = loaded or config_service.load(store, (config_domain.EVENTS,))
     cfg = loaded.events
     now_ms = ms(now)
     run_id = f"events-{now_ms}-{uuid.uuid4().hex[:8]}"
@@ -145,7 +149,7 @@ def deliver(store: Store, make_sinks: Callable[[EventsSettings], list[Sink]], no
     result = DeliveryResult(run_id)
     try:
         sinks = make_sinks(cfg)
-        result.found = collect(store, now_ms, loaded.flags.auto_activate, [s.name for s in sinks])
+        result.found = collect(store, now_ms, [s.name for s in sinks])
         deadline = monotonic() + RUN_BUDGET_S
         broken: dict[str, str] = {}
         for doc in store.events.due(now_ms, DUE_LIMIT):

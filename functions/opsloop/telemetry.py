@@ -200,7 +200,7 @@ def setup(settings: Settings | None = None, readers: Sequence[MetricReader] = ()
     ``exporter`` if given (tests), else the one ``settings`` name (default: the environment's). A bad
     setting or an exporter that cannot be made is logged once and leaves a provider that exports nothing.
     """
-    global _state, _last_export
+    global _state, _last_export, _flushing
     _told.told = False
     resource = Resource.create({"service.name": "opsloop"})
     chosen, name, interval = list(readers), "test", Settings.interval_s
@@ -220,7 +220,7 @@ def setup(settings: Settings | None = None, readers: Sequence[MetricReader] = ()
     state = _Instruments(MeterProvider(metric_readers=chosen, resource=resource), exporter is not None, interval)
     with _lock:
         old, _state = _state, state
-        _last_export = -math.inf
+        _last_export, _flushing = -math.inf, None  # an export of the old provider does not hold up the new one
     if old is not None:
         _quietly(lambda: old.provider.shutdown(timeout_millis=FLUSH_WAIT_S * 1000))
 

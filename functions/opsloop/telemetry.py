@@ -61,12 +61,16 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """The exporter named, else ``gcp`` on Cloud Functions / Cloud Run (``K_SERVICE`` set), else ``none``.
 
+        The Firebase emulator sets ``K_SERVICE`` too, and ``FUNCTIONS_EMULATOR``: there the default is
+        ``none``, so a local run never writes to a real project's Monitoring.
+
         A bad value is an error (ValueError naming it), not a silent default: ``setup`` turns it into one
         log line and no metrics.
         """
         env = os.environ if env is None else env
         service = env.get("K_SERVICE", "")
-        name = env.get("OPSLOOP_METRICS_EXPORTER", "").strip().lower() or ("gcp" if service else "none")
+        deployed = bool(service) and env.get("FUNCTIONS_EMULATOR", "").lower() != "true"
+        name = env.get("OPSLOOP_METRICS_EXPORTER", "").strip().lower() or ("gcp" if deployed else "none")
         if name not in EXPORTERS:
             raise ValueError(f"OPSLOOP_METRICS_EXPORTER must be one of {list(EXPORTERS)}, got {name!r}")
         raw = env.get("OPSLOOP_METRICS_INTERVAL_S", "").strip() or "60"

@@ -80,6 +80,9 @@ def obs(n: int, component: str, prefix: str, ts: int | None = None, **extra: Any
 def test_the_exporter_comes_from_the_environment() -> None:
     assert telemetry.Settings.from_env({}) == telemetry.Settings("none", 60.0, "opsloop")
     assert telemetry.Settings.from_env({"K_SERVICE": "scoreobservations"}).exporter == "gcp"
+    assert telemetry.Settings.from_env({"K_SERVICE": "x", "FUNCTIONS_EMULATOR": "true"}).exporter == "none"
+    assert telemetry.Settings.from_env({"K_SERVICE": "x", "FUNCTIONS_EMULATOR": "true",
+                                        "OPSLOOP_METRICS_EXPORTER": "otlp"}).exporter == "otlp"
     assert telemetry.Settings.from_env({"K_SERVICE": "x", "OPSLOOP_METRICS_EXPORTER": "none"}).exporter == "none"
     assert telemetry.Settings.from_env({"OPSLOOP_METRICS_EXPORTER": " OTLP "}).exporter == "otlp"
     assert telemetry.Settings.from_env({"OPSLOOP_METRICS_INTERVAL_S": "300"}).interval_s == 300.0

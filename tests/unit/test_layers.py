@@ -14,10 +14,14 @@ FORBIDDEN: dict[str, tuple[str, ...]] = {
     "opsloop.domain": (
         "opsloop.store", "opsloop.services", "opsloop.handlers",
         "google.cloud", "firebase_admin", "firebase_functions", "flask", "functions_framework",
+        "opsloop.telemetry", "opentelemetry",
     ),
     "opsloop.store": ("opsloop.services", "opsloop.handlers", "firebase_functions", "flask"),
     "opsloop.services": ("opsloop.handlers", "firebase_functions", "flask", "functions_framework",
                          "google.cloud", "google.api_core", "firebase_admin"),
+    # metrics and the run id: anyone may record, so it imports nothing of ours (nor the functions' runtime)
+    "opsloop.telemetry": ("opsloop.domain", "opsloop.store", "opsloop.services", "opsloop.handlers",
+                          "firebase_functions", "flask", "functions_framework", "google.cloud", "firebase_admin"),
 }
 
 

@@ -11,6 +11,7 @@ from firebase_functions import https_fn, logger, options
 from flask import Request, Response
 from flask_cors import cross_origin
 
+from .. import telemetry
 from ..domain import audit as audit_domain
 from ..domain.errors import InvalidArgument
 from ..services import flags, policies, rollouts, whatif
@@ -50,7 +51,10 @@ def on_call(**kwargs: Any) -> Callable[[Handler], Endpoint]:
                 except InvalidArgument as exc:
                     logger.warn("callable body refused", function=func.__name__, error=exc.message)
                     return refuse(exc)
-            return endpoint(request)
+            try:
+                return endpoint(request)
+            finally:  # the instance may be frozen after the response (telemetry: best effort, bounded wait)
+                telemetry.flush_if_due()
 
         return checked
 

@@ -9,6 +9,7 @@ from typing import Any
 from firebase_functions import logger
 from flask import Request, Response
 
+from .. import telemetry
 from ..domain.errors import InvalidArgument, OpsError
 from ..services import assign, feedback
 from ..services.record import record_batch
@@ -59,7 +60,8 @@ def _post_json(request: Request) -> Response | None:
 
 def _json_post(request: Request, work: Callable[[Any], Response]) -> Response:
     """An authenticated service/admin POST of JSON: ``work(body)`` answers it; every error mapped in one place
-    (unexpected ones become 500 and are logged)."""
+    (unexpected ones become 500 and are logged). Metrics are exported when due: the instance may be frozen
+    after the response (``telemetry.flush_if_due``: best effort, a bounded wait)."""
     try:
         refused = _post_json(request)
         if refused is not None:
@@ -69,6 +71,8 @@ def _json_post(request: Request, work: Callable[[Any], Response]) -> Response:
         return json_response(413, {"error": {"code": "PAYLOAD_TOO_LARGE", "message": exc.message}})
     except Exception as exc:
         return to_http_response(exc)
+    finally:
+        telemetry.flush_if_due()
 
 
 def assign_policy(request: Request) -> Response:

@@ -4,19 +4,25 @@ Cloud Scheduler's ``X-CloudScheduler-ScheduleTime`` is read by firebase_function
 timezone is taken as UTC (as Cloud Scheduler means it), and a time too far ahead of the clock is refused:
 logged with its code, nothing written, answered 2xx so the scheduler does not retry a bad clock's call.
 A systemic failure (Firestore unreachable) still raises, so the scheduler retries it.
+
+Each run has a run id (its ``ops_runs`` document) that every log line of the run carries as ``runId``
+(``log``), and exports its metrics at its end (``telemetry.flush``): the instance may be frozen after.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from firebase_functions import logger, scheduler_fn
+from firebase_functions import scheduler_fn
 
+from .. import telemetry
 from ..domain.errors import InvalidArgument
+from ..domain.windows import ms
 from ..services import alerts, drift, events, learning, retrain, rollouts, scoring, tuning
-from . import deps
+from . import deps, log
 
 
 def schedule_time(event: scheduler_fn.ScheduledEvent) -> dt.datetime:
@@ -25,14 +31,30 @@ def schedule_time(event: scheduler_fn.ScheduledEvent) -> dt.datetime:
     return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value
 
 
+@contextmanager
+def _run(job: str, kind: str, event: scheduler_fn.ScheduledEvent) -> Iterator[str]:
+    """A scheduled run: its run id, on every log line within; an unexpected failure logged with it (and
+    raised, so the scheduler retries); the run's metrics exported at the end, whatever happened."""
+    log.install()
+    run_id = telemetry.new_run_id(kind, ms(schedule_time(event)))
+    with telemetry.run_context(runId=run_id):
+        try:
+            yield run_id
+        except Exception as exc:
+            log.error(f"{job} failed", job=event.job_name, error=repr(exc))
+            raise
+        finally:
+            telemetry.flush()
+
+
 def _refused(job: str, event: scheduler_fn.ScheduledEvent, work: Callable[[dt.datetime], Any]) -> Any:
     """Run ``work`` at the event's schedule time; a refused schedule time is logged, not retried."""
     at = schedule_time(event)
     try:
         return work(at)
     except InvalidArgument as exc:
-        logger.error(f"{job} refused", job=event.job_name, scheduleTime=at.isoformat(), code=exc.code,
-                     error=exc.message)
+        log.error(f"{job} refused", job=event.job_name, scheduleTime=at.isoformat(), code=exc.code,
+                  error=exc.message)
         return None
 
 
@@ -43,7 +65,13 @@ def score(event: scheduler_fn.ScheduledEvent) -> None:
     a new answer is tuned now, not at the next hourly run. A failure there is recorded (``ops_alerts``)
     and does not fail the scoring run, whose work is done.
     """
-    result = _refused("scoreObservations", event, lambda at: scoring.score_observations(deps.store(), at))
+    with _run("scoreObservations", "score", event) as run_id:
+        _score(event, run_id)
+
+
+def _score(event: scheduler_fn.ScheduledEvent, run_id: str) -> None:
+    result = _refused("scoreObservations", event,
+                      lambda at: scoring.score_observations(deps.store(), at, run_id=run_id))
     if result is None:
         return
     tuned: list[dict[str, Any]] = []
@@ -52,24 +80,25 @@ def score(event: scheduler_fn.ScheduledEvent) -> None:
             tuned = [o.__dict__ for o in tuning.tune_on_change(deps.store(), schedule_time(event)).outcomes]
         except Exception as exc:
             alerts.item_failed(deps.store(), "scoreObservations.tuneOnChange", "all policies", exc)
-    logger.info(
+    log.info(
         "scoreObservations finished",
         job=event.job_name, scheduleTime=result.schedule_ms, leaseAcquired=result.lease_acquired,
         scored=result.scored, invalid=result.invalid, chunks=result.chunks, statsWritten=result.stats_written,
         cardsWritten=result.cards_written, cardsError=result.cards_error, budgetExhausted=result.budget_exhausted,
-        configErrors=result.config_errors, tunedOnChange=tuned,
+        configErrors=result.config_errors, backlog=result.backlog, tunedOnChange=tuned,
     )
 
 
 def tune(event: scheduler_fn.ScheduledEvent) -> None:
-    result = _refused("autoTunePolicies", event, lambda at: tuning.auto_tune(deps.store(), at))
-    if result is None:
-        return
-    logger.info(
-        "autoTunePolicies finished",
-        job=event.job_name, enabled=result.enabled, configErrors=result.config_errors,
-        outcomes=[o.__dict__ for o in result.outcomes],
-    )
+    with _run("autoTunePolicies", "tune", event) as run_id:
+        result = _refused("autoTunePolicies", event, lambda at: tuning.auto_tune(deps.store(), at, run_id=run_id))
+        if result is None:
+            return
+        log.info(
+            "autoTunePolicies finished",
+            job=event.job_name, enabled=result.enabled, configErrors=result.config_errors,
+            outcomes=[o.__dict__ for o in result.outcomes],
+        )
 
 
 def evaluate(event: scheduler_fn.ScheduledEvent) -> None:
@@ -80,8 +109,13 @@ def evaluate(event: scheduler_fn.ScheduledEvent) -> None:
     Drift raises exploration floors but never gates a rollback, so it runs after the rollouts, and a
     failure in it is recorded (``ops_alerts``) without failing the run.
     """
+    with _run("evaluateRollouts", "evaluate", event) as run_id:
+        _evaluate(event, run_id)
+
+
+def _evaluate(event: scheduler_fn.ScheduledEvent, run_id: str) -> None:
     store = deps.store()
-    outcomes = _refused("evaluateRollouts", event, lambda at: rollouts.evaluate_rollouts(store, at))
+    outcomes = _refused("evaluateRollouts", event, lambda at: rollouts.evaluate_rollouts(store, at, run_id=run_id))
     if outcomes is None:
         return
     try:
@@ -99,7 +133,7 @@ def evaluate(event: scheduler_fn.ScheduledEvent) -> None:
     except Exception as exc:
         alerts.item_failed(store, "evaluateRollouts.learning", "all policies", exc)
         learned = 0
-    logger.info(
+    log.info(
         "evaluateRollouts finished",
         job=event.job_name, drift=[d.__dict__ for d in drifts], rollouts=[o.__dict__ for o in outcomes],
         retrain=[r.__dict__ for r in retrains], learningRecords=learned,
@@ -109,10 +143,11 @@ def evaluate(event: scheduler_fn.ScheduledEvent) -> None:
 def deliver(event: scheduler_fn.ScheduledEvent) -> None:
     """The loop's events (drift, safety rollbacks, promotions, drafts awaiting approval, config errors, failed
     runs) to Pub/Sub and the webhook of ``config/events`` (``services/events``)."""
-    result = _refused("deliverEvents", event,
-                      lambda at: events.deliver(deps.store(), deps.event_sinks, at))
-    if result is None:
-        return
-    logger.info("deliverEvents finished", job=event.job_name, runId=result.run_id, enabled=result.enabled,
-                leaseAcquired=result.lease_acquired, found=result.found, delivered=result.delivered,
-                retried=result.retried, dead=result.dead, errors=result.errors)
+    with _run("deliverEvents", "events", event) as run_id:
+        result = _refused("deliverEvents", event,
+                          lambda at: events.deliver(deps.store(), deps.event_sinks, at, run_id=run_id))
+        if result is None:
+            return
+        log.info("deliverEvents finished", job=event.job_name, enabled=result.enabled,
+                 leaseAcquired=result.lease_acquired, found=result.found, delivered=result.delivered,
+                 retried=result.retried, dead=result.dead, errors=result.errors)

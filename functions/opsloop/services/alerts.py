@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from .. import telemetry
 from ..domain.errors import OpsError
 from ..domain.windows import ms
 from .ports import Store
@@ -30,12 +30,13 @@ def quietly(work: Callable[[], object], what: str) -> None:
 
 
 def record_run(store: Store, kind: str, schedule_ms: int, items: list[dict[str, Any]],
-               config_problems: Iterable[tuple[str, str]] = ()) -> str:
+               config_problems: Iterable[tuple[str, str]] = (), run_id: str | None = None) -> str:
     """Write the ``ops_runs`` record of a scheduled batch: its items, those that failed, config problems.
 
-    Never fails the batch (the items are done by now): a store error here is only logged.
+    ``run_id`` is the id the run's log lines carry (``telemetry.new_run_id``); a new one by default. Never
+    fails the batch (the items are done by now): a store error here is only logged.
     """
-    run_id = f"{kind}-{schedule_ms}-{uuid.uuid4().hex[:8]}"
+    run_id = run_id or telemetry.new_run_id(kind, schedule_ms)
     failed = [i for i in items if i.get("outcome") == "error" or i.get("action") == "error" or i.get("error")]
     doc = {"kind": kind, "scheduleTime": schedule_ms, "status": "done", "items": items[:200],
            "itemCount": len(items), "failed": failed[:200], "failedCount": len(failed),

@@ -6,6 +6,7 @@ import datetime as dt
 import functools
 from dataclasses import dataclass
 
+from .. import telemetry
 from ..domain import config as config_domain
 from ..domain import drift as drift_domain
 from ..domain import windows
@@ -50,5 +51,6 @@ def check_drift(store: Store, schedule_time: dt.datetime) -> list[DriftResult]:
             continue
         out.append(DriftResult(component, [t.metric for t in tests], [t.metric for t in tests if t.drifted],
                                alerted))
+        telemetry.drift_alerts(component, alerted)
     alerts.record_run(store, "drift", ms(schedule_time), [d.__dict__ for d in out], loaded.problems)
     return out

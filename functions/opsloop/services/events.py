@@ -136,12 +136,13 @@ def _attempt(store: Store, doc: dict[str, Any], sinks: list[Sink], broken: dict[
 
 
 def deliver(store: Store, make_sinks: Callable[[EventsSettings], list[Sink]], now: dt.datetime,
-            loaded: Settings | None = None, monotonic: Callable[[], float] = time.monotonic) -> DeliveryResult:
+            loaded: Settings | None = None, monotonic: Callable[[], float] = time.monotonic,
+            run_id: str | None = None) -> DeliveryResult:
     """One delivery run: collect new events, then send what is due (see the module's docstring)."""
     loaded = loaded or config_service.load(store, (config_domain.EVENTS,))
     cfg = loaded.events
     now_ms = ms(now)
-    run_id = f"events-{now_ms}-{uuid.uuid4().hex[:8]}"
+    run_id = run_id or f"events-{now_ms}-{uuid.uuid4().hex[:8]}"
     if not cfg.enabled:
         return DeliveryResult(run_id, enabled=False, lease_acquired=False)
     if not store.runs.acquire_lease(LEASE, run_id, LEASE_TTL_S):

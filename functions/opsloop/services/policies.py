@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .. import telemetry
 from ..domain import policy as policy_domain
 from ..domain import semver
 from ..domain.errors import InvalidArgument
@@ -71,4 +72,6 @@ def rollback(store: Store, policy_id: str, version: str | None, actor: str) -> C
     transition, audit = store.policies.apply_transition(
         policy_id, lambda head, status_of: policy_domain.plan_rollback(head, version, status_of), actor
     )
+    if transition is not None:
+        telemetry.rollback("manual")
     return _result(policy_id, transition, audit, version or "")

@@ -1,13 +1,20 @@
-"""Recording observations: the one validation and write path for HTTP and in-process callers."""
+"""Recording observations: the one validation and write path for HTTP and in-process callers.
+
+Each batch is counted in ``learn_observations_total`` (``telemetry.observations``): its observations per
+component as created or duplicate, or, when the batch is refused, all of them as invalid under component
+``unknown`` (what a refused item names is not trusted as a label: it could be anything, of any number).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from .. import telemetry
 from ..domain import config as config_domain
 from ..domain.config import ScoringSettings
 from ..domain.errors import InvalidArgument
@@ -22,6 +29,16 @@ class RecordResult:
     ids: list[str]
     created: list[str]
     duplicates: list[str]
+
+
+INVALID_COMPONENT = "unknown"
+
+
+def _given(payload: Any) -> int:
+    """How many observations a refused body held: the items of its list, else one."""
+    if isinstance(payload, dict) and isinstance(payload.get("observations"), list):
+        return len(payload["observations"])
+    return 1
 
 
 def _doc(obs: ObservationIn, now_ms: int) -> dict[str, Any]:
@@ -56,6 +73,7 @@ def record_batch(store: Store, payload: Any, now_ms: int | None = None) -> Recor
     try:
         items = parse_batch(payload, now_ms)
     except InvalidBatch as exc:
+        telemetry.observations({(INVALID_COMPONENT, "invalid"): _given(payload)})
         raise InvalidArgument(str(exc), {"errors": [e.model_dump() for e in exc.errors]}) from None
     expire_at = dt.datetime.fromtimestamp(now_ms / 1000, dt.UTC) + dt.timedelta(days=retention_days(store))
     docs = []
@@ -65,6 +83,8 @@ def record_batch(store: Store, payload: Any, now_ms: int | None = None) -> Recor
     duplicates = store.observations.insert(docs)
     ids = [d[0] for d in docs]
     dup = set(duplicates)
+    telemetry.observations(Counter((str(doc["component"]), "duplicate" if doc_id in dup else "created")
+                                   for doc_id, doc, _ in docs))
     return RecordResult(ids=ids, created=[i for i in ids if i not in dup], duplicates=sorted(dup))
 
 

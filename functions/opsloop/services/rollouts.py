@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass, replace
 from typing import Any
 
+from .. import telemetry
 from ..domain import config as config_domain
 from ..domain import kinds, ope, windows
 from ..domain import policy as policy_domain
@@ -293,7 +294,7 @@ def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
-def evaluate_rollouts(store: Store, schedule_time: dt.datetime) -> list[RolloutOutcome]:
+def evaluate_rollouts(store: Store, schedule_time: dt.datetime, run_id: str | None = None) -> list[RolloutOutcome]:
     """Evaluate every running canary and shadow; carry out decisions the flags allow.
 
     Every canary is evaluated first, then safety rollbacks are carried out before any other decision (so a
@@ -326,7 +327,9 @@ def evaluate_rollouts(store: Store, schedule_time: dt.datetime) -> list[RolloutO
                     if result.outcome == "promote":
                         promote(store, result.policy_id, result.version, CONTROLLER, evidence=doc)
                     elif result.outcome == "rollback":
-                        rollback_canary(store, result.policy_id, result.version, CONTROLLER, evidence=doc)
+                        if rollback_canary(store, result.policy_id, result.version, CONTROLLER,
+                                           evidence=doc).changed:
+                            telemetry.rollback("safety" if safety else "canary")
                     else:
                         conclude(store, result.policy_id, result.version, CONTROLLER, evidence=doc)
                     result.carried_out = True
@@ -341,7 +344,9 @@ def evaluate_rollouts(store: Store, schedule_time: dt.datetime) -> list[RolloutO
             out.append(_refresh_shadow(store, rollout, schedule_time, loaded.shadow))
         except Exception as exc:
             out.append(_failed(store, rollout, exc))
-    alerts.record_run(store, "evaluate", ms(schedule_time), [o.__dict__ for o in out], loaded.problems)
+    alerts.record_run(store, "evaluate", ms(schedule_time), [o.__dict__ for o in out], loaded.problems, run_id)
+    for o in out:
+        telemetry.decision(o.outcome, o.stage, o.carried_out)
     return out
 
 

@@ -19,6 +19,9 @@ Exactly-once, by construction rather than by luck:
 * A lease keeps concurrent runs from fighting over the cursor; correctness does not depend on it.
 * Stats documents are recomputed from buckets for windows ending at the schedule time, so a retry or a
   replay of the same schedule time computes the same stats from the same data.
+* Metrics (``telemetry.scoring_run``) come from what the run already holds: the rewards of its chunks, the
+  first observation it read (the scoring lag) and, only when the run stopped at its budget, one count
+  aggregation of what is left (the backlog; a drained backlog is 0 without a query).
 * Buckets are kept per reward generation (``services/generations``): each run first adopts
   ``config/reward_config``; while a changed formula is backfilled, chunks are scored under both the
   generation the readers use and the new one, and what is left of the run's budget goes to the backfill.
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import logging
 import math
 import time
 import uuid
@@ -36,6 +40,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import telemetry
 from ..domain import windows
 from ..domain.config import ScoringSettings
 from ..domain.generations import Generations
@@ -49,6 +54,8 @@ from .folding import Checkpoint, OwnDeltas, delta_fits, fold_all
 from .ports import Store
 
 __all__ = ["ScoringSettings", "fold_all", "score_observations"]
+
+log = logging.getLogger("opsloop.scoring")
 
 STATS_READERS = 8  # bucket queries in flight while stats are refreshed
 MAX_COMMIT_WRITES = 500  # writes per chunk commit: Firestore once limited commits to 500 (now only by size)
@@ -72,6 +79,19 @@ class ScoreRunResult:
     backfill: int = 0  # observations re-scored under a new reward config (see services/generations)
     generation: int | None = None  # the reward generation the stats were computed from
     config_errors: list[str] = field(default_factory=list)
+    reward_sums: dict[str, tuple[int, float]] = field(default_factory=dict)  # per component: n scored, their sum
+    oldest_unscored_ms: int | None = None  # receivedAt of the first observation the run read
+    backlog: int | None = None  # left unscored at the end (before the safety margin); None: not known
+
+    def reward_means(self) -> dict[str, float]:
+        """Per component, the mean reward of the observations this run scored."""
+        return {comp: total / n for comp, (n, total) in self.reward_sums.items() if n}
+
+    def lag_s(self) -> float:
+        """The schedule time minus the oldest unscored observation's receivedAt (0 when none waited)."""
+        if self.oldest_unscored_ms is None:
+            return 0.0
+        return max(0.0, (self.schedule_ms - self.oldest_unscored_ms) / 1000)
 
 
 def apply_feedback(store: Store, gens: Generations, limit: int = 500) -> dict[str, int]:
@@ -98,6 +118,7 @@ class _Chunk:
     cursor: Cursor
     scored: int
     live: tuple[int, ...]  # the reward generations it was scored under
+    reward_sums: dict[str, tuple[int, float]]  # per component: n scored, sum of their scores (newest generation)
 
     @classmethod
     def build(cls, page: list[StoredObservation], gens: Generations, days: int) -> _Chunk:
@@ -105,6 +126,7 @@ class _Chunk:
         rewards: list[tuple[str, dict[str, Any]]] = []
         scored: list[tuple[StoredObservation, reward_docs.Scored]] = []
         components: dict[str, int] = {}
+        sums: dict[str, tuple[int, float]] = {}
         for obs in page:
             doc, per_generation = reward_docs.reward_doc(obs, gens, expire_at)
             rewards.append((obs.doc_id, doc))
@@ -113,9 +135,11 @@ class _Chunk:
             scored.append((obs, per_generation))
             comp, ts = str(obs.data["component"]), int(obs.data["ts"])
             components[comp] = max(ts, components.get(comp, 0))
+            n, total_score = sums.get(comp, (0, 0.0))
+            sums[comp] = (n + 1, total_score + float(doc["score"]))
         last = page[-1]
         return cls(page, rewards, reward_docs.bucket_deltas(scored),
-                   Cursor(last.received_at, last.doc_id, components), len(scored), gens.live)
+                   Cursor(last.received_at, last.doc_id, components), len(scored), gens.live, sums)
 
     def fits(self) -> bool:
         """Whether its delta fits one document and one fold (``folding.delta_fits``), and its commit the
@@ -178,6 +202,7 @@ def score_observations(
         gens = generations.adopt(store, cfg)  # a changed reward config starts a new generation
         hit("after-adopt")
         gens = _score_backlog(store, gens, settings, upper, result, hit, progress, deadline, monotonic)
+        result.backlog = _backlog(store, result, upper)
         result.feedback = apply_feedback(store, gens)  # late metrics of observations scored before
         hit("before-backfill")
         if gens.backfilling:  # what is left of the budget re-scores history under the new config
@@ -205,7 +230,25 @@ def score_observations(
         hit("after-run-done")
     finally:
         store.runs.release_lease("score", run_id)
+    telemetry.scoring_run(result.reward_means(), result.lag_s(), result.backlog)
     return result
+
+
+def _backlog(store: Store, result: ScoreRunResult, upper: dt.datetime) -> int | None:
+    """What the run left unscored (before its safety margin): 0 when it drained the backlog, else one count
+    aggregation behind the cursor (Firestore bills one read per 1,000 entries counted); None if that fails,
+    since a figure for metrics and logs never fails the run.
+
+    The count is by ``receivedAt`` after the cursor's, so it leaves out the rest of the batch the cursor
+    stopped in (one commit time): a lower bound, short by less than one recordObservation batch.
+    """
+    if not result.budget_exhausted:
+        return 0
+    try:
+        return store.observations.backlog(store.observations.cursor(), upper)
+    except Exception as exc:
+        log.warning("could not count the scoring backlog: %r", exc)
+        return None
 
 
 def _score_backlog(
@@ -252,6 +295,9 @@ def _score_backlog(
         hit("after-chunk-commit")
         result.scored += chunk.scored
         result.invalid += len(chunk.page) - chunk.scored
+        for comp, (n, total_score) in chunk.reward_sums.items():
+            had_n, had_total = result.reward_sums.get(comp, (0, 0.0))
+            result.reward_sums[comp] = (had_n + n, had_total + total_score)
         result.chunks += 1
         if progress is not None:
             progress(result.scored + result.invalid)
@@ -271,6 +317,8 @@ def _score_backlog(
                 if len(buffer) < settings.chunk_size:
                     after = Cursor(buffer[-1].received_at, buffer[-1].doc_id) if buffer else expected
                     buffer += store.observations.after(after, upper, settings.chunk_size - len(buffer))
+                    if result.oldest_unscored_ms is None and buffer:  # the first read: the oldest waiting
+                        result.oldest_unscored_ms = ms(buffer[0].received_at)
                 chunk = None
                 if buffer:
                     chunk = _Chunk.build(buffer[: settings.chunk_size], gens, days)

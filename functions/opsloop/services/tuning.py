@@ -50,7 +50,8 @@ class TuneRunResult:
 
 
 def auto_tune(store: Store, schedule_time: dt.datetime | None = None,
-              now: dt.datetime | None = None, only: set[str] | None = None) -> TuneRunResult:
+              now: dt.datetime | None = None, only: set[str] | None = None,
+              run_id: str | None = None) -> TuneRunResult:
     """Draft a new version of every active, tunable policy (of ``only`` those ids, when given) whose stats
     call for one.
 
@@ -61,7 +62,8 @@ def auto_tune(store: Store, schedule_time: dt.datetime | None = None,
         windows.check_schedule_time(ms(schedule_time), ms(now or dt.datetime.now(dt.UTC)))
     loaded = config_service.load(store)
     if not loaded.flags.enabled:
-        alerts.record_run(store, "tune", ms(schedule_time or dt.datetime.now(dt.UTC)), [], loaded.problems)
+        alerts.record_run(store, "tune", ms(schedule_time or dt.datetime.now(dt.UTC)), [], loaded.problems,
+                          run_id)
         return TuneRunResult(enabled=False, config_errors=_problems(loaded))
     result = TuneRunResult(enabled=True, config_errors=_problems(loaded))
     gens = generations.current(store, loaded.reward_rules)  # the reward generation the stats are read in
@@ -75,7 +77,7 @@ def auto_tune(store: Store, schedule_time: dt.datetime | None = None,
             alerts.item_failed(store, "autoTunePolicies", f"policy {active.get('id')}", exc)
         result.outcomes.append(outcome)
     alerts.record_run(store, "tune", ms(schedule_time or dt.datetime.now(dt.UTC)),
-                      [o.__dict__ for o in result.outcomes], loaded.problems)
+                      [o.__dict__ for o in result.outcomes], loaded.problems, run_id)
     return result
 
 

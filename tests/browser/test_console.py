@@ -25,6 +25,9 @@ from scripts import suite as suite_mod
 pytestmark = pytest.mark.browser
 
 
+# The functions emulator starts a worker on a function's first call: seconds on a loaded machine
+expect.set_options(timeout=15_000)
+
 NOW = dt.datetime.now(dt.UTC)
 NOW_MS = int(NOW.timestamp() * 1000)
 ADMIN = ("alice@example.com", "correct-horse-1")
@@ -156,13 +159,13 @@ def shadow_then_canary(page: Page, version: str, split: str) -> None:
     page.get_by_role("link", name="Policies").click()
     page.get_by_role("button", name=f"Start shadow router-core {version}").click()
     page.get_by_role("dialog").get_by_role("button", name="Start shadow").click()
-    expect(status_of(page, version)).to_have_text("shadow", timeout=20_000)
+    expect(status_of(page, version)).to_have_text("shadow", timeout=60_000)
     page.get_by_role("button", name=f"Start canary router-core {version}").click()
     dialog = page.get_by_role("dialog")
     expect(dialog).to_contain_text(f"The chosen share of traffic gets {version}")
     dialog.get_by_label("Canary split").select_option(split)
     dialog.get_by_role("button", name="Start canary").click()
-    expect(page.locator("#outcome")).to_have_text(f"Canary of router-core {version} started.", timeout=20_000)
+    expect(page.locator("#outcome")).to_have_text(f"Canary of router-core {version} started.", timeout=60_000)
     expect(status_of(page, version)).to_have_text("canary")
 
 
@@ -176,7 +179,7 @@ def test_admin_sees_stats_and_a_draft_activates_it_live_rolls_back_and_sees_the_
 ) -> None:
     sign_in(page, suite, ADMIN)
     # Components: the scored stats, formatted for people, and the charts over time
-    expect(page.get_by_role("heading", name="Components", exact=True)).to_be_visible(timeout=20_000)
+    expect(page.get_by_role("heading", name="Components", exact=True)).to_be_visible(timeout=60_000)
     stats = page.locator("table.stats").first
     expect(stats.get_by_role("row", name="router")).to_be_visible()
     cells = stats.get_by_role("row", name="router").get_by_role("cell").all_inner_texts()
@@ -192,7 +195,7 @@ def test_admin_sees_stats_and_a_draft_activates_it_live_rolls_back_and_sees_the_
 
     # Policies: the tuner's draft beside the active version, differing params marked
     page.get_by_role("link", name="Policies").click()
-    expect(status_of(page, "1.0.1")).to_have_text("draft", timeout=20_000)
+    expect(status_of(page, "1.0.1")).to_have_text("draft", timeout=60_000)
     expect(status_of(page, "1.0.0")).to_have_text("active")
     assert page.locator("table.policies mark").count() >= 1
     expect(page.get_by_role("columnheader", name="Version")).to_be_visible()
@@ -202,19 +205,19 @@ def test_admin_sees_stats_and_a_draft_activates_it_live_rolls_back_and_sees_the_
     dialog = page.get_by_role("dialog")
     expect(dialog).to_contain_text("1.0.1 becomes the active version; 1.0.0 is archived")
     dialog.get_by_role("button", name="Activate").click()
-    expect(status_of(page, "1.0.1")).to_have_text("active", timeout=20_000)  # no reload: a listener
+    expect(status_of(page, "1.0.1")).to_have_text("active", timeout=60_000)  # no reload: a listener
     expect(status_of(page, "1.0.0")).to_have_text("archived")
     expect(page.locator("#outcome")).to_have_text("router-core 1.0.1 is active.")
 
     page.get_by_role("button", name="Roll back router-core").click()
     page.get_by_role("dialog").get_by_role("button", name="Roll back").click()
-    expect(status_of(page, "1.0.0")).to_have_text("active", timeout=20_000)
+    expect(status_of(page, "1.0.0")).to_have_text("active", timeout=60_000)
 
     # a change made elsewhere (the CLI, another admin) shows up without a reload too
     from opsloop.services import policies
 
     policies.activate(loop, "router-core", "1.0.1", actor="cli-operator")
-    expect(status_of(page, "1.0.1")).to_have_text("active", timeout=20_000)
+    expect(status_of(page, "1.0.1")).to_have_text("active", timeout=60_000)
 
     # Audit: the admin's entries name her uid and email and the console
     page.get_by_role("link", name="Audit").click()
@@ -231,7 +234,7 @@ def test_admin_sees_stats_and_a_draft_activates_it_live_rolls_back_and_sees_the_
     # a removed tail is seen at once: the chain's head still names the entry
     [newest] = [d for d in loop.db.collection("ops_audit").stream() if d.to_dict()["actor"] == "cli-operator"]
     newest.reference.delete()
-    expect(chains).to_contain_text("broken: the head names seq", timeout=20_000)
+    expect(chains).to_contain_text("broken: the head names seq", timeout=60_000)
 
 
 def test_a_refused_action_shows_its_code_and_flags_are_set_from_the_console(
@@ -245,7 +248,7 @@ def test_a_refused_action_shows_its_code_and_flags_are_set_from_the_console(
     page.get_by_label("Learning enabled").uncheck()
     page.get_by_role("button", name="Save flags").click()
     page.get_by_role("dialog").get_by_role("button", name="Save flags").click()
-    expect(page.locator("#outcome")).to_have_text("Flags saved.", timeout=20_000)
+    expect(page.locator("#outcome")).to_have_text("Flags saved.", timeout=60_000)
     expect(page.get_by_text("Now: learning off")).to_be_visible()
     not_blank(page.screenshot(full_page=True), "learning")
 
@@ -255,7 +258,7 @@ def test_a_refused_action_shows_its_code_and_flags_are_set_from_the_console(
     dialog.get_by_label("Canary split").select_option("canary20")
     dialog.get_by_role("button", name="Start canary").click()
     outcome = page.locator("#outcome")
-    expect(outcome).to_contain_text("E_LEARN_DISABLED", timeout=20_000)
+    expect(outcome).to_contain_text("E_LEARN_DISABLED", timeout=60_000)
     expect(outcome).to_contain_text("Refused:")
     expect(status_of(page, "2.0.0")).to_have_text("draft")  # nothing changed
     flags = loop.db.collection("config").document("flags").get().to_dict()
@@ -279,7 +282,7 @@ def test_a_signed_in_user_without_the_admin_role_sees_only_not_an_admin(
     page: Page, suite: suite_mod.Suite, loop: Any,
 ) -> None:
     sign_in(page, suite, VIEWER)
-    expect(page.get_by_role("heading", name="Not an admin")).to_be_visible(timeout=20_000)
+    expect(page.get_by_role("heading", name="Not an admin")).to_be_visible(timeout=60_000)
     expect(page.get_by_role("navigation")).to_have_count(0)
     expect(page.get_by_role("button", name="Sign out")).to_be_visible()
     not_blank(page.screenshot(), "not-admin")
@@ -292,7 +295,7 @@ def test_every_view_renders_at_390px_without_sideways_scrolling(
     page = context.new_page()
     try:
         sign_in(page, suite, ADMIN)
-        expect(page.get_by_role("navigation", name="Views")).to_be_visible(timeout=20_000)
+        expect(page.get_by_role("navigation", name="Views")).to_be_visible(timeout=60_000)
         for name in ("Components", "Policies", "Rollouts", "Experiments", "Drift", "Events", "Audit", "Learning",
                      "Config"):
             page.get_by_role("link", name=name).click()
@@ -315,13 +318,13 @@ def test_stats_update_in_the_open_console_when_the_scheduled_scorer_runs(
 
     sign_in(page, suite, ADMIN)
     row = page.get_by_role("table", name="Components, last 24h").get_by_role("row", name="router")
-    expect(row.get_by_role("cell").first).to_have_text("180", timeout=20_000)
+    expect(row.get_by_role("cell").first).to_have_text("180", timeout=60_000)
     later = NOW + dt.timedelta(minutes=5)
     record_batch(loop, {"observations": [
         {"component": "router", "outcome": "success", "durationMs": 500, "costUsd": 0.02,
          "ts": NOW_MS - 60_000 + i} for i in range(20)]})
     assert suite.trigger("scoreObservations", later)["status"] == 200
-    expect(row.get_by_role("cell").first).to_have_text("200", timeout=20_000)  # no reload: a listener
+    expect(row.get_by_role("cell").first).to_have_text("200", timeout=60_000)  # no reload: a listener
 
 
 def test_a_shadow_then_canary_started_from_the_console_is_evaluated_shown_and_rejected_with_a_reason(
@@ -346,9 +349,9 @@ def test_a_shadow_then_canary_started_from_the_console_is_evaluated_shown_and_re
     assert suite.trigger("scoreObservations", later)["status"] == 200
     assert suite.trigger("evaluateRollouts", later)["status"] == 200
     page.get_by_role("link", name="Rollouts").click()
-    expect(page.locator("section.rollout").first).to_contain_text("router-core 3.0.0 vs 1.0.0", timeout=20_000)
+    expect(page.locator("section.rollout").first).to_contain_text("router-core 3.0.0 vs 1.0.0", timeout=60_000)
     evaluation = page.get_by_role("table", name="Latest evaluation").first
-    expect(evaluation.get_by_role("row", name="Decision")).to_be_visible(timeout=20_000)
+    expect(evaluation.get_by_role("row", name="Decision")).to_be_visible(timeout=60_000)
     expect(evaluation.get_by_role("row", name="n champion / challenger")).to_contain_text("60 / 60")
     expect(evaluation.get_by_role("row", name="Difference (challenger − champion)")).to_contain_text("[")
     expect(evaluation.get_by_role("row", name="SRM p")).to_be_visible()
@@ -362,7 +365,7 @@ def test_a_shadow_then_canary_started_from_the_console_is_evaluated_shown_and_re
     expect(dialog).to_be_visible()
     dialog.get_by_label("Reason").fill("p95 latency too high for checkout")
     dialog.get_by_role("button", name="Reject").click()
-    expect(status_of(page, "3.0.0")).to_have_text("rejected", timeout=20_000)
+    expect(status_of(page, "3.0.0")).to_have_text("rejected", timeout=60_000)
     [entry] = audit_entries(loop, "reject")
     assert entry["reason"] == "p95 latency too high for checkout" and entry["via"] == "admin-ui"
     page.get_by_role("link", name="Audit").click()
@@ -370,7 +373,7 @@ def test_a_shadow_then_canary_started_from_the_console_is_evaluated_shown_and_re
         "p95 latency too high for checkout")
     page.get_by_role("link", name="Experiments").click()
     expect(page.get_by_role("table", name="Ended canaries, newest first").get_by_role("row", name="router-core")
-           ).to_contain_text("3.0.0 vs 1.0.0", timeout=20_000)
+           ).to_contain_text("3.0.0 vs 1.0.0", timeout=60_000)
 
 
 def test_the_keyboard_alone_opens_cancels_and_confirms_an_action(page: Page, suite: suite_mod.Suite,
@@ -379,7 +382,7 @@ def test_the_keyboard_alone_opens_cancels_and_confirms_an_action(page: Page, sui
 
     policies.activate(loop, "router-core", "1.0.0", actor="test")
     sign_in(page, suite, ADMIN)
-    expect(page.get_by_role("link", name="Policies")).to_be_visible(timeout=20_000)
+    expect(page.get_by_role("link", name="Policies")).to_be_visible(timeout=60_000)
     page.get_by_role("link", name="Policies").focus()
     page.keyboard.press("Enter")
     activate = page.get_by_role("button", name="Activate router-core 1.0.1")
@@ -394,7 +397,7 @@ def test_the_keyboard_alone_opens_cancels_and_confirms_an_action(page: Page, sui
     page.keyboard.press("Enter")
     expect(dialog.get_by_role("button", name="Activate")).to_be_focused()  # the dialog takes the focus
     page.keyboard.press("Enter")
-    expect(status_of(page, "1.0.1")).to_have_text("active", timeout=20_000)
+    expect(status_of(page, "1.0.1")).to_have_text("active", timeout=60_000)
 
 
 def test_drift_episodes_and_their_alerts_are_shown(page: Page, suite: suite_mod.Suite, loop: Any) -> None:
@@ -407,7 +410,7 @@ def test_drift_episodes_and_their_alerts_are_shown(page: Page, suite: suite_mod.
     sign_in(page, suite, ADMIN)
     page.get_by_role("link", name="Drift").click()
     row = page.locator("table.drift").get_by_role("row", name="router:gpt-5")
-    expect(row).to_contain_text("yes", timeout=20_000)
+    expect(row).to_contain_text("yes", timeout=60_000)
     expect(row).to_contain_text("p95Latency: drifting since")
     expect(row).to_contain_text("successRate: p 0.41")
     alerts = page.get_by_role("table", name="Alerts, newest first")
@@ -428,7 +431,7 @@ def test_drift_episodes_and_their_alerts_are_shown(page: Page, suite: suite_mod.
         hook.server.shutdown()
     page.get_by_role("link", name="Events").click()
     row = page.get_by_role("table", name="Events, newest first").get_by_role("row").filter(has_text="drift.detected")
-    expect(row).to_contain_text("delivered", timeout=20_000)
+    expect(row).to_contain_text("delivered", timeout=60_000)
     expect(row).to_contain_text("router:gpt-5: p95Latency drifted")
 
 
@@ -444,7 +447,7 @@ def test_a_canary_is_promoted_from_the_console(page: Page, suite: suite_mod.Suit
     dialog = page.get_by_role("dialog")
     expect(dialog).to_contain_text("4.0.0 becomes the active version for all traffic; 1.0.0 is archived")
     dialog.get_by_role("button", name="Promote").click()
-    expect(status_of(page, "4.0.0")).to_have_text("active", timeout=20_000)
+    expect(status_of(page, "4.0.0")).to_have_text("active", timeout=60_000)
     expect(status_of(page, "1.0.0")).to_have_text("archived")
     [entry] = audit_entries(loop, "promote")
     assert (entry["to"], entry["via"], entry["actorEmail"]) == ("4.0.0", "admin-ui", ADMIN[0])

@@ -742,5 +742,17 @@ class MemoryStore:
         self.events = MemoryEventRepo(shared)
 
 
+def seeded_memory_store() -> MemoryStore:
+    """A MemoryStore with seed/ loaded and no wait behind ingestion (what the service tests start from)."""
+    from pathlib import Path
+
+    from opsloop.services.seed import load_seed
+
+    s = MemoryStore()
+    load_seed(s, Path(__file__).resolve().parents[1] / "seed")
+    s.configs.set("scoring", {"safetyMarginMs": 0})
+    return s
+
+
 def _typed(store: MemoryStore) -> ports.Store:
     return store  # mypy checks here that the fake satisfies the Protocol

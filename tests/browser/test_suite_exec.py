@@ -35,3 +35,29 @@ def test_a_command_runs_against_the_suites_firestore_and_its_exit_code_comes_bac
     assert "Running script" in ok.stdout
     failed = run(4)
     assert failed.returncode != 0 and "exited with code 4" in failed.stdout + failed.stderr
+
+
+def test_emulators_left_running_by_a_killed_cli_are_found_and_ended() -> None:
+    import os
+    import signal
+    import socket
+    import time
+
+    s = suite_mod.start_suite(free=True)
+    try:
+        os.killpg(s.proc.pid, signal.SIGKILL)  # no clean shutdown: the detached Java emulators stay up
+        s.proc.wait(timeout=10)
+
+        def answers(port: int) -> bool:
+            with socket.socket() as sock:
+                sock.settimeout(1)
+                return sock.connect_ex(("127.0.0.1", port)) == 0
+
+        assert answers(s.ports["firestore"]) and answers(s.ports["pubsub"])
+        assert len(suite_mod.end_orphans(s.ports)) == 2
+        deadline = time.monotonic() + 10
+        while (answers(s.ports["firestore"]) or answers(s.ports["pubsub"])) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not answers(s.ports["firestore"]) and not answers(s.ports["pubsub"])
+    finally:
+        s.stop()

@@ -20,7 +20,7 @@ from opsloop.domain.errors import FailedPrecondition, InvalidArgument
 from opsloop.services import audit, experiments, flags, policies, rollouts, scoring, tuning
 from opsloop.services.record import record_batch
 from opsloop.services.seed import load_seed
-from tests.fakes import MemoryStore
+from tests.fakes import MemoryStore, seeded_memory_store
 from tests.helpers import AUTOSCALER, success_rate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -33,10 +33,7 @@ def now() -> dt.datetime:
 
 @pytest.fixture()
 def store() -> MemoryStore:
-    s = MemoryStore()
-    load_seed(s, ROOT / "seed")
-    s.configs.set("scoring", {"safetyMarginMs": 0})
-    return s
+    return seeded_memory_store()
 
 
 def observations(n: int, seed: int, component: str = "router:gpt-5", **extra: Any) -> list[dict[str, Any]]:

@@ -26,9 +26,8 @@ from opsloop.handlers import deps, log, schedules
 from opsloop.services import drift, policies, rollouts, scoring
 from opsloop.services.record import record_batch
 from opsloop.services.routing import Router
-from opsloop.services.seed import load_seed
 from tests.emulator.test_rollouts import WORLD, WORSE, add_draft, send_traffic
-from tests.fakes import MemoryStore
+from tests.fakes import MemoryStore, seeded_memory_store
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -39,10 +38,7 @@ def now() -> dt.datetime:
 
 @pytest.fixture()
 def store() -> MemoryStore:
-    s = MemoryStore()
-    load_seed(s, ROOT / "seed")
-    s.configs.set("scoring", {"safetyMarginMs": 0})
-    return s
+    return seeded_memory_store()
 
 
 @pytest.fixture()

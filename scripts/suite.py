@@ -127,14 +127,6 @@ class Suite:
         with urllib.request.urlopen(req, timeout=600) as resp:
             return {"status": resp.status}
 
-    def clear_firestore(self) -> None:
-        url = f"http://{self.host('firestore')}/emulator/v1/projects/{PROJECT}/databases/(default)/documents"
-        urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=30).close()
-
-    def clear_auth(self) -> None:
-        url = f"http://{self.host('auth')}/emulator/v1/projects/{PROJECT}/accounts"
-        urllib.request.urlopen(urllib.request.Request(url, method="DELETE"), timeout=30).close()
-
     def create_user(self, email: str, password: str, claims: dict[str, Any] | None = None) -> str:
         """A user of the Auth emulator (its REST API, as firebase_admin uses it), with custom claims; its uid."""
         auth = f"http://{self.host('auth')}/identitytoolkit.googleapis.com/v1"

@@ -5,10 +5,10 @@ Callables use ``callables.on_call``: ``https_fn.on_call`` behind a check of the 
 
 from typing import Any
 
-from firebase_functions import https_fn, options, scheduler_fn
+from firebase_functions import https_fn, options, scheduler_fn, tasks_fn
 from flask import Request, Response
 
-from opsloop.handlers import callables, http, schedules
+from opsloop.handlers import callables, http, schedules, tasks
 from opsloop.store.client import ensure_firebase_app
 
 # Callables verify the caller's ID token before our code runs, so the firebase_admin app must exist
@@ -36,6 +36,16 @@ def recordFeedback(req: Request) -> Response:
 @scheduler_fn.on_schedule(schedule="every 5 minutes", timeout_sec=540, memory=options.MemoryOption.GB_1)
 def scoreObservations(event: scheduler_fn.ScheduledEvent) -> None:
     schedules.score(event)
+
+
+# One task per scoring shard with a backlog (config/scoring.shards > 1), enqueued by scoreObservations.
+@tasks_fn.on_task_dispatched(
+    retry_config=options.RetryConfig(max_attempts=5, min_backoff_seconds=30),
+    rate_limits=options.RateLimits(max_concurrent_dispatches=64),
+    timeout_sec=540, memory=options.MemoryOption.GB_1,
+)
+def scoreShard(req: https_fn.CallableRequest[Any]) -> dict[str, Any]:
+    return tasks.score_shard(req)
 
 
 @scheduler_fn.on_schedule(schedule="every 60 minutes", timeout_sec=300)

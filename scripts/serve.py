@@ -19,7 +19,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS = (
     "recordObservation", "assignPolicy", "recordFeedback", "scoreObservations", "autoTunePolicies", "evaluateRollouts",
-    "deliverEvents",
+    "deliverEvents", "scoreShard",
     "activatePolicy", "rollbackPolicy", "startShadow", "startCanary", "promotePolicy", "rejectPolicy",
     "setLearningFlags", "previewRewardConfig",
 )

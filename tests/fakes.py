@@ -152,7 +152,7 @@ class MemoryObservationRepo:
         self.docs: dict[str, dict[str, Any]] = {}
         self.rewards: dict[str, dict[str, Any]] = {}
         self.components: dict[str, int] = {}
-        self._cursor = Cursor(components={})
+        self._cursors: dict[str | None, Cursor] = {}
         self._clock = dt.datetime.now(dt.UTC)
 
     def _received(self) -> dt.datetime:
@@ -169,9 +169,9 @@ class MemoryObservationRepo:
                     self.docs[doc_id] = {**copy.deepcopy(data), "receivedAt": at}
             return existing
 
-    def cursor(self) -> Cursor:
+    def cursor(self, shard: str | None = None) -> Cursor:
         with self._s.lock:
-            return copy.deepcopy(self._cursor)
+            return copy.deepcopy(self._cursors.get(shard, Cursor(components={})))
 
     def active_components(self, since_ts: int) -> dict[str, int]:
         with self._s.lock:
@@ -180,13 +180,15 @@ class MemoryObservationRepo:
     def migrate_legacy_components(self) -> int:
         return 0  # the fake never had the legacy map on its cursor
 
-    def _ordered(self) -> list[tuple[dt.datetime, str]]:
-        return sorted((d["receivedAt"], doc_id) for doc_id, d in self.docs.items())
+    def _ordered(self, shard: str | None = None) -> list[tuple[dt.datetime, str]]:
+        return sorted((d["receivedAt"], doc_id) for doc_id, d in self.docs.items()
+                      if shard is None or d.get("shard") == shard)
 
-    def after(self, cursor: Cursor, upper: dt.datetime, limit: int) -> list[StoredObservation]:
+    def after(self, cursor: Cursor, upper: dt.datetime, limit: int,
+              shard: str | None = None) -> list[StoredObservation]:
         with self._s.lock:
             out = []
-            for received, doc_id in self._ordered():
+            for received, doc_id in self._ordered(shard):
                 if received > upper or (cursor.received_at is not None
                                         and (received, doc_id) <= (cursor.received_at, cursor.doc_id)):
                     continue
@@ -196,9 +198,9 @@ class MemoryObservationRepo:
                     break
             return out
 
-    def backlog(self, cursor: Cursor, upper: dt.datetime) -> int:
+    def backlog(self, cursor: Cursor, upper: dt.datetime, shard: str | None = None) -> int:
         with self._s.lock:
-            return sum(1 for received, _ in self._ordered()
+            return sum(1 for received, _ in self._ordered(shard)
                        if received <= upper and (cursor.received_at is None or received > cursor.received_at))
 
     def pages(self, since_ms: int, until_ms: int, component: str | None = None,
@@ -216,9 +218,9 @@ class MemoryObservationRepo:
 
     def commit_chunk(self, expected: Cursor, new_cursor: Cursor, rewards: list[tuple[str, dict[str, Any]]],
                      deltas: Deltas, delta_id: str | None = None,
-                     live: tuple[int, ...] | None = None) -> bool:
+                     live: tuple[int, ...] | None = None, shard: str | None = None) -> bool:
         with self._s.lock:
-            if not self._cursor.same_position(expected):
+            if not self._cursors.get(shard, Cursor()).same_position(expected):
                 return False
             if live is not None and live != self._s.live_generations():
                 return False
@@ -228,7 +230,7 @@ class MemoryObservationRepo:
                 self.rewards[obs_id] = copy.deepcopy(data)
             for comp, ts in (new_cursor.components or {}).items():
                 self.components[comp] = max(ts, self.components.get(comp, ts))
-            self._cursor = Cursor(new_cursor.received_at, new_cursor.doc_id, {})
+            self._cursors[shard] = Cursor(new_cursor.received_at, new_cursor.doc_id, {})
             return True
 
 
@@ -524,6 +526,20 @@ class MemoryRunRepo:
         with self._s.lock:
             self.runs[run_id] = _merge(self.runs.get(run_id, {}), copy.deepcopy(data))
 
+    def change(self, doc_id: str,
+               fn: Callable[[dict[str, Any] | None], dict[str, Any] | None]) -> dict[str, Any] | None:
+        with self._s.lock:
+            before = copy.deepcopy(self.runs.get(doc_id))
+            after = fn(copy.deepcopy(before))
+            if after is not None and after != before:
+                self.runs[doc_id] = copy.deepcopy(after)
+                return after
+            return before
+
+    def get(self, doc_id: str) -> dict[str, Any] | None:
+        with self._s.lock:
+            return copy.deepcopy(self.runs.get(doc_id))
+
 
 class MemoryDriftRepo:
     def __init__(self, shared: _Shared) -> None:
@@ -632,9 +648,7 @@ class MemoryGenerationRepo:
                 self._s.generations = copy.deepcopy(new)
             return copy.deepcopy(self._s.generations)
 
-    def backfill_chunk(self, limit: int, build: Callable[[dict[str, Any], list[StoredObservation], bool],
-                                                         gen_domain.BackfillChunk | None],
-                       ) -> gen_domain.BackfillChunk | None:
+    def backfill_chunk(self, limit: int, build: gen_domain.Build) -> gen_domain.BackfillChunk | None:
         with self._s.lock:
             state = self._s.generations
             boundary = (state or {}).get("boundary")
@@ -644,7 +658,9 @@ class MemoryGenerationRepo:
             after = Cursor(position["receivedAt"], position["docId"]) if isinstance(position, dict) else Cursor()
             page = [o for o in self._obs.after(after, boundary["receivedAt"], limit)
                     if (o.received_at, o.doc_id) <= (boundary["receivedAt"], boundary["docId"])]
-            chunk = build(copy.deepcopy(state), page, len(page) < limit)
+            stored = ({o.doc_id: copy.deepcopy(self._obs.rewards[o.doc_id]) for o in page
+                       if o.doc_id in self._obs.rewards} if state.get("checkRewards") else None)
+            chunk = build(copy.deepcopy(state), page, len(page) < limit, stored)
             if chunk is None:
                 return None
             for obs_id, data in chunk.rewards:

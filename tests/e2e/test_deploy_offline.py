@@ -80,6 +80,10 @@ def test_the_manifest_names_every_function_with_its_trigger_schedule_memory_and_
         ep = endpoints[name]
         assert ep["scheduleTrigger"]["schedule"] == schedule, name
         assert (ep["availableMemoryMb"], ep["timeoutSeconds"]) == (memory, timeout), name
+    shard = endpoints["scoreShard"]  # the scoring shards' task queue, created by firebase deploy
+    assert shard["taskQueueTrigger"]["retryConfig"]["maxAttempts"] == 5, shard
+    assert shard["taskQueueTrigger"]["rateLimits"]["maxConcurrentDispatches"] == 64
+    assert (shard["availableMemoryMb"], shard["timeoutSeconds"]) == (1024, 540)
     assert manifest["specVersion"] == "v1alpha1"
 
 

@@ -23,6 +23,7 @@ from .drift import DriftConfig
 from .errors import FailedPrecondition, OpsError
 from .experiment import RolloutConfig
 from .reward import RewardConfig, RewardRules, Term
+from .shards import MAX_SHARDS
 from .skill_card import CardSettings
 from .tuning import TuningConfig
 
@@ -106,6 +107,7 @@ class ScoringSettings:
     lease_ttl_s: float = 540.0
     retention_days: int = 30
     run_budget_s: float = 420.0  # below scoreObservations' 540 s timeout: stop taking chunks, refresh stats
+    shards: int = 1  # scanners that score concurrently (domain/shards); 1: the one global cursor
 
 
 class ScoringDoc(_Doc):
@@ -115,6 +117,7 @@ class ScoringDoc(_Doc):
     retentionDays: Int = Field(ScoringSettings.retention_days, ge=1, le=3650)  # noqa: N815
     # scoreObservations times out at 540 s: the budget leaves at least a minute for folds, stats and cards
     runBudgetS: Num = Field(ScoringSettings.run_budget_s, ge=10, le=MAX_RUN_BUDGET_S)  # noqa: N815
+    shards: Int = Field(ScoringSettings.shards, ge=1, le=MAX_SHARDS)
 
 
 @dataclass(frozen=True)
@@ -297,7 +300,8 @@ def _flags(d: FlagsDoc) -> Flags:
 
 def _scoring(d: ScoringDoc) -> ScoringSettings:
     return ScoringSettings(chunk_size=d.chunkSize, safety_margin_ms=d.safetyMarginMs, lease_ttl_s=d.leaseTtlS,
-                           retention_days=d.retentionDays, run_budget_s=d.runBudgetS)
+                           retention_days=d.retentionDays, run_budget_s=d.runBudgetS,
+                           shards=d.shards)
 
 
 def _tuning(d: TuningDoc) -> TuningConfig:

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .ingest import Cursor
+from .ingest import Cursor, StoredObservation
 from .reward import RewardConfig, RewardRules
 from .stats import Summary
 
@@ -54,6 +54,9 @@ class Generations:
     caught_up: bool = False  # the backfill reached the boundary; readers switch once its deltas are folded
     started_at: int | None = None
     finished_at: int | None = None
+    # the boundary is a time, not the scorer's cursor (scoring shards have a cursor each): the backfill
+    # re-scores only what was scored before the change (a reward without this generation's score)
+    check_rewards: bool = False
 
     @property
     def backfilling(self) -> bool:
@@ -95,7 +98,8 @@ class Generations:
                 "rules": {str(g): r.to_doc() for g, r in sorted(self.rules.items())},
                 "versions": {str(g): r.versions() for g, r in sorted(self.rules.items())},
                 "boundary": cursor(self.boundary), "position": cursor(self.position), "scored": self.scored,
-                "caughtUp": self.caught_up, "startedAt": self.started_at, "finishedAt": self.finished_at}
+                "caughtUp": self.caught_up, "startedAt": self.started_at, "finishedAt": self.finished_at,
+                "checkRewards": self.check_rewards}
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any], parse_rules: Callable[[dict[str, Any]], RewardRules]) -> Generations:
@@ -106,25 +110,31 @@ class Generations:
         return cls(read=int(doc.get("read", 1)), write=int(doc.get("write", doc.get("read", 1))), rules=rules,
                    boundary=cursor(doc.get("boundary")), position=cursor(doc.get("position")),
                    scored=int(doc.get("scored") or 0), caught_up=bool(doc.get("caughtUp")),
-                   started_at=doc.get("startedAt"), finished_at=doc.get("finishedAt"))
+                   started_at=doc.get("startedAt"), finished_at=doc.get("finishedAt"),
+                   check_rewards=bool(doc.get("checkRewards")))
 
 
 def same_formula(a: RewardRules, b: RewardRules) -> bool:
     return a.to_doc() == b.to_doc()
 
 
-def adopt(current: Generations | None, rules: RewardRules, cursor: Cursor, now_ms: int) -> Generations | None:
+def adopt(current: Generations | None, rules: RewardRules, cursor: Cursor, now_ms: int,
+          at_time: Cursor | None = None) -> Generations | None:
     """The state once ``rules`` (today's config) is adopted at the scorer's ``cursor``; None: unchanged.
 
     ``cursor`` must be read in the transaction that stores the result, so that every observation is
     either behind the boundary (the backfill's) or scored after it under the new generation (the scorer's).
+    With scoring shards there is no one cursor: ``at_time`` (the adoption time, after any document id) is
+    the boundary instead, and the backfill checks each reward for what it was scored under.
     """
+    boundary = at_time or cursor
+    check = at_time is not None
     if current is None:
-        if cursor.received_at is None:  # nothing scored yet: nothing to backfill
+        if cursor.received_at is None:  # nothing scored yet (shards start after the first adoption)
             return Generations(read=1, write=1, rules={1: rules}, started_at=now_ms, finished_at=now_ms)
         # buckets from before generations: readers stay on them until generation 1 is backfilled
-        return Generations(read=LEGACY, write=1, rules={LEGACY: rules, 1: rules}, boundary=cursor,
-                           started_at=now_ms)
+        return Generations(read=LEGACY, write=1, rules={LEGACY: rules, 1: rules}, boundary=boundary,
+                           started_at=now_ms, check_rewards=check)
     if same_formula(current.rules_of(current.write), rules):
         return None
     if current.backfilling and same_formula(current.read_rules, rules):
@@ -132,7 +142,7 @@ def adopt(current: Generations | None, rules: RewardRules, cursor: Cursor, now_m
                            started_at=now_ms, finished_at=now_ms)  # changed back: nothing to backfill
     new = max(current.read, current.write) + 1
     return Generations(read=current.read, write=new, rules={current.read: current.read_rules, new: rules},
-                       boundary=cursor, started_at=now_ms)
+                       boundary=boundary, started_at=now_ms, check_rewards=check)
 
 
 @dataclass
@@ -145,3 +155,11 @@ class BackfillChunk:
     scored: int
     done: bool
     delta_id: str  # names its bucket-delta document, so the backfill can fold it from memory
+
+
+AFTER_ANY_ID = "\U0010ffff"  # with a time boundary: after every document id committed at that time
+
+# A backfill chunk from (the state, the page, whether the page ended the backfill, the page's stored
+# rewards when the state has check_rewards, else None); None declines it (a newer change superseded it).
+Build = Callable[[dict[str, Any], list[StoredObservation], bool, dict[str, dict[str, Any]] | None],
+                 "BackfillChunk | None"]

@@ -31,4 +31,4 @@ class StoredObservation:
 # What scoring reads of an observation: a projection, so meta, tokens and ids are neither sent nor decoded
 # (the client deep-copies every document twice; on the scoring path that was a fifth of a run's time).
 SCORED_FIELDS = ("ts", "component", "outcome", "durationMs", "costUsd", "propensity", "weight", "policyVersion",
-                 "arm", "errorCode", "receivedAt", "expireAt", "tokensIn", "tokensOut", "metrics")
+                 "arm", "errorCode", "receivedAt", "expireAt", "tokensIn", "tokensOut", "metrics", "shard")

@@ -22,7 +22,7 @@ from .. import telemetry
 from ..domain.errors import InvalidArgument
 from ..domain.windows import ms
 from ..services import alerts, drift, events, learning, retrain, rollouts, scoring, tuning
-from . import deps, log
+from . import deps, log, tasks
 
 
 def schedule_time(event: scheduler_fn.ScheduledEvent) -> dt.datetime:
@@ -71,7 +71,8 @@ def score(event: scheduler_fn.ScheduledEvent) -> None:
 
 def _score(event: scheduler_fn.ScheduledEvent, run_id: str) -> None:
     result = _refused("scoreObservations", event,
-                      lambda at: scoring.score_observations(deps.store(), at, run_id=run_id))
+                      lambda at: scoring.score_observations(deps.store(), at, run_id=run_id,
+                                                            dispatch=tasks.dispatcher()))
     if result is None:
         return
     tuned: list[dict[str, Any]] = []
@@ -86,6 +87,7 @@ def _score(event: scheduler_fn.ScheduledEvent, run_id: str) -> None:
         scored=result.scored, invalid=result.invalid, chunks=result.chunks, statsWritten=result.stats_written,
         cardsWritten=result.cards_written, cardsError=result.cards_error, budgetExhausted=result.budget_exhausted,
         configErrors=result.config_errors, backlog=result.backlog, tunedOnChange=tuned,
+        shards=result.shards, dispatched=result.dispatched,
     )
 
 

@@ -87,12 +87,12 @@ def report(store: Store, exc: ConfigInvalid, doc: Any) -> None:
 
 # Ingestion reads one setting (retention) on every request: a per-process copy, refreshed every 5 minutes
 # (OPSLOOP_CONFIG_CACHE_S overrides it; the tests serve the functions with 0).
-_CACHE_TTL_S = float(os.environ.get("OPSLOOP_CONFIG_CACHE_S", "300"))
+CACHE_TTL_S = float(os.environ.get("OPSLOOP_CONFIG_CACHE_S", "300"))
 _cache: weakref.WeakKeyDictionary[Store, dict[str, tuple[float, Any]]] = weakref.WeakKeyDictionary()
 _cache_lock = threading.Lock()
 
 
-def cached(store: Store, name: str, ttl_s: float = _CACHE_TTL_S) -> Any:
+def cached(store: Store, name: str, ttl_s: float = CACHE_TTL_S) -> Any:
     """``load``'s settings of one document, read at most once per ``ttl_s`` per process and store."""
     now = time.monotonic()
     with _cache_lock:

@@ -21,7 +21,7 @@ from typing import Any
 
 from ..domain import config as config_domain
 from ..domain import generations as gen_domain
-from ..domain.generations import BackfillChunk, Generations
+from ..domain.generations import BackfillChunk, Build, Generations
 from ..domain.ingest import Cursor, StoredObservation
 from ..domain.reward import RewardRules
 from ..domain.windows import ms
@@ -66,12 +66,17 @@ def current(store: Store, fallback: RewardRules | None = None) -> Generations:
     return parse(store.generations.get(), fallback)
 
 
-def adopt(store: Store, rules: RewardRules) -> Generations:
-    """Adopt today's reward config: a changed formula starts a new generation and its backfill."""
-    now = ms(dt.datetime.now(dt.UTC))
+def adopt(store: Store, rules: RewardRules, *, by_time: bool = False) -> Generations:
+    """Adopt today's reward config: a changed formula starts a new generation and its backfill.
+
+    ``by_time``: the boundary is the adoption time rather than the global scorer's cursor (once scoring has
+    had shards, each with its own cursor; see ``gen_domain.adopt``)."""
+    at = dt.datetime.now(dt.UTC)
+    now = ms(at)
+    at_time = Cursor(at, gen_domain.AFTER_ANY_ID) if by_time else None
 
     def plan(doc: dict[str, Any] | None, cursor: Cursor) -> dict[str, Any] | None:
-        new = gen_domain.adopt(None if doc is None else parse(doc), rules, cursor, now)
+        new = gen_domain.adopt(None if doc is None else parse(doc), rules, cursor, now, at_time)
         return None if new is None else new.to_doc()
 
     return parse(store.generations.adopt(plan), rules)
@@ -85,16 +90,21 @@ class BackfillResult:
     stopped: str | None = None  # why it stopped before the end: "budget", or "superseded" by a newer change
 
 
-def _build(expected_write: int, expire_days: int) -> Callable[[dict[str, Any], list[StoredObservation], bool],
-                                                              BackfillChunk | None]:
-    def build(doc: dict[str, Any], page: list[StoredObservation], complete: bool) -> BackfillChunk | None:
+def _build(expected_write: int, expire_days: int) -> Build:
+    def build(doc: dict[str, Any], page: list[StoredObservation], complete: bool,
+              stored: dict[str, dict[str, Any]] | None) -> BackfillChunk | None:
         gens = parse(doc)
         if gens.write != expected_write or not gens.backfilling:
             return None  # superseded by a newer change since this backfill started
         expire_at = dt.datetime.now(dt.UTC) + dt.timedelta(days=expire_days)
         rewards: list[tuple[str, dict[str, Any]]] = []
         scored: list[tuple[StoredObservation, reward_docs.Scored]] = []
+        field_name = gen_domain.score_field(gens.write)
         for obs in page:
+            if stored is not None:  # a time boundary: only what was scored, and not under ``write`` yet
+                had = stored.get(obs.doc_id)
+                if had is None or field_name in (had.get("scores") or {}):
+                    continue
             reward, per_generation = reward_docs.reward_doc(obs, gens, expire_at, only=[gens.write])
             if per_generation is None:
                 continue  # invalid under any formula: its reward says so already

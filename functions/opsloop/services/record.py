@@ -16,6 +16,7 @@ from typing import Any
 
 from .. import telemetry
 from ..domain import config as config_domain
+from ..domain import shards
 from ..domain.config import ScoringSettings
 from ..domain.errors import InvalidArgument
 from ..domain.observation import InvalidBatch, ObservationIn, parse_batch
@@ -57,16 +58,6 @@ def _doc(obs: ObservationIn, now_ms: int) -> dict[str, Any]:
     return data
 
 
-def retention_days(store: Store) -> int:
-    """``config/scoring.retentionDays``: how long observations and rewards live (Firestore TTL on expireAt).
-
-    Read through the per-process config cache; a bad document gives the last good value or the default
-    (and an alert): a derived setting never refuses an observation.
-    """
-    settings: ScoringSettings = config_service.cached(store, config_domain.SCORING)
-    return settings.retention_days
-
-
 def record_batch(store: Store, payload: Any, now_ms: int | None = None) -> RecordResult:
     """Validate ``payload`` (one observation or ``{"observations": [...]}``) and store it all or nothing."""
     now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
@@ -75,11 +66,15 @@ def record_batch(store: Store, payload: Any, now_ms: int | None = None) -> Recor
     except InvalidBatch as exc:
         telemetry.observations({(INVALID_COMPONENT, "invalid"): _given(payload)})
         raise InvalidArgument(str(exc), {"errors": [e.model_dump() for e in exc.errors]}) from None
-    expire_at = dt.datetime.fromtimestamp(now_ms / 1000, dt.UTC) + dt.timedelta(days=retention_days(store))
+    settings: ScoringSettings = config_service.cached(store, config_domain.SCORING)
+    expire_at = dt.datetime.fromtimestamp(now_ms / 1000, dt.UTC) + dt.timedelta(days=settings.retention_days)
     docs = []
     for obs in items:
         doc_id = obs.id or uuid.uuid4().hex
-        docs.append((doc_id, {"id": doc_id, **_doc(obs, now_ms), "expireAt": expire_at}, obs.id is not None))
+        data = {"id": doc_id, **_doc(obs, now_ms), "expireAt": expire_at}
+        if (key := shards.shard_of(doc_id, settings.shards)) is not None:
+            data["shard"] = key
+        docs.append((doc_id, data, obs.id is not None))
     duplicates = store.observations.insert(docs)
     ids = [d[0] for d in docs]
     dup = set(duplicates)

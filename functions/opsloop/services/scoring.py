@@ -33,6 +33,7 @@ import datetime as dt
 import functools
 import logging
 import math
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -41,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import telemetry
+from ..domain import shards as shard_domain
 from ..domain import windows
 from ..domain.config import ScoringSettings
 from ..domain.generations import Generations
@@ -50,6 +52,7 @@ from ..domain.windows import ms
 from ..store import paths
 from . import alerts, generations, reward_docs, skill_cards
 from . import config as config_service
+from . import shards as shard_service
 from .folding import Checkpoint, OwnDeltas, delta_fits, fold_all
 from .ports import Store
 
@@ -82,6 +85,22 @@ class ScoreRunResult:
     reward_sums: dict[str, tuple[int, float]] = field(default_factory=dict)  # per component: n scored, their sum
     oldest_unscored_ms: int | None = None  # receivedAt of the first observation the run read
     backlog: int | None = None  # left unscored at the end (before the safety margin); None: not known
+
+    shards: dict[str, dict[str, Any]] = field(default_factory=dict)  # per scanner key: what it did
+    dispatched: list[str] = field(default_factory=list)  # shard keys handed to task workers
+
+    def add(self, other: ScoreRunResult) -> None:
+        """Count in what a concurrent scanner (one shard) did."""
+        self.scored += other.scored
+        self.invalid += other.invalid
+        self.chunks += other.chunks
+        self.lost_races += other.lost_races
+        self.budget_exhausted = self.budget_exhausted or other.budget_exhausted
+        for comp, (n, total_score) in other.reward_sums.items():
+            had_n, had_total = self.reward_sums.get(comp, (0, 0.0))
+            self.reward_sums[comp] = (had_n + n, had_total + total_score)
+        if other.oldest_unscored_ms is not None:
+            self.oldest_unscored_ms = min(other.oldest_unscored_ms, self.oldest_unscored_ms or other.oldest_unscored_ms)
 
     def reward_means(self) -> dict[str, float]:
         """Per component, the mean reward of the observations this run scored."""
@@ -120,14 +139,20 @@ class _Chunk:
     live: tuple[int, ...]  # the reward generations it was scored under
     reward_sums: dict[str, tuple[int, float]]  # per component: n scored, sum of their scores (newest generation)
 
+    skipped: int = 0  # another scanner's (a shard's, seen by the global scanner): stepped over
+
     @classmethod
-    def build(cls, page: list[StoredObservation], gens: Generations, days: int) -> _Chunk:
+    def build(cls, page: list[StoredObservation], gens: Generations, days: int, shard: str | None = None) -> _Chunk:
         expire_at = dt.datetime.now(dt.UTC) + dt.timedelta(days=days)
         rewards: list[tuple[str, dict[str, Any]]] = []
         scored: list[tuple[StoredObservation, reward_docs.Scored]] = []
         components: dict[str, int] = {}
         sums: dict[str, tuple[int, float]] = {}
+        skipped = 0
         for obs in page:
+            if obs.data.get("shard") != shard:
+                skipped += 1
+                continue
             doc, per_generation = reward_docs.reward_doc(obs, gens, expire_at)
             rewards.append((obs.doc_id, doc))
             if per_generation is None:
@@ -139,7 +164,7 @@ class _Chunk:
             sums[comp] = (n + 1, total_score + float(doc["score"]))
         last = page[-1]
         return cls(page, rewards, reward_docs.bucket_deltas(scored),
-                   Cursor(last.received_at, last.doc_id, components), len(scored), gens.live, sums)
+                   Cursor(last.received_at, last.doc_id, components), len(scored), gens.live, sums, skipped)
 
     def fits(self) -> bool:
         """Whether its delta fits one document and one fold (``folding.delta_fits``), and its commit the
@@ -168,6 +193,7 @@ def score_observations(
     run_id: str | None = None,
     refresh_cards: bool = False,
     monotonic: Callable[[], float] = time.monotonic,
+    dispatch: Dispatch | None = None,
 ) -> ScoreRunResult:
     """Score the backlog, then refresh ``ops_stats`` for windows ending at ``schedule_time``.
 
@@ -175,6 +201,10 @@ def score_observations(
     ``refresh_cards``), so their extra bucket reads stay off most runs. A schedule time more than
     ``windows.MAX_SCHEDULE_SKEW_MS`` ahead of the clock is refused (InvalidArgument) before anything is
     written. Each config document is read once; a bad one is alerted and replaced (``services/config``).
+
+    With ``config/scoring.shards`` > 1 each shard key with observations waiting is scored concurrently:
+    in this process (a thread each), or by task workers when ``dispatch`` hands them over (``score_shard``
+    in each; the stats then include their work from the next run on).
     """
     started = monotonic()
     schedule_ms = ms(schedule_time)
@@ -199,10 +229,20 @@ def score_observations(
         clock = now or dt.datetime.now(dt.UTC)
         upper = clock - dt.timedelta(milliseconds=settings.safety_margin_ms)
         deadline = started + settings.run_budget_s
-        gens = generations.adopt(store, cfg)  # a changed reward config starts a new generation
+        layout, ever_sharded = shard_service.adopt(store, settings, clock)
+        # a changed reward config starts a new generation
+        gens = generations.adopt(store, cfg, by_time=ever_sharded)
         hit("after-adopt")
-        gens = _score_backlog(store, gens, settings, upper, result, hit, progress, deadline, monotonic)
-        result.backlog = _backlog(store, result, upper)
+        jobs = shard_service.plan(store, layout, upper)
+        if dispatch is not None:  # shards go to task workers; the global scanner (if any) stays here
+            keyed = [job for job in jobs if job.shard is not None]
+            result.dispatched = dispatch(keyed, schedule_ms) if keyed else []
+            # what could not be handed over (no queue, Cloud Tasks down) is scored here
+            jobs = [job for job in jobs if shard_domain.label(job.shard) not in result.dispatched]
+            if len(result.dispatched) < len(keyed):
+                log.warning("scoring %d shard(s) in this run: the task queue refused them",
+                            len(keyed) - len(result.dispatched))
+        gens = _score_jobs(store, jobs, gens, settings, result, hit, progress, deadline, monotonic, run_id)
         result.feedback = apply_feedback(store, gens)  # late metrics of observations scored before
         hit("before-backfill")
         if gens.backfilling:  # what is left of the budget re-scores history under the new config
@@ -234,7 +274,103 @@ def score_observations(
     return result
 
 
-def _backlog(store: Store, result: ScoreRunResult, upper: dt.datetime) -> int | None:
+# Hands shard jobs to workers elsewhere (Cloud Tasks); returns the keys handed over.
+Dispatch = Callable[[list[shard_domain.Job], int], list[str]]
+MAX_INLINE_SHARDS = 8  # shard scanners one process runs at once
+
+
+def _score_jobs(store: Store, jobs: list[shard_domain.Job], gens: Generations, settings: ScoringSettings,
+                result: ScoreRunResult, hit: Checkpoint, progress: Callable[[int], None] | None,
+                deadline: float, monotonic: Callable[[], float], run_id: str) -> Generations:
+    """Score each job's key up to its upper bound: the global scanner alone in this thread (the run's lease
+    covers it), shards in a thread each under their own lease. Returns the generations to go on with."""
+    if len(jobs) == 1 and jobs[0].shard is None:
+        job = jobs[0]
+        gens = _score_backlog(store, gens, settings, job.upper, result, hit, progress, deadline, monotonic)
+        result.backlog = _backlog(store, result, job.upper)
+        return gens
+    done: dict[str | None, int] = {}
+    lock = threading.Lock()
+
+    def report(key: str | None) -> Callable[[int], None] | None:
+        if progress is None:
+            return None
+
+        def seen(n: int) -> None:
+            with lock:
+                done[key] = n
+                total_seen = sum(done.values())
+            progress(total_seen)
+
+        return seen
+
+    def work(job: shard_domain.Job) -> ScoreRunResult | None:
+        return _score_key(store, job, gens, settings, hit, report(job.shard), deadline, monotonic, run_id,
+                          leased=job.shard is not None)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), MAX_INLINE_SHARDS)),
+                            thread_name_prefix="opsloop-shard") as pool:
+        outcomes = list(pool.map(work, jobs))
+    backlog: int | None = 0
+    for job, part in zip(jobs, outcomes, strict=True):
+        label = shard_domain.label(job.shard)
+        if part is None:  # another worker holds the shard's lease
+            result.shards[label] = {"busy": True}
+            backlog = None
+            continue
+        result.add(part)
+        result.shards[label] = {"scored": part.scored, "chunks": part.chunks,
+                                "budgetExhausted": part.budget_exhausted, "backlog": part.backlog}
+        backlog = None if backlog is None or part.backlog is None else backlog + part.backlog
+    result.backlog = backlog
+    return generations.current(store, gens.read_rules) if jobs else gens
+
+
+def _score_key(store: Store, job: shard_domain.Job, gens: Generations, settings: ScoringSettings,
+               hit: Checkpoint, progress: Callable[[int], None] | None, deadline: float,
+               monotonic: Callable[[], float], run_id: str, *, leased: bool) -> ScoreRunResult | None:
+    """One scanner's pass (a shard's under the lease ``score~<key>``); None when its lease is held."""
+    lease = f"score~{shard_domain.label(job.shard)}"
+    if leased and not store.runs.acquire_lease(lease, run_id, settings.lease_ttl_s):
+        return None
+    try:
+        part = ScoreRunResult(run_id, 0, lease_acquired=True)
+        _score_backlog(store, gens, settings, job.upper, part, hit, progress, deadline, monotonic, job.shard)
+        part.backlog = _backlog(store, part, job.upper, job.shard)
+        return part
+    finally:
+        if leased:
+            store.runs.release_lease(lease, run_id)
+
+
+def score_shard(store: Store, shard: str, cap_ms: int | None = None, *, run_id: str | None = None,
+                now: dt.datetime | None = None,
+                monotonic: Callable[[], float] = time.monotonic) -> ScoreRunResult:
+    """A task worker's run: score shard ``shard`` (up to ``cap_ms`` when its layout is draining) within
+    ``config/scoring.runBudgetS``. Exactly once like the global scanner: the shard's lease keeps two
+    workers apart, and its cursor moves in each chunk's transaction. Stats are left to scoreObservations."""
+    started = monotonic()
+    loaded = config_service.load(store)
+    settings = loaded.scoring
+    clock = now or dt.datetime.now(dt.UTC)
+    upper = clock - dt.timedelta(milliseconds=settings.safety_margin_ms)
+    if cap_ms is not None:
+        upper = min(upper, dt.datetime.fromtimestamp(cap_ms / 1000, dt.UTC))
+    run_id = run_id or f"score-{shard}-{uuid.uuid4().hex[:8]}"
+    state = store.generations.get()  # none before the first scoreObservations: adopt, or no commit would match
+    gens = (generations.parse(state, loaded.reward_rules) if state is not None
+            else generations.adopt(store, loaded.reward_rules, by_time=True))
+    part = _score_key(store, shard_domain.Job(shard, upper, cap_ms), gens, settings, lambda _name: None, None,
+                      started + settings.run_budget_s, monotonic, run_id, leased=True)
+    if part is None:
+        return ScoreRunResult(run_id, ms(clock), lease_acquired=False)
+    part.schedule_ms = ms(clock)
+    part.shards[shard] = {"scored": part.scored, "chunks": part.chunks, "budgetExhausted": part.budget_exhausted}
+    telemetry.scoring_run(part.reward_means(), part.lag_s(), part.backlog)
+    return part
+
+
+def _backlog(store: Store, result: ScoreRunResult, upper: dt.datetime, shard: str | None = None) -> int | None:
     """What the run left unscored (before its safety margin): 0 when it drained the backlog, else one count
     aggregation behind the cursor (Firestore bills one read per 1,000 entries counted); None if that fails,
     since a figure for metrics and logs never fails the run.
@@ -245,7 +381,7 @@ def _backlog(store: Store, result: ScoreRunResult, upper: dt.datetime) -> int | 
     if not result.budget_exhausted:
         return 0
     try:
-        return store.observations.backlog(store.observations.cursor(), upper)
+        return store.observations.backlog(store.observations.cursor(shard), upper, shard)
     except Exception as exc:
         log.warning("could not count the scoring backlog: %r", exc)
         return None
@@ -261,8 +397,10 @@ def _score_backlog(
     progress: Callable[[int], None] | None,
     deadline: float = math.inf,
     monotonic: Callable[[], float] = time.monotonic,
+    shard: str | None = None,
 ) -> Generations:
-    """Commit chunk after chunk; the next chunk is read and built while the previous one commits.
+    """Commit chunk after chunk of ``shard``'s scanner; the next chunk is read and built while the previous
+    one commits.
 
     Commits stay strictly sequential (one at a time, each checking the cursor the previous one left), so
     the overlap only hides the Python work of scoring behind Firestore's commit latency. No chunk is taken
@@ -274,7 +412,7 @@ def _score_backlog(
     race. Returns the generations it ended with.
     """
     days = settings.retention_days
-    expected = store.observations.cursor()
+    expected = store.observations.cursor(shard)
     buffer: list[StoredObservation] = []  # read, not yet handed to a commit; right after the last one
     in_flight: tuple[Future[bool], _Chunk, str] | None = None
     own = OwnDeltas()
@@ -288,13 +426,13 @@ def _score_backlog(
         in_flight = None
         if not future.result():
             result.lost_races += 1
-            expected = store.observations.cursor()  # read again from where the other run left it
+            expected = store.observations.cursor(shard)  # read again from where the other run left it
             gens = generations.current(store, gens.read_rules)
             return False
         own.keep(store, delta_id, chunk.deltas, hit, fold_now=False)
         hit("after-chunk-commit")
         result.scored += chunk.scored
-        result.invalid += len(chunk.page) - chunk.scored
+        result.invalid += len(chunk.page) - chunk.scored - chunk.skipped
         for comp, (n, total_score) in chunk.reward_sums.items():
             had_n, had_total = result.reward_sums.get(comp, (0, 0.0))
             result.reward_sums[comp] = (had_n + n, had_total + total_score)
@@ -316,14 +454,14 @@ def _score_backlog(
                     return gens
                 if len(buffer) < settings.chunk_size:
                     after = Cursor(buffer[-1].received_at, buffer[-1].doc_id) if buffer else expected
-                    buffer += store.observations.after(after, upper, settings.chunk_size - len(buffer))
+                    buffer += store.observations.after(after, upper, settings.chunk_size - len(buffer), shard=shard)
                     if result.oldest_unscored_ms is None and buffer:  # the first read: the oldest waiting
                         result.oldest_unscored_ms = ms(buffer[0].received_at)
                 chunk = None
                 if buffer:
-                    chunk = _Chunk.build(buffer[: settings.chunk_size], gens, days)
+                    chunk = _Chunk.build(buffer[: settings.chunk_size], gens, days, shard)
                     while len(chunk.page) > 1 and not chunk.fits():
-                        chunk = _Chunk.build(chunk.page[: len(chunk.page) // 2], gens, days)
+                        chunk = _Chunk.build(chunk.page[: len(chunk.page) // 2], gens, days, shard)
                 if not settle():
                     buffer = []
                     continue
@@ -334,7 +472,7 @@ def _score_backlog(
                 hit("before-chunk-commit")
                 delta_id = uuid.uuid4().hex
                 future = committer.submit(store.observations.commit_chunk, expected, chunk.cursor, chunk.rewards,
-                                          chunk.deltas, delta_id, chunk.live)
+                                          chunk.deltas, delta_id, chunk.live, shard)
                 in_flight = (future, chunk, delta_id)
                 expected = Cursor(chunk.cursor.received_at, chunk.cursor.doc_id)
         finally:

@@ -14,7 +14,7 @@ from typing import Any
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
-from ..domain.generations import BackfillChunk
+from ..domain.generations import BackfillChunk, Build
 from ..domain.ingest import SCORED_FIELDS, Cursor, StoredObservation
 from . import paths
 from .buckets import delta_doc
@@ -23,7 +23,6 @@ from .tx import run_transaction
 from .util import now_ms
 
 Plan = Callable[[dict[str, Any] | None, Cursor], dict[str, Any] | None]
-Build = Callable[[dict[str, Any], list[StoredObservation], bool], BackfillChunk | None]
 
 
 def _before_or_at(obs: StoredObservation, boundary: dict[str, Any]) -> bool:
@@ -86,7 +85,11 @@ class FirestoreGenerationRepo:
                 data = obs.to_dict() or {}
                 page.append(StoredObservation(obs.id, data, data["receivedAt"]))
             kept = [o for o in page if _before_or_at(o, boundary)]
-            chunk = build(state, kept, len(kept) < limit)
+            stored = None
+            if state.get("checkRewards"):  # read in the transaction: a shard's commit of one of them conflicts
+                refs = [rewards.document(o.doc_id) for o in kept]
+                stored = {s.id: s.to_dict() or {} for s in txn.get_all(refs) if s.exists} if refs else {}
+            chunk = build(state, kept, len(kept) < limit, stored)
             if chunk is None:
                 return None
             for obs_id, data in chunk.rewards:  # replaces the fields given; other generations' scores stay

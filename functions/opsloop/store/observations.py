@@ -69,11 +69,18 @@ class FirestoreObservationRepo:
         except TransactionExhausted as exc:
             raise Conflict("observations could not be stored under contention; retry the request") from exc
 
-    def _cursor_ref(self) -> firestore.DocumentReference:
-        return self.db.collection(paths.RUNS).document(paths.SCORE_CURSOR_DOC)
+    def _cursor_ref(self, shard: str | None = None) -> firestore.DocumentReference:
+        return self.db.collection(paths.RUNS).document(paths.score_cursor_doc(shard))
 
-    def cursor(self) -> Cursor:
-        return _cursor_from(self._cursor_ref().get())
+    def cursor(self, shard: str | None = None) -> Cursor:
+        """The position of the scanner of ``shard`` (None: the global scanner; see domain/shards)."""
+        return _cursor_from(self._cursor_ref(shard).get())
+
+    def _queue(self, upper: dt.datetime, shard: str | None) -> Any:
+        q: Any = self.db.collection(paths.OBSERVATIONS)
+        if shard is not None:  # index (shard, receivedAt); the global scanner reads all and steps over these
+            q = q.where(filter=FieldFilter("shard", "==", shard))
+        return q.where(filter=FieldFilter("receivedAt", "<=", upper))
 
     def active_components(self, since_ts: int) -> dict[str, int]:
         """Components with an observation at or after ``since_ts`` (event time): component -> newest ts."""
@@ -106,11 +113,12 @@ class FirestoreObservationRepo:
                                        for comp, _ in items[i : i + 400]})
         return len(items)
 
-    def after(self, cursor: Cursor, upper: dt.datetime, limit: int) -> list[StoredObservation]:
-        """The next ``limit`` observations ingested after ``cursor`` and no later than ``upper``."""
+    def after(self, cursor: Cursor, upper: dt.datetime, limit: int,
+              shard: str | None = None) -> list[StoredObservation]:
+        """The next ``limit`` observations ingested after ``cursor`` and no later than ``upper`` (of ``shard``
+        only, when given)."""
         col = self.db.collection(paths.OBSERVATIONS)
-        q = (col.where(filter=FieldFilter("receivedAt", "<=", upper)).order_by("receivedAt").order_by("__name__")
-             .select(SCORED_FIELDS))
+        q = self._queue(upper, shard).order_by("receivedAt").order_by("__name__").select(SCORED_FIELDS)
         if cursor.received_at is not None:
             q = q.start_after({"receivedAt": cursor.received_at, "__name__": col.document(cursor.doc_id)})
         out = []
@@ -119,9 +127,9 @@ class FirestoreObservationRepo:
             out.append(StoredObservation(snap.id, data, data["receivedAt"]))
         return out
 
-    def backlog(self, cursor: Cursor, upper: dt.datetime) -> int:
+    def backlog(self, cursor: Cursor, upper: dt.datetime, shard: str | None = None) -> int:
         """How many observations wait behind ``cursor`` (one aggregation query; for progress bars)."""
-        q: Any = self.db.collection(paths.OBSERVATIONS).where(filter=FieldFilter("receivedAt", "<=", upper))
+        q = self._queue(upper, shard)
         if cursor.received_at is not None:
             q = q.where(filter=FieldFilter("receivedAt", ">", cursor.received_at))
         return int(q.count().get()[0][0].value)
@@ -163,6 +171,7 @@ class FirestoreObservationRepo:
         deltas: dict[str, tuple[dict[str, Any], Summary]],
         delta_id: str | None = None,
         live: tuple[int, ...] | None = None,
+        shard: str | None = None,
     ) -> bool:
         """Write rewards, one pending-delta document and the advanced cursor in one transaction.
 
@@ -174,10 +183,11 @@ class FirestoreObservationRepo:
         ``delta_id`` names the delta document (random when not given). ``live`` is the reward generations
         the chunk was scored under: when the stored state names others (the config changed, or a backfill
         finished, since it was read), nothing is written and False is returned, like a moved cursor.
+        ``shard`` names the cursor (None: the global scanner's).
         """
         reward_col = self.db.collection(paths.REWARDS)
         delta_ref = self.db.collection(paths.BUCKET_DELTAS).document(delta_id or uuid.uuid4().hex)
-        cursor_ref = self._cursor_ref()
+        cursor_ref = self._cursor_ref(shard)
         comp_col = self.db.collection(paths.COMPONENTS)
         delta = delta_doc(deltas, now_ms())
 

@@ -28,12 +28,17 @@ SCORING_DOC = "scoring"
 TUNING_DOC = "tuning"
 ROLLOUT_DOC = "rollout"
 DRIFT_DOC = "drift"
-SCORE_CURSOR_DOC = "score-cursor"
+SCORE_CURSOR_DOC = "score-cursor"  # the global scanner's; a shard's is score-cursor~<key>
+SHARD_LAYOUT_DOC = "shard-layout"  # in RUNS: the scoring shards in use and those draining (domain/shards)
 GENERATIONS_DOC = "reward-generations"  # in RUNS: which reward generation readers use, and the backfill
 CONFIG_GOOD_DOC = "config-good"  # in RUNS: the last config/* documents that parsed, per name
 SKILL_CARDS_RUN_DOC = "skill-cards"  # in RUNS: the schedule time the cards were last refreshed for
 SKILL_CARDS_DOC = "skill_cards"  # in CONFIG: thresholds of the judgement
 EVENTS_CURSOR_DOC = "events-cursor"  # in RUNS: the newest audit and alert times the event delivery has seen
+
+
+def score_cursor_doc(shard: str | None) -> str:
+    return SCORE_CURSOR_DOC if shard is None else f"{SCORE_CURSOR_DOC}~{shard}"
 
 
 def bucket_id(component: str, level: str, start_ms: int) -> str:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from google.cloud import firestore
 
 from . import paths
-from .tx import release_claim, try_claim
+from .tx import release_claim, run_transaction, try_claim
 
 
 class FirestoreRunRepo:
@@ -26,3 +27,24 @@ class FirestoreRunRepo:
 
     def record(self, run_id: str, data: dict[str, Any]) -> None:
         self.db.collection(paths.RUNS).document(run_id).set(data, merge=True)
+
+    def change(self, doc_id: str,
+               fn: Callable[[dict[str, Any] | None], dict[str, Any] | None]) -> dict[str, Any] | None:
+        """Replace ``ops_runs/<doc_id>`` by ``fn(what it holds)`` in one transaction (unchanged when ``fn``
+        returns what it was given, or None); returns what it holds after."""
+        ref = self.db.collection(paths.RUNS).document(doc_id)
+
+        def work(txn: firestore.Transaction) -> dict[str, Any] | None:
+            snap = ref.get(transaction=txn)
+            before = snap.to_dict() if snap.exists else None
+            after = fn(before)
+            if after is not None and after != before:
+                txn.set(ref, after)
+                return after
+            return before
+
+        return run_transaction(self.db, work)
+
+    def get(self, doc_id: str) -> dict[str, Any] | None:
+        snap = self.db.collection(paths.RUNS).document(doc_id).get()
+        return snap.to_dict() if snap.exists else None

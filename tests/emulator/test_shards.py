@@ -1,0 +1,191 @@
+"""Scoring shards on the emulator: K concurrent scanners, exactly once; a change of K drained; task
+workers handed the shards; a reward config change while shards score."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from opsloop.domain import shards as shard_domain
+from opsloop.services import scoring
+from opsloop.services import shards as shard_service
+from opsloop.store import paths
+from opsloop.store.client import get_db
+from opsloop.store.firestore_store import FirestoreStore
+from tests.emulator.test_scoring import NOW, assert_counted_once, ingest, make_batch
+
+pytestmark = pytest.mark.emulator
+
+SMALL = {"chunkSize": 40, "safetyMarginMs": 0}
+
+
+def configure(store: FirestoreStore, shards: int) -> FirestoreStore:
+    """Set config/scoring.shards and return a store as a freshly started instance sees it (its own config
+    cache: an instance started earlier keeps the shard count it read)."""
+    store.configs.set("scoring", {**SMALL, "shards": shards})
+    return FirestoreStore(get_db())
+
+
+def stamps(store: FirestoreStore) -> Counter[str | None]:
+    return Counter((s.to_dict() or {}).get("shard") for s in store.db.collection(paths.OBSERVATIONS).stream())
+
+
+def rewards_per_observation(store: FirestoreStore) -> Counter[str]:
+    return Counter(s.id for s in store.db.collection(paths.REWARDS).stream())
+
+
+def test_four_shards_score_everything_once_and_stats_count_it_once(store: FirestoreStore) -> None:
+    fresh = configure(store, 4)
+    items = make_batch(400, seed=1)
+    ingest(fresh, items)
+    stamped = stamps(store)
+    assert set(stamped) == set(shard_domain.keys(4)) and all(n > 50 for n in stamped.values()), stamped
+
+    seen: list[int] = []
+    result = scoring.score_observations(fresh, NOW, progress=seen.append)
+    assert result.scored == 400 and result.invalid == 0
+    # the global scanner drains what may have come in before the layout: here it steps over everything
+    assert sorted(result.shards) == sorted([*map(str, shard_domain.keys(4)), "global"])
+    assert result.shards["global"]["scored"] == 0
+    assert seen and seen[-1] == 400 and seen == sorted(seen)  # progress over all shards, never backwards
+    assert_counted_once(store, items, result.stats)
+    for key in shard_domain.keys(4):  # each shard's own cursor, at its last observation
+        assert fresh.observations.cursor(key).received_at is not None
+    assert result.backlog == 0
+    again = scoring.score_observations(fresh, NOW + dt.timedelta(seconds=1))
+    assert again.scored == 0 and again.shards == {}  # no shard has a backlog: none is scanned
+
+
+def test_concurrent_workers_per_shard_score_each_observation_once(store: FirestoreStore) -> None:
+    """Two task workers per shard and a scheduled run at once: leases keep most apart, cursors the rest."""
+    fresh = configure(store, 3)
+    items = make_batch(600, seed=2)
+    ingest(fresh, items)
+    errors: list[BaseException] = []
+    results: list[scoring.ScoreRunResult] = []
+
+    def worker(key: str) -> None:
+        try:
+            results.append(scoring.score_shard(FirestoreStore(get_db()), key))
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(key,)) for key in shard_domain.keys(3) * 2 if key]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    leftover = scoring.score_observations(fresh, NOW)  # whatever the workers left (none, usually)
+    assert sum(r.scored for r in results) + leftover.scored == 600
+    assert max(rewards_per_observation(store).values()) == 1
+    assert_counted_once(store, items, leftover.stats)
+
+
+def test_a_crashed_shard_run_leaves_whole_chunks_and_a_rerun_finishes_once(store: FirestoreStore) -> None:
+    fresh = configure(store, 2)
+    items = make_batch(300, seed=3)
+    ingest(fresh, items)
+    commits = 0
+
+    def crash(name: str) -> None:
+        nonlocal commits
+        if name == "after-chunk-commit":
+            commits += 1
+            if commits == 3:
+                raise SystemExit("killed")  # like kill -9 between two chunks, in one shard's thread
+
+    with pytest.raises(SystemExit):
+        scoring.score_observations(fresh, NOW, checkpoint=crash)
+    for key in shard_domain.keys(2):  # the leases a killed worker held expire; here they were released
+        assert fresh.runs.acquire_lease(f"score~{key}", "probe", 1)
+        fresh.runs.release_lease(f"score~{key}", "probe")
+    result = scoring.score_observations(fresh, NOW + dt.timedelta(seconds=1))
+    assert max(rewards_per_observation(store).values()) == 1
+    assert_counted_once(store, items, result.stats)
+
+
+def test_changing_the_shard_count_drains_the_old_layout(store: FirestoreStore) -> None:
+    old = configure(store, 1)
+    first = make_batch(120, seed=4, components=3)
+    ingest(old, first)  # before shards: unstamped
+    scoring.score_observations(old, NOW)
+
+    four = configure(store, 4)
+    layout, _ = shard_service.adopt(four, scoring.ScoringSettings(safety_margin_ms=0, shards=4), NOW)
+    assert layout.current == 4 and 1 in layout.draining
+    second = make_batch(150, seed=5, components=3)
+    ingest(four, second[:100])
+    ingest(old, second[100:])  # an instance that still has shards = 1 cached: unstamped, in the drain
+    two = configure(store, 2)
+    third = make_batch(90, seed=6, components=3)
+    ingest(two, third)  # the config says 2 before the scorer adopts it: waits for the next run
+    assert set(stamps(store)) == {None, *shard_domain.keys(4), *shard_domain.keys(2)}
+
+    result = scoring.score_observations(two, NOW + dt.timedelta(seconds=1))
+    layout = shard_service.Layout.from_doc(store.runs.get(paths.SHARD_LAYOUT_DOC))
+    assert layout.current == 2 and set(layout.draining) == {1, 4}
+    everything = first + second + third
+    assert max(rewards_per_observation(store).values()) == 1
+    assert store.count(paths.REWARDS) == len(everything)
+    assert result.stats["router:m0~1h"]["n"] == sum(1 for it in everything if it["component"] == "router:m0")
+
+    # once past the drain's end (config cache + safety margin), a run retires the drained layouts
+    until = max(layout.draining.values())
+    later = dt.datetime.fromtimestamp(until / 1000, dt.UTC) + dt.timedelta(seconds=2)
+    scoring.score_observations(two, later, now=later)
+    layout = shard_service.Layout.from_doc(store.runs.get(paths.SHARD_LAYOUT_DOC))
+    assert layout.current == 2 and layout.draining == {}
+    assert (store.runs.get(paths.SHARD_LAYOUT_DOC) or {}).get("everSharded") is True
+
+
+def test_a_dispatcher_gets_the_shards_and_the_run_keeps_the_rest(store: FirestoreStore) -> None:
+    fresh = configure(store, 4)
+    ingest(fresh, make_batch(80, seed=8))
+    handed: list[tuple[list[Any], int]] = []
+
+    def dispatch(jobs: list[shard_domain.Job], schedule_ms: int) -> list[str]:
+        handed.append((jobs, schedule_ms))
+        return [str(job.shard) for job in jobs]
+
+    result = scoring.score_observations(fresh, NOW, dispatch=dispatch)
+    assert result.scored == 0 and store.count(paths.REWARDS) == 0  # nothing scored here: all handed over
+    assert sorted(result.dispatched) == sorted(str(k) for k in shard_domain.keys(4))
+    assert handed[0][1] == int(NOW.timestamp() * 1000)
+    for job in handed[0][0]:  # what a task worker then does
+        scoring.score_shard(FirestoreStore(get_db()), str(job.shard), job.cap_ms)
+    assert store.count(paths.REWARDS) == 80
+    later = scoring.score_observations(fresh, NOW + dt.timedelta(seconds=1), dispatch=dispatch)
+    assert later.dispatched == [] and later.stats["router:m0~1h"]["n"] == 20  # the next run's stats count them
+
+
+def test_a_reward_change_while_shards_score_is_backfilled_once(store: FirestoreStore) -> None:
+    """With shards the generation boundary is a time: what was scored before the change is re-scored,
+    what a shard scores after it is scored under both, nothing twice."""
+    fresh = configure(store, 2)
+    items = make_batch(200, seed=9)
+    ingest(fresh, items[:120])
+    key = str(shard_domain.keys(2)[0])
+    scoring.score_shard(fresh, key)  # one shard ahead of the other when the formula changes
+    store.configs.set("reward_config", {"version": "2.0.0", "weights": {"latency": 0.1, "cost": 0.1,
+                                                                        "success": 0.7, "error": 0.5}})
+    ingest(fresh, items[120:])
+    for i in range(6):  # adopt, score the rest under both generations, backfill, switch
+        scoring.score_observations(fresh, NOW + dt.timedelta(seconds=i))
+        doc = store.generations.get() or {}
+        if doc.get("read") == doc.get("write") == 2:
+            break
+    assert doc.get("read") == doc.get("write") == 2, doc
+    assert max(rewards_per_observation(store).values()) == 1
+    for reward in store.db.collection(paths.REWARDS).stream():
+        assert "g2" in (reward.to_dict() or {}).get("scores", {}), reward.id
+    totals: Counter[str] = Counter()
+    for snap in store.db.collection("ops_buckets").stream():
+        d = snap.to_dict() or {}
+        if d["component"].endswith("#g2") and d["level"] == "1d":
+            totals[d["component"].split("#g")[0]] += d["n"]
+    assert totals == Counter(it["component"] for it in items)

@@ -155,7 +155,7 @@ def test_a_dispatcher_gets_the_shards_and_the_run_keeps_the_rest(store: Firestor
     result = scoring.score_observations(fresh, NOW, dispatch=dispatch)
     assert result.scored == 0 and store.count(paths.REWARDS) == 0  # nothing scored here: all handed over
     assert sorted(result.dispatched) == sorted(str(k) for k in shard_domain.keys(4))
-    assert handed[0][1] == int(NOW.timestamp() * 1000)
+    assert handed[0][1] == int(NOW.timestamp() * 1000) and result.backlog is None
     for job in handed[0][0]:  # what a task worker then does
         scoring.score_shard(FirestoreStore(get_db()), str(job.shard), job.cap_ms)
     assert store.count(paths.REWARDS) == 80

@@ -243,6 +243,8 @@ def score_observations(
                 log.warning("scoring %d shard(s) in this run: the task queue refused them",
                             len(keyed) - len(result.dispatched))
         gens = _score_jobs(store, jobs, gens, settings, result, hit, progress, deadline, monotonic, run_id)
+        if result.dispatched:
+            result.backlog = None  # what the task workers leave is theirs to tell
         result.feedback = apply_feedback(store, gens)  # late metrics of observations scored before
         hit("before-backfill")
         if gens.backfilling:  # what is left of the budget re-scores history under the new config

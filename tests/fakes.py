@@ -152,6 +152,8 @@ class MemoryObservationRepo:
         self.docs: dict[str, dict[str, Any]] = {}
         self.rewards: dict[str, dict[str, Any]] = {}
         self.components: dict[str, int] = {}
+        self.changed: dict[str, dt.datetime] = {}  # component -> changedAt
+        self.due: dict[str, int] = {}  # component -> statsDueAt
         self._cursors: dict[str | None, Cursor] = {}
         self._clock = dt.datetime.now(dt.UTC)
 
@@ -176,6 +178,22 @@ class MemoryObservationRepo:
     def active_components(self, since_ts: int) -> dict[str, int]:
         with self._s.lock:
             return {c: ts for c, ts in self.components.items() if ts >= since_ts}
+
+    def changed_components(self, since: dt.datetime) -> set[str]:
+        with self._s.lock:
+            return {c for c, at in self.changed.items() if at >= since}
+
+    def due_components(self, by_ms: int) -> set[str]:
+        with self._s.lock:
+            return {c for c, at in self.due.items() if at <= by_ms}
+
+    def set_stats_due(self, due: dict[str, int | None]) -> None:
+        with self._s.lock:
+            for comp, at in due.items():
+                if at is None:
+                    self.due.pop(comp, None)
+                else:
+                    self.due[comp] = at
 
     def migrate_legacy_components(self) -> int:
         return 0  # the fake never had the legacy map on its cursor
@@ -230,6 +248,7 @@ class MemoryObservationRepo:
                 self.rewards[obs_id] = copy.deepcopy(data)
             for comp, ts in (new_cursor.components or {}).items():
                 self.components[comp] = max(ts, self.components.get(comp, ts))
+                self.changed[comp] = dt.datetime.now(dt.UTC)
             self._cursors[shard] = Cursor(new_cursor.received_at, new_cursor.doc_id, {})
             return True
 
@@ -270,6 +289,10 @@ class MemoryBucketRepo:
 
     def load_segments(self, component: str, segments: Iterable[Segment]) -> list[Summary]:
         return [s for seg in segments for _, s in self.series(component, seg.level, seg.start, seg.end)]
+
+    def first_start(self, component: str, level: str, start: int, end: int) -> int | None:
+        found = self.series(component, level, start, end)
+        return found[0][0] if found else None
 
     def series(self, component: str, level: str, start: int, end: int) -> list[tuple[int, Summary]]:
         with self._s.lock:
@@ -540,6 +563,11 @@ class MemoryRunRepo:
         with self._s.lock:
             return copy.deepcopy(self.runs.get(doc_id))
 
+    def stamp(self, doc_id: str) -> Any:
+        at = dt.datetime.now(dt.UTC)
+        self.record(doc_id, {"at": at})
+        return at
+
 
 class MemoryDriftRepo:
     def __init__(self, shared: _Shared) -> None:
@@ -599,6 +627,9 @@ class MemoryFeedbackRepo:
             for side, parts in (("out", writes.minus), ("in", writes.plus)):
                 for i, part in enumerate(parts):
                     self._s.deltas[f"fb-{batch_id}-{side}-{i}"] = (now_ms(), copy.deepcopy(part))
+            if writes.plus:
+                for doc in writes.rewards.values():
+                    self._obs.changed[str(doc.get("component"))] = dt.datetime.now(dt.UTC)
             return writes
 
     def pending(self, limit: int = 500) -> list[tuple[str, dict[str, Any]]]:
@@ -627,6 +658,7 @@ class MemoryFeedbackRepo:
                 if minus:
                     self._s.deltas[f"fb-{feedback_id}-out"] = (now, copy.deepcopy(minus))
                     self._s.deltas[f"fb-{feedback_id}-in"] = (now, copy.deepcopy(plus))
+                    self._obs.changed[str(self._obs.docs[obs_id].get("component"))] = dt.datetime.now(dt.UTC)
             fb.update(status="applied", appliedAt=now, corrected=fix is not None)
             return "applied"
 

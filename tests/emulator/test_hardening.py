@@ -270,9 +270,10 @@ def test_a_run_stops_taking_chunks_at_its_budget_and_the_next_run_goes_on(seeded
     scoring.score_observations(seeded, now(), settings=SMALL)
     record_batch(seeded, {"observations": normal(120)})
     out_of_time = scoring.ScoringSettings(chunk_size=50, safety_margin_ms=0, run_budget_s=0.0)
+    seeded.db.collection(paths.RUNS).document(paths.STATS_RUN_DOC).delete()  # every component's stats are due
     first = scoring.score_observations(seeded, now(), settings=out_of_time)
     assert first.budget_exhausted and first.scored == 0
-    assert first.stats_written == 3  # the stats are still refreshed, from what is scored
+    assert first.stats_written == 3 and first.stats_full  # the stats are still refreshed, from what is scored
     run = seeded.db.collection(paths.RUNS).document(first.run_id).get().to_dict() or {}
     assert run["status"] == "done" and run["budgetExhausted"] is True
     second = scoring.score_observations(seeded, now(), settings=SMALL)

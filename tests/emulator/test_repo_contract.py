@@ -214,6 +214,62 @@ def test_observations_chunks_and_folds_count_each_once(repos: ports.Store) -> No
     assert [doc_id for doc_id, _ in page] == ["o0", "o9", "o1", "o2"]
 
 
+def test_each_shard_has_its_own_cursor_and_queue(repos: ports.Store) -> None:
+    ts = NOW_MS - 60_000
+    docs = [(f"s{i}", {"ts": ts, "component": "c", "outcome": "success", "durationMs": 10,
+                       **({"shard": f"2-{i % 2}"} if i < 4 else {})}, True) for i in range(6)]
+    repos.observations.insert(docs)
+    upper = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)
+    mine = repos.observations.after(Cursor(), upper, 10, shard="2-1")
+    assert [o.doc_id for o in mine] == ["s1", "s3"] and mine[0].data["shard"] == "2-1"
+    assert len(repos.observations.after(Cursor(), upper, 10)) == 6  # the global scanner sees every one
+    assert repos.observations.backlog(Cursor(), upper, shard="2-0") == 2
+    moved = Cursor(mine[-1].received_at, mine[-1].doc_id, {"c": ts})
+    assert repos.observations.commit_chunk(Cursor(), moved, [], {}, shard="2-1")
+    assert repos.observations.cursor("2-1").same_position(moved)
+    assert repos.observations.cursor("2-0").received_at is None and repos.observations.cursor().received_at is None
+    assert not repos.observations.commit_chunk(Cursor(), moved, [], {}, shard="2-1")  # its cursor moved
+
+
+def test_components_changed_since_and_due_by(repos: ports.Store) -> None:
+    before = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
+    start = repos.observations.cursor()
+    repos.observations.commit_chunk(start, Cursor(dt.datetime.now(dt.UTC), "x", {"a": NOW_MS, "b": NOW_MS}), [], {})
+    assert repos.observations.changed_components(before) == {"a", "b"}
+    assert repos.observations.changed_components(dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1)) == set()
+    repos.observations.set_stats_due({"a": 1_000, "b": 5_000, "c": None})
+    assert repos.observations.due_components(1_000) == {"a"}
+    assert repos.observations.due_components(9_999) == {"a", "b"}
+    repos.observations.set_stats_due({"a": None})
+    assert repos.observations.due_components(9_999) == {"b"}
+    assert repos.observations.active_components(NOW_MS) == {"a": NOW_MS, "b": NOW_MS}  # untouched by due times
+
+
+def test_the_oldest_bucket_of_a_level_in_a_range(repos: ports.Store) -> None:
+    starts = [windows.bucket_start(NOW_MS, "5m") - k * windows.FINEST_MS for k in (2, 5)]
+    deltas = {paths.bucket_id("c", "5m", t): ({"component": "c", "level": "5m", "start": t},
+                                              Summary.of(reward=0.5, success=True, cost_usd=0.0, duration_ms=1.0))
+              for t in starts}
+    repos.observations.commit_chunk(repos.observations.cursor(), Cursor(dt.datetime.now(dt.UTC), "x", {}), [],
+                                    deltas, "d")
+    repos.buckets.fold_pending()
+    assert repos.buckets.first_start("c", "5m", 0, NOW_MS + 1) == starts[1]
+    assert repos.buckets.first_start("c", "5m", starts[1] + 1, NOW_MS + 1) == starts[0]
+    assert repos.buckets.first_start("c", "1h", 0, NOW_MS + 1) is None
+    assert repos.buckets.first_start("c", "5m", starts[0] + 1, NOW_MS + 1) is None
+
+
+def test_a_run_document_changes_in_one_step_and_a_stamp_is_the_stores_time(repos: ports.Store) -> None:
+    assert repos.runs.get("layout") is None
+    assert repos.runs.change("layout", lambda doc: None) is None  # nothing to write
+    assert repos.runs.change("layout", lambda doc: {"n": (doc or {}).get("n", 0) + 1}) == {"n": 1}
+    assert repos.runs.change("layout", lambda doc: {"n": (doc or {}).get("n", 0) + 1}) == {"n": 2}
+    assert repos.runs.change("layout", lambda doc: doc) == {"n": 2} == repos.runs.get("layout")
+    before = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
+    stamped = repos.runs.stamp("mark")
+    assert before < stamped < dt.datetime.now(dt.UTC) + dt.timedelta(seconds=5)
+
+
 def test_a_stats_document_is_replaced_only_by_a_newer_schedule(repos: ports.Store) -> None:
     sid = paths.stats_id("c", "1h")
     assert repos.stats.write({sid: {"component": "c", "ts": 2_000, "n": 2}}, 2_000, now=10_000) == 1

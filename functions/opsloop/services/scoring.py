@@ -75,6 +75,7 @@ class ScoreRunResult:
     lost_races: int = 0
     stats: dict[str, dict[str, Any]] = field(default_factory=dict)
     stats_written: int = 0
+    stats_full: bool = True  # the stats of every component were refreshed, not only changed and due ones
     cards_written: int = 0
     cards_error: str | None = None
     budget_exhausted: bool = False  # the run stopped taking chunks at config/scoring.runBudgetS
@@ -251,13 +252,23 @@ def score_observations(
             result.backfill = generations.backfill(store, expire_days=settings.retention_days, deadline=deadline,
                                                    monotonic=monotonic).scored
             gens = generations.current(store, cfg)
+        # changes committed from here on are not in this run's stats (Firestore's clock, like changedAt)
+        folded_at = store.runs.stamp(paths.STATS_MARK_DOC)
         fold_all(store, hit)  # anything another run left pending meanwhile (one empty query when none)
         hit("before-stats")
-        summaries = window_summaries(store, schedule_ms, gens)
+        cards_due = refresh_cards or (not result.budget_exhausted and skill_cards.is_due(store, schedule_ms))
+        selection = stats_selection(store, schedule_ms, gens, full=cards_due)
+        summaries = window_summaries(store, schedule_ms, gens, selection.components)
         result.stats = stats_docs(summaries, schedule_ms, gens)
         result.generation = gens.read
+        result.stats_full = selection.full
         result.stats_written = store_stats(store, result.stats, schedule_ms, hit, ms(clock))
         hit("after-stats")
+        if selection.record:  # what changes next without new data, and from when new data counts
+            store.observations.set_stats_due(summaries.due)
+            store.runs.record(paths.STATS_RUN_DOC, {"foldedAt": folded_at, "scheduleMs": schedule_ms,
+                                                    "generation": gens.read, "full": selection.full,
+                                                    "components": len(selection.components)})
         try:  # out of budget: the cards stay due, and the next run refreshes them
             if refresh_cards or not result.budget_exhausted:
                 result.cards_written = skill_cards.refresh_if_due(store, schedule_ms, summaries.totals, gens,
@@ -489,18 +500,76 @@ SERIES_LEVELS: dict[str, str] = {"1h": "5m", "24h": "1h", "7d": "1d"}
 
 @dataclass
 class WindowSummaries:
-    """Per component, per window: the summary, and the chart's points (bucket start, summary)."""
+    """Per component, per window: the summary, and the chart's points (bucket start, summary); per
+    component, when its stats next change without new data (None: never)."""
 
     totals: dict[str, dict[str, Summary]]
     series: dict[str, dict[str, list[tuple[int, Summary]]]]
+    due: dict[str, int | None] = field(default_factory=dict)
 
 
-def window_summaries(store: Store, schedule_ms: int, gens: Generations) -> WindowSummaries:
-    """Per component seen within the longest window, its summary for each window ending at ``schedule_ms``
-    and the window's series, from the buckets of the generation readers use."""
+@dataclass(frozen=True)
+class StatsSelection:
+    components: list[str]
+    full: bool  # every component seen within the longest window
+    record: bool  # store due times and the run's start (not for a replay of an older schedule time)
+
+
+def stats_selection(store: Store, schedule_ms: int, gens: Generations, *, full: bool = False) -> StatsSelection:
+    """The components whose stats this run refreshes.
+
+    A component's window stats change only when data is added (a chunk or a feedback commit marks it
+    ``changedAt``, Firestore's commit time), when a non-empty bucket leaves a window, or when a
+    future-stamped one enters it (``statsDueAt``, from its buckets when its stats were last computed). So a
+    run refreshes the components changed since the previous stats run's last fold began (``foldedAt``, also
+    Firestore's time: everything committed before it was folded into that run's stats) and those due by
+    this window end; the stats a reader sees
+    are exact for the latest run's window end, whichever components it refreshed. Every component seen
+    within the longest window is refreshed on the first run, when readers move to another reward
+    generation, when the skill cards are due (hourly: they need every summary) and for a replay of an
+    older schedule time (which does not move the state).
+    """
+    end = windows.window_end(schedule_ms)
+    due = store.observations.due_components(end)
+    state = store.runs.get(paths.STATS_RUN_DOC) or {}
+    prev_schedule, since = state.get("scheduleMs"), state.get("foldedAt")
+    record = not isinstance(prev_schedule, int) or schedule_ms >= prev_schedule
+    if full or not record or not isinstance(since, dt.datetime) or state.get("generation") != gens.read:
+        active = store.observations.active_components(end - max(windows.WINDOWS.values()))
+        return StatsSelection(sorted(set(active) | due), True, record)
+    return StatsSelection(sorted(store.observations.changed_components(since) | due), False, record)
+
+
+def _next_change(store: Store, key: str, end: int, hour_series: list[tuple[int, Summary]]) -> int | None:
+    """When ``key``'s window stats next change without new data: the oldest non-empty 5-minute bucket of
+    each window leaves it (at its start + 5 min + the window's length), or the first one stamped at or
+    after ``end`` enters (at its start + 5 min). Two or three single-document queries."""
+    five = windows.LEVELS["5m"]
+    times: list[int] = []
+    if hour_series:  # the 1h window's points are its 5-minute buckets
+        times.append(hour_series[0][0] + five + windows.WINDOWS["1h"])
+    week = store.buckets.first_start(key, "5m", end - windows.WINDOWS["7d"], end)
+    if week is not None:
+        times.append(week + five + windows.WINDOWS["7d"])
+        day = week if week >= end - windows.WINDOWS["24h"] else store.buckets.first_start(
+            key, "5m", end - windows.WINDOWS["24h"], end)
+        if day is not None:
+            times.append(day + five + windows.WINDOWS["24h"])
+    ahead = store.buckets.first_start(key, "5m", end, end + 10 * 365 * windows.DAY_MS)
+    if ahead is not None:
+        times.append(ahead + five)
+    return min(times) if times else None
+
+
+def window_summaries(store: Store, schedule_ms: int, gens: Generations,
+                     components: list[str] | None = None) -> WindowSummaries:
+    """Per component (default: every one seen within the longest window), its summary for each window
+    ending at ``schedule_ms``, the window's series and when they next change, from the buckets of the
+    generation readers use."""
     longest = max(windows.WINDOWS.values())
     end = windows.window_end(schedule_ms)
-    components = sorted(store.observations.active_components(end - longest))
+    if components is None:
+        components = sorted(store.observations.active_components(end - longest))
     jobs = [(comp, name) for comp in components for name in windows.WINDOWS]
 
     def load(job: tuple[str, str]) -> tuple[Summary, list[tuple[int, Summary]]]:
@@ -520,10 +589,13 @@ def window_summaries(store: Store, schedule_ms: int, gens: Generations) -> Windo
     # The queries are independent and each waits on a round trip: a few in flight hide the latency.
     with ThreadPoolExecutor(max_workers=STATS_READERS, thread_name_prefix="opsloop-stats") as pool:
         loaded = list(pool.map(load, jobs))
-    out = WindowSummaries({comp: {} for comp in components}, {comp: {} for comp in components})
-    for (comp, name), (summary, points) in zip(jobs, loaded, strict=True):
-        out.totals[comp][name] = summary
-        out.series[comp][name] = points
+        out = WindowSummaries({comp: {} for comp in components}, {comp: {} for comp in components})
+        for (comp, name), (summary, points) in zip(jobs, loaded, strict=True):
+            out.totals[comp][name] = summary
+            out.series[comp][name] = points
+        nexts = pool.map(lambda comp: _next_change(store, gens.read_key(comp), end, out.series[comp]["1h"]),
+                         components)
+        out.due = dict(zip(components, nexts, strict=True))
     return out
 
 

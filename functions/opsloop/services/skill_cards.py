@@ -72,6 +72,11 @@ def build_cards(
     return cards
 
 
+def is_due(store: Store, schedule_ms: int) -> bool:
+    """Whether a run at ``schedule_ms`` refreshes the cards (one read)."""
+    return due(windows.trusted_marker(store.cards.refreshed_for(), windows.ms(dt.datetime.now(dt.UTC))), schedule_ms)
+
+
 def refresh_if_due(
     store: Store,
     schedule_ms: int,

@@ -146,6 +146,22 @@ class FirestoreBucketRepo:
         """The bucket summaries of ``component`` inside each segment (only buckets that exist)."""
         return [s for seg in segments for _, s in self.series(component, seg.level, seg.start, seg.end)]
 
+    def first_start(self, component: str, level: str, start: int, end: int) -> int | None:
+        """The start of ``component``'s oldest bucket of ``level`` starting in ``[start, end)`` (one read)."""
+        q = (
+            self.db.collection(paths.BUCKETS)
+            .where(filter=FieldFilter("component", "==", component))
+            .where(filter=FieldFilter("level", "==", level))
+            .where(filter=FieldFilter("start", ">=", start))
+            .where(filter=FieldFilter("start", "<", end))
+            .order_by("start")
+            .select(["start"])
+            .limit(1)
+        )
+        for snap in q.stream():
+            return int((snap.to_dict() or {})["start"])
+        return None
+
     def series(self, component: str, level: str, start: int, end: int) -> list[tuple[int, Summary]]:
         """Every bucket of one level of ``component`` starting in ``[start, end)``, oldest first."""
         q = (

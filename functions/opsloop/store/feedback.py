@@ -75,6 +75,10 @@ class FirestoreFeedbackRepo:
             for side, parts in (("out", writes.minus), ("in", writes.plus)):
                 for i, part in enumerate(parts):
                     txn.create(deltas.document(f"fb-{batch_id}-{side}-{i}"), delta_doc(part, now_ms()))
+            if writes.plus:  # their stats change: the next scoring run recomputes them
+                for comp in sorted({str(doc.get("component")) for doc in writes.rewards.values()}):
+                    txn.set(db.collection(paths.COMPONENTS).document(comp),
+                            {"component": comp, "changedAt": firestore.SERVER_TIMESTAMP}, merge=True)
             return writes
 
         try:
@@ -119,6 +123,9 @@ class FirestoreFeedbackRepo:
                 if minus:  # two documents: summed first, the sketches would cancel to a count of 0
                     txn.create(deltas.document(f"fb-{feedback_id}-out"), delta_doc(minus, now))
                     txn.create(deltas.document(f"fb-{feedback_id}-in"), delta_doc(plus, now))
+                    component = str((obs.to_dict() or {}).get("component"))  # its stats change: recompute them
+                    txn.set(self.db.collection(paths.COMPONENTS).document(component),
+                            {"component": component, "changedAt": firestore.SERVER_TIMESTAMP}, merge=True)
             txn.update(ref, {"status": "applied", "appliedAt": now, "corrected": fix is not None})
             return "applied"
 

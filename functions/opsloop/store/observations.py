@@ -92,6 +92,28 @@ class FirestoreObservationRepo:
                 out[comp] = max(ts, out.get(comp, ts))
         return out
 
+    def changed_components(self, since: dt.datetime) -> set[str]:
+        """Components with a chunk (or a feedback) committed at or after ``since`` (``changedAt``)."""
+        q = self.db.collection(paths.COMPONENTS).where(filter=FieldFilter("changedAt", ">=", since))
+        return {s.id for s in q.select(["component"]).stream()}
+
+    def due_components(self, by_ms: int) -> set[str]:
+        """Components whose stats change by ``by_ms`` without new data (``statsDueAt``: a bucket leaves a
+        window, or a future-stamped one enters)."""
+        q = self.db.collection(paths.COMPONENTS).where(filter=FieldFilter("statsDueAt", "<=", by_ms))
+        return {s.id for s in q.select(["component"]).stream()}
+
+    def set_stats_due(self, due: dict[str, int | None]) -> None:
+        """Store each component's ``statsDueAt`` (None: nothing will change without new data)."""
+        col = self.db.collection(paths.COMPONENTS)
+        items = sorted(due.items())
+        for i in range(0, len(items), 400):
+            batch = self.db.batch()
+            for comp, at in items[i : i + 400]:
+                batch.set(col.document(comp), {"component": comp,
+                                               "statsDueAt": firestore.DELETE_FIELD if at is None else at}, merge=True)
+            batch.commit()
+
     def migrate_legacy_components(self) -> int:
         """Move a cursor's ``components`` map (older versions) into ``ops_components``; returns how many.
 
@@ -207,7 +229,8 @@ class FirestoreObservationRepo:
             for obs_id, data in rewards:
                 txn.set(reward_col.document(obs_id), data)
             for comp, ts in (new_cursor.components or {}).items():  # a transform: no read, newest ts wins
-                txn.set(comp_col.document(comp), {"component": comp, "lastTs": firestore.Maximum(ts)}, merge=True)
+                txn.set(comp_col.document(comp), {"component": comp, "lastTs": firestore.Maximum(ts),
+                                                  "changedAt": firestore.SERVER_TIMESTAMP}, merge=True)
             txn.set(cursor_ref, _cursor_doc(new_cursor))
             return True
 

@@ -45,6 +45,11 @@ class FirestoreRunRepo:
 
         return run_transaction(self.db, work)
 
+    def stamp(self, doc_id: str) -> Any:
+        """Write Firestore's time into ``ops_runs/<doc_id>`` and return it (a server time, comparable with
+        the commit times other documents carry)."""
+        return self.db.collection(paths.RUNS).document(doc_id).set({"at": firestore.SERVER_TIMESTAMP}).update_time
+
     def get(self, doc_id: str) -> dict[str, Any] | None:
         snap = self.db.collection(paths.RUNS).document(doc_id).get()
         return snap.to_dict() if snap.exists else None

@@ -82,6 +82,8 @@ bench: $(STAMP) emulator-check
 	$(PY) bench/feedback_http.py
 	$(PY) bench/quality_sim.py
 	$(PY) bench/propagation.py
+	$(PY) bench/quiet_components.py
+	$(PY) bench/shards.py --size 30000 --workers 1 2 4 --rss-sizes 10000 30000
 
 unit: $(STAMP)
 	$(PY) -m pytest tests/unit

@@ -512,7 +512,7 @@ class WindowSummaries:
 class StatsSelection:
     components: list[str]
     full: bool  # every component seen within the longest window
-    record: bool  # store due times and the run's start (not for a replay of an older schedule time)
+    record: bool  # store due times and the fold mark (not for a replay of an older schedule time)
 
 
 def stats_selection(store: Store, schedule_ms: int, gens: Generations, *, full: bool = False) -> StatsSelection:
@@ -523,8 +523,8 @@ def stats_selection(store: Store, schedule_ms: int, gens: Generations, *, full: 
     future-stamped one enters it (``statsDueAt``, from its buckets when its stats were last computed). So a
     run refreshes the components changed since the previous stats run's last fold began (``foldedAt``, also
     Firestore's time: everything committed before it was folded into that run's stats) and those due by
-    this window end; the stats a reader sees
-    are exact for the latest run's window end, whichever components it refreshed. Every component seen
+    this window end; the stats a reader sees are exact for the latest run's window end, whichever
+    components it refreshed (their ``ts`` says when each was last recomputed). Every component seen
     within the longest window is refreshed on the first run, when readers move to another reward
     generation, when the skill cards are due (hourly: they need every summary) and for a replay of an
     older schedule time (which does not move the state).

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from firebase_admin import App, functions
 from firebase_admin import exceptions as fb_exceptions
-from firebase_admin import functions
 
 from ..domain import shards as shard_domain
 from ..domain.shards import Job
@@ -21,17 +21,20 @@ class CloudTasksDispatch:
     anyway). A job that cannot be enqueued (no queue, Cloud Tasks down) is not in the keys returned: the
     scheduled run scores it itself."""
 
-    def __init__(self, queue: str = QUEUE, location: str = "us-central1") -> None:
+    def __init__(self, queue: str = QUEUE, location: str = "us-central1", app: App | None = None) -> None:
         self.queue = f"locations/{location}/functions/{queue}"
+        self.app = app
 
     def __call__(self, jobs: list[Job], schedule_ms: int) -> list[str]:
         handed: list[str] = []
-        queue = functions.task_queue(self.queue)
+        queue = functions.task_queue(self.queue, app=self.app)
         for job in jobs:
             key = shard_domain.label(job.shard)
             task_id = f"score-{key}-{schedule_ms}"
             try:
-                queue.enqueue({"shard": job.shard, "capMs": job.cap_ms, "scheduleTime": schedule_ms},
+                # the body a task-queue function reads is a callable's: {"data": ...} (the Python Admin SDK
+                # sends what it is given as it is)
+                queue.enqueue({"data": {"shard": job.shard, "capMs": job.cap_ms, "scheduleTime": schedule_ms}},
                               functions.TaskOptions(task_id=task_id, dispatch_deadline_seconds=600))
             except fb_exceptions.AlreadyExistsError:
                 log.info("task %s is queued already", task_id)  # a retried schedule time

@@ -17,6 +17,10 @@ machines, which this script prepares before it runs the CLI:
   ``.emulators/`` (firebase-tools chmods the path it is given);
 - the Emulator UI is a download: firebase.json disables it.
 
+Cloud Tasks runs in firebase-tools' own emulator (no download): ``scoreObservations`` hands scoring shards
+to the ``scoreShard`` queue there, as in production (the functions emulator names it to the functions
+through CLOUD_TASKS_EMULATOR_HOST).
+
 The ports of firebase.json are the defaults; ``start_suite(free=True)`` (the tests) picks free ones and
 writes a config of its own beside firebase.json. The CLI runs in its own process group: after SIGINT its
 functions-framework workers outlive it, so ``Suite.stop`` ends the whole group.
@@ -50,7 +54,7 @@ FIREBASE = ROOT / "node_modules" / ".bin" / "firebase"
 DIST = ROOT / "console" / "dist"
 LAUNCHER = ROOT / ".emulators" / "firestore-launcher.jar"
 NPM_HINT = "firebase-tools is not installed: run `make node` (npm ci) first"
-EMULATORS = ("firestore", "auth", "functions", "hosting", "pubsub")
+EMULATORS = ("firestore", "auth", "functions", "hosting", "pubsub", "tasks")
 
 
 PUBSUB_RELATIVE = Path("platform/pubsub-emulator/bin/cloud-pubsub-emulator")
@@ -140,7 +144,8 @@ class Suite:
     def env(self) -> dict[str, str]:
         """What a Python client needs to talk to this suite."""
         return {"FIRESTORE_EMULATOR_HOST": self.host("firestore"), "FIREBASE_AUTH_EMULATOR_HOST": self.host("auth"),
-                "PUBSUB_EMULATOR_HOST": self.host("pubsub"), "GCLOUD_PROJECT": PROJECT}
+                "PUBSUB_EMULATOR_HOST": self.host("pubsub"), "CLOUD_TASKS_EMULATOR_HOST": self.host("tasks"),
+                "GCLOUD_PROJECT": PROJECT}
 
     def stop(self) -> None:
         if self.proc.poll() is None:

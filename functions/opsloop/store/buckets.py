@@ -148,23 +148,19 @@ class FirestoreBucketRepo:
 
     def first_start(self, component: str, level: str, start: int, end: int) -> int | None:
         """The start of ``component``'s oldest bucket of ``level`` starting in ``[start, end)`` (one read)."""
-        q = (
-            self.db.collection(paths.BUCKETS)
-            .where(filter=FieldFilter("component", "==", component))
-            .where(filter=FieldFilter("level", "==", level))
-            .where(filter=FieldFilter("start", ">=", start))
-            .where(filter=FieldFilter("start", "<", end))
-            .order_by("start")
-            .select(["start"])
-            .limit(1)
-        )
-        for snap in q.stream():
+        for snap in self._range(component, level, start, end).select(["start"]).limit(1).stream():
             return int((snap.to_dict() or {})["start"])
         return None
 
     def series(self, component: str, level: str, start: int, end: int) -> list[tuple[int, Summary]]:
         """Every bucket of one level of ``component`` starting in ``[start, end)``, oldest first."""
-        q = (
+        return [(int((d := s.to_dict() or {})["start"]), Summary.from_doc(d))
+                for s in self._range(component, level, start, end).stream()]
+
+    def _range(self, component: str, level: str, start: int, end: int) -> Any:
+        """The buckets of one level of ``component`` starting in ``[start, end)``, oldest first (the index
+        ``(component, level, start)``)."""
+        return (
             self.db.collection(paths.BUCKETS)
             .where(filter=FieldFilter("component", "==", component))
             .where(filter=FieldFilter("level", "==", level))
@@ -172,4 +168,3 @@ class FirestoreBucketRepo:
             .where(filter=FieldFilter("start", "<", end))
             .order_by("start")
         )
-        return [(int((d := s.to_dict() or {})["start"]), Summary.from_doc(d)) for s in q.stream()]

@@ -29,8 +29,10 @@ def obs(component: str, ts: int, ok: bool = True) -> dict[str, Any]:
 
 
 def last_mark() -> int:
-    """A 5-minute mark an hour ago: the runs' schedule times step from it and stay in the past."""
-    return (int(dt.datetime.now(dt.UTC).timestamp() * 1000) // FIVE_MIN) * FIVE_MIN - 60 * 60_000
+    """The start of the last full hour but one: the runs' schedule times step from it, stay in the past and
+    in that hour (crossing an hour makes the skill cards due, and with them a refresh of every component)."""
+    hour = 60 * 60_000
+    return (int(dt.datetime.now(dt.UTC).timestamp() * 1000) // hour) * hour - hour
 
 
 def full_recompute(store: FirestoreStore, schedule_ms: int) -> dict[str, dict[str, Any]]:

@@ -116,7 +116,9 @@ def test_changing_the_shard_count_drains_the_old_layout(store: FirestoreStore) -
     scoring.score_observations(old, NOW)
 
     four = configure(store, 4)
-    layout, _ = shard_service.adopt(four, scoring.ScoringSettings(safety_margin_ms=0, shards=4), NOW)
+    # adopted now (the drain's end is counted from the adoption's real time)
+    layout, _ = shard_service.adopt(four, scoring.ScoringSettings(safety_margin_ms=0, shards=4),
+                                    dt.datetime.now(dt.UTC))
     assert layout.current == 4 and 1 in layout.draining
     second = make_batch(150, seed=5, components=3)
     ingest(four, second[:100])

@@ -113,3 +113,14 @@ def test_late_feedback_refreshes_its_component(seeded: FirestoreStore) -> None:
     run = scoring.score_observations(seeded, at(base + FIVE_MIN))
     assert sorted(run.stats) == ["router:m2~1h", "router:m2~24h", "router:m2~7d"]
     assert_readers_see_a_full_recompute(seeded, base + FIVE_MIN)
+
+
+def test_a_replay_of_an_older_schedule_time_refreshes_all_and_moves_nothing(
+    quiet: tuple[FirestoreStore, int],
+) -> None:
+    store, base = quiet
+    scoring.score_observations(store, at(base + FIVE_MIN))
+    state = store.runs.get(paths.STATS_RUN_DOC) or {}
+    replay = scoring.score_observations(store, at(base))  # an older schedule time, e.g. `opsloop score --at`
+    assert replay.stats_full and len(replay.stats) == 36
+    assert store.runs.get(paths.STATS_RUN_DOC) == state  # the next run still counts changes from the same mark

@@ -165,6 +165,14 @@ def test_a_dispatcher_gets_the_shards_and_the_run_keeps_the_rest(store: Firestor
     assert later.dispatched == [] and later.stats["router:m0~1h"]["n"] == 20  # the next run's stats count them
 
 
+def test_shards_the_task_queue_refuses_are_scored_by_the_run(store: FirestoreStore) -> None:
+    fresh = configure(store, 2)
+    ingest(fresh, make_batch(60, seed=10))
+    result = scoring.score_observations(fresh, NOW, dispatch=lambda jobs, schedule_ms: [])  # nothing enqueued
+    assert result.dispatched == [] and result.scored == 60 and store.count(paths.REWARDS) == 60
+    assert result.stats["router:m0~1h"]["n"] == 15
+
+
 def test_a_reward_change_while_shards_score_is_backfilled_once(store: FirestoreStore) -> None:
     """With shards the generation boundary is a time: what was scored before the change is re-scored,
     what a shard scores after it is scored under both, nothing twice."""

@@ -97,11 +97,14 @@ class ScoreRunResult:
         self.chunks += other.chunks
         self.lost_races += other.lost_races
         self.budget_exhausted = self.budget_exhausted or other.budget_exhausted
-        for comp, (n, total_score) in other.reward_sums.items():
-            had_n, had_total = self.reward_sums.get(comp, (0, 0.0))
-            self.reward_sums[comp] = (had_n + n, had_total + total_score)
+        _add_sums(self.reward_sums, other.reward_sums)
         if other.oldest_unscored_ms is not None:
             self.oldest_unscored_ms = min(other.oldest_unscored_ms, self.oldest_unscored_ms or other.oldest_unscored_ms)
+
+    def summary(self) -> dict[str, Any]:
+        """What one scanner did, as ``shards`` reports it."""
+        return {"scored": self.scored, "chunks": self.chunks, "budgetExhausted": self.budget_exhausted,
+                "backlog": self.backlog}
 
     def reward_means(self) -> dict[str, float]:
         """Per component, the mean reward of the observations this run scored."""
@@ -112,6 +115,13 @@ class ScoreRunResult:
         if self.oldest_unscored_ms is None:
             return 0.0
         return max(0.0, (self.schedule_ms - self.oldest_unscored_ms) / 1000)
+
+
+def _add_sums(into: dict[str, tuple[int, float]], sums: dict[str, tuple[int, float]]) -> None:
+    """Add per-component (n, sum of scores) pairs into ``into``."""
+    for comp, (n, total_score) in sums.items():
+        had_n, had_total = into.get(comp, (0, 0.0))
+        into[comp] = (had_n + n, had_total + total_score)
 
 
 def apply_feedback(store: Store, gens: Generations, limit: int = 500) -> dict[str, int]:
@@ -270,9 +280,9 @@ def score_observations(
                                                     "generation": gens.read, "full": selection.full,
                                                     "components": len(selection.components)})
         try:  # out of budget: the cards stay due, and the next run refreshes them
-            if refresh_cards or not result.budget_exhausted:
+            if cards_due:  # decided above, before the stats: due cards need every component's summaries
                 result.cards_written = skill_cards.refresh_if_due(store, schedule_ms, summaries.totals, gens,
-                                                                  loaded.cards, force=refresh_cards)
+                                                                  loaded.cards, force=True)
         except (ArithmeticError, KeyError, TypeError, ValueError) as exc:  # cards are derived; scoring goes on
             result.cards_error = alerts.item_failed(store, "scoreObservations", "skill cards", exc)[:500]
         store.runs.record(run_id, {"status": "done", "scored": result.scored, "invalid": result.invalid,
@@ -332,8 +342,7 @@ def _score_jobs(store: Store, jobs: list[shard_domain.Job], gens: Generations, s
             backlog = None
             continue
         result.add(part)
-        result.shards[label] = {"scored": part.scored, "chunks": part.chunks,
-                                "budgetExhausted": part.budget_exhausted, "backlog": part.backlog}
+        result.shards[label] = part.summary()
         backlog = None if backlog is None or part.backlog is None else backlog + part.backlog
     result.backlog = backlog
     return generations.current(store, gens.read_rules) if jobs else gens
@@ -378,7 +387,7 @@ def score_shard(store: Store, shard: str, cap_ms: int | None = None, *, run_id: 
     if part is None:
         return ScoreRunResult(run_id, ms(clock), lease_acquired=False)
     part.schedule_ms = ms(clock)
-    part.shards[shard] = {"scored": part.scored, "chunks": part.chunks, "budgetExhausted": part.budget_exhausted}
+    part.shards[shard] = part.summary()
     telemetry.scoring_run(part.reward_means(), part.lag_s(), part.backlog)
     return part
 
@@ -446,9 +455,7 @@ def _score_backlog(
         hit("after-chunk-commit")
         result.scored += chunk.scored
         result.invalid += len(chunk.page) - chunk.scored - chunk.skipped
-        for comp, (n, total_score) in chunk.reward_sums.items():
-            had_n, had_total = result.reward_sums.get(comp, (0, 0.0))
-            result.reward_sums[comp] = (had_n + n, had_total + total_score)
+        _add_sums(result.reward_sums, chunk.reward_sums)
         result.chunks += 1
         if progress is not None:
             progress(result.scored + result.invalid)

@@ -85,8 +85,8 @@ def refresh_if_due(
     settings: skill_card.CardSettings,
     force: bool = False,
 ) -> int:
-    """Refresh every card when due (or ``force``); returns how many were written."""
-    last = windows.trusted_marker(store.cards.refreshed_for(), windows.ms(dt.datetime.now(dt.UTC)))
-    if not force and not due(last, schedule_ms):
+    """Refresh every card when due (or ``force``: the caller checked ``is_due``); returns how many were
+    written."""
+    if not force and not is_due(store, schedule_ms):
         return 0
     return store.cards.write(build_cards(store, schedule_ms, summaries, gens, settings), schedule_ms)

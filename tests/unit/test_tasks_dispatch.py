@@ -33,7 +33,7 @@ class TasksApi:
                 api.requests.append((self.path, body))
                 task_id = body["task"]["name"].rsplit("/", 1)[-1]
                 status = api.answers.get(task_id, 200)
-                answer = {"task": {"name": "/" + body["task"]["name"]}} if status == 200 else {
+                answer = {"task": body["task"]} if status == 200 else {  # firebase-tools echoes the task as sent
                     "error": {"code": status, "message": "refused", "status": "ALREADY_EXISTS" if status == 409
                               else "PERMISSION_DENIED"}}
                 raw = json.dumps(answer).encode()

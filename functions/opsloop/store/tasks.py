@@ -13,6 +13,7 @@ from ..domain.shards import Job
 log = logging.getLogger("opsloop.tasks")
 
 QUEUE = "scoreShard"
+_MISREAD_ANSWER = "Invalid resource name format."  # firebase_admin.functions, parsing the created task's name
 
 
 class CloudTasksDispatch:
@@ -38,7 +39,15 @@ class CloudTasksDispatch:
                               functions.TaskOptions(task_id=task_id, dispatch_deadline_seconds=600))
             except fb_exceptions.AlreadyExistsError:
                 log.info("task %s is queued already", task_id)  # a retried schedule time
-            except (fb_exceptions.FirebaseError, ValueError) as exc:  # the caller scores it itself
+            except ValueError as exc:
+                if str(exc) != _MISREAD_ANSWER:
+                    log.warning("could not enqueue %s: %r", task_id, exc)
+                    continue
+                # created: the SDK raises this only while reading a 2xx answer, and firebase-tools' emulator
+                # answers a named task with its name as sent, from which the SDK (7.7) cuts a first "/" that
+                # only the emulator's generated names have
+                log.debug("task %s queued (the SDK misread the emulator's answer)", task_id)
+            except fb_exceptions.FirebaseError as exc:  # the caller scores it itself
                 log.warning("could not enqueue %s: %r", task_id, exc)
                 continue
             handed.append(key)

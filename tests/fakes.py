@@ -21,6 +21,7 @@ from opsloop.domain import drift as drift_domain
 from opsloop.domain import feedback as feedback_domain
 from opsloop.domain import generations as gen_domain
 from opsloop.domain import policy as policy_domain
+from opsloop.domain import shards
 from opsloop.domain.ingest import SCORED_FIELDS, Cursor, StoredObservation
 from opsloop.domain.stats import Deltas, Summary, total
 from opsloop.domain.windows import Segment, keeps_newer
@@ -221,14 +222,24 @@ class MemoryObservationRepo:
             return sum(1 for received, _ in self._ordered(shard)
                        if received <= upper and (cursor.received_at is None or received > cursor.received_at))
 
-    def pages(self, since_ms: int, until_ms: int, component: str | None = None,
-              page_size: int = 1000) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+    def pages(self, since_ms: int, until_ms: int, component: str | None = None, page_size: int = 1000,
+              keys: list[str] | None = None) -> Iterator[list[tuple[str, dict[str, Any]]]]:
         with self._s.lock:
             rows = sorted((d["ts"], doc_id) for doc_id, d in self.docs.items()
-                          if since_ms <= d["ts"] < until_ms and (component is None or d.get("component") == component))
+                          if since_ms <= d["ts"] < until_ms and (component is None or d.get("component") == component)
+                          and (keys is None or d.get("shard") in keys))
             found = [(doc_id, copy.deepcopy(self.docs[doc_id])) for _, doc_id in rows]
         for i in range(0, len(found), page_size):
             yield found[i : i + page_size]
+
+    def stamp_unkeyed(self, after: str | None, limit: int, key: str) -> tuple[str | None, int, set[int], bool]:
+        with self._s.lock:
+            ids = sorted(i for i in self.docs if after is None or i > after)[:limit]
+            seen = {layout for i in ids if (layout := shards.layout_of(self.docs[i].get("shard"))) is not None}
+            unkeyed = [i for i in ids if shards.layout_of(self.docs[i].get("shard")) is None]
+            for i in unkeyed:
+                self.docs[i]["shard"] = key
+            return (ids[-1] if ids else after), len(unkeyed), seen, len(ids) < limit
 
     def rewards_for(self, obs_ids: list[str]) -> dict[str, dict[str, Any]]:
         with self._s.lock:
@@ -673,9 +684,9 @@ class MemoryGenerationRepo:
             return copy.deepcopy(self._s.generations)
 
     def adopt(self, plan: Callable[[dict[str, Any] | None, Cursor], dict[str, Any] | None],
-              ) -> dict[str, Any] | None:
+              shard: str | None = None) -> dict[str, Any] | None:
         with self._s.lock:
-            new = plan(copy.deepcopy(self._s.generations), self._obs.cursor())
+            new = plan(copy.deepcopy(self._s.generations), self._obs.cursor(shard))
             if new is not None:
                 self._s.generations = copy.deepcopy(new)
             return copy.deepcopy(self._s.generations)
@@ -687,9 +698,10 @@ class MemoryGenerationRepo:
             if state is None or state.get("read") == state.get("write") or not isinstance(boundary, dict):
                 return None
             position = state.get("position")
-            after = Cursor(position["receivedAt"], position["docId"]) if isinstance(position, dict) else Cursor()
-            page = [o for o in self._obs.after(after, boundary["receivedAt"], limit)
-                    if (o.received_at, o.doc_id) <= (boundary["receivedAt"], boundary["docId"])]
+            after = str(position.get("docId") or "") if isinstance(position, dict) else ""
+            ids = sorted(i for i in self._obs.docs if i > after)[:limit]  # document id order, as Firestore's
+            page = [StoredObservation(i, {k: v for k, v in copy.deepcopy(self._obs.docs[i]).items()
+                                          if k in SCORED_FIELDS}, self._obs.docs[i]["receivedAt"]) for i in ids]
             stored = ({o.doc_id: copy.deepcopy(self._obs.rewards[o.doc_id]) for o in page
                        if o.doc_id in self._obs.rewards} if state.get("checkRewards") else None)
             chunk = build(copy.deepcopy(state), page, len(page) < limit, stored)
@@ -706,10 +718,8 @@ class MemoryGenerationRepo:
 
     def remaining(self, position: Cursor | None, boundary: Cursor) -> int:
         with self._s.lock:
-            upper: Any = boundary.received_at
-            lower: Any = None if position is None else position.received_at
-            return sum(1 for received, _ in self._obs._ordered()
-                       if received <= upper and (lower is None or received > lower))
+            after = "" if position is None else position.doc_id
+            return sum(1 for i in self._obs.docs if i > after)
 
 
 class MemoryLearningRepo:

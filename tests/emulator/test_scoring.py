@@ -184,7 +184,7 @@ def test_invalid_documents_written_directly_are_recorded_and_skipped(seeded: Fir
 
     ingest(seeded, make_batch(5, seed=8))
     seeded.db.collection("ops_observations").document("bad").set(
-        {"component": "router:m0", "outcome": "exploded", "durationMs": 10, "ts": NOW_MS,
+        {"component": "router:m0", "outcome": "exploded", "durationMs": 10, "ts": NOW_MS, "shard": "1-0",
          "receivedAt": firestore.SERVER_TIMESTAMP}
     )
     result = scoring.score_observations(seeded, NOW, settings=SMALL)

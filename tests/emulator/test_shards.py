@@ -9,6 +9,7 @@ from collections import Counter
 from typing import Any
 
 import pytest
+from google.cloud import firestore
 
 from opsloop.domain import shards as shard_domain
 from opsloop.services import scoring
@@ -48,9 +49,8 @@ def test_four_shards_score_everything_once_and_stats_count_it_once(store: Firest
     seen: list[int] = []
     result = scoring.score_observations(fresh, NOW, progress=seen.append)
     assert result.scored == 400 and result.invalid == 0
-    # the global scanner drains what may have come in before the layout: here it steps over everything
-    assert sorted(result.shards) == sorted([*map(str, shard_domain.keys(4)), "global"])
-    assert result.shards["global"]["scored"] == 0
+    # a new deployment: every observation has a key, and no global scanner reads unstamped ones
+    assert sorted(result.shards) == sorted(map(str, shard_domain.keys(4)))
     assert seen and seen[-1] == 400 and seen == sorted(seen)  # progress over all shards, never backwards
     assert_counted_once(store, items, result.stats)
     for key in shard_domain.keys(4):  # each shard's own cursor, at its last observation
@@ -109,11 +109,24 @@ def test_a_crashed_shard_run_leaves_whole_chunks_and_a_rerun_finishes_once(store
     assert_counted_once(store, items, result.stats)
 
 
+def as_legacy(store: FirestoreStore) -> None:
+    """Make the observations stored so far what a version before every observation had a key left: no
+    ``shard``, and its global cursor behind them (it had scored earlier ones)."""
+    for snap in store.db.collection(paths.OBSERVATIONS).stream():
+        snap.reference.update({"shard": firestore.DELETE_FIELD})
+    store.db.collection(paths.RUNS).document(paths.SCORE_CURSOR_DOC).set(
+        {"receivedAt": dt.datetime(2020, 1, 1, tzinfo=dt.UTC), "docId": "-"})
+
+
 def test_changing_the_shard_count_drains_the_old_layout(store: FirestoreStore) -> None:
     old = configure(store, 1)
     first = make_batch(120, seed=4, components=3)
-    ingest(old, first)  # before shards: unstamped
-    scoring.score_observations(old, NOW)
+    ingest(old, first)
+    as_legacy(store)  # an upgrade: the version before stamped nothing with one shard
+    scoring.score_observations(old, NOW)  # adopts one shard ("1-0"); the global scanner drains the legacy
+    layout = shard_service.Layout.from_doc(store.runs.get(paths.SHARD_LAYOUT_DOC))
+    assert layout.current == 1 and set(layout.draining) == {shard_domain.LEGACY} and layout.legacy == "draining"
+    assert store.count(paths.REWARDS) == 120
 
     four = configure(store, 4)
     # adopted now (the drain's end is counted from the adoption's real time)
@@ -122,27 +135,32 @@ def test_changing_the_shard_count_drains_the_old_layout(store: FirestoreStore) -
     assert layout.current == 4 and 1 in layout.draining
     second = make_batch(150, seed=5, components=3)
     ingest(four, second[:100])
-    ingest(old, second[100:])  # an instance that still has shards = 1 cached: unstamped, in the drain
+    ingest(old, second[100:])  # an instance that still has shards = 1 cached: "1-0", in the drain
     two = configure(store, 2)
     third = make_batch(90, seed=6, components=3)
     ingest(two, third)  # the config says 2 before the scorer adopts it: waits for the next run
-    assert set(stamps(store)) == {None, *shard_domain.keys(4), *shard_domain.keys(2)}
+    assert set(stamps(store)) == {None, "1-0", *shard_domain.keys(4), *shard_domain.keys(2)}
 
     result = scoring.score_observations(two, NOW + dt.timedelta(seconds=1))
     layout = shard_service.Layout.from_doc(store.runs.get(paths.SHARD_LAYOUT_DOC))
-    assert layout.current == 2 and set(layout.draining) == {1, 4}
+    assert layout.current == 2 and set(layout.draining) == {shard_domain.LEGACY, 1, 4}
     everything = first + second + third
     assert max(rewards_per_observation(store).values()) == 1
     assert store.count(paths.REWARDS) == len(everything)
     assert result.stats["router:m0~1h"]["n"] == sum(1 for it in everything if it["component"] == "router:m0")
 
-    # once past the drain's end (config cache + safety margin), a run retires the drained layouts
+    # once past the drain's end (config cache + safety margin), a run retires the drained layouts, and
+    # stamps the legacy observations (scored) with a key no scanner reads
     until = max(layout.draining.values())
     later = dt.datetime.fromtimestamp(until / 1000, dt.UTC) + dt.timedelta(seconds=2)
-    scoring.score_observations(two, later, now=later)
+    last = scoring.score_observations(two, later, now=later)
     layout = shard_service.Layout.from_doc(store.runs.get(paths.SHARD_LAYOUT_DOC))
-    assert layout.current == 2 and layout.draining == {}
+    assert layout.current == 2 and layout.draining == {} and layout.legacy == "done"
+    assert last.legacy_stamped == 120 and last.scored == 0
+    assert stamps(store)[shard_domain.MIGRATED] == 120 and None not in stamps(store)
+    assert layout.stored_keys() == [shard_domain.MIGRATED, "1-0", "2-0", "2-1", "4-0", "4-1", "4-2", "4-3"]
     assert (store.runs.get(paths.SHARD_LAYOUT_DOC) or {}).get("everSharded") is True
+    assert max(rewards_per_observation(store).values()) == 1 and store.count(paths.REWARDS) == len(everything)
 
 
 def test_a_dispatcher_gets_the_shards_and_the_run_keeps_the_rest(store: FirestoreStore) -> None:

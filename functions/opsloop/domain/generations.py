@@ -114,6 +114,14 @@ class Generations:
                    check_rewards=bool(doc.get("checkRewards")))
 
 
+def before_or_at(obs: StoredObservation, boundary: Cursor | None) -> bool:
+    """Whether ``obs`` lies at or before ``boundary`` in ingestion order (the backfill's, not the scorer's)."""
+    if boundary is None or obs.received_at is None or boundary.received_at is None:
+        return False
+    return bool(obs.received_at < boundary.received_at
+                or (obs.received_at == boundary.received_at and obs.doc_id <= boundary.doc_id))
+
+
 def same_formula(a: RewardRules, b: RewardRules) -> bool:
     return a.to_doc() == b.to_doc()
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from ..domain import config as config_domain
 from ..domain import generations as gen_domain
+from ..domain import shards as shard_domain
 from ..domain.generations import BackfillChunk, Build, Generations
 from ..domain.ingest import Cursor, StoredObservation
 from ..domain.reward import RewardRules
@@ -70,7 +71,8 @@ def adopt(store: Store, rules: RewardRules, *, by_time: bool = False) -> Generat
     """Adopt today's reward config: a changed formula starts a new generation and its backfill.
 
     ``by_time``: the boundary is the adoption time rather than the global scorer's cursor (once scoring has
-    had shards, each with its own cursor; see ``gen_domain.adopt``)."""
+    had more than one scanner, each with its own cursor; see ``gen_domain.adopt``); else the cursor of the
+    one scanner there has ever been (key ``SINGLE``)."""
     at = dt.datetime.now(dt.UTC)
     now = ms(at)
     at_time = Cursor(at, gen_domain.AFTER_ANY_ID) if by_time else None
@@ -79,7 +81,7 @@ def adopt(store: Store, rules: RewardRules, *, by_time: bool = False) -> Generat
         new = gen_domain.adopt(None if doc is None else parse(doc), rules, cursor, now, at_time)
         return None if new is None else new.to_doc()
 
-    return parse(store.generations.adopt(plan), rules)
+    return parse(store.generations.adopt(plan, shard_domain.SINGLE), rules)
 
 
 @dataclass
@@ -101,6 +103,8 @@ def _build(expected_write: int, expire_days: int) -> Build:
         scored: list[tuple[StoredObservation, reward_docs.Scored]] = []
         field_name = gen_domain.score_field(gens.write)
         for obs in page:
+            if not gen_domain.before_or_at(obs, gens.boundary):
+                continue  # scored under the new generation by the scorer
             if stored is not None:  # a time boundary: only what was scored, and not under ``write`` yet
                 had = stored.get(obs.doc_id)
                 if had is None or field_name in (had.get("scores") or {}):

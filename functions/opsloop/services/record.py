@@ -72,8 +72,7 @@ def record_batch(store: Store, payload: Any, now_ms: int | None = None) -> Recor
     for obs in items:
         doc_id = obs.id or uuid.uuid4().hex
         data = {"id": doc_id, **_doc(obs, now_ms), "expireAt": expire_at}
-        if (key := shards.shard_of(doc_id, settings.shards)) is not None:
-            data["shard"] = key
+        data["shard"] = shards.shard_of(doc_id, settings.shards)
         docs.append((doc_id, data, obs.id is not None))
     duplicates = store.observations.insert(docs)
     ids = [d[0] for d in docs]

@@ -89,6 +89,7 @@ class ScoreRunResult:
 
     shards: dict[str, dict[str, Any]] = field(default_factory=dict)  # per scanner key: what it did
     dispatched: list[str] = field(default_factory=list)  # shard keys handed to task workers
+    legacy_stamped: int = 0  # unstamped observations of versions before shards, stamped "0-0" (once)
 
     def add(self, other: ScoreRunResult) -> None:
         """Count in what a concurrent scanner (one shard) did."""
@@ -245,7 +246,7 @@ def score_observations(
         gens = generations.adopt(store, cfg, by_time=ever_sharded)
         hit("after-adopt")
         jobs = shard_service.plan(store, layout, upper)
-        if dispatch is not None:  # shards go to task workers; the global scanner (if any) stays here
+        if dispatch is not None and layout.multi:  # shards go to task workers; the global scanner stays here
             keyed = [job for job in jobs if job.shard is not None]
             result.dispatched = dispatch(keyed, schedule_ms) if keyed else []
             # what could not be handed over (no queue, Cloud Tasks down) is scored here
@@ -253,7 +254,11 @@ def score_observations(
             if len(result.dispatched) < len(keyed):
                 log.warning("scoring %d shard(s) in this run: the task queue refused them",
                             len(keyed) - len(result.dispatched))
-        gens = _score_jobs(store, jobs, gens, settings, result, hit, progress, deadline, monotonic, run_id)
+        gens = _score_jobs(store, jobs, gens, settings, result, hit, progress, deadline, monotonic, run_id,
+                           alone=not layout.multi)
+        if layout.legacy in ("draining", "stamping"):  # once retired (maybe by this run's plan), what versions
+            # before shards left unstamped is stamped, within the budget
+            result.legacy_stamped = shard_service.stamp_legacy(store, deadline)
         if result.dispatched:
             result.backlog = None  # what the task workers leave is theirs to tell
         result.feedback = apply_feedback(store, gens)  # late metrics of observations scored before
@@ -304,13 +309,23 @@ MAX_INLINE_SHARDS = 8  # shard scanners one process runs at once
 
 def _score_jobs(store: Store, jobs: list[shard_domain.Job], gens: Generations, settings: ScoringSettings,
                 result: ScoreRunResult, hit: Checkpoint, progress: Callable[[int], None] | None,
-                deadline: float, monotonic: Callable[[], float], run_id: str) -> Generations:
-    """Score each job's key up to its upper bound: the global scanner alone in this thread (the run's lease
-    covers it), shards in a thread each under their own lease. Returns the generations to go on with."""
-    if len(jobs) == 1 and jobs[0].shard is None:
+                deadline: float, monotonic: Callable[[], float], run_id: str, *, alone: bool = False) -> Generations:
+    """Score each job's key up to its upper bound under its lease: the one scanner of a single-shard layout
+    (``alone``) in this thread, with the run's progress and checkpoints; shards in a thread each. Returns
+    the generations to go on with."""
+    if alone and len(jobs) == 1:
         job = jobs[0]
-        gens = _score_backlog(store, gens, settings, job.upper, result, hit, progress, deadline, monotonic)
-        result.backlog = _backlog(store, result, job.upper)
+        lease = f"score~{shard_domain.label(job.shard)}"  # a task for the key may run (K was > 1 a moment ago)
+        if not store.runs.acquire_lease(lease, run_id, settings.lease_ttl_s):
+            result.shards[shard_domain.label(job.shard)] = {"busy": True}
+            result.backlog = None
+            return gens
+        try:
+            gens = _score_backlog(store, gens, settings, job.upper, result, hit, progress, deadline, monotonic,
+                                  job.shard)
+            result.backlog = _backlog(store, result, job.upper, job.shard)
+        finally:
+            store.runs.release_lease(lease, run_id)
         return gens
     done: dict[str | None, int] = {}
     lock = threading.Lock()

@@ -6,6 +6,9 @@ See ``domain/shards`` for the layout and how a change of ``config/scoring.shards
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import logging
+import time
 from typing import Any
 
 from ..domain import shards as shard_domain
@@ -16,6 +19,8 @@ from ..store import paths
 from . import config as config_service
 from .ports import Store
 
+log = logging.getLogger("opsloop.shards")
+
 
 def grace_ms(settings: ScoringSettings) -> int:
     """How long after adopting a layout an observation may still be stamped with the one before: the
@@ -25,19 +30,21 @@ def grace_ms(settings: ScoringSettings) -> int:
 
 def adopt(store: Store, settings: ScoringSettings, now: dt.datetime) -> tuple[Layout, bool]:
     """The layout after adopting ``settings.shards`` (one read; one transaction when it changes), and
-    whether scoring has ever had shards (then reward generations take a time boundary)."""
+    whether scoring has ever had more than one scanner (then reward generations take a time boundary)."""
     held = store.runs.get(paths.SHARD_LAYOUT_DOC)
     layout = Layout.from_doc(held)
-    if held is None and settings.shards == 1:
-        return layout, False
-    if layout.current == settings.shards and held is not None:
+    if held is not None and held.get("v") == 2 and layout.current == settings.shards:
         return layout, bool(held.get("everSharded"))
+    # a deployment that scored before this version (its global cursor exists) has unstamped observations
+    legacy = held is not None or store.observations.cursor(shard_domain.GLOBAL).received_at is not None
 
     def change(doc: dict[str, Any] | None) -> dict[str, Any] | None:
         before = Layout.from_doc(doc)
-        after = before.adopt(settings.shards, ms(now), grace_ms(settings))
-        ever = bool((doc or {}).get("everSharded")) or after.current > 1 or bool(after.draining)
-        return {**after.to_doc(), "everSharded": ever}
+        if doc is None and not legacy:  # a new deployment: every observation it has is stamped
+            after = Layout(settings.shards, ms(now), {}, frozenset({settings.shards}), "none")
+        else:
+            after = before.adopt(settings.shards, ms(now), grace_ms(settings))
+        return {**after.to_doc(), "everSharded": bool((doc or {}).get("everSharded")) or after.multi}
 
     stored = store.runs.change(paths.SHARD_LAYOUT_DOC, change) or {}
     return Layout.from_doc(stored), bool(stored.get("everSharded"))
@@ -46,8 +53,6 @@ def adopt(store: Store, settings: ScoringSettings, now: dt.datetime) -> tuple[La
 def plan(store: Store, layout: Layout, upper: dt.datetime) -> list[Job]:
     """The keys with observations waiting (one single-document query each); a draining layout whose keys
     are all scored up to its end (which is behind ``upper``) is retired instead."""
-    if layout.current == 1 and not layout.draining:  # one global scanner, as before shards: no query
-        return [Job(None, upper, None)]
     jobs: list[Job] = []
     retire: list[int] = []
     for shards, until in layout.layouts():
@@ -61,6 +66,36 @@ def plan(store: Store, layout: Layout, upper: dt.datetime) -> list[Job]:
     if retire:
         store.runs.change(paths.SHARD_LAYOUT_DOC, lambda doc: _retired(doc, retire))
     return jobs
+
+
+def stamp_legacy(store: Store, deadline: float, page: int = 500) -> int:
+    """Once the legacy layout is retired: stamp the observations it left unstamped (all scored) with
+    ``MIGRATED``, in document id order from where the last run stopped, until ``deadline`` (monotonic);
+    returns how many it stamped. Collects the layouts it sees on the way (versions before the layout
+    document kept ``used`` retired some of them)."""
+    layout = Layout.from_doc(store.runs.get(paths.SHARD_LAYOUT_DOC))
+    stamped = 0
+    while layout.legacy == "stamping" and time.monotonic() < deadline:
+        last, count, seen, done = store.observations.stamp_unkeyed(layout.stamped_after, page,
+                                                                   shard_domain.MIGRATED)
+        stamped += count
+        layout = layout.stamping(last, done, seen)
+        store.runs.change(paths.SHARD_LAYOUT_DOC, functools.partial(_stamping, at=layout))
+    if stamped:
+        log.info("stamped %d observation(s) of versions before every observation had a shard", stamped)
+    return stamped
+
+
+def stored_keys(store: Store) -> list[str] | None:
+    """Every key stored observations carry (None: unstamped ones remain; see ``Layout.stored_keys``)."""
+    return Layout.from_doc(store.runs.get(paths.SHARD_LAYOUT_DOC)).stored_keys()
+
+
+def _stamping(doc: dict[str, Any] | None, at: Layout) -> dict[str, Any] | None:
+    if doc is None:
+        return None
+    held = Layout.from_doc(doc)
+    return {**doc, **held.stamping(at.stamped_after, at.legacy == "done", set(at.used)).to_doc()}
 
 
 def _retired(doc: dict[str, Any] | None, shards: list[int]) -> dict[str, Any] | None:

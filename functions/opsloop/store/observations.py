@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import heapq
+import itertools
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -12,6 +15,7 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.field_path import FieldPath
 
+from ..domain import shards
 from ..domain.errors import Conflict
 from ..domain.ingest import SCORED_FIELDS, Cursor, StoredObservation
 from ..domain.stats import Summary
@@ -158,13 +162,35 @@ class FirestoreObservationRepo:
 
     def pages(
         self, since_ms: int, until_ms: int, component: str | None = None, page_size: int = 1000,
+        keys: list[str] | None = None,
     ) -> Iterator[list[tuple[str, dict[str, Any]]]]:
         """Observations with event time in ``[since_ms, until_ms)``, ordered by (ts, id), a page at a time.
 
-        Each page is one query resumed after the previous page's last document, so memory holds one page.
+        With ``keys`` (every shard key stored, ``services/shards.stored_keys``), each key is read on its own
+        (the indexes ``(shard, ts)`` and ``(shard, component, ts)``: ``ts`` alone is not indexed, as a
+        monotonic field would hot-spot ingestion) and the keys are merged; memory holds a page per key.
+        Without, one query over all (versions before every observation had a key).
         """
+        if keys is None:
+            yield from self._pages(since_ms, until_ms, component, page_size, None)
+            return
+        merged = heapq.merge(*(self._docs(since_ms, until_ms, component, page_size, key) for key in keys),
+                             key=lambda row: (row[1].get("ts"), row[0]))
+        while page := list(itertools.islice(merged, page_size)):
+            yield page
+
+    def _docs(self, since_ms: int, until_ms: int, component: str | None, page_size: int,
+              key: str) -> Iterator[tuple[str, dict[str, Any]]]:
+        for page in self._pages(since_ms, until_ms, component, page_size, key):
+            yield from page
+
+    def _pages(self, since_ms: int, until_ms: int, component: str | None, page_size: int,
+               key: str | None) -> Iterator[list[tuple[str, dict[str, Any]]]]:
+        """One query's pages, each resumed after the previous page's last document."""
         col = self.db.collection(paths.OBSERVATIONS)
         q: Any = col
+        if key is not None:
+            q = q.where(filter=FieldFilter("shard", "==", key))
         if component is not None:
             q = q.where(filter=FieldFilter("component", "==", component))
         q = (q.where(filter=FieldFilter("ts", ">=", since_ms)).where(filter=FieldFilter("ts", "<", until_ms))
@@ -179,6 +205,35 @@ class FirestoreObservationRepo:
             if len(snaps) < page_size:
                 return
             after = snaps[-1]
+
+    def stamp_unkeyed(self, after: str | None, limit: int, key: str) -> tuple[str | None, int, set[int], bool]:
+        """Stamp ``key`` on the observations without a shard among the next ``limit`` in document id order
+        after ``after`` (no index needed: the name order is Firestore's own). Returns the last id read, how
+        many it stamped, the layouts of the keys it saw, and whether it reached the end."""
+        col = self.db.collection(paths.OBSERVATIONS)
+        q = col.order_by("__name__").select(["shard"])
+        if after is not None:
+            q = q.start_after({"__name__": col.document(after)})
+        snaps = list(q.limit(limit).stream())
+        seen: set[int] = set()
+        unkeyed = []
+        for snap in snaps:
+            layout = shards.layout_of((snap.to_dict() or {}).get("shard"))
+            if layout is None:
+                unkeyed.append(snap.reference)
+            else:
+                seen.add(layout)
+        if unkeyed:
+            batch = self.db.batch()
+            for ref in unkeyed:
+                batch.update(ref, {"shard": key})
+            try:
+                batch.commit()
+            except gexc.NotFound:  # one expired (TTL) meanwhile: the others one by one
+                for ref in unkeyed:
+                    with contextlib.suppress(gexc.NotFound):
+                        ref.update({"shard": key})
+        return (snaps[-1].id if snaps else after), len(unkeyed), seen, len(snaps) < limit
 
     def rewards_for(self, obs_ids: list[str]) -> dict[str, dict[str, Any]]:
         """The reward documents of these observations (one batched read; missing ones are absent)."""

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from opsloop.domain import config as config_domain
-from opsloop.domain import observation
+from opsloop.domain import observation, shards
 from opsloop.services import scoring
 from opsloop.services.seed import load_seed
 from opsloop.store import paths
@@ -115,7 +115,7 @@ def test_extreme_observations_over_http_and_through_the_rules_never_stop_the_loo
     assert r.status_code == 201, r.text[:500]
     api = Rest(emulator.base_url)
     for i, item in enumerate(items[half:]):
-        doc = {**item, "id": f"rules-{i}"}
+        doc = {**item, "id": f"rules-{i}", "shard": shards.shard_of(f"rules-{i}", 1)}  # as recordObservation keys it
         resp = api.create(f"ops_observations/rules-{i}", doc, "service", stamp=("receivedAt",))
         assert resp.status_code == 200, (doc, resp.text[:300])  # what the API takes, the rules take
     run_jobs(server)

@@ -330,7 +330,7 @@ def test_export_survives_admin_written_oddities_and_pages_exactly(
     for i in range(5):
         col.document(f"odd-{i}").set({"component": "router:gpt-5", "outcome": "success", "durationMs": 10,
                                       "ts": NOW_MS - 1000.5, "meta": {"at": dt.datetime.now(dt.UTC), "i": i},
-                                      "receivedAt": dt.datetime.now(dt.UTC)})
+                                      "shard": "1-0", "receivedAt": dt.datetime.now(dt.UTC)})
     out_file = tmp_path / "odd.parquet"
     code, _, err = run(capsys, "export", "--since", str(NOW_MS - 60_000), "--out", str(out_file),
                        "--page-size", "1", "--components", "router:gpt-5,router:claude")

@@ -171,7 +171,7 @@ NOW_MS = 1_760_000_000_000
 def observation(doc_id: str, **overrides: Any) -> dict[str, Any]:
     """A valid client-written observation, minus ``receivedAt`` (the commit stamps it)."""
     return {"id": doc_id, "ts": NOW_MS, "component": "router:gpt-5", "outcome": "success",
-            "durationMs": 234.5, **overrides}
+            "durationMs": 234.5, "shard": "1-0", **overrides}
 
 
 # One existing document per collection (path -> data), written before every test.
@@ -399,6 +399,13 @@ OBSERVATION_CASES: dict[str, ObsCase] = {
     "propensity_tiny": ObsCase({"propensity": 1e-300}),
     "tokensIn_over_bound": ObsCase({"tokensIn": 100_000_001}),
     "id_with_space": ObsCase({"id": "obs new"}, doc_id="obs new"),
+    # a shard key of the layout in use (config/scoring.shards, 1 here), or no scanner would ever read it
+    "shard_missing": ObsCase({"shard": DROP}),
+    "shard_of_another_layout": ObsCase({"shard": "4-0"}),
+    "shard_index_past_count": ObsCase({"shard": "1-1"}),
+    "shard_legacy_key": ObsCase({"shard": "0-0"}),
+    "shard_not_a_string": ObsCase({"shard": 1}),
+    "shard_trailing_text": ObsCase({"shard": "1-0x"}),
 }
 
 
@@ -415,6 +422,17 @@ def test_service_observation_create(rest: Rest, case: ObsCase) -> None:
         assert stored["receivedAt"] == commit_time
     else:
         assert stored is None
+
+
+def test_a_client_keys_its_observations_with_the_shards_in_use(rest: Rest) -> None:
+    assert_allowed(rest.commit([{"update": {"name": name("config/scoring"), "fields": fields({"shards": 4})}}],
+                               "owner"))
+    for key, allowed in [("4-3", True), ("4-0", True), ("1-0", False), ("4-4", False), ("2-1", False)]:
+        doc_id = f"keyed-{key}"
+        resp = rest.create(f"ops_observations/{doc_id}", observation(doc_id, shard=key), "service",
+                           stamp=("receivedAt",))
+        assert_outcome(resp, allowed)
+        assert (rest.read(f"ops_observations/{doc_id}") is not None) is allowed, key
 
 
 def test_service_observation_read_back_by_service(rest: Rest) -> None:

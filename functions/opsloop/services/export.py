@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..domain.errors import InvalidArgument
+from . import shards as shard_service
 from .ports import Store
 
 MANIFEST_VERSION = 1
@@ -133,13 +134,14 @@ def _rows(store: Store, since_ms: int, until_ms: int, components: list[str] | No
             rewards = store.observations.rewards_for([i for i, _ in page])
             yield [((d.get("ts"), i), row(i, d, rewards.get(i))) for i, d in page]
 
+    keys = shard_service.stored_keys(store)  # observations are read key by key (see domain/shards)
     if not components:
-        for keyed in joined(store.observations.pages(since_ms, until_ms, None, page_size)):
+        for keyed in joined(store.observations.pages(since_ms, until_ms, None, page_size, keys)):
             yield [r for _, r in keyed]
         return
 
     def flat(comp: str) -> Iterator[tuple[Any, dict[str, Any]]]:
-        for keyed in joined(store.observations.pages(since_ms, until_ms, comp, page_size)):
+        for keyed in joined(store.observations.pages(since_ms, until_ms, comp, page_size, keys)):
             yield from keyed
 
     merged = heapq.merge(*(flat(c) for c in components), key=lambda kr: kr[0])

@@ -11,6 +11,7 @@ import logging
 import time
 from typing import Any
 
+from ..domain import config as config_domain
 from ..domain import shards as shard_domain
 from ..domain.config import ScoringSettings
 from ..domain.shards import Job, Layout
@@ -88,7 +89,12 @@ def stamp_legacy(store: Store, deadline: float, page: int = 500) -> int:
 
 def stored_keys(store: Store) -> list[str] | None:
     """Every key stored observations carry (None: unstamped ones remain; see ``Layout.stored_keys``)."""
-    return Layout.from_doc(store.runs.get(paths.SHARD_LAYOUT_DOC)).stored_keys()
+    held = store.runs.get(paths.SHARD_LAYOUT_DOC)
+    if held is None and store.observations.cursor(shard_domain.GLOBAL).received_at is None:
+        # a new deployment before its first scoring run: keyed with the shards the config asks for
+        settings: ScoringSettings = config_service.cached(store, config_domain.SCORING)
+        return [str(k) for k in shard_domain.keys(settings.shards)]
+    return Layout.from_doc(held).stored_keys()
 
 
 def _stamping(doc: dict[str, Any] | None, at: Layout) -> dict[str, Any] | None:

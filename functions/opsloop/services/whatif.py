@@ -22,6 +22,7 @@ from ..domain.stats import Summary, total
 from ..domain.tuning import ArmStats, TuningConfig, propose_weights
 from ..domain.windows import DAY_MS, ms
 from . import config as config_service
+from . import shards as shard_service
 from .ports import Store
 
 MAX_DAYS = 90
@@ -125,7 +126,7 @@ def what_if(store: Store, proposal: Any, days: int = 7, now: dt.datetime | None 
     since = until - days * DAY_MS
     accs: dict[str, _Acc] = {}
     count = 0
-    for page in store.observations.pages(since, until, page_size=page_size):
+    for page in store.observations.pages(since, until, page_size=page_size, keys=shard_service.stored_keys(store)):
         stored = store.observations.rewards_for([doc_id for doc_id, _ in page])
         for doc_id, d in page:
             component = d.get("component")

@@ -6,7 +6,7 @@
 1. throughput  for each K: the raw ceiling (batched writes + paged reads of SIZE plain documents) on a
                fresh, warmed-up emulator; then SIZE observations recorded with config/scoring.shards = K
                and scored by K worker processes at once (``scoring.score_shard``, one shard each, as the
-               scoreShard task queue runs them; K = 1 is the global scanner, ``score_observations``).
+               scoreShard task queue runs them; K = 1 too: its one key, "1-0").
                Reported: observations/s, its ratio to raw read+write, each worker's peak RSS.
 2. exactly once  K = 4 workers are killed with SIGKILL mid-run, their leases left to expire, and K new
                workers finish: every observation has one reward and the buckets count each once.
@@ -46,10 +46,7 @@ key = sys.argv[1]
 t0 = time.perf_counter()
 scored = 0
 while True:  # a worker goes on while its budget allows; a task would be re-enqueued by the next run
-    if key == "global":
-        r = scoring.score_observations(store, dt.datetime.now(dt.UTC))
-    else:
-        r = scoring.score_shard(store, key)
+    r = scoring.score_shard(store, key)
     scored += r.scored
     if not r.budget_exhausted:
         break

@@ -78,7 +78,7 @@ def queries(monkeypatch: pytest.MonkeyPatch) -> list[StructuredQuery]:
 
 def check(seen: list[StructuredQuery]) -> set[tuple[tuple[str, ...], tuple[str, ...]]]:
     composite, exempt = declared()
-    assert EXEMPT <= exempt, "firestore.indexes.json must exempt receivedAt and ts"
+    assert exempt >= EXEMPT, "firestore.indexes.json must exempt receivedAt and ts"
     shapes = set()
     for q in seen:
         eq, ranged = shape(q)
@@ -108,8 +108,10 @@ def test_every_query_over_observations_has_a_declared_index(store: FirestoreStor
     export.export_dataset(fresh, tmp_path / "one.parquet", 0, 2**42, components=["router:m0"])
     whatif.what_if(fresh, QUALITY, days=1)
     store.configs.set("scoring", {"chunkSize": 40, "safetyMarginMs": 0, "shards": 3})
+    assert shard_service.waiting(fresh, dt.datetime.now(dt.UTC)) == 0  # the CLI's progress bar total
     three = FirestoreStore(get_db())
     ingest(three, make_batch(60, seed=23))
+    assert shard_service.waiting(three, dt.datetime.now(dt.UTC)) == 60  # keyed "3-i", to be adopted
     later = NOW + dt.timedelta(seconds=2)
     assert scoring.score_observations(three, later).scored == 60
     stamped = {s.get("shard") for s in store.db.collection(paths.OBSERVATIONS).select(["shard"]).stream()}

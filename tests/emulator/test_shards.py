@@ -217,3 +217,43 @@ def test_a_reward_change_while_shards_score_is_backfilled_once(store: FirestoreS
         if d["component"].endswith("#g2") and d["level"] == "1d":
             totals[d["component"].split("#g")[0]] += d["n"]
     assert totals == Counter(it["component"] for it in items)
+
+
+def test_one_shard_is_scored_by_the_run_itself_and_never_dispatched(store: FirestoreStore) -> None:
+    fresh = configure(store, 1)
+    ingest(fresh, make_batch(30, seed=12))
+    called: list[Any] = []
+    result = scoring.score_observations(fresh, NOW, dispatch=lambda jobs, ms: called.append(jobs) or [])
+    assert called == [] and result.scored == 30 and result.shards == {}  # its stats count them at once
+    assert result.stats["router:m0~1h"]["n"] == 8
+    assert store.observations.cursor(shard_domain.SINGLE).received_at is not None
+    assert store.observations.cursor(shard_domain.GLOBAL).received_at is None  # no legacy: never used
+
+
+def test_a_layout_of_the_version_before_keys_is_migrated_and_its_retired_layouts_found(
+    store: FirestoreStore, tmp_path: Any,
+) -> None:
+    """That version kept no list of the layouts it used: the stamping pass finds their keys, so that the
+    readers of past observations (an export here) still see every observation."""
+    from opsloop.services import export
+
+    two = configure(store, 2)
+    ingest(two, make_batch(40, seed=13))  # "2-i": a layout it retired long ago
+    legacy_items = [{**it, "id": f"legacy-{i}"} for i, it in enumerate(make_batch(30, seed=14))]
+    ingest(two, legacy_items)
+    ids = {it["id"] for it in legacy_items}
+    for snap in store.db.collection(paths.OBSERVATIONS).stream():
+        if snap.id in ids:  # scored by its global scanner when K was 1
+            snap.reference.update({"shard": firestore.DELETE_FIELD})
+    four = configure(store, 4)
+    ingest(four, make_batch(20, seed=15))
+    store.db.collection(paths.RUNS).document(paths.SCORE_CURSOR_DOC).set(
+        {"receivedAt": dt.datetime(2020, 1, 1, tzinfo=dt.UTC), "docId": "-"})
+    store.runs.record(paths.SHARD_LAYOUT_DOC, {"current": 4, "sinceMs": 5, "draining": {}, "everSharded": True})
+
+    result = scoring.score_observations(four, NOW)
+    assert result.legacy_stamped == 30
+    assert stamps(store)[shard_domain.MIGRATED] == 30 and None not in stamps(store)
+    assert shard_service.stored_keys(four) == [shard_domain.MIGRATED, "2-0", "2-1", "4-0", "4-1", "4-2", "4-3"]
+    out = export.export_dataset(four, tmp_path / "all.parquet", 0, 2**42)
+    assert out.manifest["rows"] == 90

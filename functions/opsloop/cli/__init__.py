@@ -398,12 +398,13 @@ def _cmd_score(args: argparse.Namespace) -> int:
     from ..domain import config as config_domain
     from ..services import config as config_service
     from ..services import scoring
+    from ..services import shards as shard_service
 
     at = _schedule_time(args)  # bad input is refused before the environment is touched
     store = _store()
     settings = config_service.load(store, (config_domain.SCORING,)).scoring
     upper = dt.datetime.now(dt.UTC) - dt.timedelta(milliseconds=settings.safety_margin_ms)
-    backlog = store.observations.backlog(store.observations.cursor(), upper)
+    backlog = shard_service.waiting(store, upper)
     with tqdm(total=backlog, unit="obs", desc="scoring", disable=_no_bar(args), file=sys.stderr) as bar:
         done = 0
 

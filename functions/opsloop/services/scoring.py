@@ -258,7 +258,7 @@ def score_observations(
                            alone=not layout.multi)
         if layout.legacy in ("draining", "stamping"):  # once retired (maybe by this run's plan), what versions
             # before shards left unstamped is stamped, within the budget
-            result.legacy_stamped = shard_service.stamp_legacy(store, deadline)
+            result.legacy_stamped = shard_service.stamp_legacy(store, deadline, monotonic)
         if result.dispatched:
             result.backlog = None  # what the task workers leave is theirs to tell
         result.feedback = apply_feedback(store, gens)  # late metrics of observations scored before

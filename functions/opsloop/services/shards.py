@@ -9,6 +9,7 @@ import datetime as dt
 import functools
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ..domain import config as config_domain
@@ -69,14 +70,15 @@ def plan(store: Store, layout: Layout, upper: dt.datetime) -> list[Job]:
     return jobs
 
 
-def stamp_legacy(store: Store, deadline: float, page: int = 500) -> int:
+def stamp_legacy(store: Store, deadline: float, monotonic: Callable[[], float] = time.monotonic,
+                 page: int = 500) -> int:
     """Once the legacy layout is retired: stamp the observations it left unstamped (all scored) with
-    ``MIGRATED``, in document id order from where the last run stopped, until ``deadline`` (monotonic);
+    ``MIGRATED``, in document id order from where the last run stopped, until ``deadline`` (``monotonic``);
     returns how many it stamped. Collects the layouts it sees on the way (versions before the layout
     document kept ``used`` retired some of them)."""
     layout = Layout.from_doc(store.runs.get(paths.SHARD_LAYOUT_DOC))
     stamped = 0
-    while layout.legacy == "stamping" and time.monotonic() < deadline:
+    while layout.legacy == "stamping" and monotonic() < deadline:
         last, count, seen, done = store.observations.stamp_unkeyed(layout.stamped_after, page,
                                                                    shard_domain.MIGRATED)
         stamped += count
@@ -95,6 +97,19 @@ def stored_keys(store: Store) -> list[str] | None:
         settings: ScoringSettings = config_service.cached(store, config_domain.SCORING)
         return [str(k) for k in shard_domain.keys(settings.shards)]
     return Layout.from_doc(held).stored_keys()
+
+
+def waiting(store: Store, upper: dt.datetime) -> int:
+    """About how many observations wait to be scored up to ``upper``, over every key with a scanner and
+    those of the shards the config asks for (one count each; for a progress bar: the legacy scanner's
+    count includes the keyed ones it steps over)."""
+    held = store.runs.get(paths.SHARD_LAYOUT_DOC)
+    settings: ScoringSettings = config_service.cached(store, config_domain.SCORING)
+    layouts = {settings.shards} | {shards for shards, _ in Layout.from_doc(held).layouts()}
+    if held is None and store.observations.cursor(shard_domain.GLOBAL).received_at is None:
+        layouts.discard(shard_domain.LEGACY)  # a new deployment: nothing unkeyed
+    keys = [k for shards in sorted(layouts) for k in shard_domain.keys(shards)]
+    return sum(store.observations.backlog(store.observations.cursor(k), upper, k) for k in keys)
 
 
 def _stamping(doc: dict[str, Any] | None, at: Layout) -> dict[str, Any] | None:

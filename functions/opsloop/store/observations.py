@@ -168,13 +168,15 @@ class FirestoreObservationRepo:
 
         With ``keys`` (every shard key stored, ``services/shards.stored_keys``), each key is read on its own
         (the indexes ``(shard, ts)`` and ``(shard, component, ts)``: ``ts`` alone is not indexed, as a
-        monotonic field would hot-spot ingestion) and the keys are merged; memory holds a page per key.
+        monotonic field would hot-spot ingestion) and the keys are merged, each read in pages of ``page_size`` /
+        the number of keys (at least 50), so memory holds about one page.
         Without, one query over all (versions before every observation had a key).
         """
         if keys is None:
             yield from self._pages(since_ms, until_ms, component, page_size, None)
             return
-        merged = heapq.merge(*(self._docs(since_ms, until_ms, component, page_size, key) for key in keys),
+        per_key = max(50, page_size // max(1, len(keys)))  # a page in all, not a page per key, in memory
+        merged = heapq.merge(*(self._docs(since_ms, until_ms, component, per_key, key) for key in keys),
                              key=lambda row: (row[1].get("ts"), row[0]))
         while page := list(itertools.islice(merged, page_size)):
             yield page

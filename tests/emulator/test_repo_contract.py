@@ -231,6 +231,26 @@ def test_each_shard_has_its_own_cursor_and_queue(repos: ports.Store) -> None:
     assert not repos.observations.commit_chunk(Cursor(), moved, [], {}, shard="2-1")  # its cursor moved
 
 
+def test_past_observations_are_read_key_by_key_and_unkeyed_ones_stamped(repos: ports.Store) -> None:
+    ts = NOW_MS - 60_000
+    keys = ["1-0", "2-1", None, "2-1", None, "1-0"]
+    docs = [(f"k{i}", {"ts": ts + (5 - i), "component": "c" if i % 2 else "d", "outcome": "success",
+                       "durationMs": 10, **({"shard": key} if key else {})}, True) for i, key in enumerate(keys)]
+    repos.observations.insert(docs)
+    rows = [row for p in repos.observations.pages(ts, ts + 10, page_size=2, keys=["1-0", "2-1"]) for row in p]
+    assert [doc_id for doc_id, _ in rows] == ["k5", "k3", "k1", "k0"]  # merged in (ts, id) order
+    one = [row for p in repos.observations.pages(ts, ts + 10, "c", page_size=1, keys=["2-1"]) for row in p]
+    assert [doc_id for doc_id, _ in one] == ["k3", "k1"]
+    assert len([r for p in repos.observations.pages(ts, ts + 10) for r in p]) == 6  # unkeyed: every one
+
+    last, stamped, seen, done = repos.observations.stamp_unkeyed(None, 3, "0-0")  # k0 k1 k2
+    assert (last, stamped, seen, done) == ("k2", 1, {1, 2}, False)
+    assert repos.observations.stamp_unkeyed(last, 3, "0-0") == ("k5", 1, {1, 2}, False)  # k3 k4 k5
+    assert repos.observations.stamp_unkeyed("k5", 3, "0-0") == ("k5", 0, set(), True)
+    rows = [row for p in repos.observations.pages(ts, ts + 10, keys=["0-0"]) for row in p]
+    assert sorted(doc_id for doc_id, _ in rows) == ["k2", "k4"]
+
+
 def test_components_changed_since_and_due_by(repos: ports.Store) -> None:
     before = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=5)
     start = repos.observations.cursor()

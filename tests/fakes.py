@@ -232,14 +232,18 @@ class MemoryObservationRepo:
         for i in range(0, len(found), page_size):
             yield found[i : i + page_size]
 
-    def stamp_unkeyed(self, after: str | None, limit: int, key: str) -> tuple[str | None, int, set[int], bool]:
+    def stamp_unkeyed(self, after: str | None, limit: int, key: str,
+                      scored_through: Cursor | None = None) -> shards.StampPage:
         with self._s.lock:
             ids = sorted(i for i in self.docs if after is None or i > after)[:limit]
             seen = {layout for i in ids if (layout := shards.layout_of(self.docs[i].get("shard"))) is not None}
             unkeyed = [i for i in ids if shards.layout_of(self.docs[i].get("shard")) is None]
+            late = sum(1 for i in unkeyed if scored_through is not None and (
+                scored_through.received_at is None
+                or (self.docs[i]["receivedAt"], i) > (scored_through.received_at, scored_through.doc_id)))
             for i in unkeyed:
                 self.docs[i]["shard"] = key
-            return (ids[-1] if ids else after), len(unkeyed), seen, len(ids) < limit
+            return shards.StampPage(ids[-1] if ids else after, len(unkeyed), frozenset(seen), len(ids) < limit, late)
 
     def rewards_for(self, obs_ids: list[str]) -> dict[str, dict[str, Any]]:
         with self._s.lock:

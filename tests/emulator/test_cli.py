@@ -53,6 +53,20 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     return code, out, err
 
 
+def test_shards_shows_the_layout_and_what_waits_per_key(seeded: FirestoreStore,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    ingest(seeded, traffic(60))
+    code, out, _ = run(capsys, "shards")
+    assert code == 0 and "no layout adopted yet" in out and "shards = 1" in out
+    assert "1-0  60 waiting" in out  # the progress bar of `opsloop score` has the same total
+    assert run(capsys, "score")[0] == 0
+    seeded.configs.set("scoring", {"shards": 2})
+    code, out, _ = run(capsys, "shards", "--json")
+    info = json.loads(out)
+    assert code == 0 and (info["current"], info["configured"], info["legacy"]) == (1, 2, "none")
+    assert info["waiting"] == {"1-0": 0} and info["storedKeys"] == ["1-0"]
+
+
 @pytest.fixture()
 def scored(seeded: FirestoreStore, capsys: pytest.CaptureFixture[str]) -> FirestoreStore:
     ingest(seeded, traffic(900))

@@ -18,6 +18,7 @@ from opsloop.domain import policy as policy_domain
 from opsloop.domain import windows
 from opsloop.domain.errors import FailedPrecondition
 from opsloop.domain.ingest import Cursor
+from opsloop.domain.shards import StampPage
 from opsloop.domain.stats import Summary
 from opsloop.services import ports
 from opsloop.store import paths
@@ -243,10 +244,13 @@ def test_past_observations_are_read_key_by_key_and_unkeyed_ones_stamped(repos: p
     assert [doc_id for doc_id, _ in one] == ["k3", "k1"]
     assert len([r for p in repos.observations.pages(ts, ts + 10) for r in p]) == 6  # unkeyed: every one
 
-    last, stamped, seen, done = repos.observations.stamp_unkeyed(None, 3, "0-0")  # k0 k1 k2
-    assert (last, stamped, seen, done) == ("k2", 1, {1, 2}, False)
-    assert repos.observations.stamp_unkeyed(last, 3, "0-0") == ("k5", 1, {1, 2}, False)  # k3 k4 k5
-    assert repos.observations.stamp_unkeyed("k5", 3, "0-0") == ("k5", 0, set(), True)
+    first = repos.observations.stamp_unkeyed(None, 3, "0-0")  # k0 k1 k2
+    assert first == StampPage("k2", 1, frozenset({1, 2}), False, 0)
+    k2 = repos.observations.after(Cursor(), dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1), 10, shard="0-0")[0]
+    through = Cursor(k2.received_at, "k2")  # a legacy scanner's last position: k4 is after it (a later id)
+    assert repos.observations.stamp_unkeyed("k2", 3, "0-0", through) == StampPage("k5", 1, frozenset({1, 2}),
+                                                                                   False, 1)  # k3 k4 k5
+    assert repos.observations.stamp_unkeyed("k5", 3, "0-0") == StampPage("k5", 0, frozenset(), True, 0)
     rows = [row for p in repos.observations.pages(ts, ts + 10, keys=["0-0"]) for row in p]
     assert sorted(doc_id for doc_id, _ in rows) == ["k2", "k4"]
 

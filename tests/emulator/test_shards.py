@@ -153,11 +153,18 @@ def test_changing_the_shard_count_drains_the_old_layout(store: FirestoreStore) -
     # stamps the legacy observations (scored) with a key no scanner reads
     until = max(layout.draining.values())
     later = dt.datetime.fromtimestamp(until / 1000, dt.UTC) + dt.timedelta(seconds=2)
+    # an instance of the version before, still recording after the legacy drain's end: never scored, told
+    straggler = dt.datetime.fromtimestamp((layout.draining[shard_domain.LEGACY] + 1000) / 1000, dt.UTC)
+    store.db.collection(paths.OBSERVATIONS).document("straggler").set(
+        {**first[0], "id": "straggler", "receivedAt": straggler})
     last = scoring.score_observations(two, later, now=later)
     layout = shard_service.Layout.from_doc(store.runs.get(paths.SHARD_LAYOUT_DOC))
     assert layout.current == 2 and layout.draining == {} and layout.legacy == "done"
-    assert last.legacy_stamped == 120 and last.scored == 0
-    assert stamps(store)[shard_domain.MIGRATED] == 120 and None not in stamps(store)
+    assert last.legacy_stamped == 121 and last.scored == 0
+    assert stamps(store)[shard_domain.MIGRATED] == 121 and None not in stamps(store)
+    told = [a for a in store.alerts.recent() if a.get("item") == "observations without a shard key"]
+    assert len(told) == 1 and "1 observation(s)" in told[0]["error"], told
+    assert not store.db.collection(paths.REWARDS).document("straggler").get().exists
     assert layout.stored_keys() == [shard_domain.MIGRATED, "1-0", "2-0", "2-1", "4-0", "4-1", "4-2", "4-3"]
     assert (store.runs.get(paths.SHARD_LAYOUT_DOC) or {}).get("everSharded") is True
     assert max(rewards_per_observation(store).values()) == 1 and store.count(paths.REWARDS) == len(everything)

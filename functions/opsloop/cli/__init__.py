@@ -140,6 +140,26 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_shards(args: argparse.Namespace) -> int:
+    from ..services import shards as shard_service
+
+    info = shard_service.describe(_store(), dt.datetime.now(dt.UTC))
+    if args.json:
+        _print_json(info)
+        return EXIT_OK
+    if not info["adopted"]:
+        print(f"no layout adopted yet (the first scoring run adopts config/scoring.shards = {info['configured']})")
+    else:
+        print(f"shards: {info['current']} since {info['since']} (config asks for {info['configured']})")
+        for d in info["draining"]:
+            print(f"draining: {d['shards']} until {d['until']}" + ("  (unkeyed, of versions before keys)"
+                                                                 if d["shards"] == 0 else ""))
+        print(f"legacy observations: {info['legacy']}")
+    for key, n in info["waiting"].items():
+        print(f"  {key:>6}  {n} waiting")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------------------------------- policies
 def _split_ref(ref: str) -> tuple[str, str | None]:
     policy_id, _, version = ref.partition("@")
@@ -714,6 +734,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = cmd("status", _cmd_status, "stats per component x window; with --component, its skill card")
     p.add_argument("--component", help="one component (or policy~ID for a router policy's card)")
     p.add_argument("--window", choices=["1h", "24h", "7d"], help="only this window")
+    p.add_argument("--json", action="store_true")
+
+    p = cmd("shards", _cmd_shards, "the scoring shards: the layout in use, those draining, observations "
+            "waiting per key, the migration of observations from versions before keys")
     p.add_argument("--json", action="store_true")
 
     policies = sub.add_parser("policies", help="policy versions: list, show, diff").add_subparsers(

@@ -139,6 +139,17 @@ class Layout:
 
 
 @dataclass(frozen=True)
+class StampPage:
+    """One page of the legacy stamping pass (document id order)."""
+
+    last: str | None  # the last id read: the next page starts after it
+    stamped: int  # unkeyed observations stamped
+    seen: frozenset[int]  # the layouts of the keyed ones read
+    done: bool  # the end of the collection
+    late: int = 0  # unkeyed ones after the legacy cursor: ingested after its drain, never scored
+
+
+@dataclass(frozen=True)
 class Job:
     """One key to score in a run, up to ``upper`` (the run's, or the drain's end when sooner)."""
 

@@ -20,6 +20,7 @@ from ..domain import feedback as feedback_domain
 from ..domain import generations as gen_domain
 from ..domain import policy as policy_domain
 from ..domain.ingest import Cursor, StoredObservation
+from ..domain.shards import StampPage
 from ..domain.stats import Deltas, Summary
 from ..domain.windows import Segment
 
@@ -55,7 +56,8 @@ class ObservationRepo(Protocol):
     def backlog(self, cursor: Cursor, upper: dt.datetime, shard: str | None = None) -> int: ...
     def pages(self, since_ms: int, until_ms: int, component: str | None = None, page_size: int = 1000,
               keys: list[str] | None = None) -> Iterator[list[tuple[str, dict[str, Any]]]]: ...
-    def stamp_unkeyed(self, after: str | None, limit: int, key: str) -> tuple[str | None, int, set[int], bool]: ...
+    def stamp_unkeyed(self, after: str | None, limit: int, key: str,
+                      scored_through: Cursor | None = None) -> StampPage: ...
     def rewards_for(self, obs_ids: list[str]) -> dict[str, dict[str, Any]]: ...
     def commit_chunk(self, expected: Cursor, new_cursor: Cursor, rewards: list[tuple[str, dict[str, Any]]],
                      deltas: Deltas, delta_id: str | None = None,

@@ -2,10 +2,10 @@
 
 Exactly-once, by construction rather than by luck:
 
-* Observations are taken in ingestion order, ``(receivedAt, id)``, where ``receivedAt`` is the
-  server's commit timestamp. Only observations committed at least ``safetyMarginMs`` before the run's
-  clock are taken, so nothing can still commit behind the cursor (late *event* times are fine: their
-  ingestion is still new).
+* Each shard key's observations (``domain/shards``; one key, ``"1-0"``, by default) are taken in ingestion
+  order, ``(receivedAt, id)``, where ``receivedAt`` is the server's commit timestamp. Only observations
+  committed at least ``safetyMarginMs`` before the run's clock are taken, so nothing can still commit
+  behind the cursor (late *event* times are fine: their ingestion is still new).
 * One transaction per chunk re-reads the cursor, writes the chunk's rewards, writes the chunk's
   sufficient statistics as one *delta* document and advances the cursor. A run that finds the cursor
   moved (a concurrent or retried run got there first) discards its chunk and reads again; a crash leaves

@@ -15,9 +15,11 @@ from typing import Any
 from ..domain import config as config_domain
 from ..domain import shards as shard_domain
 from ..domain.config import ScoringSettings
+from ..domain.errors import OpsError
 from ..domain.shards import Job, Layout
 from ..domain.windows import ms
 from ..store import paths
+from . import alerts
 from . import config as config_service
 from .ports import Store
 
@@ -72,20 +74,27 @@ def plan(store: Store, layout: Layout, upper: dt.datetime) -> list[Job]:
 
 def stamp_legacy(store: Store, deadline: float, monotonic: Callable[[], float] = time.monotonic,
                  page: int = 500) -> int:
-    """Once the legacy layout is retired: stamp the observations it left unstamped (all scored) with
-    ``MIGRATED``, in document id order from where the last run stopped, until ``deadline`` (``monotonic``);
-    returns how many it stamped. Collects the layouts it sees on the way (versions before the layout
-    document kept ``used`` retired some of them)."""
+    """Once the legacy layout is retired: stamp the observations it left unstamped with ``MIGRATED``, in
+    document id order from where the last run stopped, until ``deadline`` (``monotonic``); returns how many
+    it stamped. Collects the layouts it sees on the way (versions before the layout document kept ``used``
+    retired some of them). An unstamped observation the legacy scanner never scored (an instance of the
+    version before still recording after the drain's end) is stamped too, and alerted: it is not scored."""
     layout = Layout.from_doc(store.runs.get(paths.SHARD_LAYOUT_DOC))
-    stamped = 0
+    if layout.legacy != "stamping":
+        return 0
+    through = store.observations.cursor(shard_domain.GLOBAL)
+    stamped = late = 0
     while layout.legacy == "stamping" and monotonic() < deadline:
-        last, count, seen, done = store.observations.stamp_unkeyed(layout.stamped_after, page,
-                                                                   shard_domain.MIGRATED)
-        stamped += count
-        layout = layout.stamping(last, done, seen)
+        got = store.observations.stamp_unkeyed(layout.stamped_after, page, shard_domain.MIGRATED, through)
+        stamped, late = stamped + got.stamped, late + got.late
+        layout = layout.stamping(got.last, got.done, set(got.seen))
         store.runs.change(paths.SHARD_LAYOUT_DOC, functools.partial(_stamping, at=layout))
     if stamped:
         log.info("stamped %d observation(s) of versions before every observation had a shard", stamped)
+    if late:
+        alerts.item_failed(store, "scoreObservations", "observations without a shard key", OpsError(
+            f"{late} observation(s) without a shard key arrived after the legacy layout's drain ended (an "
+            "instance of a version before keys still recording?): stamped \"0-0\" but not scored"))
     return stamped
 
 
@@ -110,6 +119,26 @@ def waiting(store: Store, upper: dt.datetime) -> int:
         layouts.discard(shard_domain.LEGACY)  # a new deployment: nothing unkeyed
     keys = [k for shards in sorted(layouts) for k in shard_domain.keys(shards)]
     return sum(store.observations.backlog(store.observations.cursor(k), upper, k) for k in keys)
+
+
+def describe(store: Store, upper: dt.datetime) -> dict[str, Any]:
+    """What ``opsloop shards`` prints: the layout in use, those draining, the legacy migration, and the
+    observations waiting per key up to ``upper`` (one count each)."""
+    held = store.runs.get(paths.SHARD_LAYOUT_DOC)
+    settings: ScoringSettings = config_service.cached(store, config_domain.SCORING)
+    layout = Layout.from_doc(held)
+
+    def at(ms_: int) -> str:
+        return dt.datetime.fromtimestamp(ms_ / 1000, dt.UTC).isoformat(timespec="seconds")
+
+    layouts = layout.layouts() if held is not None else [(settings.shards, None)]
+    keys = {shard_domain.label(k): store.observations.backlog(store.observations.cursor(k), upper, k)
+            for shards, _ in layouts for k in shard_domain.keys(shards)}
+    return {"adopted": held is not None, "configured": settings.shards, "current": layout.current
+            if held is not None else None, "since": at(layout.since_ms) if held is not None else None,
+            "draining": [{"shards": k, "until": at(until)} for k, until in sorted(layout.draining.items())],
+            "legacy": layout.legacy if held is not None else None, "waiting": keys,
+            "storedKeys": stored_keys(store)}
 
 
 def _stamping(doc: dict[str, Any] | None, at: Layout) -> dict[str, Any] | None:

@@ -33,6 +33,13 @@ def _cursor_from(snap: Any) -> Cursor:
     return Cursor(d.get("receivedAt"), str(d.get("docId") or ""), dict(legacy) if isinstance(legacy, dict) else {})
 
 
+def _scored(doc_id: str, received_at: Any, through: Cursor) -> bool:
+    """Whether a scanner at ``through`` has passed (receivedAt, id)."""
+    if through.received_at is None or not isinstance(received_at, dt.datetime):
+        return False
+    return bool((received_at, doc_id) <= (through.received_at, through.doc_id))
+
+
 def _cursor_doc(cursor: Cursor) -> dict[str, Any]:
     return {"receivedAt": cursor.received_at, "docId": cursor.doc_id, "updatedAt": firestore.SERVER_TIMESTAMP}
 
@@ -208,23 +215,27 @@ class FirestoreObservationRepo:
                 return
             after = snaps[-1]
 
-    def stamp_unkeyed(self, after: str | None, limit: int, key: str) -> tuple[str | None, int, set[int], bool]:
+    def stamp_unkeyed(self, after: str | None, limit: int, key: str,
+                      scored_through: Cursor | None = None) -> shards.StampPage:
         """Stamp ``key`` on the observations without a shard among the next ``limit`` in document id order
-        after ``after`` (no index needed: the name order is Firestore's own). Returns the last id read, how
-        many it stamped, the layouts of the keys it saw, and whether it reached the end."""
+        after ``after`` (no index needed: the name order is Firestore's own). Counts as ``late`` the
+        unkeyed ones after ``scored_through`` (the legacy scanner's final cursor): never scored."""
         col = self.db.collection(paths.OBSERVATIONS)
-        q = col.order_by("__name__").select(["shard"])
+        q = col.order_by("__name__").select(["shard", "receivedAt"])
         if after is not None:
             q = q.start_after({"__name__": col.document(after)})
         snaps = list(q.limit(limit).stream())
         seen: set[int] = set()
         unkeyed = []
+        late = 0
         for snap in snaps:
-            layout = shards.layout_of((snap.to_dict() or {}).get("shard"))
-            if layout is None:
-                unkeyed.append(snap.reference)
-            else:
+            data = snap.to_dict() or {}
+            layout = shards.layout_of(data.get("shard"))
+            if layout is not None:
                 seen.add(layout)
+                continue
+            unkeyed.append(snap.reference)
+            late += scored_through is not None and not _scored(snap.id, data.get("receivedAt"), scored_through)
         if unkeyed:
             batch = self.db.batch()
             for ref in unkeyed:
@@ -235,7 +246,8 @@ class FirestoreObservationRepo:
                 for ref in unkeyed:
                     with contextlib.suppress(gexc.NotFound):
                         ref.update({"shard": key})
-        return (snaps[-1].id if snaps else after), len(unkeyed), seen, len(snaps) < limit
+        return shards.StampPage(snaps[-1].id if snaps else after, len(unkeyed), frozenset(seen),
+                                len(snaps) < limit, late)
 
     def rewards_for(self, obs_ids: list[str]) -> dict[str, dict[str, Any]]:
         """The reward documents of these observations (one batched read; missing ones are absent)."""

@@ -39,8 +39,7 @@ def adopt(store: Store, settings: ScoringSettings, now: dt.datetime) -> tuple[La
     layout = Layout.from_doc(held)
     if held is not None and held.get("v") == 2 and layout.current == settings.shards:
         return layout, bool(held.get("everSharded"))
-    # a deployment that scored before this version (its global cursor exists) has unstamped observations
-    legacy = held is not None or store.observations.cursor(shard_domain.GLOBAL).received_at is not None
+    legacy = not _new_deployment(store, held)
 
     def change(doc: dict[str, Any] | None) -> dict[str, Any] | None:
         before = Layout.from_doc(doc)
@@ -101,8 +100,7 @@ def stamp_legacy(store: Store, deadline: float, monotonic: Callable[[], float] =
 def stored_keys(store: Store) -> list[str] | None:
     """Every key stored observations carry (None: unstamped ones remain; see ``Layout.stored_keys``)."""
     held = store.runs.get(paths.SHARD_LAYOUT_DOC)
-    if held is None and store.observations.cursor(shard_domain.GLOBAL).received_at is None:
-        # a new deployment before its first scoring run: keyed with the shards the config asks for
+    if _new_deployment(store, held):  # before its first scoring run: keyed with the shards configured
         settings: ScoringSettings = config_service.cached(store, config_domain.SCORING)
         return [str(k) for k in shard_domain.keys(settings.shards)]
     return Layout.from_doc(held).stored_keys()
@@ -115,8 +113,8 @@ def waiting(store: Store, upper: dt.datetime) -> int:
     held = store.runs.get(paths.SHARD_LAYOUT_DOC)
     settings: ScoringSettings = config_service.cached(store, config_domain.SCORING)
     layouts = {settings.shards} | {shards for shards, _ in Layout.from_doc(held).layouts()}
-    if held is None and store.observations.cursor(shard_domain.GLOBAL).received_at is None:
-        layouts.discard(shard_domain.LEGACY)  # a new deployment: nothing unkeyed
+    if _new_deployment(store, held):
+        layouts.discard(shard_domain.LEGACY)  # nothing unkeyed
     keys = [k for shards in sorted(layouts) for k in shard_domain.keys(shards)]
     return sum(store.observations.backlog(store.observations.cursor(k), upper, k) for k in keys)
 
@@ -131,7 +129,8 @@ def describe(store: Store, upper: dt.datetime) -> dict[str, Any]:
     def at(ms_: int) -> str:
         return dt.datetime.fromtimestamp(ms_ / 1000, dt.UTC).isoformat(timespec="seconds")
 
-    layouts = layout.layouts() if held is not None else [(settings.shards, None)]
+    layouts = layout.layouts() if held is not None else [(settings.shards, None)] + (
+        [] if _new_deployment(store, held) else [(shard_domain.LEGACY, None)])
     keys = {shard_domain.label(k): store.observations.backlog(store.observations.cursor(k), upper, k)
             for shards, _ in layouts for k in shard_domain.keys(shards)}
     return {"adopted": held is not None, "configured": settings.shards, "current": layout.current
@@ -139,6 +138,12 @@ def describe(store: Store, upper: dt.datetime) -> dict[str, Any]:
             "draining": [{"shards": k, "until": at(until)} for k, until in sorted(layout.draining.items())],
             "legacy": layout.legacy if held is not None else None, "waiting": keys,
             "storedKeys": stored_keys(store)}
+
+
+def _new_deployment(store: Store, held: dict[str, Any] | None) -> bool:
+    """No layout adopted and no global cursor: nothing was scored by a version before keys, so every
+    observation stored is keyed (a deployment that did has unstamped observations: the legacy layout)."""
+    return held is None and store.observations.cursor(shard_domain.GLOBAL).received_at is None
 
 
 def _stamping(doc: dict[str, Any] | None, at: Layout) -> dict[str, Any] | None:

@@ -702,6 +702,8 @@ class MemoryGenerationRepo:
             if state is None or state.get("read") == state.get("write") or not isinstance(boundary, dict):
                 return None
             position = state.get("position")
+            if isinstance(position, dict) and not state.get("byName"):  # begun in ingestion order: start over
+                state, position = {**state, "position": None, "checkRewards": True}, None
             after = str(position.get("docId") or "") if isinstance(position, dict) else ""
             ids = sorted(i for i in self._obs.docs if i > after)[:limit]  # document id order, as Firestore's
             page = [StoredObservation(i, {k: v for k, v in copy.deepcopy(self._obs.docs[i]).items()
@@ -717,7 +719,7 @@ class MemoryGenerationRepo:
                                              "scores": scores}
             if chunk.deltas:
                 self._s.deltas[chunk.delta_id] = (now_ms(), copy.deepcopy(chunk.deltas))
-            self._s.generations = copy.deepcopy(chunk.state)
+            self._s.generations = {**copy.deepcopy(chunk.state), "byName": True}
             return chunk
 
     def remaining(self, position: Cursor | None, boundary: Cursor) -> int:

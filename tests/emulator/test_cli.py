@@ -64,7 +64,7 @@ def test_shards_shows_the_layout_and_what_waits_per_key(seeded: FirestoreStore,
     code, out, _ = run(capsys, "shards", "--json")
     info = json.loads(out)
     assert code == 0 and (info["current"], info["configured"], info["legacy"]) == (1, 2, "none")
-    assert info["waiting"] == {"1-0": 0} and info["storedKeys"] == ["1-0"]
+    assert info["waiting"] == {"1-0": 0, "2-0": 0, "2-1": 0} and info["storedKeys"] == ["1-0"]
 
 
 @pytest.fixture()

@@ -249,3 +249,26 @@ def test_a_chunk_scored_under_generations_that_changed_meanwhile_is_refused(repo
     assert not repos.observations.commit_chunk(expected, new, [], {}, "d1", live=(1,))
     assert repos.observations.cursor().same_position(expected)  # nothing written
     assert repos.observations.commit_chunk(expected, new, [], {}, "d2", live=(1, 2))
+
+
+def test_a_backfill_begun_in_ingestion_order_starts_over_by_id(repos: ports.Store) -> None:
+    """A version before keys walked the backfill in (receivedAt, id) order; its position means nothing in
+    id order. The backfill starts over from the first id, checking each reward for the new generation's
+    score (so what that version re-scored would not be counted again)."""
+    later, earlier = observations(45, "z"), observations(45, "a")  # ingested z first: not the id order
+    record(repos, later)
+    record(repos, earlier)
+    scoring.score_observations(repos, now())
+    repos.configs.set("reward_config", QUALITY, merge=False)
+    generations.adopt(repos, config_domain.parse("reward_config", QUALITY))
+    first = repos.observations.after(Cursor(), now() + dt.timedelta(minutes=1), 1)[0]
+    assert first.doc_id == "z-0"
+    # what the version before left: ten z's behind it in ingestion order, no byName, no reward check
+    position = {"receivedAt": first.received_at, "docId": "z-9"}
+    repos.generations.adopt(lambda doc, _cursor: {**{k: v for k, v in (doc or {}).items() if k != "byName"},
+                                                  "position": position, "checkRewards": False})
+    rest = generations.backfill(repos, chunk_size=40)
+    assert rest.done and rest.scored == 90 and generations.current(repos).read == 2
+    n, mean = both_models(repos, 2)
+    assert n == 90 and mean == pytest.approx(expected_mean(later + earlier,
+                                                           config_domain.parse("reward_config", QUALITY)))

@@ -314,18 +314,15 @@ def _score_jobs(store: Store, jobs: list[shard_domain.Job], gens: Generations, s
     (``alone``) in this thread, with the run's progress and checkpoints; shards in a thread each. Returns
     the generations to go on with."""
     if alone and len(jobs) == 1:
-        job = jobs[0]
-        lease = f"score~{shard_domain.label(job.shard)}"  # a task for the key may run (K was > 1 a moment ago)
-        if not store.runs.acquire_lease(lease, run_id, settings.lease_ttl_s):
-            result.shards[shard_domain.label(job.shard)] = {"busy": True}
+        scanned = _score_key(store, jobs[0], gens, settings, hit, progress, deadline, monotonic, run_id,
+                             leased=True)  # leased: a task for the key may run (K was > 1 a moment ago)
+        if scanned is None:
+            result.shards[shard_domain.label(jobs[0].shard)] = {"busy": True}
             result.backlog = None
             return gens
-        try:
-            gens = _score_backlog(store, gens, settings, job.upper, result, hit, progress, deadline, monotonic,
-                                  job.shard)
-            result.backlog = _backlog(store, result, job.upper, job.shard)
-        finally:
-            store.runs.release_lease(lease, run_id)
+        one, gens = scanned
+        result.add(one)
+        result.backlog = one.backlog
         return gens
     done: dict[str | None, int] = {}
     lock = threading.Lock()
@@ -343,8 +340,9 @@ def _score_jobs(store: Store, jobs: list[shard_domain.Job], gens: Generations, s
         return seen
 
     def work(job: shard_domain.Job) -> ScoreRunResult | None:
-        return _score_key(store, job, gens, settings, hit, report(job.shard), deadline, monotonic, run_id,
-                          leased=job.shard is not None)
+        scanned = _score_key(store, job, gens, settings, hit, report(job.shard), deadline, monotonic, run_id,
+                             leased=job.shard is not None)
+        return None if scanned is None else scanned[0]
 
     with ThreadPoolExecutor(max_workers=max(1, min(len(jobs), MAX_INLINE_SHARDS)),
                             thread_name_prefix="opsloop-shard") as pool:
@@ -365,16 +363,19 @@ def _score_jobs(store: Store, jobs: list[shard_domain.Job], gens: Generations, s
 
 def _score_key(store: Store, job: shard_domain.Job, gens: Generations, settings: ScoringSettings,
                hit: Checkpoint, progress: Callable[[int], None] | None, deadline: float,
-               monotonic: Callable[[], float], run_id: str, *, leased: bool) -> ScoreRunResult | None:
-    """One scanner's pass (a shard's under the lease ``score~<key>``); None when its lease is held."""
+               monotonic: Callable[[], float], run_id: str, *,
+               leased: bool) -> tuple[ScoreRunResult, Generations] | None:
+    """One scanner's pass (a shard's under the lease ``score~<key>``) and the generations it ended with;
+    None when its lease is held."""
     lease = f"score~{shard_domain.label(job.shard)}"
     if leased and not store.runs.acquire_lease(lease, run_id, settings.lease_ttl_s):
         return None
     try:
         part = ScoreRunResult(run_id, 0, lease_acquired=True)
-        _score_backlog(store, gens, settings, job.upper, part, hit, progress, deadline, monotonic, job.shard)
+        gens = _score_backlog(store, gens, settings, job.upper, part, hit, progress, deadline, monotonic,
+                              job.shard)
         part.backlog = _backlog(store, part, job.upper, job.shard)
-        return part
+        return part, gens
     finally:
         if leased:
             store.runs.release_lease(lease, run_id)
@@ -397,10 +398,11 @@ def score_shard(store: Store, shard: str, cap_ms: int | None = None, *, run_id: 
     state = store.generations.get()  # none before the first scoreObservations: adopt, or no commit would match
     gens = (generations.parse(state, loaded.reward_rules) if state is not None
             else generations.adopt(store, loaded.reward_rules, by_time=True))
-    part = _score_key(store, shard_domain.Job(shard, upper, cap_ms), gens, settings, lambda _name: None, None,
-                      started + settings.run_budget_s, monotonic, run_id, leased=True)
-    if part is None:
+    scanned = _score_key(store, shard_domain.Job(shard, upper, cap_ms), gens, settings, lambda _name: None, None,
+                         started + settings.run_budget_s, monotonic, run_id, leased=True)
+    if scanned is None:
         return ScoreRunResult(run_id, ms(clock), lease_acquired=False)
+    part = scanned[0]
     part.schedule_ms = ms(clock)
     part.shards[shard] = part.summary()
     telemetry.scoring_run(part.reward_means(), part.lag_s(), part.backlog)

@@ -100,44 +100,52 @@ def stamp_legacy(store: Store, deadline: float, monotonic: Callable[[], float] =
 def stored_keys(store: Store) -> list[str] | None:
     """Every key stored observations carry (None: unstamped ones remain; see ``Layout.stored_keys``)."""
     held = store.runs.get(paths.SHARD_LAYOUT_DOC)
-    if _new_deployment(store, held):  # before its first scoring run: keyed with the shards configured
-        settings: ScoringSettings = config_service.cached(store, config_domain.SCORING)
-        return [str(k) for k in shard_domain.keys(settings.shards)]
-    return Layout.from_doc(held).stored_keys()
+    return _stored_keys(store, held, _new_deployment(store, held))
 
 
 def waiting(store: Store, upper: dt.datetime) -> int:
-    """About how many observations wait to be scored up to ``upper``, over every key with a scanner and
-    those of the shards the config asks for (one count each; for a progress bar: the legacy scanner's
-    count includes the keyed ones it steps over)."""
+    """About how many observations wait to be scored up to ``upper`` (the total of ``describe``'s
+    ``waiting``; for a progress bar)."""
     held = store.runs.get(paths.SHARD_LAYOUT_DOC)
-    settings: ScoringSettings = config_service.cached(store, config_domain.SCORING)
-    layouts = {settings.shards} | {shards for shards, _ in Layout.from_doc(held).layouts()}
-    if _new_deployment(store, held):
-        layouts.discard(shard_domain.LEGACY)  # nothing unkeyed
-    keys = [k for shards in sorted(layouts) for k in shard_domain.keys(shards)]
-    return sum(store.observations.backlog(store.observations.cursor(k), upper, k) for k in keys)
+    return sum(_waiting(store, upper, held, _new_deployment(store, held)).values())
 
 
 def describe(store: Store, upper: dt.datetime) -> dict[str, Any]:
     """What ``opsloop shards`` prints: the layout in use, those draining, the legacy migration, and the
-    observations waiting per key up to ``upper`` (one count each)."""
+    observations waiting per key up to ``upper``."""
     held = store.runs.get(paths.SHARD_LAYOUT_DOC)
+    fresh = _new_deployment(store, held)
     settings: ScoringSettings = config_service.cached(store, config_domain.SCORING)
     layout = Layout.from_doc(held)
 
     def at(ms_: int) -> str:
         return dt.datetime.fromtimestamp(ms_ / 1000, dt.UTC).isoformat(timespec="seconds")
 
-    layouts = layout.layouts() if held is not None else [(settings.shards, None)] + (
-        [] if _new_deployment(store, held) else [(shard_domain.LEGACY, None)])
-    keys = {shard_domain.label(k): store.observations.backlog(store.observations.cursor(k), upper, k)
-            for shards, _ in layouts for k in shard_domain.keys(shards)}
-    return {"adopted": held is not None, "configured": settings.shards, "current": layout.current
-            if held is not None else None, "since": at(layout.since_ms) if held is not None else None,
+    adopted = held is not None
+    return {"adopted": adopted, "configured": settings.shards, "current": layout.current if adopted else None,
+            "since": at(layout.since_ms) if adopted else None,
             "draining": [{"shards": k, "until": at(until)} for k, until in sorted(layout.draining.items())],
-            "legacy": layout.legacy if held is not None else None, "waiting": keys,
-            "storedKeys": stored_keys(store)}
+            "legacy": layout.legacy if adopted else None, "waiting": _waiting(store, upper, held, fresh),
+            "storedKeys": _stored_keys(store, held, fresh)}
+
+
+def _stored_keys(store: Store, held: dict[str, Any] | None, fresh: bool) -> list[str] | None:
+    if fresh:  # before its first scoring run: keyed with the shards configured
+        settings: ScoringSettings = config_service.cached(store, config_domain.SCORING)
+        return [str(k) for k in shard_domain.keys(settings.shards)]
+    return Layout.from_doc(held).stored_keys()
+
+
+def _waiting(store: Store, upper: dt.datetime, held: dict[str, Any] | None, fresh: bool) -> dict[str, int]:
+    """Per key, the observations waiting up to ``upper`` (one count each): the keys with a scanner and
+    those of the shards configured, not adopted yet (the legacy scanner's count includes the keyed
+    observations it steps over)."""
+    settings: ScoringSettings = config_service.cached(store, config_domain.SCORING)
+    layouts = {settings.shards} | {shards for shards, _ in Layout.from_doc(held).layouts()}
+    if fresh:
+        layouts.discard(shard_domain.LEGACY)  # nothing unkeyed
+    return {shard_domain.label(k): store.observations.backlog(store.observations.cursor(k), upper, k)
+            for shards in sorted(layouts) for k in shard_domain.keys(shards)}
 
 
 def _new_deployment(store: Store, held: dict[str, Any] | None) -> bool:

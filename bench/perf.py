@@ -111,18 +111,18 @@ def raw_write(db: Any, n: int, span_ms: int = 3600_000, seed: int = 1) -> float:
     return time.perf_counter() - t0
 
 
-def raw_read(db: Any) -> tuple[int, float]:
-    """Read the whole collection by query pages of 500 ordered by name; returns (docs, seconds)."""
+def raw_read(db: Any, page_size: int = 500) -> tuple[int, float]:
+    """Read the whole collection by query pages (of 500) ordered by name; returns (docs, seconds)."""
     col = db.collection("ops_observations")
     t0 = time.perf_counter()
     n, last = 0, None
     while True:
-        q = col.order_by("__name__").limit(500)
+        q = col.order_by("__name__").limit(page_size)
         if last is not None:
             q = q.start_after(last)
         page = list(q.stream())
         n += len(page)
-        if len(page) < 500:
+        if len(page) < page_size:
             return n, time.perf_counter() - t0
         last = page[-1]
 

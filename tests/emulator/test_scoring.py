@@ -398,3 +398,51 @@ def test_stats_carry_each_windows_chart_points_with_the_bucket_in_progress_count
         assert {p["t"]: p["n"] for p in doc["series"]} == dict(expected), window
         assert [p["t"] for p in doc["series"]] == sorted(expected)
         assert all(p["successRate"] == 1.0 and p["avgCostUsd"] == 0.01 for p in doc["series"])
+
+
+def test_a_scanner_reads_its_queue_several_chunks_per_query(seeded: FirestoreStore,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    items = make_batch(300, seed=15)
+    ingest(seeded, items)
+    limits = record_after_limits(monkeypatch)
+    result = scoring.score_observations(seeded, NOW, settings=SMALL)
+    page = SMALL.chunk_size * scoring.READ_CHUNKS
+    assert result.chunks == 300 // SMALL.chunk_size + 1 and set(limits) == {page}
+    assert len(limits) == 300 // page + 1  # two pages: a full one, and a short one that ends the queue
+    assert_counted_once(seeded, items, result.stats)
+
+
+def test_a_run_whose_cursor_moves_mid_page_reads_again_from_where_the_other_left_it(
+    seeded: FirestoreStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first page holds several chunks; another run scores the rest after this run's first commit, so
+    the chunks still buffered (and the page read ahead) are dropped, not committed twice."""
+    items = make_batch(300, seed=16)
+    ingest(seeded, items)
+    monkeypatch.setattr(FirestoreRunRepo, "acquire_lease", lambda self, *a: True)  # the cursor guard alone
+    limits = record_after_limits(monkeypatch)
+    other: list[scoring.ScoreRunResult] = []
+
+    def interfere(name: str) -> None:
+        if name == "after-chunk-commit" and not other:
+            other.append(scoring.score_observations(seeded, NOW, settings=SMALL))
+
+    result = scoring.score_observations(seeded, NOW, settings=SMALL, checkpoint=interfere)
+    assert result.lost_races == 1 and result.chunks == 1 and result.scored == SMALL.chunk_size
+    assert other[0].scored == 300 - SMALL.chunk_size
+    assert len(limits) > 3  # this run's two pages, the other run's, and this run's read from the moved cursor
+    assert_counted_once(seeded, items, {s.id: s.to_dict() for s in seeded.db.collection("ops_stats").stream()})
+
+
+def record_after_limits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of the scanners' reads (not the run's one-observation probe of each key for a backlog)."""
+    limits: list[int] = []
+    real = FirestoreObservationRepo.after
+
+    def after(self: FirestoreObservationRepo, cursor: Any, upper: Any, limit: int, shard: Any = None) -> Any:
+        if limit > 1:
+            limits.append(limit)
+        return real(self, cursor, upper, limit, shard)
+
+    monkeypatch.setattr(FirestoreObservationRepo, "after", after)
+    return limits

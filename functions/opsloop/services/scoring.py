@@ -62,6 +62,7 @@ log = logging.getLogger("opsloop.scoring")
 
 STATS_READERS = 8  # bucket queries in flight while stats are refreshed
 MAX_COMMIT_WRITES = 500  # writes per chunk commit: Firestore once limited commits to 500 (now only by size)
+READ_CHUNKS = 5  # a scanner reads its queue this many chunks at a time, the next page while one is scored
 
 
 @dataclass
@@ -192,6 +193,41 @@ class _Chunk:
         """
         commit = len(self.rewards) + 2 + len(self.cursor.components or {})
         return commit <= MAX_COMMIT_WRITES
+
+
+class _ReadAhead:
+    """A scanner's queue read a page (``size`` observations) at a time, the next page in flight while the
+    current one is scored and committed.
+
+    A page of several chunks costs one query: on Firestore one round trip instead of several, on the
+    emulator, whose queries each cost about a scan of the collection, several times less. Pages are read in
+    the order of the queue, each after the previous one's last observation; a short page is its end.
+    """
+
+    def __init__(self, pool: ThreadPoolExecutor, read: Callable[[Cursor, int], list[StoredObservation]],
+                 size: int) -> None:
+        self._pool, self._read, self._size = pool, read, size
+        self._pending: Future[list[StoredObservation]] | None = None
+
+    def start(self, after: Cursor) -> None:
+        """Read from ``after`` on (what is in flight is dropped)."""
+        self.stop()
+        self._pending = self._pool.submit(self._read, after, self._size)
+
+    def take(self) -> list[StoredObservation]:
+        """The next page ([] at the end of the queue); the one after it is read meanwhile."""
+        if self._pending is None:
+            return []
+        page = self._pending.result()
+        self._pending = None
+        if len(page) == self._size:
+            self._pending = self._pool.submit(self._read, Cursor(page[-1].received_at, page[-1].doc_id), self._size)
+        return page
+
+    def stop(self) -> None:
+        if self._pending is not None and not self._pending.cancel():
+            self._pending.exception()  # a read already under way is waited for; its page is not used
+        self._pending = None
 
 
 def score_observations(
@@ -438,11 +474,12 @@ def _score_backlog(
     monotonic: Callable[[], float] = time.monotonic,
     shard: str | None = None,
 ) -> Generations:
-    """Commit chunk after chunk of ``shard``'s scanner; the next chunk is read and built while the previous
-    one commits.
+    """Commit chunk after chunk of ``shard``'s scanner; the next chunk is built while the previous one
+    commits, and the queue is read ahead a page of several chunks at a time (``_ReadAhead``).
 
     Commits stay strictly sequential (one at a time, each checking the cursor the previous one left), so
-    the overlap only hides the Python work of scoring behind Firestore's commit latency. No chunk is taken
+    the overlap only hides reads and the Python work of scoring behind Firestore's latency; a moved cursor
+    drops what was read ahead and reads again from it. No chunk is taken
     after ``deadline`` (``time.monotonic()``): the rest waits for the next run, which keeps a large backlog
     from running into the function's timeout before the stats are refreshed.
 
@@ -479,19 +516,23 @@ def _score_backlog(
         own.fold_if_due(store, hit)
         return True
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="opsloop-commit") as committer:
+    with (ThreadPoolExecutor(max_workers=1, thread_name_prefix="opsloop-commit") as committer,
+          ThreadPoolExecutor(max_workers=1, thread_name_prefix="opsloop-read") as read_pool):
+        pages = _ReadAhead(read_pool, lambda after, limit: store.observations.after(after, upper, limit, shard=shard),
+                           settings.chunk_size * READ_CHUNKS)
+        pages.start(expected)
         try:
             while True:
                 if monotonic() >= deadline:
                     result.budget_exhausted = True
                     buffer = []
                 if result.budget_exhausted:
+                    pages.stop()
                     settle()
                     own.fold(store, hit)
                     return gens
                 if len(buffer) < settings.chunk_size:
-                    after = Cursor(buffer[-1].received_at, buffer[-1].doc_id) if buffer else expected
-                    buffer += store.observations.after(after, upper, settings.chunk_size - len(buffer), shard=shard)
+                    buffer += pages.take()
                     if result.oldest_unscored_ms is None and buffer:  # the first read: the oldest waiting
                         result.oldest_unscored_ms = ms(buffer[0].received_at)
                 chunk = None
@@ -501,6 +542,7 @@ def _score_backlog(
                         chunk = _Chunk.build(chunk.page[: len(chunk.page) // 2], gens, days, shard)
                 if not settle():
                     buffer = []
+                    pages.start(expected)
                     continue
                 if chunk is None:
                     own.fold(store, hit)
@@ -513,6 +555,7 @@ def _score_backlog(
                 in_flight = (future, chunk, delta_id)
                 expected = Cursor(chunk.cursor.received_at, chunk.cursor.doc_id)
         finally:
+            pages.stop()
             if in_flight is not None:  # a crash in this thread must not leave a commit unobserved
                 in_flight[0].exception()
 

@@ -264,3 +264,34 @@ def test_a_layout_of_the_version_before_keys_is_migrated_and_its_retired_layouts
     assert shard_service.stored_keys(four) == [shard_domain.MIGRATED, "2-0", "2-1", "4-0", "4-1", "4-2", "4-3"]
     out = export.export_dataset(four, tmp_path / "all.parquet", 0, 2**42)
     assert out.manifest["rows"] == 90
+
+
+def test_a_keyed_export_holds_about_one_page_whatever_the_number_of_keys(
+    seeded: FirestoreStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each key is read in pages of page_size / keys (at least 50), so what has been read and not yet handed
+    on stays within about one page, not one page per key."""
+    from opsloop.store.observations import FirestoreObservationRepo
+
+    ts = int(NOW.timestamp() * 1000) - 60_000
+    keys = [shard_domain.label(k) for k in shard_domain.keys(4)]
+    docs = [(f"x{i:04d}", {"ts": ts + i % 97, "component": "c", "outcome": "success", "durationMs": 10,
+                           "shard": keys[i % 4]}, True) for i in range(600)]
+    seeded.observations.insert(docs)
+    read = {"n": 0}
+    real = FirestoreObservationRepo._pages
+
+    def counted(self: FirestoreObservationRepo, *args: Any) -> Any:
+        for page in real(self, *args):
+            read["n"] += len(page)
+            yield page
+
+    monkeypatch.setattr(FirestoreObservationRepo, "_pages", counted)
+    handed, held = 0, []
+    rows = []
+    for page in seeded.observations.pages(ts, ts + 100, page_size=200, keys=keys):
+        handed += len(page)
+        held.append(read["n"] - handed)
+        rows += page
+    assert handed == 600 and [(d["ts"], i) for i, d in rows] == sorted((d["ts"], i) for i, d in rows)
+    assert max(held) <= 200  # four keys read 50 at a time: never more than a page ahead of the consumer

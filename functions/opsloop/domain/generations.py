@@ -115,7 +115,8 @@ class Generations:
 
 
 def before_or_at(obs: StoredObservation, boundary: Cursor | None) -> bool:
-    """Whether ``obs`` lies at or before ``boundary`` in ingestion order (the backfill's, not the scorer's)."""
+    """Whether ``obs`` lies at or before ``boundary`` in ingestion order (a backfill's boundary, or a
+    scanner's final cursor)."""
     if boundary is None or obs.received_at is None or boundary.received_at is None:
         return False
     return bool(obs.received_at < boundary.received_at

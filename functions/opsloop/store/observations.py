@@ -17,6 +17,7 @@ from google.cloud.firestore_v1.field_path import FieldPath
 
 from ..domain import shards
 from ..domain.errors import Conflict
+from ..domain.generations import before_or_at
 from ..domain.ingest import SCORED_FIELDS, Cursor, StoredObservation
 from ..domain.stats import Summary
 from . import paths
@@ -31,13 +32,6 @@ def _cursor_from(snap: Any) -> Cursor:
     d = snap.to_dict() or {}
     legacy = d.get("components")  # written by versions before ops_components; migrated by the next run
     return Cursor(d.get("receivedAt"), str(d.get("docId") or ""), dict(legacy) if isinstance(legacy, dict) else {})
-
-
-def _scored(doc_id: str, received_at: Any, through: Cursor) -> bool:
-    """Whether a scanner at ``through`` has passed (receivedAt, id)."""
-    if through.received_at is None or not isinstance(received_at, dt.datetime):
-        return False
-    return bool((received_at, doc_id) <= (through.received_at, through.doc_id))
 
 
 def _cursor_doc(cursor: Cursor) -> dict[str, Any]:
@@ -235,7 +229,10 @@ class FirestoreObservationRepo:
                 seen.add(layout)
                 continue
             unkeyed.append(snap.reference)
-            late += scored_through is not None and not _scored(snap.id, data.get("receivedAt"), scored_through)
+            received = data.get("receivedAt")  # written by recordObservation; without one, never scanned
+            late += scored_through is not None and not (
+                isinstance(received, dt.datetime)
+                and before_or_at(StoredObservation(snap.id, data, received), scored_through))
         if unkeyed:
             batch = self.db.batch()
             for ref in unkeyed:

@@ -295,7 +295,13 @@ def test_a_fold_stays_within_one_transaction_s_writes(
     seeded: FirestoreStore, monkeypatch: pytest.MonkeyPatch, max_writes: int
 ) -> None:
     """Folds come early when the held buckets near the bound; a chunk over it alone is folded by reading."""
-    items = make_batch(300, seed=14)
+    # 20 minutes of the 1h window that cross no hour and start mid-bucket: 5 five-minute buckets, an hour
+    # and a day per component whatever the clock says (a span starting on the 5-minute grid touches 4, and
+    # all would fit one fold of 33; one across an hour, 2 hours)
+    end = NOW_MS + (-NOW_MS) % 300_000
+    start, boundary = end - 3_600_000, end - end % 3_600_000
+    part = start if boundary - start >= end - boundary else boundary  # the longer side of the hour, >= 30 min
+    items = make_batch(300, seed=14, ts_base=part + 150_000)
     ingest(seeded, items)
     monkeypatch.setattr(folding, "FOLD_MAX_WRITES", max_writes)
     own = record_calls(monkeypatch, "fold_own")

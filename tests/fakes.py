@@ -23,6 +23,7 @@ from opsloop.domain import generations as gen_domain
 from opsloop.domain import policy as policy_domain
 from opsloop.domain import shards
 from opsloop.domain.ingest import SCORED_FIELDS, Cursor, StoredObservation
+from opsloop.domain.presence import Presence
 from opsloop.domain.stats import Deltas, Summary, total
 from opsloop.domain.windows import Segment, keeps_newer
 from opsloop.services import ports
@@ -314,6 +315,28 @@ class MemoryBucketRepo:
             found = [(int(ident["start"]), copy.deepcopy(summary)) for ident, summary in self._s.buckets.values()
                      if ident["component"] == component and ident["level"] == level and start <= ident["start"] < end]
             return sorted(found, key=lambda item: item[0])
+
+    def get_many(self, ids: list[str]) -> dict[str, Summary]:
+        with self._s.lock:
+            return {i: copy.deepcopy(self._s.buckets[i][1]) for i in ids if i in self._s.buckets}
+
+    # the record of the buckets holding data: here always complete, read off the buckets themselves
+    def index_state(self, now: int) -> dict[str, Any]:
+        return {"since": now, "complete": True, "built": {}}
+
+    def mark_built(self, generation: int, valid_from: int) -> None:
+        pass
+
+    def presence(self, keys: list[str]) -> dict[str, Presence]:
+        with self._s.lock:
+            return {key: Presence.of([int(ident["start"]) for ident, _ in self._s.buckets.values()
+                                      if ident["component"] == key and ident["level"] == "5m"], 0) for key in keys}
+
+    def index_key(self, component: str, generation: int, valid_from: int) -> int:
+        return 0
+
+    def forget(self, stale: dict[str, tuple[list[int], int]]) -> None:
+        pass
 
 
 class MemoryStatsRepo:

@@ -38,6 +38,12 @@ def key(bucket_key: str, generation: int) -> str:
     return bucket_key if generation == LEGACY else f"{bucket_key}#g{generation}"
 
 
+def split_key(generation_key: str) -> tuple[str, int]:
+    """The bucket key and generation of a key made by ``key`` (components and arms hold no ``#``)."""
+    base, sep, number = generation_key.rpartition("#g")
+    return (base, int(number)) if sep and number.isdigit() else (generation_key, LEGACY)
+
+
 def score_field(generation: int) -> str:
     """Where a reward document keeps its score under ``generation`` (``scores.g<n>``)."""
     return f"g{generation}"

@@ -14,6 +14,7 @@ Checkpoint = Callable[[str], None]
 FOLD_EVERY = 25  # chunks between folds, so pending deltas stay few
 FOLD_MAX_WRITES = 480  # ... and sooner when their buckets plus deletes would make too big a transaction
 MAX_DELTA_BYTES = 600_000  # a delta document must stay well under Firestore's 1 MiB
+MAX_COMMIT_WRITES = 500  # writes per chunk commit: Firestore once limited commits to 500 (now only by size)
 
 
 

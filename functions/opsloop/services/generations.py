@@ -21,13 +21,15 @@ from typing import Any
 
 from ..domain import config as config_domain
 from ..domain import generations as gen_domain
+from ..domain import presence
 from ..domain import shards as shard_domain
 from ..domain.generations import BackfillChunk, Build, Generations
 from ..domain.ingest import Cursor, StoredObservation
 from ..domain.reward import RewardRules
+from ..domain.stats import Deltas
 from ..domain.windows import ms
 from . import reward_docs
-from .folding import OwnDeltas, delta_fits, fold_all
+from .folding import MAX_COMMIT_WRITES, OwnDeltas, delta_fits, fold_all
 from .ports import Store
 
 log = logging.getLogger("opsloop.generations")
@@ -40,7 +42,7 @@ def _no_checkpoint(_name: str) -> None:
 # what a backfill changes on a reward (merged: the other generations' scores, the inputs and the feedback
 # ids stay); the fewer fields, the cheaper the merge is to encode
 RESCORED = ("score", "details", "missingTerms", "rewardVersion", "generation", "scores", "scoredAt")
-CHUNK = 400  # observations per backfill transaction (their rewards, one delta and the state: < 500 writes)
+CHUNK = 400  # observations per backfill transaction (their rewards, one delta, the state, and the components)
 
 
 def _parse_rules(doc: dict[str, Any]) -> RewardRules:
@@ -92,6 +94,12 @@ class BackfillResult:
     stopped: str | None = None  # why it stopped before the end: "budget", or "superseded" by a newer change
 
 
+def _within_commit(rewards: list[Any], deltas: Deltas) -> bool:
+    """Whether a backfill commit (its rewards, the delta, the state and each component's record of the
+    buckets holding data) stays within MAX_COMMIT_WRITES."""
+    return len(rewards) + 2 + len(presence.touched(deltas)) <= MAX_COMMIT_WRITES
+
+
 def _build(expected_write: int, expire_days: int) -> Build:
     def build(doc: dict[str, Any], page: list[StoredObservation], complete: bool,
               stored: dict[str, dict[str, Any]] | None) -> BackfillChunk | None:
@@ -116,7 +124,7 @@ def _build(expected_write: int, expire_days: int) -> Build:
             rewards.append((obs.doc_id, {k: reward[k] for k in RESCORED}))
             scored.append((obs, per_generation))
         deltas = reward_docs.bucket_deltas(scored)
-        while len(page) > 1 and not delta_fits(deltas):  # too many buckets for one fold: take a shorter page
+        while len(page) > 1 and not (delta_fits(deltas) and _within_commit(rewards, deltas)):  # a shorter page
             page, complete = page[: len(page) // 2], False
             kept = {obs.doc_id for obs in page}
             rewards = [r for r in rewards if r[0] in kept]

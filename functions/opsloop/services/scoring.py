@@ -42,18 +42,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import telemetry
+from ..domain import presence, windows
 from ..domain import shards as shard_domain
-from ..domain import windows
 from ..domain.config import ScoringSettings
 from ..domain.generations import Generations
 from ..domain.ingest import Cursor, StoredObservation
+from ..domain.presence import Presence
 from ..domain.stats import Summary, total, window_stats
 from ..domain.windows import ms
 from ..store import paths
-from . import alerts, generations, reward_docs, skill_cards
+from . import alerts, bucket_index, generations, reward_docs, skill_cards
 from . import config as config_service
 from . import shards as shard_service
-from .folding import Checkpoint, OwnDeltas, delta_fits, fold_all
+from .folding import MAX_COMMIT_WRITES, Checkpoint, OwnDeltas, delta_fits, fold_all
 from .ports import Store
 
 __all__ = ["ScoringSettings", "fold_all", "score_observations"]
@@ -61,7 +62,6 @@ __all__ = ["ScoringSettings", "fold_all", "score_observations"]
 log = logging.getLogger("opsloop.scoring")
 
 STATS_READERS = 8  # bucket queries in flight while stats are refreshed
-MAX_COMMIT_WRITES = 500  # writes per chunk commit: Firestore once limited commits to 500 (now only by size)
 READ_CHUNKS = 5  # a scanner reads its queue this many chunks at a time, the next page while one is scored
 
 
@@ -91,6 +91,7 @@ class ScoreRunResult:
     shards: dict[str, dict[str, Any]] = field(default_factory=dict)  # per scanner key: what it did
     dispatched: list[str] = field(default_factory=list)  # shard keys handed to task workers
     legacy_stamped: int = 0  # unstamped observations of versions before shards, stamped "0-0" (once)
+    indexed: int = 0  # components whose record of the buckets holding data this run built (bucket_index)
 
     def add(self, other: ScoreRunResult) -> None:
         """Count in what a concurrent scanner (one shard) did."""
@@ -275,6 +276,7 @@ def score_observations(
         store.observations.migrate_legacy_components()
         fold_all(store, hit)  # deltas a crashed run left behind
         clock = now or dt.datetime.now(dt.UTC)
+        index = store.buckets.index_state(ms(clock))  # before this run buckets anything (bucket_index)
         upper = clock - dt.timedelta(milliseconds=settings.safety_margin_ms)
         deadline = started + settings.run_budget_s
         layout, ever_sharded = shard_service.adopt(store, settings, clock)
@@ -307,6 +309,8 @@ def score_observations(
         folded_at = store.runs.stamp(paths.STATS_MARK_DOC)
         fold_all(store, hit)  # anything another run left pending meanwhile (one empty query when none)
         hit("before-stats")
+        result.indexed = bucket_index.build(store, index, gens, windows.window_end(schedule_ms), ms(clock),
+                                            lambda: monotonic() < deadline)
         cards_due = refresh_cards or (not result.budget_exhausted and skill_cards.is_due(store, schedule_ms))
         selection = stats_selection(store, schedule_ms, gens, full=cards_due)
         summaries = window_summaries(store, schedule_ms, gens, selection.components)
@@ -317,6 +321,7 @@ def score_observations(
         hit("after-stats")
         if selection.record:  # what changes next without new data, and from when new data counts
             store.observations.set_stats_due(summaries.due)
+            store.buckets.forget(summaries.stale)
             store.runs.record(paths.STATS_RUN_DOC, {"foldedAt": folded_at, "scheduleMs": schedule_ms,
                                                     "generation": gens.read, "full": selection.full,
                                                     "components": len(selection.components)})
@@ -573,6 +578,7 @@ class WindowSummaries:
     totals: dict[str, dict[str, Summary]]
     series: dict[str, dict[str, list[tuple[int, Summary]]]]
     due: dict[str, int | None] = field(default_factory=dict)
+    stale: dict[str, tuple[list[int], int]] = field(default_factory=dict)  # per key: old record entries
 
 
 @dataclass(frozen=True)
@@ -637,7 +643,11 @@ def window_summaries(store: Store, schedule_ms: int, gens: Generations,
     end = windows.window_end(schedule_ms)
     if components is None:
         components = sorted(store.observations.active_components(end - longest))
-    jobs = [(comp, name) for comp in components for name in windows.WINDOWS]
+    keys = {comp: gens.read_key(comp) for comp in components}
+    # where a component's record of the buckets holding data is complete, they are got by id (no query)
+    known = {k: p for k, p in store.buckets.presence(list(keys.values())).items()
+             if p.valid_from <= bucket_index.needed_from(end)}
+    jobs = [(comp, name) for comp in components if keys[comp] not in known for name in windows.WINDOWS]
 
     def load(job: tuple[str, str]) -> tuple[Summary, list[tuple[int, Summary]]]:
         start, stop = windows.window_bounds(schedule_ms, job[1])
@@ -660,10 +670,45 @@ def window_summaries(store: Store, schedule_ms: int, gens: Generations,
         for (comp, name), (summary, points) in zip(jobs, loaded, strict=True):
             out.totals[comp][name] = summary
             out.series[comp][name] = points
-        nexts = pool.map(lambda comp: _next_change(store, gens.read_key(comp), end, out.series[comp]["1h"]),
-                         components)
-        out.due = dict(zip(components, nexts, strict=True))
+        _from_records(store, pool, schedule_ms, {c: known[k] for c, k in keys.items() if k in known}, keys, out)
+        queried = [comp for comp in components if keys[comp] not in known]
+        nexts = pool.map(lambda comp: _next_change(store, keys[comp], end, out.series[comp]["1h"]), queried)
+        out.due.update(zip(queried, nexts, strict=True))
     return out
+
+
+GET_BATCH = 300  # bucket ids per batch get
+
+
+def _from_records(store: Store, pool: ThreadPoolExecutor, schedule_ms: int, records: dict[str, Presence],
+                  keys: dict[str, str], out: WindowSummaries) -> None:
+    """The window summaries of components whose record of the buckets holding data is complete: exactly
+    the buckets a query would find, got by id, summed in the same order (the same figures to the bit)."""
+    end = windows.window_end(schedule_ms)
+    plans = {(comp, name): presence.window_buckets(p, *windows.window_bounds(schedule_ms, name),
+                                                   SERIES_LEVELS[name])
+             for comp, p in records.items() for name in windows.WINDOWS}
+    ids = sorted({paths.bucket_id(keys[comp], *b) for (comp, _), plan in plans.items()
+                  for b in (*plan.cover, *plan.series, *plan.tail)})
+    got: dict[str, Summary] = {}
+    for part in pool.map(store.buckets.get_many, [ids[i : i + GET_BATCH] for i in range(0, len(ids), GET_BATCH)]):
+        got.update(part)
+    for (comp, name), plan in plans.items():
+        def held(buckets: list[presence.Bucket], key: str = keys[comp]) -> list[tuple[int, Summary]]:
+            return [(t, got[bid]) for level, t in buckets if (bid := paths.bucket_id(key, level, t)) in got]
+
+        out.totals[comp][name] = total([s for _, s in held(plan.cover)])
+        points = held(plan.series)
+        if plan.in_progress < windows.window_bounds(schedule_ms, name)[1]:
+            last = total([s for _, s in held(plan.tail)])
+            if last.n:
+                points.append((plan.in_progress, last))
+        out.series[comp][name] = points
+    for comp, p in records.items():
+        hour = out.series[comp]["1h"]
+        out.due[comp] = presence.next_change(p, end, hour[0][0] if hour else None)
+        if (drop := bucket_index.stale(p, end)) is not None:
+            out.stale[keys[comp]] = drop
 
 
 def _point(start: int, summary: Summary) -> dict[str, Any]:

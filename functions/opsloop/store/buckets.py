@@ -13,6 +13,10 @@ from typing import Any
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
+from ..domain import presence as presence_domain
+from ..domain.generations import key as generation_key
+from ..domain.generations import split_key
+from ..domain.presence import Presence
 from ..domain.stats import Summary, total
 from ..domain.windows import Segment
 from . import paths
@@ -52,6 +56,12 @@ def delta_doc(deltas: dict[str, tuple[dict[str, Any], Summary]], created_ms: int
     # ("buckets" instead of "payload" would break folds of older versions)
     return {"createdAt": created_ms, "format": DELTA_FORMAT, "bucketCount": len(deltas),
             "payload": encode_deltas(deltas)}
+
+
+def presence_fields(starts: dict[str, list[int]] | None) -> dict[str, Any]:
+    """The fields that add a commit's 5-minute starts to a component's record (``presence.touched``): an
+    array union, so recording needs no read and concurrent commits all land."""
+    return {"p": {name: firestore.ArrayUnion(list(xs)) for name, xs in starts.items()}} if starts else {}
 
 
 class FirestoreBucketRepo:
@@ -156,6 +166,87 @@ class FirestoreBucketRepo:
         """Every bucket of one level of ``component`` starting in ``[start, end)``, oldest first."""
         return [(int((d := s.to_dict() or {})["start"]), Summary.from_doc(d))
                 for s in self._range(component, level, start, end).stream()]
+
+    def get_many(self, ids: list[str]) -> dict[str, Summary]:
+        """The buckets of these ids that exist (one batch get: no query)."""
+        col = self.db.collection(paths.BUCKETS)
+        return {s.id: Summary.from_doc(s.to_dict() or {})
+                for s in self.db.get_all([col.document(i) for i in ids]) if s.exists} if ids else {}
+
+    # -- which buckets hold data (domain/presence): recorded by chunk commits in ops_components/<c> --
+
+    def index_state(self, now: int) -> dict[str, Any]:
+        """``ops_runs/bucket-index``, created on first use: ``since`` (when this version first ran) and,
+        when nothing was bucketed before it (a new deployment), ``complete``: every record is then whole."""
+        ref = self.db.collection(paths.RUNS).document(paths.BUCKET_INDEX_DOC)
+
+        def work(txn: firestore.Transaction) -> dict[str, Any]:
+            snap = ref.get(transaction=txn)
+            if snap.exists:
+                return snap.to_dict() or {}
+            empty = all(not list(txn.get(self.db.collection(name).select([]).limit(1)))
+                        for name in (paths.BUCKETS, paths.BUCKET_DELTAS))
+            state: dict[str, Any] = {"since": now, "complete": empty, "built": {}}
+            txn.set(ref, state)
+            return state
+
+        return run_transaction(self.db, work)
+
+    def mark_built(self, generation: int, valid_from: int) -> None:
+        """Every record of ``generation`` is complete from ``valid_from`` (an index build went over all)."""
+        self.db.collection(paths.RUNS).document(paths.BUCKET_INDEX_DOC).set(
+            {"built": {presence_domain.field_name(generation): valid_from}}, merge=True)
+
+    def presence(self, keys: list[str]) -> dict[str, Presence]:
+        """Each bucket key's record of the 5-minute buckets holding data, for the keys whose record is
+        complete (one batch get of their components' documents)."""
+        state = (self.db.collection(paths.RUNS).document(paths.BUCKET_INDEX_DOC).get().to_dict() or {})
+        built: dict[str, Any] = state["built"] if isinstance(state.get("built"), dict) else {}
+        by_comp: dict[str, list[tuple[str, str]]] = {}
+        for key in keys:
+            comp, generation = split_key(key)
+            by_comp.setdefault(comp, []).append((key, presence_domain.field_name(generation)))
+        col = self.db.collection(paths.COMPONENTS)
+        out: dict[str, Presence] = {}
+        for snap in self.db.get_all([col.document(c) for c in by_comp], field_paths=["p", "pi"]):
+            doc = (snap.to_dict() or {}) if snap.exists else {}
+            recorded: dict[str, Any] = doc["p"] if isinstance(doc.get("p"), dict) else {}
+            flags: dict[str, Any] = doc["pi"] if isinstance(doc.get("pi"), dict) else {}
+            for key, name in by_comp.get(snap.id, []):
+                valid_from = flags.get(name)  # set by a build or when old entries were dropped
+                if not isinstance(valid_from, int):
+                    valid_from = 0 if state.get("complete") is True else built.get(name)
+                if isinstance(valid_from, int) and not isinstance(valid_from, bool):
+                    out[key] = Presence.of(recorded.get(name), valid_from)
+        return out
+
+    def index_key(self, component: str, generation: int, valid_from: int) -> int:
+        """Record every 5-minute bucket of ``component`` under ``generation`` starting at or after
+        ``valid_from``, and mark its record complete from there (one query); returns how many."""
+        name = presence_domain.field_name(generation)
+        key = generation_key(component, generation)
+        q = (self.db.collection(paths.BUCKETS).where(filter=FieldFilter("component", "==", key))
+             .where(filter=FieldFilter("level", "==", "5m")).where(filter=FieldFilter("start", ">=", valid_from)))
+        starts = [int((s.to_dict() or {})["start"]) for s in q.select(["start"]).stream()]
+        fields: dict[str, Any] = {"component": component, "pi": {name: valid_from}}
+        if starts:
+            fields["p"] = {name: firestore.ArrayUnion(starts)}
+        self.db.collection(paths.COMPONENTS).document(component).set(fields, merge=True)
+        return len(starts)
+
+    def forget(self, stale: dict[str, tuple[list[int], int]]) -> None:
+        """Drop recorded 5-minute starts no window needs any more: per bucket key, (starts, the time from
+        which its record stays complete)."""
+        col = self.db.collection(paths.COMPONENTS)
+        items = sorted(stale.items())
+        for i in range(0, len(items), 400):
+            batch = self.db.batch()
+            for key, (starts, valid_from) in items[i : i + 400]:
+                comp, generation = split_key(key)
+                name = presence_domain.field_name(generation)
+                batch.set(col.document(comp), {"p": {name: firestore.ArrayRemove(starts)},
+                                               "pi": {name: valid_from}}, merge=True)
+            batch.commit()
 
     def _range(self, component: str, level: str, start: int, end: int) -> Any:
         """The buckets of one level of ``component`` starting in ``[start, end)``, oldest first (the index

@@ -17,10 +17,11 @@ from typing import Any
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
+from ..domain import presence as presence_domain
 from ..domain.generations import BackfillChunk, Build, before_or_at
 from ..domain.ingest import SCORED_FIELDS, Cursor, StoredObservation
 from . import paths
-from .buckets import delta_doc
+from .buckets import delta_doc, presence_fields
 from .observations import _cursor_from
 from .tx import run_transaction
 from .util import now_ms
@@ -67,6 +68,7 @@ class FirestoreGenerationRepo:
         col = self.db.collection(paths.OBSERVATIONS)
         deltas = self.db.collection(paths.BUCKET_DELTAS)
         rewards = self.db.collection(paths.REWARDS)
+        components = self.db.collection(paths.COMPONENTS)
 
         def work(txn: firestore.Transaction) -> BackfillChunk | None:
             snap = self._ref().get(transaction=txn)
@@ -100,6 +102,8 @@ class FirestoreGenerationRepo:
                 txn.set(rewards.document(obs_id), data, merge=_merge_paths(data))
             if chunk.deltas:
                 txn.create(deltas.document(chunk.delta_id), delta_doc(chunk.deltas, now_ms()))
+                for comp, starts in presence_domain.touched(chunk.deltas).items():  # domain/presence
+                    txn.set(components.document(comp), {"component": comp, **presence_fields(starts)}, merge=True)
             txn.set(self._ref(), {**chunk.state, "byName": True, "updatedAt": now_ms()})
             return chunk
 

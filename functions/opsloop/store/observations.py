@@ -15,13 +15,14 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 from google.cloud.firestore_v1.field_path import FieldPath
 
+from ..domain import presence as presence_domain
 from ..domain import shards
 from ..domain.errors import Conflict
 from ..domain.generations import before_or_at
 from ..domain.ingest import SCORED_FIELDS, Cursor, StoredObservation
 from ..domain.stats import Summary
 from . import paths
-from .buckets import delta_doc
+from .buckets import delta_doc, presence_fields
 from .tx import TransactionExhausted, run_transaction
 from .util import now_ms
 
@@ -278,6 +279,7 @@ class FirestoreObservationRepo:
         cursor_ref = self._cursor_ref(shard)
         comp_col = self.db.collection(paths.COMPONENTS)
         delta = delta_doc(deltas, now_ms())
+        held = presence_domain.touched(deltas)  # which buckets hold data from now on (domain/presence)
 
         gen_ref = self.db.collection(paths.RUNS).document(paths.GENERATIONS_DOC)
 
@@ -294,9 +296,10 @@ class FirestoreObservationRepo:
                 txn.create(delta_ref, delta)
             for obs_id, data in rewards:
                 txn.set(reward_col.document(obs_id), data)
-            for comp, ts in (new_cursor.components or {}).items():  # a transform: no read, newest ts wins
+            for comp, ts in (new_cursor.components or {}).items():  # transforms: no read, newest ts wins
                 txn.set(comp_col.document(comp), {"component": comp, "lastTs": firestore.Maximum(ts),
-                                                  "changedAt": firestore.SERVER_TIMESTAMP}, merge=True)
+                                                  "changedAt": firestore.SERVER_TIMESTAMP,
+                                                  **presence_fields(held.get(comp))}, merge=True)
             txn.set(cursor_ref, _cursor_doc(new_cursor))
             return True
 

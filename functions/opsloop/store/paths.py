@@ -33,6 +33,7 @@ SHARD_LAYOUT_DOC = "shard-layout"  # in RUNS: the scoring shards in use and thos
 GENERATIONS_DOC = "reward-generations"  # in RUNS: which reward generation readers use, and the backfill
 CONFIG_GOOD_DOC = "config-good"  # in RUNS: the last config/* documents that parsed, per name
 STATS_RUN_DOC = "stats-run"  # in RUNS: when the stats were last refreshed, for which generation (scoring)
+BUCKET_INDEX_DOC = "bucket-index"  # in RUNS: since when chunks record which buckets hold data (presence)
 STATS_MARK_DOC = "stats-mark"  # in RUNS: Firestore's time just before a run's last fold (its stats' data)
 SKILL_CARDS_RUN_DOC = "skill-cards"  # in RUNS: the schedule time the cards were last refreshed for
 SKILL_CARDS_DOC = "skill_cards"  # in CONFIG: thresholds of the judgement

@@ -1,0 +1,115 @@
+"""Which buckets of a component hold data, known without a query.
+
+Every chunk commit adds the 5-minute starts its deltas touch to its component's record
+(``ops_components/<c>.p.g<n>``, an array union: no read); the hour and day buckets holding data follow
+from them, since each observation is added to one bucket of every level. With the record, a stats refresh
+gets exactly the buckets a window needs by id, in one batch per run, instead of a query per segment
+(``services/scoring.window_summaries``). A record is complete from ``valid_from`` on: buckets starting
+earlier may hold data it does not list (older versions wrote them, or its old entries were dropped).
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_left
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .generations import split_key
+from .observation import COMPONENT_PATTERN
+from .windows import LEVELS, WINDOWS, Segment, bucket_start, cover
+
+FIVE = LEVELS["5m"]
+COMPONENT = re.compile(COMPONENT_PATTERN)
+
+Bucket = tuple[str, int]  # (level, start)
+
+
+@dataclass(frozen=True)
+class Presence:
+    fives: tuple[int, ...]  # the 5-minute starts holding data, sorted
+    valid_from: int  # complete for buckets starting at or after this
+    levels: dict[str, list[int]] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "levels", {name: sorted({t - t % size for t in self.fives})
+                                            for name, size in LEVELS.items()})
+
+    @classmethod
+    def of(cls, starts: object, valid_from: int) -> Presence:
+        """From a stored array (entries that are not integers are ignored)."""
+        items = starts if isinstance(starts, list) else []
+        return cls(tuple(sorted({int(t) for t in items if isinstance(t, int) and not isinstance(t, bool)})),
+                   valid_from)
+
+    def within(self, level: str, start: int, end: int) -> list[int]:
+        """Starts of the ``level`` buckets holding data that start in ``[start, end)``."""
+        xs = self.levels[level]
+        return xs[bisect_left(xs, start):bisect_left(xs, end)]
+
+    def first(self, start: int, end: int) -> int | None:
+        found = self.within("5m", start, end)
+        return found[0] if found else None
+
+    def stale(self, before: int) -> list[int]:
+        """The recorded 5-minute starts before ``before`` (no window from then on needs them)."""
+        return list(self.fives[:bisect_left(self.fives, before)])
+
+
+@dataclass(frozen=True)
+class WindowBuckets:
+    """The buckets holding data that one window needs: its cover, its chart's whole buckets, and the finer
+    ones covering the chart's last bucket (in progress) up to the window's end."""
+
+    cover: list[Bucket]
+    series: list[Bucket]
+    in_progress: int
+    tail: list[Bucket]
+
+
+def _held(p: Presence, segments: list[Segment]) -> list[Bucket]:
+    return [(seg.level, t) for seg in segments for t in p.within(seg.level, seg.start, seg.end)]
+
+
+def window_buckets(p: Presence, start: int, stop: int, series_level: str) -> WindowBuckets:
+    in_progress = bucket_start(stop, series_level)
+    series = [(series_level, t) for t in p.within(series_level, bucket_start(start, series_level), in_progress)]
+    tail = _held(p, cover(in_progress, stop)) if in_progress < stop else []
+    return WindowBuckets(_held(p, cover(start, stop)), series, in_progress, tail)
+
+
+def next_change(p: Presence, end: int, first_hour_point: int | None) -> int | None:
+    """When the window stats next change without new data (see ``services/scoring._next_change``, which
+    asks the same of the buckets by query): a window's oldest 5-minute bucket holding data leaves it, or
+    the first one starting at or after ``end`` enters."""
+    times: list[int] = []
+    if first_hour_point is not None:
+        times.append(first_hour_point + FIVE + WINDOWS["1h"])
+    week = p.first(end - WINDOWS["7d"], end)
+    if week is not None:
+        times.append(week + FIVE + WINDOWS["7d"])
+        day = week if week >= end - WINDOWS["24h"] else p.first(end - WINDOWS["24h"], end)
+        if day is not None:
+            times.append(day + FIVE + WINDOWS["24h"])
+    ahead = p.first(end, end + 10 * 365 * 24 * 3_600_000)
+    if ahead is not None:
+        times.append(ahead + FIVE)
+    return min(times) if times else None
+
+
+def touched(deltas: Mapping[str, tuple[Mapping[str, Any], Any]]) -> dict[str, dict[str, list[int]]]:
+    """Per component, per generation (``g<n>``), the 5-minute starts that bucket deltas add to: what a
+    commit of them records. Keys that are not a component's (a rollout arm's) are left out."""
+    out: dict[str, dict[str, set[int]]] = {}
+    for ident, _ in deltas.values():
+        if ident.get("level") != "5m":
+            continue
+        comp, generation = split_key(str(ident.get("component")))
+        if COMPONENT.fullmatch(comp) is not None:
+            out.setdefault(comp, {}).setdefault(field_name(generation), set()).add(int(ident["start"]))
+    return {comp: {g: sorted(starts) for g, starts in per.items()} for comp, per in out.items()}
+
+
+def field_name(generation: int) -> str:
+    return f"g{generation}"

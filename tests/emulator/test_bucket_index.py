@@ -1,0 +1,173 @@
+"""The stats refresh gets a component's buckets by id from its record of the buckets holding data
+(``domain/presence``, ``services/bucket_index``): the same figures as the queries, without a query; a
+store bucketed by a version before the record builds it once, and old entries are dropped."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+from typing import Any
+
+import pytest
+
+from opsloop.domain import windows
+from opsloop.services import bucket_index, generations, scoring
+from opsloop.store import paths
+from opsloop.store.buckets import FirestoreBucketRepo
+from opsloop.store.firestore_store import FirestoreStore
+from tests.emulator.test_quiet_components import at, last_mark, obs
+from tests.emulator.test_scoring import ingest
+
+pytestmark = pytest.mark.emulator
+
+DAY = windows.DAY_MS
+
+
+def now_ms() -> int:
+    return windows.ms(dt.datetime.now(dt.UTC))
+
+
+def spread(n: int, seed: int, since: int, until: int, components: int = 5) -> list[dict[str, Any]]:
+    rng = random.Random(seed)
+    return [obs(f"svc:c{i % components}", rng.randrange(since, until), ok=rng.random() < 0.8) for i in range(n)]
+
+
+def figures(ws: scoring.WindowSummaries) -> tuple[Any, ...]:
+    totals = {c: {w: s.to_doc() for w, s in per.items()} for c, per in ws.totals.items()}
+    series = {c: {w: [(t, s.to_doc()) for t, s in pts] for w, pts in per.items()} for c, per in ws.series.items()}
+    return totals, series, ws.due
+
+
+def bucket_queries(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, ...]]:
+    calls: list[tuple[Any, ...]] = []
+    real = FirestoreBucketRepo._range
+
+    def counted(self: FirestoreBucketRepo, *args: Any) -> Any:
+        calls.append(args)
+        return real(self, *args)
+
+    monkeypatch.setattr(FirestoreBucketRepo, "_range", counted)
+    return calls
+
+
+def by_queries(store: FirestoreStore, schedule_ms: int, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, ...]:
+    """The window summaries as the queries find them (every record taken as incomplete)."""
+    with monkeypatch.context() as m:
+        m.setattr(FirestoreBucketRepo, "presence", lambda self, keys: {})
+        return figures(scoring.window_summaries(store, schedule_ms, generations.current(store)))
+
+
+def as_before_the_record(store: FirestoreStore) -> None:
+    """What a version before the record leaves: buckets, and components without a record or an index doc."""
+    from google.cloud import firestore
+
+    for snap in store.db.collection(paths.COMPONENTS).stream():
+        snap.reference.update({"p": firestore.DELETE_FIELD, "pi": firestore.DELETE_FIELD})
+    store.db.collection(paths.RUNS).document(paths.BUCKET_INDEX_DOC).delete()
+
+
+def test_stats_from_the_record_equal_the_queries_and_need_none(
+    seeded: FirestoreStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = last_mark()  # an hour mark in the past: data after it is "ahead" of the windows
+    ingest(seeded, spread(400, 1, base - 8 * DAY, now_ms() - 1000))
+    first = scoring.score_observations(seeded, at(base))
+    index = seeded.runs.get(paths.BUCKET_INDEX_DOC) or {}
+    assert index.get("complete") is True  # nothing was bucketed before: complete from the start
+    for schedule in (base, base + 7 * 60_000, base - 3 * DAY + 35 * 60_000):
+        queries = bucket_queries(monkeypatch)
+        fast = figures(scoring.window_summaries(seeded, schedule, generations.current(seeded)))
+        assert queries == []
+        monkeypatch.undo()
+        assert fast == by_queries(seeded, schedule, monkeypatch)
+        assert sum(fast[0][c]["7d"]["n"] for c in fast[0]) > 0
+        assert fast[2] and all(d is not None and d > windows.window_end(schedule) for d in fast[2].values())
+    assert first.stats == scoring.stats_docs(scoring.window_summaries(seeded, base, generations.current(seeded)),
+                                             base, generations.current(seeded))
+
+
+def test_a_store_bucketed_before_the_record_builds_it_once_old_versions_are_gone(
+    seeded: FirestoreStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base = last_mark()
+    ingest(seeded, spread(200, 2, base - 6 * DAY, base - 1000))
+    scoring.score_observations(seeded, at(base))
+    as_before_the_record(seeded)
+    ingest(seeded, spread(60, 3, base, base + 5 * 60_000, components=3))  # new data for 3 of the 5
+
+    queries = bucket_queries(monkeypatch)
+    upgraded = scoring.score_observations(seeded, at(base + 5 * 60_000))  # the new version's first run
+    index = seeded.runs.get(paths.BUCKET_INDEX_DOC) or {}
+    assert index.get("complete") is False and index.get("built") == {} and upgraded.indexed == 0
+    assert queries  # the records are not whole yet (the 2 quiet ones have none): by queries, as before
+    monkeypatch.undo()
+    assert figures(scoring.window_summaries(seeded, base + 5 * 60_000, generations.current(seeded))) == \
+        by_queries(seeded, base + 5 * 60_000, monkeypatch)
+
+    later = dt.datetime.now(dt.UTC) + dt.timedelta(milliseconds=bucket_index.INDEX_AFTER_MS + 60_000)
+    built = scoring.score_observations(seeded, at(base + 10 * 60_000), now=later)
+    assert built.indexed == 5
+    index = seeded.runs.get(paths.BUCKET_INDEX_DOC) or {}
+    assert index["built"] == {"g1": bucket_index.needed_from(base + 10 * 60_000) - DAY}
+    assert scoring.score_observations(seeded, at(base + 10 * 60_000), now=later).indexed == 0  # once
+
+    queries = bucket_queries(monkeypatch)
+    fast = figures(scoring.window_summaries(seeded, base + 10 * 60_000, generations.current(seeded)))
+    assert queries == []
+    monkeypatch.undo()
+    assert fast == by_queries(seeded, base + 10 * 60_000, monkeypatch)
+    assert sum(fast[0][c]["7d"]["n"] for c in fast[0]) == 260
+
+
+def test_a_build_out_of_budget_goes_on_in_the_next_run(seeded: FirestoreStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    base = last_mark()
+    ingest(seeded, spread(100, 4, base - 2 * DAY, base - 1000))
+    scoring.score_observations(seeded, at(base))
+    as_before_the_record(seeded)
+    index = seeded.buckets.index_state(now_ms() - bucket_index.INDEX_AFTER_MS - 60_000)
+    gens = generations.current(seeded)
+    left = iter([True, True, True, False])  # the budget ends after two components
+    assert bucket_index.build(seeded, index, gens, base, now_ms(), lambda: next(left, False)) == 2
+    assert (seeded.runs.get(paths.BUCKET_INDEX_DOC) or {}).get("built") == {}
+    assert bucket_index.build(seeded, index, gens, base, now_ms(), lambda: True) == 3
+    assert set((seeded.runs.get(paths.BUCKET_INDEX_DOC) or {})["built"]) == {"g1"}
+    fast = figures(scoring.window_summaries(seeded, base, gens))
+    assert fast == by_queries(seeded, base, monkeypatch)
+
+
+def test_entries_no_window_needs_are_dropped(seeded: FirestoreStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    base = last_mark()
+    old = bucket_index.needed_from(base) - DAY
+    ingest(seeded, spread(40, 5, old - 2 * DAY, old, components=1))  # older than any window needs
+    ingest(seeded, spread(40, 6, base - DAY, base, components=1))
+    monkeypatch.setattr(bucket_index, "PRUNE_AT", 1)
+    scoring.score_observations(seeded, at(base))
+    doc = seeded.db.collection(paths.COMPONENTS).document("svc:c0").get().to_dict() or {}
+    assert doc["pi"] == {"g1": old} and min(doc["p"]["g1"]) >= old
+    queries = bucket_queries(monkeypatch)
+    fast = figures(scoring.window_summaries(seeded, base, generations.current(seeded)))
+    assert queries == [] and fast[0]["svc:c0"]["24h"]["n"] == 40
+    monkeypatch.undo()
+    assert fast == by_queries(seeded, base, monkeypatch)
+    # a replay of a schedule time the record no longer covers is answered by queries
+    queries = bucket_queries(monkeypatch)
+    scoring.window_summaries(seeded, base - 3 * DAY, generations.current(seeded))
+    assert queries
+
+
+def test_a_backfilled_generation_has_its_record(seeded: FirestoreStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    base = last_mark()
+    ingest(seeded, spread(120, 7, base - 3 * DAY, base - 1000, components=3))
+    scoring.score_observations(seeded, at(base))
+    seeded.configs.set("reward_config", {"rules": [{"match": "*", "version": "v-2", "terms": [
+        {"name": "latency", "source": "durationMs", "weight": 1.0, "direction": "lower", "bound": 1000}]}]},
+        merge=False)
+    run = scoring.score_observations(seeded, at(base))
+    assert run.backfill == 120 and run.generation == 2
+    doc = seeded.db.collection(paths.COMPONENTS).document("svc:c0").get().to_dict() or {}
+    assert set(doc["p"]) == {"g1", "g2"} and doc["p"]["g2"] == doc["p"]["g1"]
+    queries = bucket_queries(monkeypatch)
+    fast = figures(scoring.window_summaries(seeded, base, generations.current(seeded)))
+    assert queries == []
+    monkeypatch.undo()
+    assert fast == by_queries(seeded, base, monkeypatch)

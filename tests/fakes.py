@@ -23,7 +23,7 @@ from opsloop.domain import generations as gen_domain
 from opsloop.domain import policy as policy_domain
 from opsloop.domain import shards
 from opsloop.domain.ingest import SCORED_FIELDS, Cursor, StoredObservation
-from opsloop.domain.presence import Presence
+from opsloop.domain.presence import Presence, Pruning
 from opsloop.domain.stats import Deltas, Summary, total
 from opsloop.domain.windows import Segment, keeps_newer
 from opsloop.services import ports
@@ -335,7 +335,7 @@ class MemoryBucketRepo:
     def index_key(self, component: str, generation: int, valid_from: int) -> int:
         return 0
 
-    def forget(self, stale: dict[str, tuple[list[int], int]]) -> None:
+    def forget(self, pruning: dict[str, Pruning]) -> None:
         pass
 
 

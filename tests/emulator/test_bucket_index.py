@@ -159,13 +159,15 @@ def test_a_backfilled_generation_has_its_record(seeded: FirestoreStore, monkeypa
     base = last_mark()
     ingest(seeded, spread(120, 7, base - 3 * DAY, base - 1000, components=3))
     scoring.score_observations(seeded, at(base))
+    before = seeded.db.collection(paths.COMPONENTS).document("svc:c0").get().to_dict() or {}
     seeded.configs.set("reward_config", {"rules": [{"match": "*", "version": "v-2", "terms": [
         {"name": "latency", "source": "durationMs", "weight": 1.0, "direction": "lower", "bound": 1000}]}]},
         merge=False)
     run = scoring.score_observations(seeded, at(base))
     assert run.backfill == 120 and run.generation == 2
     doc = seeded.db.collection(paths.COMPONENTS).document("svc:c0").get().to_dict() or {}
-    assert set(doc["p"]) == {"g1", "g2"} and doc["p"]["g2"] == doc["p"]["g1"]
+    # the backfill recorded the same buckets under g2; g1's record, no longer read, was dropped
+    assert set(before["p"]) == {"g1"} and doc["p"] == {"g2": before["p"]["g1"]} and "g1" not in doc.get("pi", {})
     queries = bucket_queries(monkeypatch)
     fast = figures(scoring.window_summaries(seeded, base, generations.current(seeded)))
     assert queries == []

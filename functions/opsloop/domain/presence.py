@@ -30,6 +30,7 @@ Bucket = tuple[str, int]  # (level, start)
 class Presence:
     fives: tuple[int, ...]  # the 5-minute starts holding data, sorted
     valid_from: int  # complete for buckets starting at or after this
+    generations: tuple[int, ...] = ()  # the generations the component's document holds a record of
     levels: dict[str, list[int]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -37,11 +38,11 @@ class Presence:
                                             for name, size in LEVELS.items()})
 
     @classmethod
-    def of(cls, starts: object, valid_from: int) -> Presence:
+    def of(cls, starts: object, valid_from: int, generations: tuple[int, ...] = ()) -> Presence:
         """From a stored array (entries that are not integers are ignored)."""
         items = starts if isinstance(starts, list) else []
         return cls(tuple(sorted({int(t) for t in items if isinstance(t, int) and not isinstance(t, bool)})),
-                   valid_from)
+                   valid_from, generations)
 
     def within(self, level: str, start: int, end: int) -> list[int]:
         """Starts of the ``level`` buckets holding data that start in ``[start, end)``."""
@@ -113,3 +114,18 @@ def touched(deltas: Mapping[str, tuple[Mapping[str, Any], Any]]) -> dict[str, di
 
 def field_name(generation: int) -> str:
     return f"g{generation}"
+
+
+def generation_of(name: str) -> int | None:
+    """The generation a record's field names (``g<n>``), None for anything else."""
+    return int(name[1:]) if name[:1] == "g" and name[1:].isdigit() else None
+
+
+@dataclass(frozen=True)
+class Pruning:
+    """What to drop from one key's record: 5-minute starts no window needs (its record then complete from
+    ``valid_from``), and the records of generations no reader or writer uses any more."""
+
+    starts: list[int]
+    valid_from: int
+    dead: tuple[int, ...] = ()

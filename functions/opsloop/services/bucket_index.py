@@ -59,8 +59,14 @@ def build(store: Store, index: dict[str, Any], gens: Generations, end: int, cloc
     return done
 
 
-def stale(p: presence.Presence, end: int) -> tuple[list[int], int] | None:
-    """The entries of a record to drop, and the time it stays complete from, when there are enough."""
+def pruning(p: presence.Presence, end: int, read: int) -> presence.Pruning | None:
+    """What to drop from the record of the readers' generation ``read``: its entries no window needs once
+    there are enough of them, and the records of generations before ``read`` (their buckets are no longer
+    read; left, every reward config change would grow the document)."""
     boundary = needed_from(end) - windows.DAY_MS
     old = p.stale(boundary)
-    return (old, boundary) if len(old) >= PRUNE_AT else None
+    old = old if len(old) >= PRUNE_AT else []
+    dead = tuple(g for g in p.generations if g < read)
+    if not old and not dead:
+        return None
+    return presence.Pruning(old, max(boundary, p.valid_from) if old else p.valid_from, dead)

@@ -20,7 +20,7 @@ from ..domain import feedback as feedback_domain
 from ..domain import generations as gen_domain
 from ..domain import policy as policy_domain
 from ..domain.ingest import Cursor, StoredObservation
-from ..domain.presence import Presence
+from ..domain.presence import Presence, Pruning
 from ..domain.shards import StampPage
 from ..domain.stats import Deltas, Summary
 from ..domain.windows import Segment
@@ -77,7 +77,7 @@ class BucketRepo(Protocol):
     def mark_built(self, generation: int, valid_from: int) -> None: ...
     def presence(self, keys: list[str]) -> dict[str, Presence]: ...
     def index_key(self, component: str, generation: int, valid_from: int) -> int: ...
-    def forget(self, stale: dict[str, tuple[list[int], int]]) -> None: ...
+    def forget(self, pruning: dict[str, Pruning]) -> None: ...
 
 
 class StatsRepo(Protocol):

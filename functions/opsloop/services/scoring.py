@@ -321,7 +321,7 @@ def score_observations(
         hit("after-stats")
         if selection.record:  # what changes next without new data, and from when new data counts
             store.observations.set_stats_due(summaries.due)
-            store.buckets.forget(summaries.stale)
+            store.buckets.forget(summaries.pruning)
             store.runs.record(paths.STATS_RUN_DOC, {"foldedAt": folded_at, "scheduleMs": schedule_ms,
                                                     "generation": gens.read, "full": selection.full,
                                                     "components": len(selection.components)})
@@ -578,7 +578,7 @@ class WindowSummaries:
     totals: dict[str, dict[str, Summary]]
     series: dict[str, dict[str, list[tuple[int, Summary]]]]
     due: dict[str, int | None] = field(default_factory=dict)
-    stale: dict[str, tuple[list[int], int]] = field(default_factory=dict)  # per key: old record entries
+    pruning: dict[str, presence.Pruning] = field(default_factory=dict)  # per key: what its record can drop
 
 
 @dataclass(frozen=True)
@@ -670,7 +670,8 @@ def window_summaries(store: Store, schedule_ms: int, gens: Generations,
         for (comp, name), (summary, points) in zip(jobs, loaded, strict=True):
             out.totals[comp][name] = summary
             out.series[comp][name] = points
-        _from_records(store, pool, schedule_ms, {c: known[k] for c, k in keys.items() if k in known}, keys, out)
+        _from_records(store, pool, schedule_ms, {c: known[k] for c, k in keys.items() if k in known}, keys,
+                      gens.read, out)
         queried = [comp for comp in components if keys[comp] not in known]
         nexts = pool.map(lambda comp: _next_change(store, keys[comp], end, out.series[comp]["1h"]), queried)
         out.due.update(zip(queried, nexts, strict=True))
@@ -681,7 +682,7 @@ GET_BATCH = 300  # bucket ids per batch get
 
 
 def _from_records(store: Store, pool: ThreadPoolExecutor, schedule_ms: int, records: dict[str, Presence],
-                  keys: dict[str, str], out: WindowSummaries) -> None:
+                  keys: dict[str, str], read: int, out: WindowSummaries) -> None:
     """The window summaries of components whose record of the buckets holding data is complete: exactly
     the buckets a query would find, got by id, summed in the same order (the same figures to the bit)."""
     end = windows.window_end(schedule_ms)
@@ -707,8 +708,8 @@ def _from_records(store: Store, pool: ThreadPoolExecutor, schedule_ms: int, reco
     for comp, p in records.items():
         hour = out.series[comp]["1h"]
         out.due[comp] = presence.next_change(p, end, hour[0][0] if hour else None)
-        if (drop := bucket_index.stale(p, end)) is not None:
-            out.stale[keys[comp]] = drop
+        if (drop := bucket_index.pruning(p, end, read)) is not None:
+            out.pruning[keys[comp]] = drop
 
 
 def _point(start: int, summary: Summary) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from google.cloud.firestore_v1.base_query import FieldFilter
 from ..domain import presence as presence_domain
 from ..domain.generations import key as generation_key
 from ..domain.generations import split_key
-from ..domain.presence import Presence
+from ..domain.presence import Presence, Pruning
 from ..domain.stats import Summary, total
 from ..domain.windows import Segment
 from . import paths
@@ -212,12 +212,13 @@ class FirestoreBucketRepo:
             doc = (snap.to_dict() or {}) if snap.exists else {}
             recorded: dict[str, Any] = doc["p"] if isinstance(doc.get("p"), dict) else {}
             flags: dict[str, Any] = doc["pi"] if isinstance(doc.get("pi"), dict) else {}
+            held = tuple(g for g in map(presence_domain.generation_of, recorded) if g is not None)
             for key, name in by_comp.get(snap.id, []):
                 valid_from = flags.get(name)  # set by a build or when old entries were dropped
                 if not isinstance(valid_from, int):
                     valid_from = 0 if state.get("complete") is True else built.get(name)
                 if isinstance(valid_from, int) and not isinstance(valid_from, bool):
-                    out[key] = Presence.of(recorded.get(name), valid_from)
+                    out[key] = Presence.of(recorded.get(name), valid_from, held)
         return out
 
     def index_key(self, component: str, generation: int, valid_from: int) -> int:
@@ -234,18 +235,22 @@ class FirestoreBucketRepo:
         self.db.collection(paths.COMPONENTS).document(component).set(fields, merge=True)
         return len(starts)
 
-    def forget(self, stale: dict[str, tuple[list[int], int]]) -> None:
-        """Drop recorded 5-minute starts no window needs any more: per bucket key, (starts, the time from
-        which its record stays complete)."""
+    def forget(self, pruning: dict[str, Pruning]) -> None:
+        """Drop from records what no window needs any more (``presence.Pruning``), per bucket key."""
         col = self.db.collection(paths.COMPONENTS)
-        items = sorted(stale.items())
+        items = sorted(pruning.items())
         for i in range(0, len(items), 400):
             batch = self.db.batch()
-            for key, (starts, valid_from) in items[i : i + 400]:
+            for key, drop in items[i : i + 400]:
                 comp, generation = split_key(key)
                 name = presence_domain.field_name(generation)
-                batch.set(col.document(comp), {"p": {name: firestore.ArrayRemove(starts)},
-                                               "pi": {name: valid_from}}, merge=True)
+                fields: dict[str, Any] = {"pi": {name: drop.valid_from}}
+                if drop.starts:
+                    fields["p"] = {name: firestore.ArrayRemove(drop.starts)}
+                batch.set(col.document(comp), fields, merge=True)
+                for dead in drop.dead:  # field paths: a merge cannot delete inside a map it also sets
+                    batch.update(col.document(comp), {f"p.{presence_domain.field_name(dead)}": firestore.DELETE_FIELD,
+                                                      f"pi.{presence_domain.field_name(dead)}": firestore.DELETE_FIELD})
             batch.commit()
 
     def _range(self, component: str, level: str, start: int, end: int) -> Any:

@@ -157,7 +157,8 @@ def test_entries_no_window_needs_are_dropped(seeded: FirestoreStore, monkeypatch
 
 def test_a_backfilled_generation_has_its_record(seeded: FirestoreStore, monkeypatch: pytest.MonkeyPatch) -> None:
     base = last_mark()
-    ingest(seeded, spread(120, 7, base - 3 * DAY, base - 1000, components=3))
+    items = spread(120, 7, base - 3 * DAY, base - 1000, components=3)
+    ingest(seeded, [{**it, "policyVersion": "router-core@1.0.0"} if i % 2 else it for i, it in enumerate(items)])
     scoring.score_observations(seeded, at(base))
     before = seeded.db.collection(paths.COMPONENTS).document("svc:c0").get().to_dict() or {}
     seeded.configs.set("reward_config", {"rules": [{"match": "*", "version": "v-2", "terms": [
@@ -167,9 +168,38 @@ def test_a_backfilled_generation_has_its_record(seeded: FirestoreStore, monkeypa
     assert run.backfill == 120 and run.generation == 2
     doc = seeded.db.collection(paths.COMPONENTS).document("svc:c0").get().to_dict() or {}
     # the backfill recorded the same buckets under g2; g1's record, no longer read, was dropped
-    assert set(before["p"]) == {"g1"} and doc["p"] == {"g2": before["p"]["g1"]} and "g1" not in doc.get("pi", {})
+    assert set(before["p"]) == {"g1"} and set(doc["p"]) == {"g2"} and "g1" not in doc["pi"]
+    assert sorted(doc["p"]["g2"]) == sorted(before["p"]["g1"])
+    # a policy's buckets (policy:<id>) are not a component's: no record
+    assert not seeded.db.collection(paths.COMPONENTS).document("policy:router-core").get().exists
     queries = bucket_queries(monkeypatch)
     fast = figures(scoring.window_summaries(seeded, base, generations.current(seeded)))
     assert queries == []
     monkeypatch.undo()
     assert fast == by_queries(seeded, base, monkeypatch)
+
+
+def test_a_writer_that_does_not_record_is_caught_at_its_newest_bucket(
+    seeded: FirestoreStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An older CLI or instance scoring after the record is trusted: its newest bucket is missing from the
+    record while ``lastTs`` points at it, so that component is read by queries."""
+    from opsloop.store import observations as observations_store
+
+    base = last_mark()
+    ingest(seeded, spread(60, 8, base - DAY, base - 10 * 60_000, components=2))
+    scoring.score_observations(seeded, at(base))
+    with monkeypatch.context() as m:  # a version before the record commits a chunk
+        m.setattr(observations_store, "presence_fields", lambda starts: {})
+        ingest(seeded, [obs("svc:c0", base - 2 * 60_000)])
+        scoring.score_observations(seeded, at(base))
+    gens = generations.current(seeded)
+    assert set(seeded.buckets.presence([gens.read_key("svc:c0"), gens.read_key("svc:c1")])) == {
+        gens.read_key("svc:c1")}
+    queries = bucket_queries(monkeypatch)
+    fast = figures(scoring.window_summaries(seeded, base, gens))
+    assert {q[0] for q in queries} == {gens.read_key("svc:c0")}
+    monkeypatch.undo()
+    assert fast == by_queries(seeded, base, monkeypatch)
+    assert fast[0]["svc:c0"]["1h"]["n"] == 1 + sum(1 for it in spread(60, 8, base - DAY, base - 10 * 60_000, 2)
+                                                    if it["component"] == "svc:c0" and it["ts"] >= base - 3_600_000)

@@ -10,18 +10,15 @@ earlier may hold data it does not list (older versions wrote them, or its old en
 
 from __future__ import annotations
 
-import re
 from bisect import bisect_left
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from .generations import split_key
-from .observation import COMPONENT_PATTERN
 from .windows import LEVELS, WINDOWS, Segment, bucket_start, cover
 
 FIVE = LEVELS["5m"]
-COMPONENT = re.compile(COMPONENT_PATTERN)
 
 Bucket = tuple[str, int]  # (level, start)
 
@@ -52,6 +49,13 @@ class Presence:
     def first(self, start: int, end: int) -> int | None:
         found = self.within("5m", start, end)
         return found[0] if found else None
+
+    def holds(self, ts: int) -> bool:
+        """Whether the record lists the 5-minute bucket of ``ts``, or need not (it starts before the record
+        is complete)."""
+        start = ts - ts % FIVE
+        i = bisect_left(self.fives, start)
+        return start < self.valid_from or (i < len(self.fives) and self.fives[i] == start)
 
     def stale(self, before: int) -> list[int]:
         """The recorded 5-minute starts before ``before`` (no window from then on needs them)."""
@@ -99,17 +103,31 @@ def next_change(p: Presence, end: int, first_hour_point: int | None) -> int | No
     return min(times) if times else None
 
 
-def touched(deltas: Mapping[str, tuple[Mapping[str, Any], Any]]) -> dict[str, dict[str, list[int]]]:
-    """Per component, per generation (``g<n>``), the 5-minute starts that bucket deltas add to: what a
-    commit of them records. Keys that are not a component's (a rollout arm's) are left out."""
+def touched(deltas: Mapping[str, tuple[Mapping[str, Any], Any]], components: Collection[str],
+            floor: int | None = None) -> dict[str, dict[str, list[int]]]:
+    """Per component of ``components``, per generation (``g<n>``), the 5-minute starts that bucket deltas
+    add to (at or after ``floor``, when given): what a commit of them records. Other keys (a policy's, a
+    rollout arm's) are left out; a component whose starts all lie before ``floor`` maps to empty lists."""
     out: dict[str, dict[str, set[int]]] = {}
     for ident, _ in deltas.values():
         if ident.get("level") != "5m":
             continue
         comp, generation = split_key(str(ident.get("component")))
-        if COMPONENT.fullmatch(comp) is not None:
-            out.setdefault(comp, {}).setdefault(field_name(generation), set()).add(int(ident["start"]))
+        if comp in components:
+            starts = out.setdefault(comp, {}).setdefault(field_name(generation), set())
+            if floor is None or int(ident["start"]) >= floor:
+                starts.add(int(ident["start"]))
     return {comp: {g: sorted(starts) for g, starts in per.items()} for comp, per in out.items()}
+
+
+def needed_from(end: int) -> int:
+    """The oldest bucket start a refresh for windows ending at ``end`` reads: the 7-day chart's first day."""
+    return bucket_start(end - max(WINDOWS.values()), "1d")
+
+
+def backfill_floor(now: int) -> int:
+    """The oldest start a backfill records: what a refresh from now on reads, and a day for replays."""
+    return needed_from(now) - LEVELS["1d"]
 
 
 def field_name(generation: int) -> str:

@@ -19,14 +19,11 @@ from ..domain import presence, windows
 from ..domain.generations import Generations
 from .ports import Store
 
+needed_from = presence.needed_from
+
 INDEX_AFTER_MS = 15 * windows.MINUTE_MS
 PRUNE_AT = 288  # a record's entries no window needs are dropped once there are a day's worth
 BUILDERS = 8  # queries in flight while a record is built
-
-
-def needed_from(end: int) -> int:
-    """The oldest bucket start a refresh for windows ending at ``end`` reads: the 7-day chart's first day."""
-    return windows.bucket_start(end - max(windows.WINDOWS.values()), "1d")
 
 
 def build(store: Store, index: dict[str, Any], gens: Generations, end: int, clock_ms: int,
@@ -40,7 +37,7 @@ def build(store: Store, index: dict[str, Any], gens: Generations, end: int, cloc
         return 0
     if clock_ms < since + INDEX_AFTER_MS or not budget_left():
         return 0
-    valid_from = needed_from(end) - windows.DAY_MS  # a day of slack for replays of older schedule times
+    valid_from = presence.backfill_floor(end)  # what refreshes need, and a day for replays
     components = sorted(store.observations.active_components(valid_from))
     have = store.buckets.presence([gens.read_key(c) for c in components])
     todo = [c for c in components if gens.read_key(c) not in have]
@@ -63,7 +60,7 @@ def pruning(p: presence.Presence, end: int, read: int) -> presence.Pruning | Non
     """What to drop from the record of the readers' generation ``read``: its entries no window needs once
     there are enough of them, and the records of generations before ``read`` (their buckets are no longer
     read; left, every reward config change would grow the document)."""
-    boundary = needed_from(end) - windows.DAY_MS
+    boundary = presence.backfill_floor(end)
     old = p.stale(boundary)
     old = old if len(old) >= PRUNE_AT else []
     dead = tuple(g for g in p.generations if g < read)

@@ -21,7 +21,6 @@ from typing import Any
 
 from ..domain import config as config_domain
 from ..domain import generations as gen_domain
-from ..domain import presence
 from ..domain import shards as shard_domain
 from ..domain.generations import BackfillChunk, Build, Generations
 from ..domain.ingest import Cursor, StoredObservation
@@ -97,7 +96,8 @@ class BackfillResult:
 def _within_commit(rewards: list[Any], deltas: Deltas) -> bool:
     """Whether a backfill commit (its rewards, the delta, the state and each component's record of the
     buckets holding data) stays within MAX_COMMIT_WRITES."""
-    return len(rewards) + 2 + len(presence.touched(deltas)) <= MAX_COMMIT_WRITES
+    return len(rewards) + 2 + len({gen_domain.split_key(str(ident["component"]))[0]
+                                   for ident, _ in deltas.values()}) <= MAX_COMMIT_WRITES
 
 
 def _build(expected_write: int, expire_days: int) -> Build:

@@ -61,7 +61,8 @@ def delta_doc(deltas: dict[str, tuple[dict[str, Any], Summary]], created_ms: int
 def presence_fields(starts: dict[str, list[int]] | None) -> dict[str, Any]:
     """The fields that add a commit's 5-minute starts to a component's record (``presence.touched``): an
     array union, so recording needs no read and concurrent commits all land."""
-    return {"p": {name: firestore.ArrayUnion(list(xs)) for name, xs in starts.items()}} if starts else {}
+    unions = {name: firestore.ArrayUnion(list(xs)) for name, xs in (starts or {}).items() if xs}
+    return {"p": unions} if unions else {}
 
 
 class FirestoreBucketRepo:
@@ -208,17 +209,24 @@ class FirestoreBucketRepo:
             by_comp.setdefault(comp, []).append((key, presence_domain.field_name(generation)))
         col = self.db.collection(paths.COMPONENTS)
         out: dict[str, Presence] = {}
-        for snap in self.db.get_all([col.document(c) for c in by_comp], field_paths=["p", "pi"]):
+        for snap in self.db.get_all([col.document(c) for c in by_comp], field_paths=["p", "pi", "lastTs"]):
             doc = (snap.to_dict() or {}) if snap.exists else {}
             recorded: dict[str, Any] = doc["p"] if isinstance(doc.get("p"), dict) else {}
             flags: dict[str, Any] = doc["pi"] if isinstance(doc.get("pi"), dict) else {}
-            held = tuple(g for g in map(presence_domain.generation_of, recorded) if g is not None)
+            held = tuple(sorted({g for g in map(presence_domain.generation_of, [*recorded, *flags])
+                                 if g is not None}))
+            newest = doc.get("lastTs")
             for key, name in by_comp.get(snap.id, []):
                 valid_from = flags.get(name)  # set by a build or when old entries were dropped
                 if not isinstance(valid_from, int):
                     valid_from = 0 if state.get("complete") is True else built.get(name)
-                if isinstance(valid_from, int) and not isinstance(valid_from, bool):
-                    out[key] = Presence.of(recorded.get(name), valid_from, held)
+                if not isinstance(valid_from, int) or isinstance(valid_from, bool):
+                    continue
+                record = Presence.of(recorded.get(name), valid_from, held)
+                # a writer that does not record (an older CLI or instance) is caught at its newest bucket
+                if isinstance(newest, int) and not record.holds(newest):
+                    continue
+                out[key] = record
         return out
 
     def index_key(self, component: str, generation: int, valid_from: int) -> int:
@@ -239,9 +247,9 @@ class FirestoreBucketRepo:
         """Drop from records what no window needs any more (``presence.Pruning``), per bucket key."""
         col = self.db.collection(paths.COMPONENTS)
         items = sorted(pruning.items())
-        for i in range(0, len(items), 400):
+        for i in range(0, len(items), 150):  # up to 3 writes each
             batch = self.db.batch()
-            for key, drop in items[i : i + 400]:
+            for key, drop in items[i : i + 150]:
                 comp, generation = split_key(key)
                 name = presence_domain.field_name(generation)
                 fields: dict[str, Any] = {"pi": {name: drop.valid_from}}

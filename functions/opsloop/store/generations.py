@@ -102,8 +102,13 @@ class FirestoreGenerationRepo:
                 txn.set(rewards.document(obs_id), data, merge=_merge_paths(data))
             if chunk.deltas:
                 txn.create(deltas.document(chunk.delta_id), delta_doc(chunk.deltas, now_ms()))
-                for comp, starts in presence_domain.touched(chunk.deltas).items():  # domain/presence
-                    txn.set(components.document(comp), {"component": comp, **presence_fields(starts)}, merge=True)
+                # the buckets it adds to, from the floor on (domain/presence): older ones no refresh reads,
+                # and a record of the whole retention would outgrow the document
+                floor = presence_domain.backfill_floor(now_ms())
+                names = {str(o.data.get("component")) for o in page}
+                for comp, starts in presence_domain.touched(chunk.deltas, names, floor).items():
+                    txn.set(components.document(comp), {"component": comp, **presence_fields(starts),
+                                                        "pi": {name: floor for name in starts}}, merge=True)
             txn.set(self._ref(), {**chunk.state, "byName": True, "updatedAt": now_ms()})
             return chunk
 

@@ -279,7 +279,7 @@ class FirestoreObservationRepo:
         cursor_ref = self._cursor_ref(shard)
         comp_col = self.db.collection(paths.COMPONENTS)
         delta = delta_doc(deltas, now_ms())
-        held = presence_domain.touched(deltas)  # which buckets hold data from now on (domain/presence)
+        held = presence_domain.touched(deltas, new_cursor.components or {})  # domain/presence
 
         gen_ref = self.db.collection(paths.RUNS).document(paths.GENERATIONS_DOC)
 

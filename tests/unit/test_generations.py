@@ -63,6 +63,13 @@ def test_changing_again_abandons_the_backfill_and_changing_back_cancels_it() -> 
     assert third is not None and (third.read, third.write) == (1, 3) and set(third.rules) == {1, 3}
     back = g.adopt(second, rules(), AT, 4)
     assert back is not None and (back.read, back.write) == (1, 1) and not back.backfilling
+    # generation 2's abandoned buckets and reward scores exist: a later change starts 3, not 2 again
+    stored = g.Generations.from_doc(back.to_doc(), rules)
+    assert stored.highest == 2
+    later = g.adopt(stored, rules(QUALITY), AT, 5)
+    assert later is not None and (later.read, later.write) == (1, 3)
+    done = g.Generations.from_doc(later.switched(6).to_doc(), rules)
+    assert (done.read, done.write) == (3, 3) and g.adopt(done, rules(), AT, 7).write == 4  # type: ignore[union-attr]
 
 
 def test_readers_switch_at_once_after_the_backfill_caught_up() -> None:

@@ -63,6 +63,13 @@ class Generations:
     # the boundary is a time, not the scorer's cursor (scoring shards have a cursor each): the backfill
     # re-scores only what was scored before the change (a reward without this generation's score)
     check_rewards: bool = False
+    # the highest generation ever started: a backfill abandoned when the config changed back left buckets
+    # and reward scores under its number, so a later change must not start that number again
+    highest: int = 0
+
+    @property
+    def newest(self) -> int:
+        return max(self.read, self.write, self.highest)
 
     @property
     def backfilling(self) -> bool:
@@ -94,7 +101,8 @@ class Generations:
     def switched(self, now_ms: int) -> Generations:
         """Every reader on ``write`` (once the backfill caught up and its deltas are folded)."""
         return Generations(read=self.write, write=self.write, rules={self.write: self.rules_of(self.write)},
-                           scored=self.scored, started_at=self.started_at, finished_at=now_ms)
+                           scored=self.scored, started_at=self.started_at, finished_at=now_ms,
+                           highest=self.newest)
 
     def to_doc(self) -> dict[str, Any]:
         def cursor(c: Cursor | None) -> dict[str, Any] | None:
@@ -105,7 +113,7 @@ class Generations:
                 "versions": {str(g): r.versions() for g, r in sorted(self.rules.items())},
                 "boundary": cursor(self.boundary), "position": cursor(self.position), "scored": self.scored,
                 "caughtUp": self.caught_up, "startedAt": self.started_at, "finishedAt": self.finished_at,
-                "checkRewards": self.check_rewards}
+                "checkRewards": self.check_rewards, "highest": self.newest}
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any], parse_rules: Callable[[dict[str, Any]], RewardRules]) -> Generations:
@@ -117,7 +125,8 @@ class Generations:
                    boundary=cursor(doc.get("boundary")), position=cursor(doc.get("position")),
                    scored=int(doc.get("scored") or 0), caught_up=bool(doc.get("caughtUp")),
                    started_at=doc.get("startedAt"), finished_at=doc.get("finishedAt"),
-                   check_rewards=bool(doc.get("checkRewards")))
+                   check_rewards=bool(doc.get("checkRewards")),
+                   highest=int(doc["highest"]) if isinstance(doc.get("highest"), int) else 0)
 
 
 def before_or_at(obs: StoredObservation, boundary: Cursor | None) -> bool:
@@ -154,10 +163,11 @@ def adopt(current: Generations | None, rules: RewardRules, cursor: Cursor, now_m
         return None
     if current.backfilling and same_formula(current.read_rules, rules):
         return Generations(read=current.read, write=current.read, rules={current.read: current.read_rules},
-                           started_at=now_ms, finished_at=now_ms)  # changed back: nothing to backfill
-    new = max(current.read, current.write) + 1
+                           started_at=now_ms, finished_at=now_ms,  # changed back: nothing to backfill
+                           highest=current.newest)  # (the abandoned number is not started again)
+    new = current.newest + 1
     return Generations(read=current.read, write=new, rules={current.read: current.read_rules, new: rules},
-                       boundary=boundary, started_at=now_ms, check_rewards=check)
+                       boundary=boundary, started_at=now_ms, check_rewards=check, highest=new)
 
 
 @dataclass

@@ -203,3 +203,34 @@ def test_a_writer_that_does_not_record_is_caught_at_its_newest_bucket(
     assert fast == by_queries(seeded, base, monkeypatch)
     assert fast[0]["svc:c0"]["1h"]["n"] == 1 + sum(1 for it in spread(60, 8, base - DAY, base - 10 * 60_000, 2)
                                                     if it["component"] == "svc:c0" and it["ts"] >= base - 3_600_000)
+
+
+def test_shard_workers_and_late_feedback_keep_the_record_whole(
+    seeded: FirestoreStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks committed by shard task workers and feedback corrections: the record still lists every bucket."""
+    from opsloop.services import feedback
+    from tests.emulator.test_feedback import QUALITY
+
+    seeded.configs.set("reward_config", QUALITY, merge=False)
+    seeded.configs.set("scoring", {"safetyMarginMs": 0, "shards": 2, "chunkSize": 40})
+    store = FirestoreStore(seeded.db)
+    base = last_mark()
+    items = [{**it, "id": f"o{i}", "component": f"router:m{i % 3}"}
+             for i, it in enumerate(spread(150, 9, base - 2 * DAY, base - 1000))]
+    ingest(store, items)
+    scoring.score_observations(store, at(base), dispatch=lambda jobs, _ms: [])  # the first run: adoption
+    ingest(store, [{**obs("router:m1", base - 3 * 60_000), "id": "late"}])
+    for key in ("2-0", "2-1"):  # what the task workers would do
+        scoring.score_shard(FirestoreStore(seeded.db), key)
+    got = feedback.record_feedback(store, {"feedback": [{"id": "f1", "observationId": "o4",
+                                                         "metrics": {"judge": 9}}]})
+    assert got.corrected == 1
+    scoring.score_observations(store, at(base + 5 * 60_000))
+    gens = generations.current(store)
+    queries = bucket_queries(monkeypatch)
+    fast = figures(scoring.window_summaries(store, base + 5 * 60_000, gens))
+    assert queries == []
+    monkeypatch.undo()
+    assert fast == by_queries(store, base + 5 * 60_000, monkeypatch)
+    assert sum(fast[0][c]["7d"]["n"] for c in fast[0]) == 151

@@ -4,9 +4,10 @@ components whose buckets were written before chunks recorded it, and dropping it
 A deployment that had no bucket when this version first ran has a complete record from the start. One
 upgraded from a version before builds it once: a run at least INDEX_AFTER_MS after this version's first
 run (instances of the version before are gone by then: their function timeout is 9 minutes), after its
-fold of every pending delta, lists with one query each the 5-minute buckets of every component seen in
-the longest window (within the run's budget; the next runs go on), then marks the generation built.
-Until a component's record is complete, its stats are read by queries, as before.
+fold of every pending delta, lists with one query each the 5-minute buckets of the last 8 days
+(``presence.backfill_floor``) of every component seen since then (within the run's budget; the next runs
+go on), then marks the generation built. Until a component's record is complete, its stats are read by
+queries, as before. The record of a generation a backfill writes is kept by the backfill's commits.
 """
 
 from __future__ import annotations

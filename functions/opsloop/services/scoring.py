@@ -638,7 +638,8 @@ def window_summaries(store: Store, schedule_ms: int, gens: Generations,
                      components: list[str] | None = None) -> WindowSummaries:
     """Per component (default: every one seen within the longest window), its summary for each window
     ending at ``schedule_ms``, the window's series and when they next change, from the buckets of the
-    generation readers use."""
+    generation readers use: got by id where the component's record of the buckets holding data is complete
+    (``domain/presence``), else found by a query per window segment."""
     longest = max(windows.WINDOWS.values())
     end = windows.window_end(schedule_ms)
     if components is None:

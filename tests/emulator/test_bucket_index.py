@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from opsloop.domain import windows
+from opsloop.domain import presence, windows
 from opsloop.services import bucket_index, generations, scoring
 from opsloop.store import paths
 from opsloop.store.buckets import FirestoreBucketRepo
@@ -108,7 +108,7 @@ def test_a_store_bucketed_before_the_record_builds_it_once_old_versions_are_gone
     built = scoring.score_observations(seeded, at(base + 10 * 60_000), now=later)
     assert built.indexed == 5
     index = seeded.runs.get(paths.BUCKET_INDEX_DOC) or {}
-    assert index["built"] == {"g1": bucket_index.needed_from(base + 10 * 60_000) - DAY}
+    assert index["built"] == {"g1": presence.needed_from(base + 10 * 60_000) - DAY}
     assert scoring.score_observations(seeded, at(base + 10 * 60_000), now=later).indexed == 0  # once
 
     queries = bucket_queries(monkeypatch)
@@ -137,7 +137,7 @@ def test_a_build_out_of_budget_goes_on_in_the_next_run(seeded: FirestoreStore, m
 
 def test_entries_no_window_needs_are_dropped(seeded: FirestoreStore, monkeypatch: pytest.MonkeyPatch) -> None:
     base = last_mark()
-    old = bucket_index.needed_from(base) - DAY
+    old = presence.needed_from(base) - DAY
     ingest(seeded, spread(40, 5, old - 2 * DAY, old, components=1))  # older than any window needs
     ingest(seeded, spread(40, 6, base - DAY, base, components=1))
     monkeypatch.setattr(bucket_index, "PRUNE_AT", 1)
@@ -158,6 +158,7 @@ def test_entries_no_window_needs_are_dropped(seeded: FirestoreStore, monkeypatch
 def test_a_backfilled_generation_has_its_record(seeded: FirestoreStore, monkeypatch: pytest.MonkeyPatch) -> None:
     base = last_mark()
     items = spread(120, 7, base - 3 * DAY, base - 1000, components=3)
+    items += spread(12, 10, base - 11 * DAY, base - 10 * DAY, components=3)  # before the backfill's floor
     ingest(seeded, [{**it, "policyVersion": "router-core@1.0.0"} if i % 2 else it for i, it in enumerate(items)])
     scoring.score_observations(seeded, at(base))
     before = seeded.db.collection(paths.COMPONENTS).document("svc:c0").get().to_dict() or {}
@@ -165,11 +166,14 @@ def test_a_backfilled_generation_has_its_record(seeded: FirestoreStore, monkeypa
         {"name": "latency", "source": "durationMs", "weight": 1.0, "direction": "lower", "bound": 1000}]}]},
         merge=False)
     run = scoring.score_observations(seeded, at(base))
-    assert run.backfill == 120 and run.generation == 2
+    assert run.backfill == 132 and run.generation == 2
     doc = seeded.db.collection(paths.COMPONENTS).document("svc:c0").get().to_dict() or {}
     # the backfill recorded the same buckets under g2; g1's record, no longer read, was dropped
     assert set(before["p"]) == {"g1"} and set(doc["p"]) == {"g2"} and "g1" not in doc["pi"]
-    assert sorted(doc["p"]["g2"]) == sorted(before["p"]["g1"])
+    floor = doc["pi"]["g2"]  # from 8 days back: older buckets no refresh reads
+    assert now_ms() - 9 * DAY <= floor <= now_ms() - 7 * DAY
+    assert sorted(doc["p"]["g2"]) == sorted(s for s in before["p"]["g1"] if s >= floor)
+    assert any(s < floor for s in before["p"]["g1"])
     # a policy's buckets (policy:<id>) are not a component's: no record
     assert not seeded.db.collection(paths.COMPONENTS).document("policy:router-core").get().exists
     queries = bucket_queries(monkeypatch)

@@ -34,19 +34,29 @@ def test_hours_and_days_holding_data_follow_from_the_five_minute_starts() -> Non
 def test_a_window_needs_the_buckets_of_its_cover_and_chart_that_hold_data() -> None:
     end = T0 + 2 * D + 3 * H + 2 * F
     p = presence.Presence.of([end - F, end - H - F, end - 2 * D + 7 * F, end - 30 * D], valid_from=0)
-    start, stop = windows.window_bounds(end, "24h")
-    got = presence.window_buckets(p, start, stop, "1h")
-    expected = [(seg.level, t) for seg in windows.cover(start, stop)
-                for t in range(seg.start, seg.end, windows.LEVELS[seg.level])
-                if t in set(p.within(seg.level, seg.start, seg.end))]
-    assert got.cover == expected and ("5m", end - F) in got.cover
-    assert got.series == [("1h", windows.bucket_start(end - H - F, "1h"))]
-    assert got.in_progress == windows.bucket_start(end, "1h") and got.tail == [("5m", end - F)]
+    plan = windows.window_plan(*windows.window_bounds(end, "24h"), "1h")
+    cover = presence.held(p, plan.cover)
+    assert cover == [(seg.level, t) for seg in plan.cover for t in range(seg.start, seg.end, windows.LEVELS[seg.level])
+                     if t in set(p.within(seg.level, seg.start, seg.end))]
+    assert ("5m", end - F) in cover and ("5m", end - 30 * D) not in cover
+    assert presence.held(p, [plan.series]) == [("1h", windows.bucket_start(end - H - F, "1h"))]
+    assert plan.in_progress == windows.bucket_start(end, "1h") and presence.held(p, plan.tail) == [("5m", end - F)]
     # a window's oldest 5-minute bucket leaves it, or one ahead of the end enters
-    assert presence.next_change(p, end, None) == end - H - F + F + D  # the 24h window's oldest leaves it
-    assert presence.next_change(p, end, end - F) == end + H  # the 1h window's first point leaves it sooner
+    assert presence.next_change(p.first, end, None) == end - H - F + F + D  # the 24h window's oldest leaves
+    assert presence.next_change(p.first, end, end - F) == end + H  # the 1h window's first point leaves sooner
     ahead = presence.Presence.of([end + 3 * F], valid_from=0)
-    assert presence.next_change(ahead, end, None) == end + 4 * F
+    assert presence.next_change(ahead.first, end, None) == end + 4 * F
+
+
+def test_a_record_is_trusted_from_when_it_is_complete_and_not_past_a_bucket_it_misses() -> None:
+    doc = {"p": {"g2": [T0, T0 + F], "g1": [T0]}, "pi": {"g2": T0 - D}, "lastTs": T0 + F + 10}
+    record = presence.trusted({}, doc, 2)
+    assert record is not None and record.valid_from == T0 - D and record.generations == (1, 2)
+    assert presence.trusted({}, doc, 1) is None  # no flag, no build, not a new deployment
+    assert presence.trusted({"built": {"g1": T0 - 2 * D}}, doc, 1) is None  # its newest bucket is not listed
+    assert presence.trusted({"built": {"g1": T0 - 2 * D}}, {**doc, "lastTs": T0 + 1}, 1) is not None
+    assert presence.trusted({"complete": True}, {}, 3) == presence.Presence((), 0)  # nothing scored yet
+    assert presence.trusted({"complete": True}, {**doc, "lastTs": T0 + 2 * F}, 2) is None
 
 
 def test_old_entries_are_dropped_once_a_day_of_them_gathered_and_dead_generations_always() -> None:

@@ -11,12 +11,12 @@ earlier may hold data it does not list (older versions wrote them, or its old en
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .generations import split_key
-from .windows import LEVELS, WINDOWS, Segment, bucket_start, cover
+from .generations import score_field, split_key
+from .windows import LEVELS, WINDOWS, Segment, bucket_start
 
 FIVE = LEVELS["5m"]
 
@@ -62,42 +62,26 @@ class Presence:
         return list(self.fives[:bisect_left(self.fives, before)])
 
 
-@dataclass(frozen=True)
-class WindowBuckets:
-    """The buckets holding data that one window needs: its cover, its chart's whole buckets, and the finer
-    ones covering the chart's last bucket (in progress) up to the window's end."""
-
-    cover: list[Bucket]
-    series: list[Bucket]
-    in_progress: int
-    tail: list[Bucket]
-
-
-def _held(p: Presence, segments: list[Segment]) -> list[Bucket]:
+def held(p: Presence, segments: list[Segment]) -> list[Bucket]:
+    """The buckets holding data in ``segments``, in segment order, oldest first within each."""
     return [(seg.level, t) for seg in segments for t in p.within(seg.level, seg.start, seg.end)]
 
 
-def window_buckets(p: Presence, start: int, stop: int, series_level: str) -> WindowBuckets:
-    in_progress = bucket_start(stop, series_level)
-    series = [(series_level, t) for t in p.within(series_level, bucket_start(start, series_level), in_progress)]
-    tail = _held(p, cover(in_progress, stop)) if in_progress < stop else []
-    return WindowBuckets(_held(p, cover(start, stop)), series, in_progress, tail)
-
-
-def next_change(p: Presence, end: int, first_hour_point: int | None) -> int | None:
-    """When the window stats next change without new data (see ``services/scoring._next_change``, which
-    asks the same of the buckets by query): a window's oldest 5-minute bucket holding data leaves it, or
-    the first one starting at or after ``end`` enters."""
+def next_change(first: Callable[[int, int], int | None], end: int, first_hour_point: int | None) -> int | None:
+    """When the window stats next change without new data: a window's oldest 5-minute bucket holding data
+    leaves it (at its start + 5 min + the window's length), or the first one starting at or after ``end``
+    enters (at its start + 5 min). ``first(start, end)``: the oldest 5-minute start holding data in
+    ``[start, end)``, from a record (``Presence.first``) or a query."""
     times: list[int] = []
-    if first_hour_point is not None:
+    if first_hour_point is not None:  # the 1h window's chart points are its 5-minute buckets
         times.append(first_hour_point + FIVE + WINDOWS["1h"])
-    week = p.first(end - WINDOWS["7d"], end)
+    week = first(end - WINDOWS["7d"], end)
     if week is not None:
         times.append(week + FIVE + WINDOWS["7d"])
-        day = week if week >= end - WINDOWS["24h"] else p.first(end - WINDOWS["24h"], end)
+        day = week if week >= end - WINDOWS["24h"] else first(end - WINDOWS["24h"], end)
         if day is not None:
             times.append(day + FIVE + WINDOWS["24h"])
-    ahead = p.first(end, end + 10 * 365 * 24 * 3_600_000)
+    ahead = first(end, end + 10 * 365 * LEVELS["1d"])
     if ahead is not None:
         times.append(ahead + FIVE)
     return min(times) if times else None
@@ -130,13 +114,33 @@ def backfill_floor(now: int) -> int:
     return needed_from(now) - LEVELS["1d"]
 
 
-def field_name(generation: int) -> str:
-    return f"g{generation}"
+field_name = score_field  # a record's field per generation: "g<n>", as a reward's scores are named
 
 
 def generation_of(name: str) -> int | None:
     """The generation a record's field names (``g<n>``), None for anything else."""
     return int(name[1:]) if name[:1] == "g" and name[1:].isdigit() else None
+
+
+def trusted(index: Mapping[str, Any], doc: Mapping[str, Any], generation: int) -> Presence | None:
+    """A component's record of ``generation`` from its document, when it can be trusted (else None, and
+    its buckets are queried). ``index`` is ``ops_runs/bucket-index``: ``complete`` (a new deployment) or
+    ``built.g<n>`` (a build went over every component) say from when records are whole; a component's own
+    ``pi.g<n>`` (its build, a backfill's floor, or dropped entries) says it for its record. A writer that
+    does not record (an older CLI or instance) is caught at the component's newest bucket (``lastTs``)."""
+    recorded = doc["p"] if isinstance(doc.get("p"), dict) else {}
+    flags = doc["pi"] if isinstance(doc.get("pi"), dict) else {}
+    built = index["built"] if isinstance(index.get("built"), dict) else {}
+    name = field_name(generation)
+    valid_from = flags.get(name)
+    if not isinstance(valid_from, int):
+        valid_from = 0 if index.get("complete") is True else built.get(name)
+    if not isinstance(valid_from, int) or isinstance(valid_from, bool):
+        return None
+    held = tuple(sorted({g for g in map(generation_of, [*recorded, *flags]) if g is not None}))
+    record = Presence.of(recorded.get(name), valid_from, held)
+    newest = doc.get("lastTs")
+    return None if isinstance(newest, int) and not record.holds(newest) else record
 
 
 @dataclass(frozen=True)

@@ -85,6 +85,24 @@ def cover(start: int, end: int, largest: str | None = None) -> list[Segment]:
     return segments
 
 
+@dataclass(frozen=True)
+class WindowPlan:
+    """The buckets one window is read from: its ``cover``; its chart's whole buckets of one level
+    (``series``); and the finer buckets covering the chart's last bucket, in progress, up to the window's
+    end (``tail``: that bucket itself holds later data too, which a replay must not see)."""
+
+    cover: list[Segment]
+    series: Segment
+    in_progress: int
+    tail: list[Segment]
+
+
+def window_plan(start: int, stop: int, series_level: str) -> WindowPlan:
+    in_progress = bucket_start(stop, series_level)
+    return WindowPlan(cover(start, stop), Segment(series_level, bucket_start(start, series_level), in_progress),
+                      in_progress, cover(in_progress, stop) if in_progress < stop else [])
+
+
 def window_bounds(schedule_ms: int, window: str) -> tuple[int, int]:
     if window not in WINDOWS:
         raise ValueError(f"window must be one of {sorted(WINDOWS)}, got {window!r}")

@@ -20,8 +20,6 @@ from ..domain import presence, windows
 from ..domain.generations import Generations
 from .ports import Store
 
-needed_from = presence.needed_from
-
 INDEX_AFTER_MS = 15 * windows.MINUTE_MS
 PRUNE_AT = 288  # a record's entries no window needs are dropped once there are a day's worth
 BUILDERS = 8  # queries in flight while a record is built

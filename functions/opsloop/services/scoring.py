@@ -613,25 +613,16 @@ def stats_selection(store: Store, schedule_ms: int, gens: Generations, *, full: 
     return StatsSelection(sorted(store.observations.changed_components(since) | due), False, record)
 
 
-def _next_change(store: Store, key: str, end: int, hour_series: list[tuple[int, Summary]]) -> int | None:
-    """When ``key``'s window stats next change without new data: the oldest non-empty 5-minute bucket of
-    each window leaves it (at its start + 5 min + the window's length), or the first one stamped at or
-    after ``end`` enters (at its start + 5 min). Two or three single-document queries."""
-    five = windows.LEVELS["5m"]
-    times: list[int] = []
-    if hour_series:  # the 1h window's points are its 5-minute buckets
-        times.append(hour_series[0][0] + five + windows.WINDOWS["1h"])
-    week = store.buckets.first_start(key, "5m", end - windows.WINDOWS["7d"], end)
-    if week is not None:
-        times.append(week + five + windows.WINDOWS["7d"])
-        day = week if week >= end - windows.WINDOWS["24h"] else store.buckets.first_start(
-            key, "5m", end - windows.WINDOWS["24h"], end)
-        if day is not None:
-            times.append(day + five + windows.WINDOWS["24h"])
-    ahead = store.buckets.first_start(key, "5m", end, end + 10 * 365 * windows.DAY_MS)
-    if ahead is not None:
-        times.append(ahead + five)
-    return min(times) if times else None
+Fetch = Callable[[list[windows.Segment]], list[tuple[int, Summary]]]  # segments -> (start, bucket) held
+
+
+def _window(plan: windows.WindowPlan, fetch: Fetch) -> tuple[Summary, list[tuple[int, Summary]]]:
+    """One window's summary and chart points from the buckets its plan names, however they are fetched."""
+    points = fetch([plan.series])
+    last = total([s for _, s in fetch(plan.tail)])
+    if last.n:
+        points.append((plan.in_progress, last))
+    return total([s for _, s in fetch(plan.cover)]), points
 
 
 def window_summaries(store: Store, schedule_ms: int, gens: Generations,
@@ -647,22 +638,15 @@ def window_summaries(store: Store, schedule_ms: int, gens: Generations,
     keys = {comp: gens.read_key(comp) for comp in components}
     # where a component's record of the buckets holding data is complete, they are got by id (no query)
     known = {k: p for k, p in store.buckets.presence(list(keys.values())).items()
-             if p.valid_from <= bucket_index.needed_from(end)}
+             if p.valid_from <= presence.needed_from(end)}
     jobs = [(comp, name) for comp in components if keys[comp] not in known for name in windows.WINDOWS]
+    plans = {name: windows.window_plan(*windows.window_bounds(schedule_ms, name), SERIES_LEVELS[name])
+             for name in windows.WINDOWS}
 
     def load(job: tuple[str, str]) -> tuple[Summary, list[tuple[int, Summary]]]:
-        start, stop = windows.window_bounds(schedule_ms, job[1])
-        key = gens.read_key(job[0])
-        level = SERIES_LEVELS[job[1]]
-        # whole buckets of the level, then the one in progress from the finer buckets that cover it up to
-        # ``stop`` (the bucket itself holds later data too, which a replay must not see)
-        in_progress = windows.bucket_start(stop, level)
-        points = store.buckets.series(key, level, windows.bucket_start(start, level), in_progress)
-        if in_progress < stop:
-            last = total(store.buckets.load_segments(key, windows.cover(in_progress, stop)))
-            if last.n:
-                points.append((in_progress, last))
-        return total(store.buckets.load_segments(key, windows.cover(start, stop))), points
+        key = keys[job[0]]
+        return _window(plans[job[1]], lambda segments: [
+            point for seg in segments for point in store.buckets.series(key, seg.level, seg.start, seg.end)])
 
     # The queries are independent and each waits on a round trip: a few in flight hide the latency.
     with ThreadPoolExecutor(max_workers=STATS_READERS, thread_name_prefix="opsloop-stats") as pool:
@@ -671,44 +655,40 @@ def window_summaries(store: Store, schedule_ms: int, gens: Generations,
         for (comp, name), (summary, points) in zip(jobs, loaded, strict=True):
             out.totals[comp][name] = summary
             out.series[comp][name] = points
-        _from_records(store, pool, schedule_ms, {c: known[k] for c, k in keys.items() if k in known}, keys,
+        _from_records(store, pool, plans, end, {c: known[k] for c, k in keys.items() if k in known}, keys,
                       gens.read, out)
+
+        def due(comp: str) -> int | None:  # two or three single-document queries
+            first = functools.partial(store.buckets.first_start, keys[comp], "5m")
+            hour = out.series[comp]["1h"]
+            return presence.next_change(first, end, hour[0][0] if hour else None)
+
         queried = [comp for comp in components if keys[comp] not in known]
-        nexts = pool.map(lambda comp: _next_change(store, keys[comp], end, out.series[comp]["1h"]), queried)
-        out.due.update(zip(queried, nexts, strict=True))
+        out.due.update(zip(queried, pool.map(due, queried), strict=True))
     return out
 
 
 GET_BATCH = 300  # bucket ids per batch get
 
 
-def _from_records(store: Store, pool: ThreadPoolExecutor, schedule_ms: int, records: dict[str, Presence],
-                  keys: dict[str, str], read: int, out: WindowSummaries) -> None:
-    """The window summaries of components whose record of the buckets holding data is complete: exactly
-    the buckets a query would find, got by id, summed in the same order (the same figures to the bit)."""
-    end = windows.window_end(schedule_ms)
-    plans = {(comp, name): presence.window_buckets(p, *windows.window_bounds(schedule_ms, name),
-                                                   SERIES_LEVELS[name])
-             for comp, p in records.items() for name in windows.WINDOWS}
-    ids = sorted({paths.bucket_id(keys[comp], *b) for (comp, _), plan in plans.items()
-                  for b in (*plan.cover, *plan.series, *plan.tail)})
+def _from_records(store: Store, pool: ThreadPoolExecutor, plans: dict[str, windows.WindowPlan], end: int,
+                  records: dict[str, Presence], keys: dict[str, str], read: int, out: WindowSummaries) -> None:
+    """The window summaries of components whose record of the buckets holding data is complete: the
+    buckets the queries would find, got by id and summed in the same order (the same figures to the bit)."""
+    ids = sorted({paths.bucket_id(keys[comp], *b) for comp, p in records.items() for plan in plans.values()
+                  for b in presence.held(p, [*plan.cover, plan.series, *plan.tail])})
     got: dict[str, Summary] = {}
     for part in pool.map(store.buckets.get_many, [ids[i : i + GET_BATCH] for i in range(0, len(ids), GET_BATCH)]):
         got.update(part)
-    for (comp, name), plan in plans.items():
-        def held(buckets: list[presence.Bucket], key: str = keys[comp]) -> list[tuple[int, Summary]]:
-            return [(t, got[bid]) for level, t in buckets if (bid := paths.bucket_id(key, level, t)) in got]
-
-        out.totals[comp][name] = total([s for _, s in held(plan.cover)])
-        points = held(plan.series)
-        if plan.in_progress < windows.window_bounds(schedule_ms, name)[1]:
-            last = total([s for _, s in held(plan.tail)])
-            if last.n:
-                points.append((plan.in_progress, last))
-        out.series[comp][name] = points
     for comp, p in records.items():
+        def fetch(segments: list[windows.Segment], p: Presence = p, key: str = keys[comp]) -> list[tuple[int, Summary]]:
+            return [(t, got[bid]) for level, t in presence.held(p, segments)
+                    if (bid := paths.bucket_id(key, level, t)) in got]
+
+        for name, plan in plans.items():
+            out.totals[comp][name], out.series[comp][name] = _window(plan, fetch)
         hour = out.series[comp]["1h"]
-        out.due[comp] = presence.next_change(p, end, hour[0][0] if hour else None)
+        out.due[comp] = presence.next_change(p.first, end, hour[0][0] if hour else None)
         if (drop := bucket_index.pruning(p, end, read)) is not None:
             out.pruning[keys[comp]] = drop
 

@@ -202,31 +202,17 @@ class FirestoreBucketRepo:
         """Each bucket key's record of the 5-minute buckets holding data, for the keys whose record is
         complete (one batch get of their components' documents)."""
         state = (self.db.collection(paths.RUNS).document(paths.BUCKET_INDEX_DOC).get().to_dict() or {})
-        built: dict[str, Any] = state["built"] if isinstance(state.get("built"), dict) else {}
-        by_comp: dict[str, list[tuple[str, str]]] = {}
+        by_comp: dict[str, list[tuple[str, int]]] = {}
         for key in keys:
             comp, generation = split_key(key)
-            by_comp.setdefault(comp, []).append((key, presence_domain.field_name(generation)))
+            by_comp.setdefault(comp, []).append((key, generation))
         col = self.db.collection(paths.COMPONENTS)
         out: dict[str, Presence] = {}
         for snap in self.db.get_all([col.document(c) for c in by_comp], field_paths=["p", "pi", "lastTs"]):
             doc = (snap.to_dict() or {}) if snap.exists else {}
-            recorded: dict[str, Any] = doc["p"] if isinstance(doc.get("p"), dict) else {}
-            flags: dict[str, Any] = doc["pi"] if isinstance(doc.get("pi"), dict) else {}
-            held = tuple(sorted({g for g in map(presence_domain.generation_of, [*recorded, *flags])
-                                 if g is not None}))
-            newest = doc.get("lastTs")
-            for key, name in by_comp.get(snap.id, []):
-                valid_from = flags.get(name)  # set by a build or when old entries were dropped
-                if not isinstance(valid_from, int):
-                    valid_from = 0 if state.get("complete") is True else built.get(name)
-                if not isinstance(valid_from, int) or isinstance(valid_from, bool):
-                    continue
-                record = Presence.of(recorded.get(name), valid_from, held)
-                # a writer that does not record (an older CLI or instance) is caught at its newest bucket
-                if isinstance(newest, int) and not record.holds(newest):
-                    continue
-                out[key] = record
+            for key, generation in by_comp.get(snap.id, []):
+                if (record := presence_domain.trusted(state, doc, generation)) is not None:
+                    out[key] = record
         return out
 
     def index_key(self, component: str, generation: int, valid_from: int) -> int:
